@@ -1,0 +1,31 @@
+// The Python exception hierarchy and the one place a Status becomes one.
+#ifndef BASTION_BINDINGS_ERRORS_H_
+#define BASTION_BINDINGS_ERRORS_H_
+
+#include <pybind11/pybind11.h>
+
+#include "bastion/status.h"
+
+namespace bastion::py_bindings {
+
+void RegisterErrors(pybind11::module_& m);
+
+// Raises the bastion exception matching `s` (which must not be OK).
+[[noreturn]] void ThrowStatus(const Status& s);
+
+inline void ThrowIfError(const Status& s) {
+  if (!s.ok()) ThrowStatus(s);
+}
+
+template <typename T>
+T Unwrap(Result<T>&& r) {
+  if (!r.ok()) ThrowStatus(r.status());
+  return std::move(r).value();
+}
+
+// Raises bastion.InvalidArgumentError (also a ValueError) with `message`.
+[[noreturn]] void ThrowInvalid(const std::string& message);
+
+}  // namespace bastion::py_bindings
+
+#endif  // BASTION_BINDINGS_ERRORS_H_

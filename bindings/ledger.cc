@@ -1,0 +1,378 @@
+// bastion._core.Ledger, QueryResult and VerifyReport.
+#include <memory>
+#include <optional>
+
+#include <fmt/format.h>
+#include <pybind11/functional.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include "bastion/ledger.h"
+#include "errors.h"
+#include "record_convert.h"
+
+namespace py = pybind11;
+
+namespace bastion::py_bindings {
+namespace {
+
+Durability ParseDurability(py::handle value, Durability fallback) {
+  if (value.is_none()) return fallback;
+  if (!PyUnicode_Check(value.ptr())) {
+    throw py::type_error(fmt::format("durability must be 'sync', 'group' or 'async', got {}",
+                                     Py_TYPE(value.ptr())->tp_name));
+  }
+  const std::string name = value.cast<std::string>();
+  auto d = DurabilityFromName(name);
+  if (!d) ThrowInvalid(fmt::format("durability '{}' is not one of 'sync', 'group', 'async'", name));
+  return *d;
+}
+
+class PyQueryResult {
+ public:
+  explicit PyQueryResult(QueryResult r) : r_(std::move(r)) {}
+  size_t size() const { return r_.encoded.size(); }
+  py::dict At(py::ssize_t i) const {
+    const auto n = static_cast<py::ssize_t>(size());
+    if (i < 0) i += n;
+    if (i < 0 || i >= n) throw py::index_error("query result index out of range");
+    auto rec = DecodeStoredRecord(r_.encoded[static_cast<size_t>(i)]);
+    return StoredRecordToDict(Unwrap(std::move(rec)));
+  }
+  py::list Slice(const py::slice& s) const {
+    size_t start, stop, step, len;
+    if (!s.compute(size(), &start, &stop, &step, &len)) throw py::error_already_set();
+    py::list out;
+    for (size_t k = 0; k < len; ++k) out.append(At(static_cast<py::ssize_t>(start + k * step)));
+    return out;
+  }
+  py::object NextCursor() const {
+    return r_.next_cursor.empty() ? py::none() : py::object(py::str(r_.next_cursor));
+  }
+  py::dict Columns() const { return EncodedToColumns(r_.encoded); }
+
+ private:
+  QueryResult r_;
+};
+
+class PyLedger {
+ public:
+  static std::unique_ptr<PyLedger> Open(const std::string& path, bool create, py::object durability,
+                                        double group_sync_interval_ms, size_t queue_capacity,
+                                        bool reader) {
+    std::unique_ptr<Ledger> ledger;
+    if (reader) {
+      Result<std::unique_ptr<Ledger>> r = Status::Internal("unset");
+      {
+        py::gil_scoped_release release;
+        r = Ledger::OpenReader(path);
+      }
+      ledger = Unwrap(std::move(r));
+    } else {
+      LedgerOptions o;
+      o.create_if_missing = create;
+      o.default_durability = ParseDurability(durability, Durability::kGroup);
+      if (!(group_sync_interval_ms > 0 && group_sync_interval_ms <= 60'000)) {
+        ThrowInvalid("group_sync_interval_ms must be in (0, 60000]");
+      }
+      o.group_sync_interval = std::chrono::milliseconds(
+          std::max<int64_t>(1, static_cast<int64_t>(group_sync_interval_ms)));
+      if (queue_capacity == 0) ThrowInvalid("queue_capacity must be positive");
+      o.queue_capacity = queue_capacity;
+      Result<std::unique_ptr<Ledger>> r = Status::Internal("unset");
+      {
+        py::gil_scoped_release release;
+        r = Ledger::Open(path, o);
+      }
+      ledger = Unwrap(std::move(r));
+    }
+    auto out = std::unique_ptr<PyLedger>(new PyLedger(std::move(ledger)));
+    if (!reader) out->default_durability_ = ParseDurability(durability, Durability::kGroup);
+    return out;
+  }
+
+  uint64_t Append(py::object record, py::object durability, py::kwargs fields) {
+    Record r = RecordFromPython(record, fields);
+    const Durability d = ParseDurability(durability, default_durability());
+    Result<uint64_t> seq = Status::Internal("unset");
+    {
+      py::gil_scoped_release release;
+      seq = ledger()->Append(std::move(r), d);
+    }
+    return Unwrap(std::move(seq));
+  }
+
+  py::object AppendMany(py::iterable records, py::object durability) {
+    std::vector<Record> batch;
+    size_t i = 0;
+    for (py::handle item : records) {
+      try {
+        batch.push_back(RecordFromPython(item, py::handle()));
+      } catch (py::error_already_set& e) {
+        ThrowInvalid(fmt::format("record {} of the batch: {}", i, e.what()));
+      } catch (py::type_error& e) {
+        throw py::type_error(fmt::format("record {} of the batch: {}", i, e.what()));
+      }
+      ++i;
+    }
+    const size_t n = batch.size();
+    if (n == 0) return py::module_::import("builtins").attr("range")(0);
+    const Durability d = ParseDurability(durability, default_durability());
+    Result<uint64_t> first = Status::Internal("unset");
+    {
+      py::gil_scoped_release release;
+      first = ledger()->AppendBatch(std::move(batch), d);
+    }
+    const uint64_t f = Unwrap(std::move(first));
+    return py::module_::import("builtins").attr("range")(f, f + n);
+  }
+
+  py::dict Get(uint64_t seq) {
+    Result<StoredRecord> r = Status::Internal("unset");
+    {
+      py::gil_scoped_release release;
+      r = ledger()->Get(seq);
+    }
+    return StoredRecordToDict(Unwrap(std::move(r)));
+  }
+
+  PyQueryResult Query(py::object user_id, py::object agent_id, py::object tenant_id,
+                      py::object action, py::object tool, py::object effect,
+                      py::object risk_level, py::object run_id, py::object trace_id,
+                      py::object since, py::object until, bool newest_first,
+                      std::optional<size_t> limit, py::object cursor) {
+    bastion::Query q;
+    const std::pair<const char*, std::pair<py::object*, std::optional<std::string>*>> eq[] = {
+        {"user_id", {&user_id, &q.user_id}},   {"agent_id", {&agent_id, &q.agent_id}},
+        {"tenant_id", {&tenant_id, &q.tenant_id}}, {"action", {&action, &q.action}},
+        {"tool", {&tool, &q.tool}},            {"effect", {&effect, &q.effect}},
+        {"risk_level", {&risk_level, &q.risk_level}}, {"run_id", {&run_id, &q.run_id}},
+        {"trace_id", {&trace_id, &q.trace_id}},
+    };
+    for (const auto& [name, slot] : eq) {
+      if (slot.first->is_none()) continue;
+      if (!PyUnicode_Check(slot.first->ptr())) {
+        throw py::type_error(fmt::format("query filter '{}' must be str, got {}", name,
+                                         Py_TYPE(slot.first->ptr())->tp_name));
+      }
+      *slot.second = slot.first->cast<std::string>();
+    }
+    if (!since.is_none()) q.since_ns = TimeToNanos(since, "since");
+    if (!until.is_none()) q.until_ns = TimeToNanos(until, "until");
+    q.newest_first = newest_first;
+    q.limit = limit.value_or(0);
+    if (!cursor.is_none()) {
+      if (!PyUnicode_Check(cursor.ptr())) throw py::type_error("cursor must be str or None");
+      q.cursor = cursor.cast<std::string>();
+    }
+    Result<QueryResult> r = Status::Internal("unset");
+    {
+      py::gil_scoped_release release;
+      r = ledger()->Find(q);
+    }
+    return PyQueryResult(Unwrap(std::move(r)));
+  }
+
+  VerifyReport Verify(std::optional<uint64_t> from_seq, std::optional<uint64_t> to_seq,
+                      bool check_indexes, py::object progress, unsigned threads) {
+    VerifyOptions o;
+    o.from_seq = from_seq;
+    o.to_seq = to_seq;
+    o.check_indexes = check_indexes;
+    o.threads = threads;
+    std::optional<py::error_already_set> callback_error;
+    if (!progress.is_none()) {
+      if (!PyCallable_Check(progress.ptr())) throw py::type_error("progress must be callable");
+      o.progress = [&](uint64_t done, uint64_t total) -> bool {
+        py::gil_scoped_acquire acquire;
+        try {
+          py::object r = progress(done, total);
+          return r.is_none() || r.cast<bool>() || PyObject_IsTrue(r.ptr()) == 1;
+        } catch (py::error_already_set& e) {
+          callback_error.emplace(std::move(e));
+          return false;
+        }
+      };
+    }
+    VerifyReport report;
+    {
+      py::gil_scoped_release release;
+      report = ledger()->Verify(o);
+    }
+    if (callback_error) throw std::move(*callback_error);
+    if (!report.error.ok()) ThrowStatus(report.error);
+    return report;
+  }
+
+  py::dict Head() {
+    Result<bastion::Head> h = Status::Internal("unset");
+    {
+      py::gil_scoped_release release;
+      h = ledger()->GetHead();
+    }
+    const bastion::Head head = Unwrap(std::move(h));
+    py::dict d;
+    d["seq"] = head.seq;
+    d["hash"] = HashToHex(head.hash);
+    return d;
+  }
+
+  py::dict Stats() {
+    Result<LedgerStats> r = Status::Internal("unset");
+    {
+      py::gil_scoped_release release;
+      r = ledger()->Stats();
+    }
+    LedgerStats s = Unwrap(std::move(r));
+    py::dict d;
+    d["records"] = s.records;
+    d["head_seq"] = s.head.seq;
+    d["head_hash"] = HashToHex(s.head.hash);
+    d["first_timestamp_ns"] = s.first_timestamp_ns;
+    d["last_timestamp_ns"] = s.last_timestamp_ns;
+    d["disk_bytes"] = s.disk_bytes;
+    d["format"] = s.format;
+    d["by_action"] = s.by_action;
+    d["by_effect"] = s.by_effect;
+    d["by_agent"] = s.by_agent;
+    return d;
+  }
+
+  void Refresh() {
+    Status s;
+    {
+      py::gil_scoped_release release;
+      s = ledger()->Refresh();
+    }
+    ThrowIfError(s);
+  }
+
+  void Flush() {
+    Status s;
+    {
+      py::gil_scoped_release release;
+      s = ledger()->Flush();
+    }
+    ThrowIfError(s);
+  }
+
+  void Close() {
+    if (!ledger_) return;
+    Status s;
+    {
+      py::gil_scoped_release release;
+      s = ledger_->Close();
+    }
+    closed_ = true;
+    ThrowIfError(s);
+  }
+
+  bool closed() const { return closed_; }
+  bool read_only() const { return read_only_; }
+  const std::string& path() const { return path_; }
+  Durability default_durability() const { return default_durability_; }
+
+ private:
+  explicit PyLedger(std::unique_ptr<Ledger> l)
+      : ledger_(std::move(l)), path_(ledger_->path()), read_only_(ledger_->read_only()) {}
+  Ledger* ledger() {
+    // The core reports use after close; this keeps the message uniform.
+    return ledger_.get();
+  }
+
+  std::unique_ptr<Ledger> ledger_;
+  std::string path_;
+  bool read_only_;
+  bool closed_ = false;
+  Durability default_durability_ = Durability::kGroup;
+  friend void RegisterLedger(py::module_&);
+};
+
+}  // namespace
+
+void RegisterLedger(py::module_& m) {
+  py::class_<VerifyReport>(m, "VerifyReport",
+                           "The outcome of Ledger.verify(); true when the chain is intact.")
+      .def_readonly("ok", &VerifyReport::ok)
+      .def_readonly("records_checked", &VerifyReport::records_checked)
+      .def_readonly("bytes_checked", &VerifyReport::bytes_checked)
+      .def_readonly("from_seq", &VerifyReport::from_seq)
+      .def_readonly("to_seq", &VerifyReport::to_seq)
+      .def_property_readonly("bad_seq",
+                             [](const VerifyReport& r) -> py::object {
+                               if (r.problem == VerifyProblem::kNone) return py::none();
+                               return py::int_(r.bad_seq);
+                             })
+      .def_property_readonly("problem",
+                             [](const VerifyReport& r) -> py::object {
+                               if (r.problem == VerifyProblem::kNone) return py::none();
+                               return py::str(std::string(VerifyProblemName(r.problem)));
+                             })
+      .def_readonly("message", &VerifyReport::message)
+      .def_readonly("cancelled", &VerifyReport::cancelled)
+      .def("__bool__", [](const VerifyReport& r) { return r.ok; })
+      .def("__repr__", [](const VerifyReport& r) {
+        if (r.ok) return fmt::format("<VerifyReport ok: {} records ({}..{})>", r.records_checked,
+                                     r.from_seq, r.to_seq);
+        return fmt::format("<VerifyReport FAILED at record {}: {}: {}>", r.bad_seq,
+                           VerifyProblemName(r.problem), r.message);
+      });
+
+  py::class_<PyQueryResult>(m, "QueryResult",
+                            "Records matching a query, as dicts; see to_pandas() and to_arrow().")
+      .def("__len__", &PyQueryResult::size)
+      .def("__getitem__", &PyQueryResult::At, py::arg("index"))
+      .def("__getitem__", &PyQueryResult::Slice, py::arg("slice"))
+      .def("__iter__",
+           [](const PyQueryResult& self) {
+             return py::iter(py::module_::import("bastion._convert").attr("iter_result")(self));
+           })
+      .def_property_readonly("next_cursor", &PyQueryResult::NextCursor)
+      .def("_columns", &PyQueryResult::Columns)
+      .def("__repr__", [](const PyQueryResult& self) {
+        return fmt::format("<QueryResult {} records{}>", self.size(),
+                           self.NextCursor().is_none() ? "" : ", more available");
+      });
+
+  py::class_<PyLedger>(m, "Ledger", "An append-only, hash-chained audit ledger on RocksDB.")
+      .def_static("open", &PyLedger::Open, py::arg("path"), py::kw_only(),
+                  py::arg("create") = true, py::arg("durability") = py::none(),
+                  py::arg("group_sync_interval_ms") = 10.0,
+                  py::arg("queue_capacity") = 65536, py::arg("reader") = false)
+      .def("append", &PyLedger::Append, py::arg("record") = py::none(), py::pos_only(),
+           py::kw_only(), py::arg("durability") = py::none())
+      .def("append_many", &PyLedger::AppendMany, py::arg("records"), py::kw_only(),
+           py::arg("durability") = py::none())
+      .def("get", &PyLedger::Get, py::arg("seq"))
+      .def("query", &PyLedger::Query, py::kw_only(), py::arg("user_id") = py::none(),
+           py::arg("agent_id") = py::none(), py::arg("tenant_id") = py::none(),
+           py::arg("action") = py::none(), py::arg("tool") = py::none(),
+           py::arg("effect") = py::none(), py::arg("risk_level") = py::none(),
+           py::arg("run_id") = py::none(), py::arg("trace_id") = py::none(),
+           py::arg("since") = py::none(), py::arg("until") = py::none(),
+           py::arg("newest_first") = true, py::arg("limit") = 100,
+           py::arg("cursor") = py::none())
+      .def("verify", &PyLedger::Verify, py::kw_only(), py::arg("from_seq") = py::none(),
+           py::arg("to_seq") = py::none(), py::arg("check_indexes") = true,
+           py::arg("progress") = py::none(), py::arg("threads") = 0)
+      .def("head", &PyLedger::Head)
+      .def("stats", &PyLedger::Stats)
+      .def("refresh", &PyLedger::Refresh)
+      .def("flush", &PyLedger::Flush)
+      .def("close", &PyLedger::Close)
+      .def_property_readonly("closed", &PyLedger::closed)
+      .def_property_readonly("read_only", &PyLedger::read_only)
+      .def_property_readonly("path", &PyLedger::path)
+      .def("__enter__", [](py::object self) { return self; })
+      .def("__exit__",
+           [](PyLedger& self, py::handle, py::handle, py::handle) {
+             self.Close();
+             return false;
+           })
+      .def("__repr__", [](const PyLedger& self) {
+        return fmt::format("<bastion.Ledger '{}'{}{}>", self.path(),
+                           self.read_only() ? " reader" : "", self.closed() ? " closed" : "");
+      });
+}
+
+}  // namespace bastion::py_bindings

@@ -1,0 +1,34 @@
+// Conversions between Python values and core records, done once per call.
+#ifndef BASTION_BINDINGS_RECORD_CONVERT_H_
+#define BASTION_BINDINGS_RECORD_CONVERT_H_
+
+#include <string>
+#include <vector>
+
+#include <pybind11/pybind11.h>
+
+#include "bastion/ledger.h"
+
+namespace bastion::py_bindings {
+
+// Builds a Record from a mapping (or None) plus keyword fields. Unknown field
+// names, wrong types and out-of-range numbers raise TypeError or
+// InvalidArgumentError naming the field.
+Record RecordFromPython(pybind11::handle mapping, pybind11::handle kwargs);
+
+// A stored record as a plain dict: every field present (None when unset).
+pybind11::dict StoredRecordToDict(const StoredRecord& r);
+
+// Columns (name -> numpy array) for a DataFrame or Arrow table, built without
+// intermediate dicts. Repeated strings share one Python object per column.
+pybind11::dict EncodedToColumns(const std::vector<std::string>& encoded);
+
+// USD amount (int, float, Decimal or numeric str) -> exact nano-USD.
+int64_t CostToNanos(pybind11::handle value);
+
+// int (ns since the epoch) or datetime (naive means UTC) -> ns.
+int64_t TimeToNanos(pybind11::handle value, const char* what);
+
+}  // namespace bastion::py_bindings
+
+#endif  // BASTION_BINDINGS_RECORD_CONVERT_H_

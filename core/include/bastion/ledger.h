@@ -1,0 +1,249 @@
+// The audit ledger: an append-only, hash-chained log of Records in RocksDB.
+//
+//   bastion::LedgerOptions options;                 // defaults: group commit
+//   auto opened = bastion::Ledger::Open("/var/lib/agent/ledger", options);
+//   if (!opened.ok()) { report(opened.status()); return; }
+//   std::unique_ptr<bastion::Ledger> ledger = std::move(*opened);
+//
+//   bastion::Record r;
+//   r.action = "model_call"; r.agent_id = "planner"; r.model = "gpt-4o";
+//   bastion::Result<uint64_t> seq = ledger->Append(r);   // group: waits for the write
+//
+//   bastion::Query q;
+//   q.agent_id = "planner"; q.limit = 50;               // newest first
+//   bastion::Result<bastion::QueryResult> page = ledger->Find(q);
+//
+//   bastion::VerifyReport report = ledger->Verify({});  // whole chain + indexes
+//   if (!report.ok) std::cerr << report.message << "\n";
+//
+// Thread safety: every method may be called from any number of threads at
+// once. Appends are serialized by a writer thread; sequence order is chain
+// order. A path can be open for writing by one Ledger in one process at a
+// time; any number of readers (OpenReader) may follow it from other processes.
+#ifndef BASTION_LEDGER_H_
+#define BASTION_LEDGER_H_
+
+#include <array>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "bastion/record.h"
+#include "bastion/status.h"
+
+namespace bastion {
+
+using Hash = std::array<uint8_t, 32>;
+std::string HashToHex(const Hash& h);
+
+enum class Durability : uint8_t {
+  // fsync of the write-ahead log before Append returns. No acknowledged record
+  // is lost, even on power failure. Concurrent sync appends share one fsync.
+  kSync,
+  // Append returns once the record is written (survives a process crash); the
+  // log is fsynced within LedgerOptions::group_sync_interval.
+  kGroup,
+  // Append returns once the record is queued; the queue is bounded
+  // (backpressure) and flushed on Close. A process crash loses the queue, never
+  // the chain's integrity.
+  kAsync,
+};
+std::string_view DurabilityName(Durability d);
+std::optional<Durability> DurabilityFromName(std::string_view name);
+
+struct LedgerOptions {
+  // --- opening ---
+  // Create the ledger if the directory holds none. The parent directory must
+  // exist either way.
+  bool create_if_missing = true;
+
+  // --- durability ---
+  // Used by Append calls that do not name one.
+  Durability default_durability = Durability::kGroup;
+  // Upper bound on how long a group-mode record stays un-fsynced.
+  std::chrono::milliseconds group_sync_interval{10};
+  // Records waiting for the writer thread, across all modes; a full queue
+  // blocks producers (backpressure).
+  size_t queue_capacity = 65536;
+  // Records the writer puts into one RocksDB write batch at most.
+  size_t max_batch_records = 4096;
+
+  // --- store tuning ---
+  // RocksDB memtable size; larger absorbs bursts of appends better.
+  size_t write_buffer_bytes = 64 << 20;
+  // RocksDB block cache for records and indexes.
+  size_t block_cache_bytes = 64 << 20;
+};
+
+struct ReaderOptions {
+  // Directory where the secondary instance keeps its own info log. Empty: a
+  // fresh temporary directory, removed on close.
+  std::string secondary_path;
+};
+
+// A record as stored: its place in the chain and its content.
+struct StoredRecord {
+  uint64_t seq = 0;
+  Hash prev_hash{};
+  Hash hash{};
+  bool personal_data_erased = false;
+  Record record;
+};
+
+struct Head {
+  uint64_t seq = 0;  // 0: the ledger is empty
+  Hash hash{};       // all zero when empty (the genesis "previous hash")
+};
+
+// Filters are ANDed; an unset filter matches everything. Equality filters use
+// the secondary indexes; [since_ns, until_ns] (inclusive) uses the time index
+// when it is the only filter and is applied to candidates otherwise.
+struct Query {
+  std::optional<std::string> user_id, agent_id, tenant_id, action, tool, effect, risk_level,
+      run_id, trace_id;
+  std::optional<int64_t> since_ns, until_ns;
+  bool newest_first = true;
+  // At most this many records; 0 means no limit.
+  size_t limit = 100;
+  // Continue after the last record of a previous page (QueryResult::next_cursor).
+  std::string cursor;
+};
+
+// Order of results: by sequence number (append order), except for queries whose
+// only filter is a time range, which come ordered by (timestamp, sequence).
+struct QueryResult {
+  // Encoded records exactly as stored; decode with DecodeRecord. Keeping them
+  // encoded makes large exports cheap until a field is actually read.
+  std::vector<std::string> encoded;
+  // Opaque; non-empty when more records may match.
+  std::string next_cursor;
+};
+
+enum class VerifyProblem : uint8_t {
+  kNone,
+  kUndecodable,         // a stored record cannot be decoded
+  kHashMismatch,        // content does not match its chain hash (tampered)
+  kBrokenLink,          // prev_hash is not the previous record's hash
+  kGap,                 // a sequence number is missing (deleted record)
+  kMisplaced,           // a record is stored under another sequence (reordered/inserted)
+  kTruncated,           // records at the end are missing; the head names a later one
+  kHeadMismatch,        // the head does not match the last record, or is unreadable
+  kExtraRecords,        // records exist past the head (appended behind the ledger's back)
+  kIndexInconsistent,   // a secondary index disagrees with the records
+};
+std::string_view VerifyProblemName(VerifyProblem p);
+
+struct VerifyOptions {
+  // Inclusive range of sequence numbers; unset means the first / the head.
+  std::optional<uint64_t> from_seq, to_seq;
+  // Also check that every record is indexed and every index entry points to a
+  // matching record. Costs an extra pass over the indexes.
+  bool check_indexes = true;
+  // Threads hashing in parallel; 0 means one per core.
+  unsigned threads = 0;
+  // Called now and then with (records checked, records to check); returning
+  // false stops the verification (the report then says "cancelled").
+  std::function<bool(uint64_t, uint64_t)> progress;
+};
+
+struct VerifyReport {
+  bool ok = false;
+  uint64_t records_checked = 0;
+  uint64_t bytes_checked = 0;  // stored bytes hashed
+  uint64_t from_seq = 0, to_seq = 0;
+  // On failure: the first bad sequence number and what is wrong with it.
+  VerifyProblem problem = VerifyProblem::kNone;
+  uint64_t bad_seq = 0;
+  std::string message;  // human-readable, names the sequence number
+  bool cancelled = false;
+  Status error;         // the store failed while reading (not a chain problem)
+};
+
+struct LedgerStats {
+  uint64_t records = 0;
+  Head head;
+  int64_t first_timestamp_ns = 0, last_timestamp_ns = 0;
+  uint64_t disk_bytes = 0;  // SST and WAL files
+  std::string format;
+  std::map<std::string, uint64_t> by_action, by_effect, by_agent;
+};
+
+class Ledger {
+ public:
+  // Opens (or creates) the ledger at `path` for appending. Errors:
+  //   Busy                 another Ledger (this or another process) writes there
+  //   NotFound             no ledger there and create_if_missing is false, or
+  //                        the parent directory is missing
+  //   Corruption           the store's files (CURRENT, MANIFEST, ...) are damaged,
+  //                        or the chain head is inconsistent
+  //   InvalidArgument      the directory holds something that is not a ledger
+  static Result<std::unique_ptr<Ledger>> Open(const std::string& path,
+                                              const LedgerOptions& options = {});
+
+  // Opens a read-only view that follows a ledger another process may be
+  // writing to (a RocksDB secondary instance). It sees the state as of open or
+  // the last Refresh(). Append fails with FailedPrecondition.
+  static Result<std::unique_ptr<Ledger>> OpenReader(const std::string& path,
+                                                    const ReaderOptions& options = {});
+
+  ~Ledger();  // Close()s, ignoring errors
+  Ledger(const Ledger&) = delete;
+  Ledger& operator=(const Ledger&) = delete;
+
+  // Validates, encodes and queues `record`, and waits as `durability` says.
+  // Returns the record's sequence number (1-based, gap-free). `record` is taken
+  // by value: it is moved into the queue; its timestamp is set to now if 0.
+  // Errors: InvalidArgument (validation; nothing is written), FailedPrecondition
+  // (closed or read-only), or the store's error, after which every later
+  // Append fails with it too (the ledger must be reopened).
+  Result<uint64_t> Append(Record record);
+  Result<uint64_t> Append(Record record, Durability durability);
+  // Appends records with consecutive sequence numbers; all are validated before
+  // any is queued. Returns the first sequence number.
+  Result<uint64_t> AppendBatch(std::vector<Record> records, Durability durability);
+  Result<uint64_t> AppendBatch(std::vector<Record> records);
+
+  // Blocks until every record appended so far is written and fsynced.
+  Status Flush();
+
+  // The last appended record's place. For a reader, as of the last Refresh.
+  Result<Head> GetHead();
+
+  // The record at `seq`: NotFound if none, Corruption if it does not decode.
+  Result<StoredRecord> Get(uint64_t seq);
+
+  Result<QueryResult> Find(const Query& query);
+
+  VerifyReport Verify(const VerifyOptions& options);
+
+  Result<LedgerStats> Stats();
+
+  // Reader only: catch up with the writer's latest state.
+  Status Refresh();
+
+  bool read_only() const;
+  const std::string& path() const;
+
+  // Drains the queue, writes and fsyncs everything, stops the writer thread
+  // and closes the store. Idempotent. Later calls fail with FailedPrecondition.
+  Status Close();
+
+  class Impl;
+
+ private:
+  explicit Ledger(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+// Decodes one stored value (QueryResult::encoded). Corruption names the offset.
+Result<StoredRecord> DecodeStoredRecord(std::string_view encoded);
+
+}  // namespace bastion
+
+#endif  // BASTION_LEDGER_H_

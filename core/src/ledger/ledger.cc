@@ -1,0 +1,365 @@
+#include "bastion/ledger.h"
+
+#include <openssl/rand.h>
+
+#include <chrono>
+#include <cstring>
+#include <shared_mutex>
+
+#include <fmt/format.h>
+
+#include "ledger/index_keys.h"
+#include "ledger/query_engine.h"
+#include "ledger/record_codec.h"
+#include "ledger/rocks_store.h"
+#include "ledger/verifier.h"
+#include "ledger/writer.h"
+
+namespace bastion {
+
+std::string HashToHex(const Hash& h) {
+  static const char kHex[] = "0123456789abcdef";
+  std::string out(64, '0');
+  for (size_t i = 0; i < 32; ++i) {
+    out[2 * i] = kHex[h[i] >> 4];
+    out[2 * i + 1] = kHex[h[i] & 15];
+  }
+  return out;
+}
+
+std::string_view DurabilityName(Durability d) {
+  switch (d) {
+    case Durability::kSync: return "sync";
+    case Durability::kGroup: return "group";
+    case Durability::kAsync: return "async";
+  }
+  return "group";
+}
+
+std::optional<Durability> DurabilityFromName(std::string_view name) {
+  if (name == "sync") return Durability::kSync;
+  if (name == "group") return Durability::kGroup;
+  if (name == "async") return Durability::kAsync;
+  return std::nullopt;
+}
+
+std::string_view VerifyProblemName(VerifyProblem p) {
+  switch (p) {
+    case VerifyProblem::kNone: return "none";
+    case VerifyProblem::kUndecodable: return "undecodable";
+    case VerifyProblem::kHashMismatch: return "hash_mismatch";
+    case VerifyProblem::kBrokenLink: return "broken_link";
+    case VerifyProblem::kGap: return "gap";
+    case VerifyProblem::kMisplaced: return "misplaced";
+    case VerifyProblem::kTruncated: return "truncated";
+    case VerifyProblem::kHeadMismatch: return "head_mismatch";
+    case VerifyProblem::kExtraRecords: return "extra_records";
+    case VerifyProblem::kIndexInconsistent: return "index_inconsistent";
+  }
+  return "unknown";
+}
+
+Result<StoredRecord> DecodeStoredRecord(std::string_view encoded) {
+  StoredRecord out;
+  Status s = codec::DecodeValue(encoded, &out);
+  if (!s.ok()) return s;
+  return out;
+}
+
+class Ledger::Impl {
+ public:
+  std::unique_ptr<RocksStore> store;
+  std::unique_ptr<Writer> writer;  // null for readers
+  LedgerOptions options;
+  std::string path;
+  // Shared by every operation, exclusive for Close and Refresh.
+  mutable std::shared_mutex mu;
+  bool closed = false;
+
+  Status CheckOpen() const {
+    if (closed) return Status::FailedPrecondition(fmt::format("ledger at '{}' is closed", path));
+    return Status::OK();
+  }
+
+  Result<Head> ReadStoredHead() {
+    std::string value;
+    Status s = store->Get(store->meta(), kMetaHeadKey, &value);
+    if (s.IsNotFound()) return Head{};
+    if (!s.ok()) return s;
+    Head head;
+    if (!DecodeHead(value, &head)) {
+      return Status::Corruption(fmt::format("ledger at '{}': the chain head is unreadable", path));
+    }
+    return head;
+  }
+
+  Status Encode(Record& r, PendingRecord* out) {
+    BASTION_RETURN_IF_ERROR(ValidateRecord(r));
+    if (r.timestamp_ns == 0) {
+      r.timestamp_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                           std::chrono::system_clock::now().time_since_epoch())
+                           .count();
+    }
+    uint8_t salt[codec::kSaltBytes];
+    if (RAND_bytes(salt, sizeof(salt)) != 1) {
+      return Status::Internal("the system random generator failed");
+    }
+    codec::EncodeValue(r, salt, &out->value, &out->personal_digest);
+    if (out->value.size() > kMaxRecordBytes) {
+      return Status::InvalidArgument(fmt::format("record encodes to {} bytes, over the {}-byte limit",
+                                                 out->value.size(), kMaxRecordBytes));
+    }
+    out->index = index::EntriesFor(r);
+    out->timestamp_ns = r.timestamp_ns;
+    return Status::OK();
+  }
+
+  Result<uint64_t> Submit(std::vector<PendingRecord>* pending, Durability d) {
+    for (auto& p : *pending) p.sync = d == Durability::kSync;
+    auto first = writer->Submit(pending);
+    if (!first.ok() || d == Durability::kAsync) return first;
+    BASTION_RETURN_IF_ERROR(writer->Wait(*first + pending->size() - 1, d == Durability::kSync));
+    return first;
+  }
+};
+
+Ledger::Ledger(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+Ledger::~Ledger() { (void)Close(); }
+
+Result<std::unique_ptr<Ledger>> Ledger::Open(const std::string& path, const LedgerOptions& options) {
+  if (options.queue_capacity == 0 || options.max_batch_records == 0) {
+    return Status::InvalidArgument("queue_capacity and max_batch_records must be positive");
+  }
+  auto store = RocksStore::OpenPrimary(path, options);
+  if (!store.ok()) return store.status();
+  auto impl = std::make_unique<Impl>();
+  impl->store = std::move(*store);
+  impl->options = options;
+  impl->path = path;
+  RocksStore* st = impl->store.get();
+
+  auto last_record = [&]() -> std::optional<uint64_t> {
+    auto it = st->NewIterator(st->records());
+    it->SeekToLast();
+    if (!it->Valid() || it->key().size() != 8) return std::nullopt;
+    return codec::GetFixed64BE(it->key().data());
+  };
+
+  std::string format;
+  Status s = st->Get(st->meta(), kMetaFormatKey, &format);
+  if (s.IsNotFound()) {
+    if (last_record()) {
+      return Status::Corruption(fmt::format(
+          "ledger at '{}' has records but no format marker (meta key 'format')", path));
+    }
+    rocksdb::WriteBatch wb;
+    wb.Put(st->meta(), kMetaFormatKey, kFormatName);
+    BASTION_RETURN_IF_ERROR(st->Write(&wb, /*sync=*/true));
+  } else if (!s.ok()) {
+    return s;
+  } else if (format != kFormatName) {
+    return Status::InvalidArgument(fmt::format(
+        "ledger at '{}' has format '{}'; this version of Bastion reads '{}'", path,
+        format.substr(0, 64), kFormatName));
+  }
+
+  auto head = impl->ReadStoredHead();
+  if (!head.ok()) return head.status();
+  const std::optional<uint64_t> last = last_record();
+  if (last.value_or(0) != head->seq) {
+    return Status::Corruption(fmt::format(
+        "ledger at '{}': the chain head names record {} but the last stored record is {}; "
+        "run verify on a reader to see what is wrong",
+        path, head->seq, last.value_or(0)));
+  }
+  if (head->seq > 0) {
+    auto rec = st->Get(st->records(), [&] {
+      std::string k;
+      codec::PutFixed64BE(&k, head->seq);
+      return k;
+    }(), &format);
+    codec::ValueView view;
+    if (!rec.ok() || !codec::ParseValue(format, &view).ok() ||
+        std::memcmp(view.hash.data(), head->hash.data(), 32) != 0) {
+      return Status::Corruption(fmt::format(
+          "ledger at '{}': the chain head does not match record {}; run verify on a reader",
+          path, head->seq));
+    }
+  }
+  impl->writer = std::make_unique<Writer>(st, options, *head);
+  return std::unique_ptr<Ledger>(new Ledger(std::move(impl)));
+}
+
+Result<std::unique_ptr<Ledger>> Ledger::OpenReader(const std::string& path,
+                                                   const ReaderOptions& options) {
+  auto store = RocksStore::OpenSecondary(path, options);
+  if (!store.ok()) return store.status();
+  auto impl = std::make_unique<Impl>();
+  impl->store = std::move(*store);
+  impl->path = path;
+  std::string format;
+  Status s = impl->store->Get(impl->store->meta(), kMetaFormatKey, &format);
+  if (s.ok() && format != kFormatName) {
+    return Status::InvalidArgument(fmt::format(
+        "ledger at '{}' has format '{}'; this version of Bastion reads '{}'", path,
+        format.substr(0, 64), kFormatName));
+  }
+  if (!s.ok() && !s.IsNotFound()) return s;
+  return std::unique_ptr<Ledger>(new Ledger(std::move(impl)));
+}
+
+Result<uint64_t> Ledger::Append(Record record) {
+  return Append(std::move(record), impl_->options.default_durability);
+}
+
+Result<uint64_t> Ledger::Append(Record record, Durability durability) {
+  std::shared_lock lock(impl_->mu);
+  BASTION_RETURN_IF_ERROR(impl_->CheckOpen());
+  if (!impl_->writer) return Status::FailedPrecondition("the ledger is open read-only");
+  std::vector<PendingRecord> pending(1);
+  BASTION_RETURN_IF_ERROR(impl_->Encode(record, &pending[0]));
+  return impl_->Submit(&pending, durability);
+}
+
+Result<uint64_t> Ledger::AppendBatch(std::vector<Record> records) {
+  return AppendBatch(std::move(records), impl_->options.default_durability);
+}
+
+Result<uint64_t> Ledger::AppendBatch(std::vector<Record> records, Durability durability) {
+  std::shared_lock lock(impl_->mu);
+  BASTION_RETURN_IF_ERROR(impl_->CheckOpen());
+  if (!impl_->writer) return Status::FailedPrecondition("the ledger is open read-only");
+  if (records.empty()) return Status::InvalidArgument("no records to append");
+  std::vector<PendingRecord> pending(records.size());
+  for (size_t i = 0; i < records.size(); ++i) {
+    Status s = impl_->Encode(records[i], &pending[i]);
+    if (!s.ok()) return s.WithContext(fmt::format("record {} of the batch", i));
+  }
+  return impl_->Submit(&pending, durability);
+}
+
+Status Ledger::Flush() {
+  std::shared_lock lock(impl_->mu);
+  BASTION_RETURN_IF_ERROR(impl_->CheckOpen());
+  if (!impl_->writer) return Status::OK();
+  return impl_->writer->Flush();
+}
+
+Result<Head> Ledger::GetHead() {
+  std::shared_lock lock(impl_->mu);
+  BASTION_RETURN_IF_ERROR(impl_->CheckOpen());
+  if (impl_->writer) return impl_->writer->head();
+  return impl_->ReadStoredHead();
+}
+
+Result<StoredRecord> Ledger::Get(uint64_t seq) {
+  std::shared_lock lock(impl_->mu);
+  BASTION_RETURN_IF_ERROR(impl_->CheckOpen());
+  std::string key, value;
+  codec::PutFixed64BE(&key, seq);
+  Status s = impl_->store->Get(impl_->store->records(), key, &value);
+  if (s.IsNotFound()) return Status::NotFound(fmt::format("no record {}", seq));
+  if (!s.ok()) return s;
+  auto rec = DecodeStoredRecord(value);
+  if (!rec.ok()) return rec.status().WithContext(fmt::format("record {}", seq));
+  return rec;
+}
+
+Result<QueryResult> Ledger::Find(const Query& query) {
+  std::shared_lock lock(impl_->mu);
+  BASTION_RETURN_IF_ERROR(impl_->CheckOpen());
+  return RunQuery(impl_->store.get(), query);
+}
+
+VerifyReport Ledger::Verify(const VerifyOptions& options) {
+  std::shared_lock lock(impl_->mu);
+  Status s = impl_->CheckOpen();
+  if (!s.ok()) {
+    VerifyReport r;
+    r.error = s;
+    r.message = s.ToString();
+    return r;
+  }
+  return VerifyLedger(impl_->store.get(), options);
+}
+
+namespace {
+
+class StatsVisitor final : public codec::FieldVisitor {
+ public:
+  std::string_view action, effect, agent;
+  int64_t ts = 0;
+  void OnString(Field f, std::string_view v) override {
+    if (f == Field::kAction) action = v;
+    if (f == Field::kEffect) effect = v;
+    if (f == Field::kAgentId) agent = v;
+  }
+  void OnUint(Field, uint64_t) override {}
+  void OnInt(Field f, int64_t v) override {
+    if (f == Field::kTimestampNs) ts = v;
+  }
+  void OnReason(std::string_view, std::string_view) override {}
+  void OnAttribute(std::string_view, std::string_view) override {}
+};
+
+}  // namespace
+
+Result<LedgerStats> Ledger::Stats() {
+  std::shared_lock lock(impl_->mu);
+  BASTION_RETURN_IF_ERROR(impl_->CheckOpen());
+  RocksStore* st = impl_->store.get();
+  LedgerStats stats;
+  auto snap = st->Snapshot();
+  {
+    std::string value;
+    Status s = st->Get(st->meta(), kMetaFormatKey, &value, snap.get());
+    if (s.ok()) stats.format = value;
+    s = st->Get(st->meta(), kMetaHeadKey, &value, snap.get());
+    if (s.ok() && !DecodeHead(value, &stats.head)) {
+      return Status::Corruption("the chain head is unreadable");
+    }
+  }
+  auto it = st->NewIterator(st->records(), snap.get(), true);
+  for (it->SeekToFirst(); it->Valid(); it->Next()) {
+    codec::ValueView view;
+    StatsVisitor v;
+    const uint64_t seq = it->key().size() == 8 ? codec::GetFixed64BE(it->key().data()) : 0;
+    Status s = codec::ParseValue({it->value().data(), it->value().size()}, &view);
+    if (s.ok()) s = codec::DecodeSection(view.body, false, &v);
+    if (!s.ok()) return s.WithContext(fmt::format("record {}", seq));
+    ++stats.records;
+    if (stats.records == 1 || v.ts < stats.first_timestamp_ns) stats.first_timestamp_ns = v.ts;
+    stats.last_timestamp_ns = std::max(stats.last_timestamp_ns, v.ts);
+    ++stats.by_action[std::string(v.action)];
+    ++stats.by_effect[v.effect.empty() ? std::string("(none)") : std::string(v.effect)];
+    ++stats.by_agent[v.agent.empty() ? std::string("(none)") : std::string(v.agent)];
+  }
+  BASTION_RETURN_IF_ERROR(st->IteratorStatus(it.get(), "reading the ledger's records"));
+  stats.disk_bytes = st->DiskBytes();
+  return stats;
+}
+
+Status Ledger::Refresh() {
+  std::unique_lock lock(impl_->mu);
+  BASTION_RETURN_IF_ERROR(impl_->CheckOpen());
+  if (impl_->writer) return Status::OK();  // the writer always sees its own state
+  return impl_->store->CatchUpWithPrimary();
+}
+
+bool Ledger::read_only() const { return impl_->writer == nullptr; }
+
+const std::string& Ledger::path() const { return impl_->path; }
+
+Status Ledger::Close() {
+  std::unique_lock lock(impl_->mu);
+  if (impl_->closed) return Status::OK();
+  impl_->closed = true;
+  Status result;
+  if (impl_->writer) result = impl_->writer->Stop();
+  impl_->writer.reset();
+  Status s = impl_->store->Close();
+  return result.ok() ? s : result;
+}
+
+}  // namespace bastion

@@ -1,0 +1,233 @@
+#include "ledger/rocks_store.h"
+
+#include <stdlib.h>
+
+#include <filesystem>
+#include <system_error>
+
+#include <fmt/format.h>
+#include <rocksdb/cache.h>
+#include <rocksdb/table.h>
+
+namespace bastion {
+namespace {
+
+namespace fs = std::filesystem;
+
+const char* const kColumnFamilies[] = {"default", "records", "index", "meta"};
+
+rocksdb::Options BaseOptions() {
+  rocksdb::Options o;
+  o.max_background_jobs = 2;
+  o.bytes_per_sync = 1 << 20;
+  o.keep_log_file_num = 4;
+  o.info_log_level = rocksdb::InfoLogLevel::WARN_LEVEL;
+  return o;
+}
+
+std::vector<rocksdb::ColumnFamilyDescriptor> Descriptors(const LedgerOptions& lo) {
+  rocksdb::BlockBasedTableOptions table;
+  table.block_cache = rocksdb::NewLRUCache(lo.block_cache_bytes);
+  rocksdb::ColumnFamilyOptions cf;
+  cf.write_buffer_size = lo.write_buffer_bytes;
+  cf.max_write_buffer_number = 4;
+  cf.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table));
+  std::vector<rocksdb::ColumnFamilyDescriptor> out;
+  for (const char* name : kColumnFamilies) out.emplace_back(name, cf);
+  return out;
+}
+
+bool IsLockError(const rocksdb::Status& s) {
+  const std::string& m = s.ToString();
+  return s.IsIOError() && (m.find("lock") != std::string::npos || m.find("LOCK") != std::string::npos);
+}
+
+}  // namespace
+
+Status RocksStore::Convert(const rocksdb::Status& s, std::string_view context) {
+  if (s.ok()) return Status::OK();
+  const std::string msg = fmt::format("{}: {}", context, s.ToString());
+  if (s.IsNotFound()) return Status::NotFound(msg);
+  if (s.IsCorruption()) return Status::Corruption(msg);
+  if (s.IsInvalidArgument()) return Status::InvalidArgument(msg);
+  if (s.IsBusy() || s.IsTryAgain()) return Status::Busy(msg);
+  return Status::IOError(msg);
+}
+
+Result<std::unique_ptr<RocksStore>> RocksStore::OpenPrimary(const std::string& path,
+                                                            const LedgerOptions& lo) {
+  std::error_code ec;
+  const fs::path p(path);
+  const fs::path parent = p.has_parent_path() ? p.parent_path() : fs::path(".");
+  if (!fs::is_directory(parent, ec)) {
+    return Status::NotFound(fmt::format(
+        "cannot open ledger at '{}': parent directory '{}' does not exist", path,
+        parent.string()));
+  }
+  if (fs::exists(p, ec) && !fs::is_directory(p, ec)) {
+    return Status::InvalidArgument(
+        fmt::format("cannot open ledger at '{}': it is a file, not a directory", path));
+  }
+  const bool has_db = fs::exists(p / "CURRENT", ec);
+  if (!has_db && !lo.create_if_missing) {
+    return Status::NotFound(fmt::format("no ledger at '{}'", path));
+  }
+  if (has_db) {
+    std::vector<std::string> families;
+    rocksdb::Status ls = rocksdb::DB::ListColumnFamilies(BaseOptions(), path, &families);
+    if (!ls.ok()) {
+      return Convert(ls, fmt::format("ledger at '{}' cannot be read (damaged CURRENT or MANIFEST?)",
+                                     path));
+    }
+    for (const char* name : kColumnFamilies) {
+      if (std::find(families.begin(), families.end(), name) == families.end()) {
+        return Status::InvalidArgument(fmt::format(
+            "'{}' holds a RocksDB database that is not a Bastion ledger (no '{}' column family)",
+            path, name));
+      }
+    }
+  }
+
+  rocksdb::DBOptions options(BaseOptions());
+  options.create_if_missing = lo.create_if_missing;
+  options.create_missing_column_families = !has_db;
+  auto store = std::unique_ptr<RocksStore>(new RocksStore());
+  store->path_ = path;
+  rocksdb::DB* raw = nullptr;
+  rocksdb::Status s = rocksdb::DB::Open(options, path, Descriptors(lo), &store->handles_, &raw);
+  if (!s.ok()) {
+    if (IsLockError(s)) {
+      return Status::Busy(fmt::format(
+          "ledger at '{}' is already open for writing by another Ledger (in this or another "
+          "process); open it with OpenReader / Ledger.open(..., reader=True) to read it",
+          path));
+    }
+    return Convert(s, fmt::format("cannot open ledger at '{}'", path));
+  }
+  store->db_.reset(raw);
+  return store;
+}
+
+Result<std::unique_ptr<RocksStore>> RocksStore::OpenSecondary(const std::string& path,
+                                                              const ReaderOptions& ro) {
+  std::error_code ec;
+  if (!fs::exists(fs::path(path) / "CURRENT", ec)) {
+    return Status::NotFound(fmt::format("no ledger at '{}'", path));
+  }
+  auto store = std::unique_ptr<RocksStore>(new RocksStore());
+  store->path_ = path;
+  store->secondary_ = true;
+  if (ro.secondary_path.empty()) {
+    std::string tmpl = (fs::temp_directory_path(ec) / "bastion-reader-XXXXXX").string();
+    if (mkdtemp(tmpl.data()) == nullptr) {
+      return Status::IOError("cannot create a temporary directory for the ledger reader");
+    }
+    store->secondary_path_ = tmpl;
+    store->remove_secondary_path_ = true;
+  } else {
+    store->secondary_path_ = ro.secondary_path;
+  }
+  rocksdb::DBOptions options(BaseOptions());
+  options.max_open_files = -1;  // required by secondary instances
+  rocksdb::DB* raw = nullptr;
+  rocksdb::Status s = rocksdb::DB::OpenAsSecondary(options, path, store->secondary_path_,
+                                                   Descriptors(LedgerOptions{}),
+                                                   &store->handles_, &raw);
+  if (!s.ok()) {
+    Status out = Convert(s, fmt::format("cannot open ledger at '{}' for reading", path));
+    if (s.IsInvalidArgument()) {
+      out = Status::InvalidArgument(fmt::format(
+          "'{}' is not a Bastion ledger ({})", path, s.ToString()));
+    }
+    return out;
+  }
+  store->db_.reset(raw);
+  return store;
+}
+
+RocksStore::~RocksStore() { Close(); }
+
+Status RocksStore::Close() {
+  if (!db_) return Status::OK();
+  Status result;
+  for (auto* h : handles_) {
+    rocksdb::Status s = db_->DestroyColumnFamilyHandle(h);
+    if (result.ok() && !s.ok()) result = Convert(s, "closing ledger");
+  }
+  handles_.clear();
+  rocksdb::Status s = db_->Close();
+  if (result.ok() && !s.ok() && !s.IsAborted()) result = Convert(s, "closing ledger");
+  db_.reset();
+  if (remove_secondary_path_) {
+    std::error_code ec;
+    fs::remove_all(secondary_path_, ec);
+  }
+  return result;
+}
+
+Status RocksStore::Write(rocksdb::WriteBatch* batch, bool sync) {
+  rocksdb::WriteOptions wo;
+  wo.sync = sync;
+  return Convert(db_->Write(wo, batch), "writing to the ledger");
+}
+
+Status RocksStore::SyncWal() { return Convert(db_->SyncWAL(), "syncing the ledger's log"); }
+
+std::shared_ptr<const rocksdb::Snapshot> RocksStore::Snapshot() {
+  if (secondary_) return nullptr;
+  rocksdb::DB* db = db_.get();
+  return std::shared_ptr<const rocksdb::Snapshot>(
+      db->GetSnapshot(), [db](const rocksdb::Snapshot* s) { db->ReleaseSnapshot(s); });
+}
+
+Status RocksStore::Get(rocksdb::ColumnFamilyHandle* cf, std::string_view key, std::string* value,
+                       const rocksdb::Snapshot* snapshot) {
+  rocksdb::ReadOptions ro;
+  ro.snapshot = snapshot;
+  rocksdb::Status s = db_->Get(ro, cf, rocksdb::Slice(key.data(), key.size()), value);
+  return Convert(s, "reading the ledger");
+}
+
+std::vector<Status> RocksStore::MultiGet(rocksdb::ColumnFamilyHandle* cf,
+                                         const std::vector<std::string>& keys,
+                                         std::vector<std::string>* values,
+                                         const rocksdb::Snapshot* snapshot) {
+  rocksdb::ReadOptions ro;
+  ro.snapshot = snapshot;
+  std::vector<rocksdb::Slice> slices(keys.begin(), keys.end());
+  std::vector<rocksdb::ColumnFamilyHandle*> cfs(keys.size(), cf);
+  std::vector<rocksdb::Status> statuses =
+      db_->MultiGet(ro, cfs, slices, values);
+  std::vector<Status> out;
+  out.reserve(statuses.size());
+  for (const auto& s : statuses) out.push_back(Convert(s, "reading the ledger"));
+  return out;
+}
+
+std::unique_ptr<rocksdb::Iterator> RocksStore::NewIterator(rocksdb::ColumnFamilyHandle* cf,
+                                                           const rocksdb::Snapshot* snapshot,
+                                                           bool scan) {
+  rocksdb::ReadOptions ro;
+  ro.snapshot = snapshot;
+  if (scan) ro.readahead_size = 2 << 20;
+  return std::unique_ptr<rocksdb::Iterator>(db_->NewIterator(ro, cf));
+}
+
+Status RocksStore::IteratorStatus(rocksdb::Iterator* it, std::string_view context) {
+  return Convert(it->status(), context);
+}
+
+Status RocksStore::CatchUpWithPrimary() {
+  return Convert(db_->TryCatchUpWithPrimary(), "catching up with the ledger's writer");
+}
+
+uint64_t RocksStore::DiskBytes() const {
+  uint64_t total = 0;
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(path_, ec)) {
+    if (entry.is_regular_file(ec)) total += entry.file_size(ec);
+  }
+  return total;
+}
+
+}  // namespace bastion

@@ -1,0 +1,74 @@
+// The ledger's RocksDB database: column families "records", "index" and
+// "meta", opened as the primary (read-write) or as a secondary instance that
+// follows a primary in another process. The only place that turns
+// rocksdb::Status into bastion::Status.
+#ifndef BASTION_LEDGER_ROCKS_STORE_H_
+#define BASTION_LEDGER_ROCKS_STORE_H_
+
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <rocksdb/db.h>
+#include <rocksdb/write_batch.h>
+
+#include "bastion/ledger.h"
+#include "bastion/status.h"
+
+namespace bastion {
+
+class RocksStore {
+ public:
+  static Result<std::unique_ptr<RocksStore>> OpenPrimary(const std::string& path,
+                                                         const LedgerOptions& options);
+  static Result<std::unique_ptr<RocksStore>> OpenSecondary(const std::string& path,
+                                                           const ReaderOptions& options);
+  ~RocksStore();
+
+  rocksdb::ColumnFamilyHandle* records() const { return handles_[1]; }
+  rocksdb::ColumnFamilyHandle* index() const { return handles_[2]; }
+  rocksdb::ColumnFamilyHandle* meta() const { return handles_[3]; }
+  bool secondary() const { return secondary_; }
+  const std::string& path() const { return path_; }
+
+  // A consistent point-in-time view for a multi-step read; nullptr on a
+  // secondary instance, whose view changes only in CatchUpWithPrimary.
+  std::shared_ptr<const rocksdb::Snapshot> Snapshot();
+
+  Status Write(rocksdb::WriteBatch* batch, bool sync);
+  Status SyncWal();
+  // NotFound if the key is absent.
+  Status Get(rocksdb::ColumnFamilyHandle* cf, std::string_view key, std::string* value,
+             const rocksdb::Snapshot* snapshot = nullptr);
+  // One status per key.
+  std::vector<Status> MultiGet(rocksdb::ColumnFamilyHandle* cf,
+                               const std::vector<std::string>& keys,
+                               std::vector<std::string>* values,
+                               const rocksdb::Snapshot* snapshot = nullptr);
+  // `scan`: the caller reads long ranges (enables readahead).
+  std::unique_ptr<rocksdb::Iterator> NewIterator(rocksdb::ColumnFamilyHandle* cf,
+                                                 const rocksdb::Snapshot* snapshot = nullptr,
+                                                 bool scan = false);
+  // Status of an iterator once it is no longer Valid().
+  Status IteratorStatus(rocksdb::Iterator* it, std::string_view context);
+  Status CatchUpWithPrimary();
+  uint64_t DiskBytes() const;
+  Status Close();
+
+  // The single conversion point from RocksDB's status.
+  static Status Convert(const rocksdb::Status& s, std::string_view context);
+
+ private:
+  RocksStore() = default;
+  std::string path_;
+  std::string secondary_path_;
+  bool remove_secondary_path_ = false;
+  bool secondary_ = false;
+  std::unique_ptr<rocksdb::DB> db_;
+  std::vector<rocksdb::ColumnFamilyHandle*> handles_;
+};
+
+}  // namespace bastion
+
+#endif  // BASTION_LEDGER_ROCKS_STORE_H_

@@ -1,0 +1,94 @@
+// The writer thread: takes encoded records from producers, chains them in
+// sequence order, and writes records, index entries and the new head in one
+// RocksDB write batch, so a crash can never leave the chain half-written.
+#ifndef BASTION_LEDGER_WRITER_H_
+#define BASTION_LEDGER_WRITER_H_
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "bastion/ledger.h"
+#include "ledger/index_keys.h"
+#include "ledger/rocks_store.h"
+
+namespace bastion {
+
+// A record encoded by its producer, waiting for its place in the chain.
+struct PendingRecord {
+  std::string value;  // codec::EncodeValue output; seq and hashes still zero
+  Hash personal_digest;
+  index::IndexEntries index;
+  int64_t timestamp_ns = 0;
+  bool sync = false;
+};
+
+inline constexpr std::string_view kMetaHeadKey = "head";
+inline constexpr std::string_view kMetaFormatKey = "format";
+inline constexpr std::string_view kFormatName = "bastion-ledger/1";
+std::string EncodeHead(const Head& head);
+bool DecodeHead(std::string_view value, Head* head);
+
+class Writer {
+ public:
+  Writer(RocksStore* store, const LedgerOptions& options, Head head);
+  ~Writer();
+
+  // Queues `records` with consecutive sequence numbers and returns the first.
+  // Blocks while the queue is full. Fails if the writer has failed or stopped.
+  Result<uint64_t> Submit(std::vector<PendingRecord>* records);
+  // Waits until `seq` is written (durable == false) or fsynced (durable == true).
+  Status Wait(uint64_t seq, bool durable);
+  // Waits until everything queued so far is written and fsynced.
+  Status Flush();
+  // Drains the queue, fsyncs, and joins the thread. Idempotent.
+  Status Stop();
+
+  Head head() const;
+
+ private:
+  void Run();
+  Status WriteBatchOf(std::vector<PendingRecord>* batch, uint64_t first_seq, bool sync);
+  Status Fail(Status s);  // requires mu_
+
+  RocksStore* const store_;
+  const LedgerOptions options_;
+
+  mutable std::mutex mu_;
+  std::condition_variable work_cv_;      // writer waits for records or stop
+  std::condition_variable not_full_cv_;  // producers wait for room
+  std::condition_variable done_cv_;      // producers wait for their record
+  std::deque<PendingRecord> queue_;      // guarded by mu_
+  uint64_t next_seq_;                    // guarded by mu_: seq of the next Submit
+  uint64_t queue_front_seq_;             // guarded by mu_: seq of queue_.front()
+  bool stopping_ = false;                // guarded by mu_
+  bool stopped_ = false;                 // guarded by mu_
+  uint64_t flush_target_ = 0;            // guarded by mu_: Flush wants this seq fsynced
+  Status failed_;                        // guarded by mu_
+  Head head_;                            // guarded by mu_: last written record
+
+  std::atomic<uint64_t> written_seq_;
+  std::atomic<uint64_t> durable_seq_;
+  std::atomic<bool> has_failed_{false};
+
+  // Writer-thread only.
+  struct PostingEntry {
+    uint8_t kind;
+    uint64_t hash;
+    uint64_t seq;
+  };
+  std::vector<PostingEntry> postings_;
+  std::string scratch_;
+
+  std::thread thread_;
+};
+
+}  // namespace bastion
+
+#endif  // BASTION_LEDGER_WRITER_H_

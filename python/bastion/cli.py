@@ -1,0 +1,334 @@
+"""The ``bastion`` command line.
+
+    bastion ledger verify PATH           check the hash chain and the indexes
+    bastion ledger query PATH [filters]  find records
+    bastion ledger tail PATH [-n N] [-f] the newest records, optionally following
+    bastion ledger stats PATH            counts, head, size
+
+Every ledger command opens PATH as a reader, so it is safe beside a running
+agent that is writing to the ledger. ``--json`` prints machine-readable output.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any, TextIO
+
+import bastion
+from bastion._core import Ledger
+
+# Columns of the human-readable record table: (field, header, width).
+_TABLE = (
+    ("seq", "SEQ", 7),
+    ("timestamp_ns", "TIME (UTC)", 23),
+    ("action", "ACTION", 12),
+    ("agent_id", "AGENT", 14),
+    ("user_id", "USER", 10),
+    ("model_or_tool", "MODEL/TOOL", 18),
+    ("effect", "EFFECT", 16),
+    ("cost_usd", "COST $", 10),
+)
+
+
+def _fmt_time(ns: int) -> str:
+    if not ns:
+        return "-"
+    t = dt.datetime.fromtimestamp(ns / 1e9, tz=dt.timezone.utc)
+    return t.strftime("%Y-%m-%d %H:%M:%S.") + f"{t.microsecond // 1000:03d}"
+
+
+def _cell(record: dict[str, Any], field: str) -> str:
+    if field == "timestamp_ns":
+        return _fmt_time(record["timestamp_ns"])
+    if field == "model_or_tool":
+        return record["tool"] or record["model"] or "-"
+    if field == "cost_usd":
+        return f"{record['cost_usd']:.6f}" if record["cost_usd"] else "-"
+    value = record[field]
+    return "-" if value is None else str(value)
+
+
+def _print_table(records: Sequence[dict[str, Any]], out: TextIO) -> None:
+    header = "  ".join(h.ljust(w) for _, h, w in _TABLE)
+    out.write(header.rstrip() + "\n")
+    for r in records:
+        cells = []
+        for field, _, width in _TABLE:
+            text = _cell(r, field)
+            if len(text) > width:
+                text = text[: width - 1] + "…"
+            cells.append(text.ljust(width))
+        out.write("  ".join(cells).rstrip() + "\n")
+        if r["reasons"]:
+            for reason in r["reasons"]:
+                out.write(f"{'':9}↳ {reason['policy_id']}: {reason['message']}\n")
+
+
+def _parse_time(text: str) -> int:
+    """ns since the epoch from an integer, an ISO 8601 time, or a relative
+    duration such as 15m, 2h, 7d (meaning that long ago)."""
+    text = text.strip()
+    if text.isdigit():
+        return int(text)
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    if len(text) > 1 and text[-1] in units and text[:-1].isdigit():
+        return time.time_ns() - int(text[:-1]) * units[text[-1]] * 1_000_000_000
+    try:
+        t = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"'{text}' is not a time: use ns since the epoch, ISO 8601 "
+            "(2026-11-21T09:00:00Z), or an age such as 15m, 2h, 7d"
+        ) from None
+    if t.tzinfo is None:
+        t = t.replace(tzinfo=dt.timezone.utc)
+    return int(t.timestamp()) * 1_000_000_000 + t.microsecond * 1000
+
+
+class _ProgressBar:
+    """A one-line progress bar on a terminal; silent elsewhere unless forced."""
+
+    def __init__(self, out: TextIO, enabled: bool) -> None:
+        self.out = out
+        self.enabled = enabled
+        self.started = time.monotonic()
+        self.last = 0.0
+
+    def __call__(self, done: int, total: int) -> bool:
+        now = time.monotonic()
+        if not self.enabled or (now - self.last < 0.1 and done < total):
+            return True
+        self.last = now
+        width = 30
+        frac = done / total if total else 1.0
+        filled = int(frac * width)
+        rate = done / max(now - self.started, 1e-9)
+        self.out.write(
+            f"\rverifying [{'#' * filled}{'.' * (width - filled)}] {frac:6.1%} "
+            f"{done:,}/{total:,} ({rate:,.0f}/s)"
+        )
+        if done >= total:
+            self.out.write("\n")
+        self.out.flush()
+        return True
+
+
+def _open_reader(path: str) -> Ledger:
+    return Ledger.open(path, reader=True)
+
+
+def _cmd_verify(args: argparse.Namespace) -> int:
+    show = args.progress or (not args.json and sys.stderr.isatty())
+    bar = _ProgressBar(sys.stderr, show)
+    with _open_reader(args.path) as ledger:
+        report = ledger.verify(
+            from_seq=args.from_seq,
+            to_seq=args.to_seq,
+            check_indexes=not args.no_indexes,
+            progress=bar if show else None,
+        )
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "ok": report.ok,
+                    "records_checked": report.records_checked,
+                    "from_seq": report.from_seq,
+                    "to_seq": report.to_seq,
+                    "problem": report.problem,
+                    "bad_seq": report.bad_seq,
+                    "message": report.message,
+                }
+            )
+        )
+    elif report.ok:
+        print(f"OK: {report.message} ({report.records_checked:,} records, "
+              f"{report.bytes_checked:,} bytes)")
+    else:
+        print(f"FAILED at record {report.bad_seq}: {report.problem}: {report.message}")
+    return 0 if report.ok else 1
+
+
+def _query_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    return {
+        "user_id": args.user,
+        "agent_id": args.agent,
+        "tenant_id": args.tenant,
+        "action": args.action,
+        "tool": args.tool,
+        "effect": args.effect,
+        "risk_level": args.risk,
+        "run_id": args.run,
+        "trace_id": args.trace,
+        "since": args.since,
+        "until": args.until,
+    }
+
+
+def _emit_records(records: Sequence[dict[str, Any]], args: argparse.Namespace) -> None:
+    if args.json:
+        for r in records:
+            print(json.dumps(r, ensure_ascii=False))
+    else:
+        _print_table(records, sys.stdout)
+
+
+def _cmd_query(args: argparse.Namespace) -> int:
+    with _open_reader(args.path) as ledger:
+        result = ledger.query(
+            **_query_kwargs(args),
+            newest_first=not args.oldest_first,
+            limit=args.limit or None,
+            cursor=args.cursor,
+        )
+        records = list(result)
+    _emit_records(records, args)
+    if not args.json:
+        more = f"; next page: --cursor {result.next_cursor}" if result.next_cursor else ""
+        print(f"({len(records)} records{more})")
+    return 0
+
+
+def _cmd_tail(args: argparse.Namespace) -> int:
+    with _open_reader(args.path) as ledger:
+        records = list(ledger.query(limit=args.n))[::-1]
+        _emit_records(records, args)
+        if not args.follow:
+            return 0
+        last = records[-1]["seq"] if records else 0
+        try:
+            deadline = time.monotonic() + args.follow_for if args.follow_for else None
+            while deadline is None or time.monotonic() < deadline:
+                time.sleep(args.interval)
+                ledger.refresh()
+                head = ledger.head()["seq"]
+                if head <= last:
+                    continue
+                new = list(ledger.query(newest_first=False, cursor=f"s:{last}", limit=None))
+                if new:
+                    if args.json:
+                        _emit_records(new, args)
+                    else:
+                        _print_rows(new)
+                    last = new[-1]["seq"]
+                sys.stdout.flush()
+        except KeyboardInterrupt:
+            pass
+    return 0
+
+
+def _print_rows(records: Sequence[dict[str, Any]]) -> None:
+    """Rows without the header, for tail --follow."""
+    import io
+
+    buf = io.StringIO()
+    _print_table(records, buf)
+    sys.stdout.write(buf.getvalue().split("\n", 1)[1])
+
+
+def _cmd_stats(args: argparse.Namespace) -> int:
+    with _open_reader(args.path) as ledger:
+        stats = ledger.stats()
+    if args.json:
+        print(json.dumps(stats))
+        return 0
+    print(f"ledger      {args.path}")
+    print(f"format      {stats['format']}")
+    print(f"records     {stats['records']:,}")
+    print(f"head        #{stats['head_seq']} {stats['head_hash']}")
+    print(f"time span   {_fmt_time(stats['first_timestamp_ns'])} .. "
+          f"{_fmt_time(stats['last_timestamp_ns'])}")
+    print(f"disk        {stats['disk_bytes'] / 1e6:,.1f} MB")
+    for title, key in (("by action", "by_action"), ("by effect", "by_effect"),
+                       ("by agent", "by_agent")):
+        items = sorted(stats[key].items(), key=lambda kv: -kv[1])
+        print(f"{title}:")
+        for name, count in items[:20]:
+            print(f"  {name:<30} {count:>10,}")
+        if len(items) > 20:
+            print(f"  ... and {len(items) - 20} more")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="bastion",
+        description="Bastion: governance for AI agents. Inspect and verify audit ledgers.",
+        epilog="Run 'bastion ledger COMMAND --help' for a command's options.",
+    )
+    parser.add_argument("--version", action="version", version=f"bastion {bastion.__version__}")
+    top = parser.add_subparsers(dest="area", metavar="AREA", required=True)
+
+    ledger = top.add_parser(
+        "ledger",
+        help="verify, query, tail and summarize an audit ledger",
+        description="Work with a hash-chained audit ledger. PATH is opened read-only, "
+        "so these commands are safe while an agent is writing.",
+    )
+    cmds = ledger.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def add(name: str, help_text: str) -> argparse.ArgumentParser:
+        p = cmds.add_parser(name, help=help_text, description=help_text)
+        p.add_argument("path", metavar="PATH", help="the ledger directory")
+        p.add_argument("--json", action="store_true", help="machine-readable output")
+        return p
+
+    v = add("verify", "check every record's hash and link, the head, and the indexes")
+    v.add_argument("--from", dest="from_seq", type=int, metavar="SEQ", help="first record")
+    v.add_argument("--to", dest="to_seq", type=int, metavar="SEQ", help="last record")
+    v.add_argument("--no-indexes", action="store_true", help="skip the index check")
+    v.add_argument("--progress", action="store_true",
+                   help="show the progress bar even when stderr is not a terminal")
+    v.set_defaults(func=_cmd_verify)
+
+    q = add("query", "find records by who, what and when (newest first)")
+    for flag, field in (("--user", "user_id"), ("--agent", "agent_id"),
+                        ("--tenant", "tenant_id"), ("--action", "action"),
+                        ("--tool", "tool"), ("--effect", "effect"),
+                        ("--risk", "risk_level"), ("--run", "run_id"),
+                        ("--trace", "trace_id")):
+        q.add_argument(flag, metavar="VALUE", help=f"only records whose {field} is VALUE")
+    q.add_argument("--since", type=_parse_time, metavar="TIME",
+                   help="not before TIME (ISO 8601, ns since the epoch, or an age: 15m, 2h, 7d)")
+    q.add_argument("--until", type=_parse_time, metavar="TIME", help="not after TIME")
+    q.add_argument("--oldest-first", action="store_true", help="oldest records first")
+    q.add_argument("--limit", type=int, default=50, metavar="N",
+                   help="at most N records (0: all; default 50)")
+    q.add_argument("--cursor", metavar="CURSOR", help="continue after a previous page")
+    q.set_defaults(func=_cmd_query)
+
+    t = add("tail", "show the newest records, and optionally follow new ones")
+    t.add_argument("-n", type=int, default=10, metavar="N", help="how many (default 10)")
+    t.add_argument("-f", "--follow", action="store_true", help="keep printing new records")
+    t.add_argument("--interval", type=float, default=0.5, metavar="SECONDS",
+                   help="how often to look for new records when following (default 0.5)")
+    t.add_argument("--follow-for", type=float, default=None, metavar="SECONDS",
+                   help="stop following after this long (default: until Ctrl-C)")
+    t.set_defaults(func=_cmd_tail)
+
+    s = add("stats", "record counts by action, effect and agent; head; size on disk")
+    s.set_defaults(func=_cmd_stats)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except bastion.Error as e:
+        print(f"bastion: error: {e}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:  # e.g. piped into head
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

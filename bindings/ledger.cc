@@ -1,4 +1,5 @@
 // bastion._core.Ledger, QueryResult and VerifyReport.
+#include <exception>
 #include <memory>
 #include <optional>
 
@@ -109,7 +110,13 @@ class PyLedger {
       try {
         batch.push_back(RecordFromPython(item, py::handle()));
       } catch (py::error_already_set& e) {
-        ThrowInvalid(fmt::format("record {} of the batch: {}", i, e.what()));
+        // Same exception type as append() raises, its message prefixed with
+        // the record's index (e.what() would add the type name and a traceback).
+        if (e.matches(PyExc_UnicodeError)) throw;  // its constructor takes no message
+        const std::string message = py::str(e.value()).cast<std::string>();
+        PyErr_SetObject(e.type().ptr(),
+                        py::str(fmt::format("record {} of the batch: {}", i, message)).ptr());
+        throw py::error_already_set();
       } catch (py::type_error& e) {
         throw py::type_error(fmt::format("record {} of the batch: {}", i, e.what()));
       }
@@ -180,16 +187,22 @@ class PyLedger {
     o.to_seq = to_seq;
     o.check_indexes = check_indexes;
     o.threads = threads;
-    std::optional<py::error_already_set> callback_error;
+    // The core never throws and does not expect its callback to: any exception
+    // is kept here, stops the verification, and is re-raised afterwards.
+    std::exception_ptr callback_error;
     if (!progress.is_none()) {
       if (!PyCallable_Check(progress.ptr())) throw py::type_error("progress must be callable");
       o.progress = [&](uint64_t done, uint64_t total) -> bool {
+        if (callback_error) return false;  // never call back after an error
         py::gil_scoped_acquire acquire;
         try {
           py::object r = progress(done, total);
-          return r.is_none() || r.cast<bool>() || PyObject_IsTrue(r.ptr()) == 1;
-        } catch (py::error_already_set& e) {
-          callback_error.emplace(std::move(e));
+          if (r.is_none()) return true;
+          const int truth = PyObject_IsTrue(r.ptr());
+          if (truth < 0) throw py::error_already_set();
+          return truth == 1;
+        } catch (...) {
+          callback_error = std::current_exception();
           return false;
         }
       };
@@ -199,7 +212,7 @@ class PyLedger {
       py::gil_scoped_release release;
       report = ledger()->Verify(o);
     }
-    if (callback_error) throw std::move(*callback_error);
+    if (callback_error) std::rethrow_exception(callback_error);
     if (!report.error.ok()) ThrowStatus(report.error);
     return report;
   }
@@ -314,6 +327,10 @@ void RegisterLedger(py::module_& m) {
       .def("__repr__", [](const VerifyReport& r) {
         if (r.ok) return fmt::format("<VerifyReport ok: {} records ({}..{})>", r.records_checked,
                                      r.from_seq, r.to_seq);
+        if (r.problem == VerifyProblem::kNone) {  // cancelled: no record is known to be bad
+          return fmt::format("<VerifyReport not ok: {} ({} records checked)>", r.message,
+                             r.records_checked);
+        }
         return fmt::format("<VerifyReport FAILED at record {}: {}: {}>", r.bad_seq,
                            VerifyProblemName(r.problem), r.message);
       });

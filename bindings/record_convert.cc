@@ -78,7 +78,22 @@ int64_t Int(py::handle h, std::string_view field, int64_t lo) {
 
 void SetField(Record& r, Field f, py::handle value) {
   const std::string_view name = FieldName(f);
-  if (value.is_none()) return;  // None means "not set"
+  if (value.is_none()) {  // None means "not set", also over a value from the dict
+    switch (TypeOf(f)) {
+      case FieldType::kString: StringField(r, f)->clear(); return;
+      case FieldType::kUint: *UintField(r, f) = 0; return;
+      case FieldType::kInt:
+        if (f == Field::kStepIndex) {
+          r.step_index.reset();
+        } else {
+          *IntField(r, f) = 0;
+        }
+        return;
+      case FieldType::kReasons: r.reasons.clear(); return;
+      case FieldType::kAttributes: r.attributes.clear(); return;
+    }
+    return;
+  }
   switch (TypeOf(f)) {
     case FieldType::kString:
       StringField(r, f)->assign(Utf8(value, name));
@@ -103,6 +118,7 @@ void SetField(Record& r, Field f, py::handle value) {
             "field 'reasons' must be a list of (policy_id, message) pairs or dicts, got {}",
             TypeName(value)));
       }
+      r.reasons.clear();  // a keyword argument replaces the dict's reasons
       size_t i = 0;
       for (py::handle item : value) {
         Reason reason;
@@ -136,6 +152,7 @@ void SetField(Record& r, Field f, py::handle value) {
         throw py::type_error(
             fmt::format("field 'attributes' must be a dict of str to str, got {}", TypeName(value)));
       }
+      r.attributes.clear();  // a keyword argument replaces the dict's attributes
       for (auto [k, v] : py::reinterpret_borrow<py::dict>(value)) {
         if (!PyUnicode_Check(k.ptr())) {
           throw py::type_error(
@@ -204,7 +221,19 @@ int64_t CostToNanos(py::handle value) {
   if (PyUnicode_Check(value.ptr())) {
     text = std::string(Utf8(value, "cost_usd"));
   } else if (py::hasattr(value, "as_tuple")) {
-    text = py::str(value).cast<std::string>();
+    // decimal.Decimal. str() switches to exponent notation for small amounts
+    // (Decimal("0.000000001") is "1E-9"); format(value, "f") never does, but
+    // it writes out the exponent, so bound that first.
+    py::object exponent = value.attr("as_tuple")().attr("exponent");
+    if (PyLong_Check(exponent.ptr())) {
+      const long long e = exponent.cast<long long>();
+      if (e > 18) ThrowInvalid("field 'cost_usd' is out of range");
+      if (e < -64) {
+        ThrowInvalid(fmt::format("field 'cost_usd' '{}' is more precise than 1e-9 USD",
+                                 py::str(value).cast<std::string>()));
+      }
+    }
+    text = py::str(py::module_::import("builtins").attr("format")(value, "f")).cast<std::string>();
   } else {
     throw py::type_error(fmt::format(
         "field 'cost_usd' must be int, float, Decimal or str, got {}", TypeName(value)));
@@ -218,8 +247,9 @@ int64_t CostToNanos(py::handle value) {
     } else if (c >= '0' && c <= '9') {
       digits = true;
       if (!dot) {
-        if (whole > (INT64_MAX / 1'000'000'000 - 9) / 10) ThrowInvalid("field 'cost_usd' is out of range");
         whole = whole * 10 + (c - '0');
+        // The same bound as for an int amount: whole dollars * 1e9 fits int64.
+        if (whole > INT64_MAX / 1'000'000'000) ThrowInvalid("field 'cost_usd' is out of range");
       } else if (frac_digits < 9) {
         frac = frac * 10 + (c - '0');
         ++frac_digits;
@@ -305,53 +335,73 @@ py::dict StoredRecordToDict(const StoredRecord& s) {
 
 namespace {
 
-// One object column: a numpy object array, filled slot by slot, with repeated
-// strings sharing one object.
-class StrColumn {
+// Python str objects for repeated values: one object per distinct string
+// (up to a bound), shared by every row that holds it. A column whose values
+// are mostly distinct (span ids, summaries) stops looking them up.
+class Interner {
  public:
-  explicit StrColumn(size_t n) : arr_(py::module_::import("numpy").attr("empty")(n, "object")) {
-    data_ = static_cast<PyObject**>(py::array(arr_).mutable_data());
-  }
-  void Set(size_t i, std::string_view s) {
-    if (s.empty()) return;  // stays None
-    PyObject* obj;
-    auto it = cache_.find(s);
-    if (it != cache_.end()) {
-      obj = it->second.ptr();
-      Py_INCREF(obj);
-    } else {
-      obj = PyUnicode_DecodeUTF8(s.data(), static_cast<Py_ssize_t>(s.size()), "replace");
-      if (obj == nullptr) throw py::error_already_set();
-      if (cache_.size() < kMaxCache) {
-        cache_.emplace(s, py::reinterpret_borrow<py::object>(obj));
+  PyObject* Get(std::string_view s) {  // returns a new reference
+    if (enabled_) {
+      auto it = cache_.find(s);
+      if (it != cache_.end()) {
+        ++hits_;
+        Py_INCREF(it->second.ptr());
+        return it->second.ptr();
+      }
+      if (++misses_ == kProbe && hits_ < kProbe) {
+        enabled_ = false;  // fewer than half the lookups hit: not worth it
+        cache_.clear();
       }
     }
-    Put(i, obj);
+    PyObject* obj = PyUnicode_DecodeUTF8(s.data(), static_cast<Py_ssize_t>(s.size()), "replace");
+    if (obj == nullptr) throw py::error_already_set();
+    if (enabled_ && cache_.size() < kMaxEntries) {
+      cache_.emplace(s, py::reinterpret_borrow<py::object>(obj));
+    }
+    return obj;
+  }
+
+ private:
+  static constexpr size_t kMaxEntries = 1 << 16;
+  static constexpr uint64_t kProbe = 4096;
+  bool enabled_ = true;
+  uint64_t hits_ = 0, misses_ = 0;
+  std::unordered_map<std::string_view, py::object> cache_;
+};
+
+// One object column: a numpy object array (created full of None), filled
+// slot by slot.
+class ObjColumn {
+ public:
+  explicit ObjColumn(size_t n) : arr_(py::module_::import("numpy").attr("empty")(n, "object")) {
+    data_ = static_cast<PyObject**>(py::array(arr_).mutable_data());
   }
   void Put(size_t i, PyObject* owned) {
     PyObject* old = data_[i];
     data_[i] = owned;
     Py_XDECREF(old);
   }
+  void SetString(size_t i, std::string_view s) {
+    if (!s.empty()) Put(i, interner_.Get(s));  // empty stays None
+  }
   py::object array() const { return arr_; }
 
  private:
-  static constexpr size_t kMaxCache = 1 << 16;
   py::object arr_;
   PyObject** data_;
-  std::unordered_map<std::string_view, py::object> cache_;
+  Interner interner_;
 };
 
 class ColumnVisitor final : public codec::FieldVisitor {
  public:
-  ColumnVisitor(size_t n) {
+  explicit ColumnVisitor(size_t n) {
     for (int i = 0; i < kFieldCount; ++i) {
       const Field f = static_cast<Field>(i);
       switch (TypeOf(f)) {
         case FieldType::kString:
         case FieldType::kReasons:
         case FieldType::kAttributes:
-          strs_[i] = std::make_unique<StrColumn>(n);
+          objs_[i] = std::make_unique<ObjColumn>(n);
           break;
         default:
           nums_[i] = py::array_t<int64_t>(n);
@@ -359,56 +409,80 @@ class ColumnVisitor final : public codec::FieldVisitor {
           num_data_[i] = nums_[i].mutable_data();
       }
     }
-    // step_index: -1 marks "not set" (converted to a nullable column in Python).
+    // step_index: -1 marks "not set" (a nullable column on the Python side).
     std::fill(num_data_[static_cast<int>(Field::kStepIndex)],
               num_data_[static_cast<int>(Field::kStepIndex)] + n, -1);
   }
   void Row(size_t row) {
     row_ = row;
-    reasons_ = py::list();
+    reasons_.clear();
     attributes_ = py::dict();
   }
+  // Reasons become a tuple of dicts (the empty tuple is shared); attributes a
+  // dict of str. Neither is tracked by the garbage collector once built.
   void EndRow() {
-    strs_[static_cast<int>(Field::kReasons)]->Put(row_, reasons_.release().ptr());
-    strs_[static_cast<int>(Field::kAttributes)]->Put(row_, attributes_.release().ptr());
+    py::tuple reasons(reasons_.size());
+    for (size_t k = 0; k < reasons_.size(); ++k) reasons[k] = std::move(reasons_[k]);
+    objs_[static_cast<int>(Field::kReasons)]->Put(row_, reasons.release().ptr());
+    objs_[static_cast<int>(Field::kAttributes)]->Put(row_, attributes_.release().ptr());
   }
-  void OnString(Field f, std::string_view v) override { strs_[static_cast<int>(f)]->Set(row_, v); }
+  void OnString(Field f, std::string_view v) override {
+    objs_[static_cast<int>(f)]->SetString(row_, v);
+  }
   void OnUint(Field f, uint64_t v) override {
     num_data_[static_cast<int>(f)][row_] = static_cast<int64_t>(v);
   }
   void OnInt(Field f, int64_t v) override { num_data_[static_cast<int>(f)][row_] = v; }
   void OnReason(std::string_view p, std::string_view m) override {
     py::dict rd;
-    rd[N().policy_id] = Str(p);
-    rd[N().message] = Str(m);
-    reasons_.append(rd);
+    rd[N().policy_id] = py::reinterpret_steal<py::object>(strings_.Get(p));
+    rd[N().message] = py::reinterpret_steal<py::object>(strings_.Get(m));
+    reasons_.push_back(std::move(rd));
   }
   void OnAttribute(std::string_view k, std::string_view v) override {
-    attributes_[Str(k)] = py::str(v.data(), v.size());
+    py::object key = py::reinterpret_steal<py::object>(strings_.Get(k));
+    py::object value = py::reinterpret_steal<py::object>(strings_.Get(v));
+    if (PyDict_SetItem(attributes_.ptr(), key.ptr(), value.ptr()) != 0) {
+      throw py::error_already_set();
+    }
   }
   void Export(py::dict& out) {
     for (int i = 0; i < kFieldCount; ++i) {
-      py::object name = N().field[i];
-      out[name] = strs_[i] ? strs_[i]->array() : py::object(nums_[i]);
+      out[N().field[i]] = objs_[i] ? objs_[i]->array() : py::object(nums_[i]);
     }
   }
 
  private:
   size_t row_ = 0;
-  py::list reasons_;
+  std::vector<py::object> reasons_;
   py::dict attributes_;
-  std::array<std::unique_ptr<StrColumn>, kFieldCount> strs_;
+  Interner strings_;  // reason and attribute texts
+  std::array<std::unique_ptr<ObjColumn>, kFieldCount> objs_;
   std::array<py::array_t<int64_t>, kFieldCount> nums_;
   std::array<int64_t*, kFieldCount> num_data_{};
 };
 
 }  // namespace
 
+// Keeps the cyclic garbage collector off while millions of containers are
+// created: each of its passes would walk every object made so far.
+class GcPause {
+ public:
+  GcPause() : was_enabled_(PyGC_Disable()) {}
+  ~GcPause() {
+    if (was_enabled_) PyGC_Enable();
+  }
+
+ private:
+  int was_enabled_;
+};
+
 py::dict EncodedToColumns(const std::vector<std::string>& encoded) {
+  GcPause gc_pause;
   const size_t n = encoded.size();
   py::array_t<uint64_t> seqs(n);
   uint64_t* seq_data = seqs.mutable_data();
-  StrColumn hashes(n);
+  ObjColumn hashes(n);
   ColumnVisitor cols(n);
   for (size_t i = 0; i < n; ++i) {
     codec::ValueView view;

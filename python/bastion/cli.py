@@ -91,6 +91,28 @@ def _parse_time(text: str) -> int:
     return int(t.timestamp()) * 1_000_000_000 + t.microsecond * 1000
 
 
+def _count(text: str) -> int:
+    """A non-negative integer option (a record count or sequence number)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value} is negative")
+    return value
+
+
+def _seconds(text: str) -> float:
+    """A positive number of seconds."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a number of seconds") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text} is not a positive number of seconds")
+    return value
+
+
 class _ProgressBar:
     """A one-line progress bar on a terminal; silent elsewhere unless forced."""
 
@@ -197,11 +219,12 @@ def _cmd_query(args: argparse.Namespace) -> int:
 
 def _cmd_tail(args: argparse.Namespace) -> int:
     with _open_reader(args.path) as ledger:
-        records = list(ledger.query(limit=args.n))[::-1]
+        # limit=0 would mean "no limit": -n 0 shows nothing and follows from the head.
+        records = list(ledger.query(limit=args.n))[::-1] if args.n > 0 else []
         _emit_records(records, args)
         if not args.follow:
             return 0
-        last = records[-1]["seq"] if records else 0
+        last = records[-1]["seq"] if records else ledger.head()["seq"]
         try:
             deadline = time.monotonic() + args.follow_for if args.follow_for else None
             while deadline is None or time.monotonic() < deadline:
@@ -280,8 +303,8 @@ def build_parser() -> argparse.ArgumentParser:
         return p
 
     v = add("verify", "check every record's hash and link, the head, and the indexes")
-    v.add_argument("--from", dest="from_seq", type=int, metavar="SEQ", help="first record")
-    v.add_argument("--to", dest="to_seq", type=int, metavar="SEQ", help="last record")
+    v.add_argument("--from", dest="from_seq", type=_count, metavar="SEQ", help="first record")
+    v.add_argument("--to", dest="to_seq", type=_count, metavar="SEQ", help="last record")
     v.add_argument("--no-indexes", action="store_true", help="skip the index check")
     v.add_argument("--progress", action="store_true",
                    help="show the progress bar even when stderr is not a terminal")
@@ -298,17 +321,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="not before TIME (ISO 8601, ns since the epoch, or an age: 15m, 2h, 7d)")
     q.add_argument("--until", type=_parse_time, metavar="TIME", help="not after TIME")
     q.add_argument("--oldest-first", action="store_true", help="oldest records first")
-    q.add_argument("--limit", type=int, default=50, metavar="N",
+    q.add_argument("--limit", type=_count, default=50, metavar="N",
                    help="at most N records (0: all; default 50)")
     q.add_argument("--cursor", metavar="CURSOR", help="continue after a previous page")
     q.set_defaults(func=_cmd_query)
 
     t = add("tail", "show the newest records, and optionally follow new ones")
-    t.add_argument("-n", type=int, default=10, metavar="N", help="how many (default 10)")
+    t.add_argument("-n", type=_count, default=10, metavar="N", help="how many (default 10)")
     t.add_argument("-f", "--follow", action="store_true", help="keep printing new records")
-    t.add_argument("--interval", type=float, default=0.5, metavar="SECONDS",
+    t.add_argument("--interval", type=_seconds, default=0.5, metavar="SECONDS",
                    help="how often to look for new records when following (default 0.5)")
-    t.add_argument("--follow-for", type=float, default=None, metavar="SECONDS",
+    t.add_argument("--follow-for", type=_seconds, default=None, metavar="SECONDS",
                    help="stop following after this long (default: until Ctrl-C)")
     t.set_defaults(func=_cmd_tail)
 

@@ -49,7 +49,15 @@ def to_pandas(result: QueryResult) -> pandas.DataFrame:
     step = cols["step_index"]
     cols["step_index"] = pd.array(np.where(step < 0, 0, step), dtype="Int64")
     cols["step_index"][step < 0] = pd.NA
-    return pd.DataFrame({name: cols[name] for name in COLUMNS}, copy=False)
+    data = {}
+    for name in COLUMNS:
+        col = cols[name]
+        if isinstance(col, np.ndarray) and col.dtype == object:
+            # Keep object dtype: pandas 3 would infer its "str" dtype, which
+            # turns unset strings (None) into NaN.
+            col = pd.Series(col, dtype=object, copy=False)
+        data[name] = col
+    return pd.DataFrame(data, copy=False)
 
 
 def to_arrow(result: QueryResult) -> pyarrow.Table:

@@ -73,7 +73,8 @@ Status DecodePostings(uint64_t first_seq, std::string_view value, std::vector<ui
   out->push_back(seq);
   for (uint64_t i = 1; i < count; ++i) {
     uint64_t gap;
-    if (!codec::GetVarint(&value, &gap) || gap == 0) {
+    // A gap past UINT64_MAX would wrap and break the ascending order.
+    if (!codec::GetVarint(&value, &gap) || gap == 0 || gap > UINT64_MAX - seq) {
       return Status::Corruption(fmt::format("posting block at seq {}: bad gap", first_seq));
     }
     seq += gap;

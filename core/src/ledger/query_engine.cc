@@ -168,12 +168,21 @@ class Runner {
         {index::Kind::kRisk, &q.risk_level},
     };
     for (const auto& [kind, value] : eq) {
-      if (value->has_value()) filters_.push_back({kind, **value});
+      if (!value->has_value()) continue;
+      if ((*value)->empty()) {
+        // Empty means "not set" in a record; as a filter it would match nothing.
+        bad_filter_ = index::KindName(kind);
+      }
+      filters_.push_back({kind, **value});
     }
     limit_ = q.limit == 0 ? SIZE_MAX : q.limit;
   }
 
   Result<QueryResult> Run() {
+    if (!bad_filter_.empty()) {
+      return Status::InvalidArgument(fmt::format(
+          "query filter '{}' is empty; leave it unset to match every record", bad_filter_));
+    }
     auto cursor = ParseCursor(q_.cursor);
     if (!cursor.ok()) return cursor.status();
     const bool time_only = filters_.empty() && (q_.since_ns || q_.until_ns);
@@ -333,6 +342,7 @@ class Runner {
   const Query& q_;
   std::shared_ptr<const rocksdb::Snapshot> snap_;
   std::vector<EqualityFilter> filters_;
+  std::string_view bad_filter_;
   size_t limit_;
   QueryResult result_;
   std::string last_cursor_;

@@ -21,7 +21,6 @@
 namespace bastion {
 namespace {
 
-constexpr size_t kChunkRecords = 2048;
 constexpr int kIndexSlots = index::kPostingKinds + 1;  // postings + time
 
 // An order-independent digest of a set of (kind, value hash, seq) entries:
@@ -87,115 +86,134 @@ class IndexFieldVisitor final : public codec::FieldVisitor {
   void OnAttribute(std::string_view, std::string_view) override {}
 };
 
-struct Chunk {
-  uint64_t first_seq;
-  std::vector<std::string> values;
-};
-
-// Checks the contents of one record: hash, then strict decoding. The caller
-// has already checked the header, the sequence and the link.
-void CheckRecord(Sha256* sha, uint64_t seq, std::string_view value, Problem* problem,
-                 IndexSums* sums) {
-  codec::ValueView view;
-  if (!codec::ParseValue(value, &view).ok()) return;  // reported by the main thread
-  const Hash expected = chain::ExpectedHash(sha, view);
-  if (std::memcmp(expected.data(), view.hash.data(), 32) != 0) {
-    problem->Offer(VerifyProblem::kHashMismatch, seq,
-                   fmt::format("record {}: content does not match its chain hash "
-                               "(stored {}, computed {})",
-                               seq, HashToHex(*reinterpret_cast<const Hash*>(view.hash.data())),
-                               HashToHex(expected)));
-    return;
-  }
-  IndexFieldVisitor fields;
-  Status s = codec::DecodeSection(view.body, false, &fields);
-  if (s.ok() && !view.erased()) {
-    s = codec::DecodeSection(view.personal.substr(codec::kSaltBytes), true, &fields);
-  }
-  if (!s.ok()) {
-    problem->Offer(VerifyProblem::kUndecodable, seq,
-                   fmt::format("record {}: undecodable: {}", seq, s.message()));
-    return;
-  }
-  if (sums == nullptr) return;
-  for (int i = 0; i < index::kPostingKinds; ++i) {
-    // Erased records lose their personal index entries (user).
-    if (fields.hashes[i]) sums->Add(i, *fields.hashes[i], seq);
-  }
-  sums->Add(index::kPostingKinds, static_cast<uint64_t>(fields.timestamp_ns), seq);
-}
-
-class HashWorkers {
- public:
-  HashWorkers(unsigned n, bool index_sums) : index_sums_(index_sums) {
-    for (unsigned i = 0; i < n; ++i) threads_.emplace_back([this] { Run(); });
-  }
-  ~HashWorkers() { Finish(); }
-
-  void Push(Chunk chunk) {
-    std::unique_lock<std::mutex> lock(mu_);
-    room_cv_.wait(lock, [&] { return queue_.size() < 2 * threads_.size() + 2; });
-    queue_.push_back(std::move(chunk));
-    work_cv_.notify_one();
-  }
-
-  void Finish() {
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      done_ = true;
-    }
-    work_cv_.notify_all();
-    for (auto& t : threads_) t.join();
-    threads_.clear();
-  }
-
-  Problem problem;  // read after Finish
-  IndexSums sums;
-
- private:
-  void Run() {
-    Sha256 sha;
-    Problem local;
-    IndexSums local_sums;
-    while (true) {
-      Chunk chunk;
-      {
-        std::unique_lock<std::mutex> lock(mu_);
-        work_cv_.wait(lock, [&] { return done_ || !queue_.empty(); });
-        if (queue_.empty()) break;
-        chunk = std::move(queue_.front());
-        queue_.pop_front();
-        room_cv_.notify_one();
-      }
-      for (size_t i = 0; i < chunk.values.size(); ++i) {
-        CheckRecord(&sha, chunk.first_seq + i, chunk.values[i], &local,
-                    index_sums_ ? &local_sums : nullptr);
-      }
-    }
-    std::lock_guard<std::mutex> lock(mu_);
-    problem.Offer(local);
-    sums.Merge(local_sums);
-  }
-
-  const bool index_sums_;
-  std::mutex mu_;
-  std::condition_variable work_cv_, room_cv_;
-  std::deque<Chunk> queue_;
-  bool done_ = false;
-  std::vector<std::thread> threads_;
-};
-
 std::string SeqKey(uint64_t seq) {
   std::string k;
   codec::PutFixed64BE(&k, seq);
   return k;
 }
 
+// One slice [lo, hi] of the range, scanned by one thread with its own
+// iterator: sequence, parse, link and hash checks, and (optionally) the index
+// entries its records imply. Links across slices are checked when merging.
+struct Slice {
+  uint64_t lo = 0, hi = 0;
+  Problem problem;
+  IndexSums sums;
+  uint64_t next = 0;  // first sequence number not seen (lo + records scanned)
+  uint64_t bytes = 0;
+  Hash first_prev{};  // prev_hash of record lo
+  bool has_first = false;  // record lo was parsed (first_prev is set)
+  Hash last_hash{};   // hash of record next - 1
+  uint64_t extra_seq = 0;  // a record past hi (looked for in the last slice only)
+  Status error;
+};
+
+void ScanSlice(RocksStore* store, const rocksdb::Snapshot* snap, bool check_indexes,
+               bool peek_past_end, const std::atomic<bool>& cancel,
+               std::atomic<uint64_t>& progress, Slice* slice) {
+  Sha256 sha;
+  auto it = store->NewIterator(store->records(), snap, /*scan=*/true);
+  uint64_t expected = slice->lo;
+  Hash prev{};
+  Problem& problem = slice->problem;
+  uint64_t unreported = 0;
+  for (it->Seek(SeqKey(slice->lo)); it->Valid(); it->Next()) {
+    const rocksdb::Slice key = it->key();
+    if (key.size() != 8) {
+      problem.Offer(VerifyProblem::kMisplaced, expected,
+                    fmt::format("a record key of {} bytes (not 8) follows record {}", key.size(),
+                                expected - 1));
+      break;
+    }
+    const uint64_t seq = codec::GetFixed64BE(key.data());
+    if (seq > slice->hi) {
+      if (peek_past_end) slice->extra_seq = seq;
+      break;
+    }
+    if (seq != expected) {
+      problem.Offer(VerifyProblem::kGap, expected,
+                    fmt::format("record {} is missing (the next stored record is {})", expected,
+                                seq));
+      break;
+    }
+    const std::string_view value(it->value().data(), it->value().size());
+    codec::ValueView view;
+    Status s = codec::ParseValue(value, &view);
+    if (!s.ok()) {
+      problem.Offer(VerifyProblem::kUndecodable, seq,
+                    fmt::format("record {}: undecodable: {}", seq, s.message()));
+      break;
+    }
+    if (view.seq != seq) {
+      problem.Offer(VerifyProblem::kMisplaced, seq,
+                    fmt::format("record stored as {} says it is record {} (reordered or inserted)",
+                                seq, view.seq));
+      break;
+    }
+    if (seq == slice->lo) {
+      std::memcpy(slice->first_prev.data(), view.prev_hash.data(), 32);
+      slice->has_first = true;
+    } else if (std::memcmp(view.prev_hash.data(), prev.data(), 32) != 0) {
+      problem.Offer(VerifyProblem::kBrokenLink, seq,
+                    fmt::format("record {}: previous hash {} is not record {}'s hash {}", seq,
+                                HashToHex(*reinterpret_cast<const Hash*>(view.prev_hash.data())),
+                                seq - 1, HashToHex(prev)));
+      break;
+    }
+    const Hash computed = chain::ExpectedHash(&sha, view);
+    if (std::memcmp(computed.data(), view.hash.data(), 32) != 0) {
+      problem.Offer(VerifyProblem::kHashMismatch, seq,
+                    fmt::format("record {}: content does not match its chain hash "
+                                "(stored {}, computed {})",
+                                seq, HashToHex(*reinterpret_cast<const Hash*>(view.hash.data())),
+                                HashToHex(computed)));
+      break;
+    }
+    // A matching hash proves these are the bytes the writer sealed; decoding
+    // them is needed only to know which index entries they imply.
+    if (check_indexes) {
+      IndexFieldVisitor fields;
+      s = codec::DecodeSection(view.body, false, &fields);
+      if (s.ok() && !view.erased()) {
+        s = codec::DecodeSection(view.personal.substr(codec::kSaltBytes), true, &fields);
+      }
+      if (!s.ok()) {
+        problem.Offer(VerifyProblem::kUndecodable, seq,
+                      fmt::format("record {}: undecodable: {}", seq, s.message()));
+        break;
+      }
+      for (int i = 0; i < index::kPostingKinds; ++i) {
+        if (fields.hashes[i]) slice->sums.Add(i, *fields.hashes[i], seq);
+      }
+      slice->sums.Add(index::kPostingKinds, static_cast<uint64_t>(fields.timestamp_ns), seq);
+    }
+    std::memcpy(prev.data(), view.hash.data(), 32);
+    slice->bytes += value.size();
+    ++expected;
+    if (++unreported == 4096) {
+      progress.fetch_add(unreported, std::memory_order_relaxed);
+      unreported = 0;
+      if (cancel.load(std::memory_order_relaxed)) break;
+    }
+  }
+  progress.fetch_add(unreported, std::memory_order_relaxed);
+  if (!problem.set()) slice->error = store->IteratorStatus(it.get(), "reading the ledger's records");
+  slice->next = expected;
+  slice->last_hash = prev;
+}
+
 // Sums what the index column family holds for seqs in [from, to], and reports
 // entries that cannot be decoded.
+// With `to_head`, an entry naming a record past `to` (the head) points at no
+// record and is reported. Stops early (sums incomplete) when on_kind returns false.
 Status SumIndex(RocksStore* store, const rocksdb::Snapshot* snap, uint64_t from, uint64_t to,
-                IndexSums* sums, Problem* problem,
-                const std::function<void(int)>& on_kind) {
+                bool to_head, IndexSums* sums, Problem* problem,
+                const std::function<bool(int)>& on_kind) {
+  auto past_head = [&](int kind, uint64_t seq) {
+    problem->Offer(VerifyProblem::kIndexInconsistent, seq,
+                   fmt::format("the {} index names record {}, past the chain head {}",
+                               index::KindName(static_cast<index::Kind>(kind)), seq, to));
+  };
   auto it = store->NewIterator(store->index(), snap, /*scan=*/true);
   std::vector<uint64_t> seqs;
   int last_kind = 0;
@@ -203,7 +221,7 @@ Status SumIndex(RocksStore* store, const rocksdb::Snapshot* snap, uint64_t from,
     const rocksdb::Slice k = it->key();
     const int kind = k.size() > 0 ? static_cast<uint8_t>(k[0]) : 0;
     if (kind != last_kind) {
-      on_kind(kind);
+      if (!on_kind(kind)) break;
       last_kind = kind;
     }
     if (k.size() != index::kPostingKeyBytes || kind < 1 || kind > kIndexSlots) {
@@ -216,6 +234,7 @@ Status SumIndex(RocksStore* store, const rocksdb::Snapshot* snap, uint64_t from,
     const uint64_t b = codec::GetFixed64BE(k.data() + 9);
     if (kind == static_cast<int>(index::Kind::kTime)) {
       if (b >= from && b <= to) sums->Add(kind - 1, a ^ (1ULL << 63), b);
+      if (to_head && b > to) past_head(kind, b);
       continue;
     }
     seqs.clear();
@@ -229,6 +248,7 @@ Status SumIndex(RocksStore* store, const rocksdb::Snapshot* snap, uint64_t from,
     }
     for (uint64_t seq : seqs) {
       if (seq >= from && seq <= to) sums->Add(kind - 1, a, seq);
+      if (to_head && seq > to) past_head(kind, seq);
     }
   }
   return store->IteratorStatus(it.get(), "reading the ledger's indexes");
@@ -359,117 +379,130 @@ VerifyReport VerifyLedger(RocksStore* store, const VerifyOptions& options) {
   const uint64_t total = to >= from ? to - from + 1 : 0;
   const uint64_t progress_total = options.check_indexes ? 2 * total : total;
   unsigned threads = options.threads ? options.threads : std::thread::hardware_concurrency();
-  threads = std::max(1u, std::min(threads, 16u));
-  HashWorkers workers(threads, options.check_indexes);
+  threads = std::max(1u, std::min(threads, 64u));
 
-  uint64_t expected = from;
-  uint64_t bytes = 0;
+  // Slices of at least 64k records, about four per thread for balance.
+  std::vector<Slice> slices;
+  if (total > 0 && !problem.set()) {
+    const uint64_t want = std::max<uint64_t>(1, std::min<uint64_t>(threads * 4, total / 65536 + 1));
+    const uint64_t step = (total + want - 1) / want;
+    for (uint64_t lo = from;; lo += step) {
+      Slice sl;
+      sl.lo = lo;
+      sl.hi = std::min(to, lo + step - 1);
+      slices.push_back(sl);
+      if (sl.hi == to) break;
+    }
+  }
+  std::atomic<size_t> next_slice{0};
+  std::atomic<bool> cancel{false};
+  std::atomic<uint64_t> progress{0};
+  const unsigned workers = std::min<size_t>(threads, slices.size());
+  unsigned running = workers;  // guarded by done_mu
+  std::mutex done_mu;
+  std::condition_variable done_cv;
+  std::vector<std::thread> pool;
+  for (unsigned t = 0; t < workers; ++t) {
+    pool.emplace_back([&] {
+      for (size_t i; (i = next_slice.fetch_add(1)) < slices.size();) {
+        if (cancel.load()) break;
+        ScanSlice(store, snap, options.check_indexes,
+                  /*peek_past_end=*/i + 1 == slices.size() && to_head, cancel, progress,
+                  &slices[i]);
+      }
+      std::lock_guard<std::mutex> lock(done_mu);
+      if (--running == 0) done_cv.notify_one();
+    });
+  }
   bool cancelled = false;
-  Chunk chunk{from, {}};
-  chunk.values.reserve(kChunkRecords);
-  auto it = store->NewIterator(store->records(), snap, /*scan=*/true);
-  for (it->Seek(SeqKey(from)); it->Valid() && !problem.set(); it->Next()) {
-    const rocksdb::Slice key = it->key();
-    if (key.size() != 8) {
-      problem.Offer(VerifyProblem::kMisplaced, expected,
-                    fmt::format("a record key of {} bytes (not 8) follows record {}", key.size(),
-                                expected - 1));
-      break;
+  for (std::unique_lock<std::mutex> lock(done_mu);
+       !done_cv.wait_for(lock, std::chrono::milliseconds(50), [&] { return running == 0; });) {
+    lock.unlock();
+    if (options.progress && !cancelled &&
+        !options.progress(std::min(progress.load(), total), progress_total)) {
+      cancelled = true;
+      cancel = true;
     }
-    const uint64_t seq = codec::GetFixed64BE(key.data());
-    if (seq > to) {
-      if (to_head && seq > end) {
-        problem.Offer(VerifyProblem::kExtraRecords, seq,
-                      fmt::format("record {} exists past the chain head {}", seq, end));
-      }
-      break;
-    }
-    if (seq != expected) {
-      problem.Offer(VerifyProblem::kGap, expected,
-                    fmt::format("record {} is missing (the next stored record is {})", expected,
-                                seq));
-      break;
-    }
-    const std::string_view value(it->value().data(), it->value().size());
-    codec::ValueView view;
-    Status s = codec::ParseValue(value, &view);
-    if (!s.ok()) {
-      problem.Offer(VerifyProblem::kUndecodable, seq,
-                    fmt::format("record {}: undecodable: {}", seq, s.message()));
-      break;
-    }
-    if (view.seq != seq) {
-      problem.Offer(VerifyProblem::kMisplaced, seq,
-                    fmt::format("record stored as {} says it is record {} (reordered or inserted)",
-                                seq, view.seq));
-      break;
-    }
-    if (std::memcmp(view.prev_hash.data(), prev.data(), 32) != 0) {
-      problem.Offer(VerifyProblem::kBrokenLink, seq,
-                    fmt::format("record {}: previous hash {} is not record {}'s hash {}", seq,
-                                HashToHex(*reinterpret_cast<const Hash*>(view.prev_hash.data())),
-                                seq - 1, HashToHex(prev)));
-      break;
-    }
-    std::memcpy(prev.data(), view.hash.data(), 32);
-    bytes += value.size();
-    chunk.values.emplace_back(value);
-    ++expected;
-    if (chunk.values.size() == kChunkRecords) {
-      workers.Push(std::move(chunk));
-      chunk = Chunk{expected, {}};
-      chunk.values.reserve(kChunkRecords);
-      if (options.progress && !options.progress(expected - from, progress_total)) {
-        cancelled = true;
-        break;
-      }
-    }
+    lock.lock();
   }
-  if (!problem.set() && !cancelled) {
-    Status s = store->IteratorStatus(it.get(), "reading the ledger's records");
-    if (!s.ok()) report.error = s;
-  }
-  it.reset();
-  if (!chunk.values.empty()) workers.Push(std::move(chunk));
-  workers.Finish();
-  problem.Offer(workers.problem);
-  problem.Offer(head_problem);
+  for (auto& t : pool) t.join();
 
+  // Merge in sequence order; the first problem wins.
+  uint64_t checked = 0;
+  uint64_t bytes = 0;
+  for (size_t i = 0; i < slices.size() && !problem.set() && !cancelled; ++i) {
+    Slice& sl = slices[i];
+    if (!sl.error.ok()) {
+      report.error = sl.error;
+      break;
+    }
+    if (sl.has_first && std::memcmp(sl.first_prev.data(), prev.data(), 32) != 0) {
+      problem.Offer(VerifyProblem::kBrokenLink, sl.lo,
+                    fmt::format("record {}: previous hash {} is not record {}'s hash {}", sl.lo,
+                                HashToHex(sl.first_prev), sl.lo - 1, HashToHex(prev)));
+      break;
+    }
+    checked += sl.next - sl.lo;
+    bytes += sl.bytes;
+    if (sl.problem.set()) {
+      problem.Offer(sl.problem);
+      break;
+    }
+    if (sl.next <= sl.hi) {
+      const bool at_end = to_head && i + 1 == slices.size();
+      problem.Offer(at_end ? VerifyProblem::kTruncated : VerifyProblem::kGap, sl.next,
+                    at_end ? fmt::format("records {}..{} are missing: the chain head names "
+                                         "record {} but the records end at {}",
+                                         sl.next, to, to, sl.next - 1)
+                           : fmt::format("record {} is missing", sl.next));
+      break;
+    }
+    prev = sl.last_hash;
+    if (sl.extra_seq != 0) {
+      problem.Offer(VerifyProblem::kExtraRecords, sl.extra_seq,
+                    fmt::format("record {} exists past the chain head {}", sl.extra_seq, end));
+    }
+  }
+  problem.Offer(head_problem);
   if (!problem.set() && !cancelled && report.error.ok()) {
-    if (expected <= to) {
-      problem.Offer(to_head ? VerifyProblem::kTruncated : VerifyProblem::kGap, expected,
-                    to_head ? fmt::format("records {}..{} are missing: the chain head names "
-                                          "record {} but the records end at {}",
-                                          expected, to, to, expected - 1)
-                            : fmt::format("record {} is missing", expected));
-    } else if (to_head && to > 0 && std::memcmp(prev.data(), head.hash.data(), 32) != 0) {
+    if (to_head && total > 0 && std::memcmp(prev.data(), head.hash.data(), 32) != 0) {
       problem.Offer(VerifyProblem::kHeadMismatch, to,
                     fmt::format("the chain head's hash {} is not record {}'s hash {}",
                                 HashToHex(head.hash), to, HashToHex(prev)));
+    } else if (total == 0 && to_head) {
+      // Nothing in range, but records past the head are still tampering.
+      auto it = store->NewIterator(store->records(), snap);
+      it->Seek(SeqKey(end + 1));
+      if (it->Valid() && it->key().size() == 8) {
+        const uint64_t seq = codec::GetFixed64BE(it->key().data());
+        problem.Offer(VerifyProblem::kExtraRecords, seq,
+                      fmt::format("record {} exists past the chain head {}", seq, end));
+      }
     }
   }
+  IndexSums implied;
+  for (const Slice& sl : slices) implied.Merge(sl.sums);
 
   if (!problem.set() && !cancelled && report.error.ok() && options.check_indexes && total > 0) {
     IndexSums actual;
-    Status s = SumIndex(store, snap, from, to, &actual, &problem, [&](int kind) {
+    Status s = SumIndex(store, snap, from, to, to_head, &actual, &problem, [&](int kind) {
       if (options.progress && !options.progress(total + total * (kind - 1) / kIndexSlots,
                                                 progress_total)) {
         cancelled = true;
       }
+      return !cancelled;
     });
     if (!s.ok()) report.error = s;
-    if (!problem.set() && s.ok()) {
+    if (!problem.set() && s.ok() && !cancelled) {
       for (int slot = 0; slot < kIndexSlots; ++slot) {
-        if (actual.sum[slot] != workers.sums.sum[slot] ||
-            actual.count[slot] != workers.sums.count[slot]) {
-          LocateIndexProblem(store, snap, from, to, slot, &problem);
-          break;
+        if (actual.sum[slot] != implied.sum[slot] || actual.count[slot] != implied.count[slot]) {
+          LocateIndexProblem(store, snap, from, to, slot, &problem);  // keeps the lowest seq
         }
       }
     }
   }
 
-  report.records_checked = expected - from;
+  report.records_checked = checked;
   report.bytes_checked = bytes;
   report.cancelled = cancelled;
   if (problem.set()) {

@@ -1,6 +1,7 @@
 // Verification of the hash chain (and, optionally, the indexes) over a range.
-// The main thread walks the records in key order and checks sequence and
-// links; worker threads recompute hashes and decode records in parallel.
+// The range is cut into slices that threads scan in parallel, each with its
+// own iterator (sequence, links, hashes); the slices are then joined in order,
+// checking the links between them, so the first problem is reported.
 #ifndef BASTION_LEDGER_VERIFIER_H_
 #define BASTION_LEDGER_VERIFIER_H_
 

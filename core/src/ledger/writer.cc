@@ -47,7 +47,6 @@ Head Writer::head() const {
 Status Writer::Fail(Status s) {
   if (failed_.ok()) {
     failed_ = s.WithContext("the ledger's writer failed; reopen the ledger");
-    has_failed_.store(true, std::memory_order_release);
   }
   done_cv_.notify_all();
   not_full_cv_.notify_all();

@@ -75,7 +75,6 @@ class Writer {
 
   std::atomic<uint64_t> written_seq_;
   std::atomic<uint64_t> durable_seq_;
-  std::atomic<bool> has_failed_{false};
 
   // Writer-thread only.
   struct PostingEntry {

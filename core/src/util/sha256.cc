@@ -1,51 +1,41 @@
 #include "util/sha256.h"
 
-#include <openssl/evp.h>
+// The one-shot SHA256_* functions skip EVP's per-call provider and parameter
+// handling (~150 ns per digest, which is a third of hashing a 300-byte record)
+// and use the same SHA-NI/AVX code. They are deprecated in OpenSSL 3 in favour
+// of EVP, not removed.
+#define OPENSSL_SUPPRESS_DEPRECATED
+#include <openssl/sha.h>
 
-#include <cstdlib>
 #include <cstring>
 
 namespace bastion {
-namespace {
 
-const EVP_MD* Sha256Md() {
-  // Fetched once: EVP_sha256() would look the implementation up on every init.
-  static const EVP_MD* md = [] {
-    EVP_MD* fetched = EVP_MD_fetch(nullptr, "SHA256", nullptr);
-    return fetched != nullptr ? static_cast<const EVP_MD*>(fetched) : EVP_sha256();
-  }();
-  return md;
-}
+struct Sha256::Ctx {
+  SHA256_CTX c;
+};
 
-}  // namespace
+Sha256::Sha256() : ctx_(new Ctx) { Reset(); }
 
-Sha256::Sha256() : ctx_(EVP_MD_CTX_new()) {
-  if (ctx_ == nullptr) std::abort();  // out of memory: nothing sensible to do
-  Reset();
-}
+Sha256::~Sha256() { delete ctx_; }
 
-Sha256::~Sha256() { EVP_MD_CTX_free(ctx_); }
-
-void Sha256::Reset() {
-  if (EVP_DigestInit_ex2(ctx_, Sha256Md(), nullptr) != 1) std::abort();
-}
+void Sha256::Reset() { SHA256_Init(&ctx_->c); }
 
 void Sha256::Update(const void* data, size_t n) {
-  if (n != 0) EVP_DigestUpdate(ctx_, data, n);
+  if (n != 0) SHA256_Update(&ctx_->c, data, n);
 }
 
 Hash Sha256::Final() {
   Hash out;
-  unsigned int len = 0;
-  EVP_DigestFinal_ex(ctx_, out.data(), &len);
+  SHA256_Final(out.data(), &ctx_->c);
   Reset();
   return out;
 }
 
 Hash Sha256::Digest(std::string_view data) {
-  thread_local Sha256 sha;
-  sha.Update(data);
-  return sha.Final();
+  Hash out;
+  SHA256(reinterpret_cast<const unsigned char*>(data.data()), data.size(), out.data());
+  return out;
 }
 
 }  // namespace bastion

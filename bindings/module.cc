@@ -6,10 +6,12 @@
 
 namespace bastion::py_bindings {
 void RegisterLedger(pybind11::module_& m);
+void RegisterPolicy(pybind11::module_& m);
 }
 
 PYBIND11_MODULE(_core, m) {
   m.doc() = "Bastion's C++ core";
   bastion::py_bindings::RegisterErrors(m);
   bastion::py_bindings::RegisterLedger(m);
+  bastion::py_bindings::RegisterPolicy(m);
 }

@@ -14,14 +14,18 @@ The audit ledger::
 from __future__ import annotations
 
 from bastion import frames as _frames
+from pathlib import Path as _Path
+
 from bastion._core import (
     BusyError,
     CorruptionError,
+    Decision,
     Error,
     InternalError,
     InvalidArgumentError,
     Ledger,
     NotFoundError,
+    PolicyEngine,
     QueryResult,
     StateError,
     StorageError,
@@ -33,17 +37,26 @@ QueryResult.to_arrow = _frames.to_arrow  # type: ignore[method-assign]
 
 __version__ = "0.1.0"
 
+
+def default_policies() -> str:
+    """The folder of the policy bundle that ships with Bastion (policies/default)."""
+    return str(_Path(__file__).parent / "policies" / "default")
+
+
 __all__ = [
     "BusyError",
     "CorruptionError",
+    "Decision",
     "Error",
     "InternalError",
     "InvalidArgumentError",
     "Ledger",
     "NotFoundError",
+    "PolicyEngine",
     "QueryResult",
     "StateError",
     "StorageError",
     "VerifyReport",
     "__version__",
+    "default_policies",
 ]

@@ -4,6 +4,7 @@
     bastion ledger query PATH [filters]  find records
     bastion ledger tail PATH [-n N] [-f] the newest records, optionally following
     bastion ledger stats PATH            counts, head, size
+    bastion test POLICY_DIR              run a policy bundle's test cases
 
 Every ledger command opens PATH as a reader, so it is safe beside a running
 agent that is writing to the ledger. ``--json`` prints machine-readable output.
@@ -279,10 +280,22 @@ def _cmd_stats(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_test(args: argparse.Namespace) -> int:
+    from bastion import policytest
+
+    try:
+        return policytest.main(args.dirs, verbose=args.verbose, as_json=args.json,
+                               name_filter=args.run)
+    except policytest.CaseFileError as e:
+        print(f"bastion: error: {e}", file=sys.stderr)
+        return 2
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="bastion",
-        description="Bastion: governance for AI agents. Inspect and verify audit ledgers.",
+        description="Bastion: governance for AI agents. Test policy bundles; inspect and "
+        "verify audit ledgers.",
         epilog="Run 'bastion ledger COMMAND --help' for a command's options.",
     )
     parser.add_argument("--version", action="version", version=f"bastion {bastion.__version__}")
@@ -337,6 +350,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = add("stats", "record counts by action, effect and agent; head; size on disk")
     s.set_defaults(func=_cmd_stats)
+
+    pt = top.add_parser(
+        "test",
+        help="run a policy bundle's table-driven cases (POLICY_DIR/cases/*.yaml)",
+        description="Evaluate every case in POLICY_DIR/cases/*.yaml against the bundle in "
+        "POLICY_DIR and report which pass. Exits 1 if any case fails.",
+    )
+    pt.add_argument("dirs", nargs="+", metavar="POLICY_DIR", help="a policy bundle folder")
+    pt.add_argument("-v", "--verbose", action="store_true",
+                    help="show which policies decided, for passing cases too")
+    pt.add_argument("--run", metavar="REGEX", help="only cases whose name matches REGEX")
+    pt.add_argument("--json", action="store_true", help="one JSON object per case")
+    pt.set_defaults(func=_cmd_test)
     return parser
 
 

@@ -1,0 +1,331 @@
+// bastion._core.PolicyEngine and Decision.
+#include <memory>
+#include <optional>
+
+#include <fmt/format.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include "bastion/policy.h"
+#include "errors.h"
+#include "policy/bundle.h"
+
+namespace py = pybind11;
+using namespace pybind11::literals;
+
+namespace bastion::py_bindings {
+namespace {
+
+std::string Str(py::handle h, std::string_view field) {
+  if (!PyUnicode_Check(h.ptr())) {
+    throw py::type_error(fmt::format("call field '{}' must be str, got {}", field,
+                                     Py_TYPE(h.ptr())->tp_name));
+  }
+  Py_ssize_t n = 0;
+  const char* s = PyUnicode_AsUTF8AndSize(h.ptr(), &n);
+  if (s == nullptr) {
+    PyErr_Clear();
+    ThrowInvalid(fmt::format("call field '{}' is not valid UTF-8 (lone surrogate)", field));
+  }
+  return std::string(s, static_cast<size_t>(n));
+}
+
+int64_t Int(py::handle h, std::string_view field) {
+  if (!PyLong_Check(h.ptr()) || PyBool_Check(h.ptr())) {
+    throw py::type_error(fmt::format("call field '{}' must be int, got {}", field,
+                                     Py_TYPE(h.ptr())->tp_name));
+  }
+  int overflow = 0;
+  const long long v = PyLong_AsLongLongAndOverflow(h.ptr(), &overflow);
+  if (overflow || v < 0) ThrowInvalid(fmt::format("call field '{}' is out of range", field));
+  return v;
+}
+
+Value ToValue(py::handle h, const std::string& path, int depth) {
+  if (depth > 64) ThrowInvalid(fmt::format("'{}' is nested more than 64 levels deep", path));
+  PyObject* o = h.ptr();
+  if (o == Py_None) return Value();
+  if (PyBool_Check(o)) return Value(o == Py_True);
+  if (PyLong_Check(o)) {
+    int overflow = 0;
+    const long long v = PyLong_AsLongLongAndOverflow(o, &overflow);
+    if (overflow) return Value(PyLong_AsDouble(o));
+    return Value(static_cast<int64_t>(v));
+  }
+  if (PyFloat_Check(o)) return Value(PyFloat_AS_DOUBLE(o));
+  if (PyUnicode_Check(o)) return Value(Str(h, path));
+  if (PyDict_Check(o)) {
+    Value::Object obj;
+    PyObject *k, *v;
+    Py_ssize_t pos = 0;
+    while (PyDict_Next(o, &pos, &k, &v)) {
+      if (!PyUnicode_Check(k)) {
+        throw py::type_error(fmt::format("keys of '{}' must be str, got {}", path,
+                                         Py_TYPE(k)->tp_name));
+      }
+      std::string key = Str(k, path);
+      obj.emplace_back(key, ToValue(v, path + "." + key, depth + 1));
+    }
+    return Value(std::move(obj));
+  }
+  if (PyList_Check(o) || PyTuple_Check(o)) {
+    Value::Array arr;
+    size_t i = 0;
+    for (py::handle item : h) {
+      arr.push_back(ToValue(item, fmt::format("{}[{}]", path, i++), depth + 1));
+    }
+    return Value(std::move(arr));
+  }
+  throw py::type_error(fmt::format("'{}' must be JSON-like (None, bool, int, float, str, list, "
+                                   "dict), got {}",
+                                   path, Py_TYPE(o)->tp_name));
+}
+
+void SetCallField(CallInfo& c, std::string_view key, py::handle v) {
+  if (v.is_none()) return;
+  std::string* s = key == "agent_id"          ? &c.agent_id
+                   : key == "agent_role"      ? &c.agent_role
+                   : key == "parent_agent_id" ? &c.parent_agent_id
+                   : key == "user_id"         ? &c.user_id
+                   : key == "tenant_id"       ? &c.tenant_id
+                   : key == "model"           ? &c.model
+                   : key == "tool"            ? &c.tool
+                   : key == "operation"       ? &c.operation
+                   : key == "resource"        ? &c.resource
+                   : key == "input"           ? &c.input
+                   : key == "output"          ? &c.output
+                   : key == "chunk"           ? &c.chunk
+                   : key == "run_id"          ? &c.run_id
+                   : key == "thread_id"       ? &c.thread_id
+                   : key == "trace_id"        ? &c.trace_id
+                   : key == "risk_level"      ? &c.risk_level
+                                              : nullptr;
+  if (s != nullptr) {
+    *s = Str(v, key);
+    return;
+  }
+  if (key == "hook") {
+    auto hook = HookFromName(Str(v, key));
+    if (!hook) {
+      ThrowInvalid(fmt::format("unknown hook '{}' (expected before_model, after_model, "
+                               "before_tool, after_tool, on_chunk, on_run_start, on_run_end)",
+                               Str(v, key)));
+    }
+    c.hook = *hook;
+  } else if (key == "args") {
+    c.args = ToValue(v, "args", 0);
+  } else if (key == "step_index") {
+    c.step_index = Int(v, key);
+  } else if (key == "run_steps") {
+    c.run_steps = Int(v, key);
+  } else if (key == "run_tool_calls") {
+    c.run_tool_calls = Int(v, key);
+  } else if (key == "tokens") {
+    if (!PyDict_Check(v.ptr())) throw py::type_error("call field 'tokens' must be a dict");
+    for (auto [tk, tv] : py::reinterpret_borrow<py::dict>(v)) {
+      const std::string name = Str(tk, "tokens key");
+      uint64_t* slot = name == "input"         ? &c.tokens.input
+                       : name == "output"      ? &c.tokens.output
+                       : name == "cache_read"  ? &c.tokens.cache_read
+                       : name == "cache_write" ? &c.tokens.cache_write
+                       : name == "reasoning"   ? &c.tokens.reasoning
+                                               : nullptr;
+      if (slot == nullptr) ThrowInvalid(fmt::format("unknown token count 'tokens.{}'", name));
+      *slot = static_cast<uint64_t>(Int(tv, "tokens." + name));
+    }
+  } else if (key == "attributes") {
+    if (!PyDict_Check(v.ptr())) throw py::type_error("call field 'attributes' must be a dict");
+    for (auto [ak, av] : py::reinterpret_borrow<py::dict>(v)) {
+      c.attributes.emplace_back(Str(ak, "attributes key"), Str(av, "attributes value"));
+    }
+  } else {
+    ThrowInvalid(fmt::format("unknown call field '{}'", key));
+  }
+}
+
+CallInfo CallFromPython(py::handle hook, py::handle mapping, py::handle kwargs) {
+  CallInfo c;
+  SetCallField(c, "hook", hook);
+  for (py::handle source : {mapping, kwargs}) {
+    if (!source || source.is_none()) continue;
+    if (!PyDict_Check(source.ptr())) {
+      throw py::type_error(fmt::format("a call must be a dict (or keyword arguments), got {}",
+                                       Py_TYPE(source.ptr())->tp_name));
+    }
+    for (auto [k, v] : py::reinterpret_borrow<py::dict>(source)) {
+      SetCallField(c, Str(k, "call field name"), v);
+    }
+  }
+  return c;
+}
+
+py::list ReasonsList(const std::vector<Reason>& reasons) {
+  py::list out;
+  for (const auto& r : reasons) out.append(py::dict("policy_id"_a = r.policy_id, "message"_a = r.message));
+  return out;
+}
+
+class PyDecision {
+ public:
+  explicit PyDecision(Decision d) : d_(std::move(d)) {}
+  std::string effect() const { return std::string(EffectName(d_.effect)); }
+  bool allowed() const { return d_.effect == Effect::kAllow || d_.effect == Effect::kModify; }
+  py::list reasons() const { return ReasonsList(d_.reasons); }
+  py::list redactions() const {
+    py::list out;
+    for (const auto& r : d_.redactions) {
+      out.append(py::dict("target"_a = r.target, "start"_a = r.start, "end"_a = r.end,
+                          "label"_a = r.label, "policy_id"_a = r.policy_id));
+    }
+    return out;
+  }
+  py::object model_downgrade() const {
+    return d_.model_downgrade ? py::object(py::str(*d_.model_downgrade)) : py::none();
+  }
+  py::dict annotations() const {
+    py::dict out;
+    for (const auto& [k, v] : d_.annotations) out[py::str(k)] = py::str(v);
+    return out;
+  }
+  py::object risk_level() const {
+    return d_.risk_level.empty() ? py::none() : py::object(py::str(d_.risk_level));
+  }
+  py::list errors() const {
+    py::list out;
+    for (const auto& e : d_.errors) {
+      out.append(py::dict("policy_id"_a = e.policy_id, "kind"_a = e.kind, "message"_a = e.message));
+    }
+    return out;
+  }
+  py::list explain() const {
+    py::list out;
+    for (const auto& o : d_.explain) {
+      out.append(py::dict("policy_id"_a = o.policy_id,
+                          "effect"_a = o.effect ? py::object(py::str(std::string(EffectName(*o.effect))))
+                                                : py::none(),
+                          "message"_a = o.message, "applied"_a = o.applied, "failed"_a = o.failed));
+    }
+    return out;
+  }
+  std::string Apply(const std::string& text, const std::string& target) const {
+    return ApplyRedactions(text, d_.redactions, target);
+  }
+  const Decision& decision() const { return d_; }
+
+ private:
+  Decision d_;
+};
+
+class PyPolicyEngine {
+ public:
+  static std::unique_ptr<PyPolicyEngine> Load(const std::string& path) {
+    Result<std::unique_ptr<PolicyEngine>> r = Status::Internal("unset");
+    {
+      py::gil_scoped_release release;
+      r = PolicyEngine::Load(path);
+    }
+    return std::make_unique<PyPolicyEngine>(Unwrap(std::move(r)));
+  }
+  static std::unique_ptr<PyPolicyEngine> FromSources(
+      std::vector<std::pair<std::string, std::string>> files, const std::string& bundle_yaml,
+      const std::string& permissions_yaml) {
+    Result<std::unique_ptr<PolicyEngine>> r = Status::Internal("unset");
+    {
+      py::gil_scoped_release release;
+      r = PolicyEngine::FromSources(std::move(files), bundle_yaml, permissions_yaml);
+    }
+    return std::make_unique<PyPolicyEngine>(Unwrap(std::move(r)));
+  }
+  explicit PyPolicyEngine(std::unique_ptr<PolicyEngine> e) : e_(std::move(e)) {}
+
+  void Reload(const std::string& path) {
+    Status s;
+    {
+      py::gil_scoped_release release;
+      s = e_->Reload(path);
+    }
+    ThrowIfError(s);
+  }
+
+  PyDecision Evaluate(py::object hook, py::object call, py::kwargs fields) {
+    CallInfo c = CallFromPython(hook, call, fields);
+    Decision d;
+    {
+      py::gil_scoped_release release;
+      d = e_->Evaluate(c);
+    }
+    return PyDecision(std::move(d));
+  }
+
+  std::string version() const { return e_->version(); }
+  std::vector<std::string> policy_ids() const { return e_->policy_ids(); }
+
+ private:
+  std::unique_ptr<PolicyEngine> e_;
+};
+
+py::object FromValue(const Value& v) {
+  switch (v.type()) {
+    case Value::Type::kNull: return py::none();
+    case Value::Type::kBool: return py::bool_(v.as_bool());
+    case Value::Type::kInt: return py::int_(v.as_int());
+    case Value::Type::kDouble: return py::float_(v.as_double());
+    case Value::Type::kString: return py::str(v.as_string());
+    case Value::Type::kArray: {
+      py::list out;
+      for (const Value& item : v.as_array()) out.append(FromValue(item));
+      return out;
+    }
+    case Value::Type::kObject: {
+      py::dict out;
+      for (const auto& [k, item] : v.as_object()) out[py::str(k)] = FromValue(item);
+      return out;
+    }
+  }
+  return py::none();
+}
+
+}  // namespace
+
+void RegisterPolicy(py::module_& m) {
+  m.def(
+      "parse_yaml",
+      [](const std::string& text, const std::string& source_name) {
+        return FromValue(Unwrap(policy::ParseYamlValue(text, source_name)));
+      },
+      py::arg("text"), py::arg("source_name") = "<yaml>",
+      "Parses YAML into plain Python values (errors name source:line:column).");
+  py::class_<PyDecision>(m, "Decision", "What the policies decided about one call.")
+      .def_property_readonly("effect", &PyDecision::effect)
+      .def_property_readonly("allowed", &PyDecision::allowed)
+      .def_property_readonly("reasons", &PyDecision::reasons)
+      .def_property_readonly("redactions", &PyDecision::redactions)
+      .def_property_readonly("model_downgrade", &PyDecision::model_downgrade)
+      .def_property_readonly("annotations", &PyDecision::annotations)
+      .def_property_readonly("risk_level", &PyDecision::risk_level)
+      .def_property_readonly("errors", &PyDecision::errors)
+      .def_property_readonly("explain", &PyDecision::explain)
+      .def_property_readonly("policy_version",
+                             [](const PyDecision& d) { return d.decision().policy_version; })
+      .def("apply", &PyDecision::Apply, py::arg("text"), py::arg("target") = "output",
+           "The text with this decision's redactions for `target` applied.")
+      .def("__repr__", [](const PyDecision& d) {
+        std::string who;
+        for (const auto& r : d.decision().reasons) {
+          who += (who.empty() ? "" : ", ") + r.policy_id;
+        }
+        return fmt::format("<Decision {}{}{}>", d.effect(), who.empty() ? "" : " by ", who);
+      });
+
+  py::class_<PyPolicyEngine>(m, "PolicyEngine", "Lua policies evaluated at every call's hooks.")
+      .def_static("load", &PyPolicyEngine::Load, py::arg("path"))
+      .def_static("from_sources", &PyPolicyEngine::FromSources, py::arg("files"),
+                  py::kw_only(), py::arg("bundle_yaml") = "", py::arg("permissions_yaml") = "")
+      .def("reload", &PyPolicyEngine::Reload, py::arg("path"))
+      .def("evaluate", &PyPolicyEngine::Evaluate, py::arg("hook"), py::arg("call") = py::none(),
+           py::pos_only())
+      .def_property_readonly("version", &PyPolicyEngine::version)
+      .def_property_readonly("policy_ids", &PyPolicyEngine::policy_ids);
+}
+
+}  // namespace bastion::py_bindings

@@ -1,0 +1,163 @@
+// The policy engine: Lua policies that decide on every model and tool call.
+//
+//   auto engine = bastion::PolicyEngine::Load("policies/default");
+//   if (!engine.ok()) { /* names file:line of the first broken policy */ }
+//
+//   bastion::CallInfo call;
+//   call.hook = bastion::Hook::kBeforeTool;
+//   call.agent_id = "support-bot";
+//   call.agent_role = "support";
+//   call.tool = "issue_refund";
+//   call.operation = "write";
+//   bastion::Decision d = (*engine)->Evaluate(call);
+//   if (d.effect == bastion::Effect::kRequireApproval) ask_a_human(d.reasons);
+//
+// A policy bundle is a folder of .lua files, each returning a policy table
+// (id, scope, hooks), plus optional bundle.yaml (limits, fail_open, data) and
+// permissions.yaml (declarative grants). docs/policies.md is the full guide.
+//
+// Thread safety: Evaluate may be called from any number of threads at once;
+// each thread evaluates in its own Lua state. Reload swaps the bundle
+// atomically: evaluations already running finish on the version they began
+// with. Evaluation never throws; policy failures become part of the Decision.
+#ifndef BASTION_POLICY_H_
+#define BASTION_POLICY_H_
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "bastion/record.h"
+#include "bastion/status.h"
+#include "bastion/value.h"
+
+namespace bastion {
+
+// Ordered from least to most strict: the strictest effect of all applicable
+// policies wins.
+enum class Effect : uint8_t { kAllow = 0, kModify = 1, kRequireApproval = 2, kDeny = 3 };
+std::string_view EffectName(Effect e);
+std::optional<Effect> EffectFromName(std::string_view name);
+
+enum class Hook : uint8_t {
+  kBeforeModel, kAfterModel, kBeforeTool, kAfterTool, kOnChunk, kOnRunStart, kOnRunEnd,
+};
+inline constexpr int kHookCount = 7;
+std::string_view HookName(Hook h);  // "before_model", ...
+std::optional<Hook> HookFromName(std::string_view name);
+// before_* hooks (and on_run_start) guard something that has not happened yet.
+bool IsBeforeHook(Hook h);
+
+// A description of one call, as policies see it (read-only).
+struct CallInfo {
+  Hook hook = Hook::kBeforeTool;
+  // who
+  std::string agent_id, agent_role, parent_agent_id, user_id, tenant_id;
+  // what
+  std::string model, tool, operation, resource;
+  Value args;          // tool arguments (JSON-like)
+  std::string input;   // prompt / tool input text (before_*)
+  std::string output;  // model or tool output (after_*)
+  std::string chunk;   // the window of recent streamed text (on_chunk)
+  TokenUsage tokens;
+  // context
+  std::string run_id, thread_id, trace_id, risk_level;
+  int64_t step_index = 0;
+  int64_t run_steps = 0;       // steps so far in this run
+  int64_t run_tool_calls = 0;  // tool calls so far in this run
+  std::vector<std::pair<std::string, std::string>> attributes;
+};
+
+// Where a redaction applies, and what replaces the span.
+struct Redaction {
+  std::string target;  // "input", "output", "chunk", or "args.<path>"
+  size_t start = 0;    // byte offsets into the target text, [start, end)
+  size_t end = 0;
+  std::string label;   // replacement, e.g. "[EMAIL]"
+  std::string policy_id;
+  bool operator==(const Redaction&) const = default;
+};
+
+struct PolicyError {
+  std::string policy_id;
+  std::string kind;  // "runtime", "instruction_limit", "memory_limit", "bad_return"
+  std::string message;
+};
+
+// What one policy said, for explain mode and the audit record.
+struct PolicyOutcome {
+  std::string policy_id;
+  std::optional<Effect> effect;  // unset: the policy did not apply or abstained
+  std::string message;
+  bool applied = false;  // in scope and implements the hook
+  bool failed = false;
+};
+
+struct Decision {
+  Effect effect = Effect::kAllow;
+  // The policies behind the final effect (for allow: those that said so).
+  std::vector<Reason> reasons;
+  // Obligations merged from every policy, in bundle order.
+  std::vector<Redaction> redactions;
+  std::optional<std::string> model_downgrade;  // first downgrade in bundle order
+  std::vector<std::pair<std::string, std::string>> annotations;
+  std::string risk_level;  // strictest of the call's and the policies' levels
+  std::vector<PolicyError> errors;
+  std::string policy_version;
+  std::vector<PolicyOutcome> explain;  // every policy of the bundle, in order
+};
+
+// Applies the redactions aimed at `target` to `text` (spans may overlap; they
+// are merged). Returns the redacted text.
+std::string ApplyRedactions(std::string_view text, const std::vector<Redaction>& redactions,
+                            std::string_view target);
+
+struct PolicyLimits {
+  // VM instructions one policy may run per evaluation.
+  int64_t instructions = 1'000'000;
+  // Bytes one policy may allocate per evaluation, beyond what its state holds.
+  size_t memory_bytes = 8 << 20;
+};
+
+class Permissions;
+
+class PolicyEngine {
+ public:
+  // Compiles the bundle in `dir`. Errors name the file and line, e.g.
+  // "policies/x.lua:12: unexpected symbol near 'end'".
+  static Result<std::unique_ptr<PolicyEngine>> Load(const std::string& dir);
+  // A bundle from in-memory sources: (file name, Lua source) pairs.
+  static Result<std::unique_ptr<PolicyEngine>> FromSources(
+      std::vector<std::pair<std::string, std::string>> sources, std::string bundle_yaml = "",
+      std::string permissions_yaml = "");
+  ~PolicyEngine();
+
+  // Replaces the bundle with the one in `dir` (or `sources`), atomically. On
+  // error the previous bundle stays in force and the error says why.
+  Status Reload(const std::string& dir);
+  Status ReloadSources(std::vector<std::pair<std::string, std::string>> sources,
+                       std::string bundle_yaml = "", std::string permissions_yaml = "");
+
+  Decision Evaluate(const CallInfo& call) const;
+
+  // The content hash of the bundle in force (hex SHA-256 of every file).
+  std::string version() const;
+  // Ids of the bundle's policies, in evaluation order.
+  std::vector<std::string> policy_ids() const;
+  // The compiled permissions of the bundle in force (nullptr if none).
+  std::shared_ptr<const Permissions> permissions() const;
+
+  class Impl;
+
+ private:
+  explicit PolicyEngine(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace bastion
+
+#endif  // BASTION_POLICY_H_

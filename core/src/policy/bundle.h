@@ -1,0 +1,44 @@
+// A policy bundle as loaded from disk: its sources, settings, data,
+// permissions and content hash. Immutable once built; shared by the threads
+// that evaluate it.
+#ifndef BASTION_POLICY_BUNDLE_H_
+#define BASTION_POLICY_BUNDLE_H_
+
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "bastion/permissions.h"
+#include "bastion/policy.h"
+#include "bastion/status.h"
+#include "bastion/value.h"
+
+namespace bastion::policy {
+
+struct CompiledBundle {
+  std::string name;  // the folder, for messages
+  std::vector<std::pair<std::string, std::string>> sources;  // (file name, Lua), sorted
+  bool fail_open = false;
+  PolicyLimits limits;
+  Value data;  // bundle.yaml "data", visible to policies as `data`
+  std::shared_ptr<const Permissions> permissions;
+  std::string version;  // hex SHA-256 over every file
+};
+
+// Reads `dir`: every *.lua file at its top level, bundle.yaml and
+// permissions.yaml if present. Does not compile the Lua (the engine does).
+Result<std::shared_ptr<CompiledBundle>> ReadBundleDir(const std::string& dir);
+
+// Builds a bundle from in-memory files; `name` prefixes error messages.
+Result<std::shared_ptr<CompiledBundle>> MakeBundle(
+    std::string name, std::vector<std::pair<std::string, std::string>> sources,
+    const std::string& bundle_yaml, const std::string& permissions_yaml);
+
+// YAML text -> Value (scalars typed as YAML 1.2 core: null, bool, int,
+// float, else string; quoted scalars stay strings). Errors name line:column.
+Result<Value> ParseYamlValue(const std::string& yaml, const std::string& source_name);
+
+}  // namespace bastion::policy
+
+#endif  // BASTION_POLICY_BUNDLE_H_

@@ -1,0 +1,278 @@
+#include "policy/lua_sandbox.h"
+
+#include <cstdlib>
+#include <cstring>
+
+#include <fmt/format.h>
+#include <lua.hpp>
+
+namespace bastion::policy {
+namespace {
+
+// The count hook fires every kHookInterval VM instructions: rare enough to
+// cost little (~1%), frequent enough that a limit overshoots by at most that.
+constexpr int kHookInterval = 1000;
+
+Sandbox* Self(lua_State* L) { return *static_cast<Sandbox**>(lua_getextraspace(L)); }
+
+int ReadOnlyError(lua_State* L) {
+  return luaL_error(L, "attempt to modify a read-only table (policies cannot change globals "
+                       "or libraries at call time; use local variables)");
+}
+
+// setmetatable, minus __gc: a finalizer would run policy code outside any
+// evaluation, where no limit applies.
+int SafeSetMetatable(lua_State* L) {
+  if (lua_type(L, 2) == LUA_TTABLE) {
+    lua_pushliteral(L, "__gc");
+    if (lua_rawget(L, 2) != LUA_TNIL) {
+      return luaL_error(L, "__gc metamethods are not allowed in policies");
+    }
+    lua_pop(L, 1);
+  }
+  lua_getglobal(L, "setmetatable");  // the real one, from the hidden globals
+  lua_insert(L, 1);
+  lua_call(L, lua_gettop(L) - 1, 1);
+  return 1;
+}
+
+// Pushes a read-only proxy of the table at `index`: reads fall through,
+// writes fail, its metatable is locked, pairs() iterates the original.
+void PushReadOnlyProxy(lua_State* L, int index) {
+  index = lua_absindex(L, index);
+  lua_newtable(L);                    // proxy
+  lua_createtable(L, 0, 4);           // metatable
+  lua_pushvalue(L, index);
+  lua_setfield(L, -2, "__index");
+  lua_pushcfunction(L, ReadOnlyError);
+  lua_setfield(L, -2, "__newindex");
+  lua_pushliteral(L, "locked");
+  lua_setfield(L, -2, "__metatable");
+  lua_pushvalue(L, index);
+  lua_pushcclosure(
+      L,
+      [](lua_State* L) -> int {
+        lua_getglobal(L, "next");
+        lua_pushvalue(L, lua_upvalueindex(1));
+        lua_pushnil(L);
+        return 3;
+      },
+      1);
+  lua_setfield(L, -2, "__pairs");
+  lua_setmetatable(L, -2);
+}
+
+// Copies the listed fields of the table at `from` into the table at `to`.
+void CopyFields(lua_State* L, int from, int to, std::initializer_list<const char*> names) {
+  from = lua_absindex(L, from);
+  to = lua_absindex(L, to);
+  for (const char* name : names) {
+    lua_getfield(L, from, name);
+    lua_setfield(L, to, name);
+  }
+}
+
+}  // namespace
+
+std::string ErrorText(lua_State* L, int index) {
+  if (lua_type(L, index) == LUA_TSTRING) {
+    size_t n = 0;
+    const char* s = lua_tolstring(L, index, &n);
+    return std::string(s, std::min<size_t>(n, 4096));
+  }
+  // Never call __tostring: that would run policy code while handling its error.
+  return fmt::format("(error object is a {} value)", luaL_typename(L, index));
+}
+
+void* Sandbox::Alloc(void* ud, void* ptr, size_t osize, size_t nsize) {
+  auto* self = static_cast<Sandbox*>(ud);
+  const size_t old = ptr != nullptr ? osize : 0;
+  if (nsize == 0) {
+    std::free(ptr);
+    self->used_ -= old;
+    return nullptr;
+  }
+  if (self->limited_ && nsize > old && self->used_ + (nsize - old) > self->limit_) {
+    self->memory_hit_ = true;
+    return nullptr;  // Lua raises "not enough memory"
+  }
+  void* p = std::realloc(ptr, nsize);
+  if (p == nullptr) return nullptr;
+  self->used_ = self->used_ - old + nsize;
+  return p;
+}
+
+void Sandbox::CountHook(lua_State* L, lua_Debug*) {
+  Sandbox* self = Self(L);
+  if (!self->armed_) return;
+  self->budget_ -= self->killed_ ? 1 : kHookInterval;
+  if (self->budget_ < 0) {
+    // From now on every instruction raises again, so a pcall inside the
+    // policy cannot swallow the limit and carry on.
+    if (!self->killed_) {
+      self->killed_ = true;
+      lua_sethook(L, CountHook, LUA_MASKCOUNT, 1);
+    }
+    luaL_error(L, "instruction limit exceeded");
+  }
+}
+
+Sandbox::Sandbox() {
+  L_ = lua_newstate(Alloc, this);
+  if (L_ == nullptr) return;
+  *static_cast<Sandbox**>(lua_getextraspace(L_)) = this;
+  lua_State* L = L_;
+
+  luaL_requiref(L, LUA_GNAME, luaopen_base, 1);
+  luaL_requiref(L, LUA_STRLIBNAME, luaopen_string, 1);
+  luaL_requiref(L, LUA_TABLIBNAME, luaopen_table, 1);
+  luaL_requiref(L, LUA_MATHLIBNAME, luaopen_math, 1);
+  luaL_requiref(L, LUA_UTF8LIBNAME, luaopen_utf8, 1);
+  luaL_requiref(L, LUA_OSLIBNAME, luaopen_os, 1);
+  lua_settop(L, 0);
+
+  // string.dump would turn functions into bytecode; remove it from the real
+  // table, which strings reach through their metatable.
+  lua_getglobal(L, LUA_STRLIBNAME);
+  lua_pushnil(L);
+  lua_setfield(L, -2, "dump");
+  lua_pop(L, 1);
+  // Lock the string metatable: getmetatable("") returns "locked".
+  lua_pushliteral(L, "");
+  lua_getmetatable(L, -1);
+  lua_pushliteral(L, "locked");
+  lua_setfield(L, -2, "__metatable");
+  lua_pop(L, 2);
+
+  lua_newtable(L);  // base: what policies may see
+  const int base = lua_gettop(L);
+  lua_pushglobaltable(L);
+  CopyFields(L, -1, base,
+             {"assert", "error", "ipairs", "next", "pairs", "pcall", "rawequal", "rawlen",
+              "rawget", "select", "tonumber", "tostring", "type", "xpcall", "getmetatable"});
+  lua_pop(L, 1);
+  lua_pushcfunction(L, SafeSetMetatable);
+  lua_setfield(L, base, "setmetatable");
+  lua_pushstring(L, LUA_VERSION);
+  lua_setfield(L, base, "_VERSION");
+
+  for (const char* lib : {LUA_STRLIBNAME, LUA_TABLIBNAME, LUA_MATHLIBNAME, LUA_UTF8LIBNAME}) {
+    lua_getglobal(L, lib);
+    PushReadOnlyProxy(L, -1);
+    lua_setfield(L, base, lib);
+    lua_pop(L, 1);
+  }
+  lua_getglobal(L, LUA_TABLIBNAME);
+  lua_getfield(L, -1, "unpack");
+  lua_setfield(L, base, "unpack");
+  lua_pop(L, 1);
+  // os: time only.
+  lua_newtable(L);
+  lua_getglobal(L, LUA_OSLIBNAME);
+  CopyFields(L, -1, -2, {"time", "clock", "date", "difftime"});
+  lua_pop(L, 1);
+  PushReadOnlyProxy(L, -1);
+  lua_setfield(L, base, LUA_OSLIBNAME);
+  lua_pop(L, 1);
+
+  lua_pushvalue(L, base);
+  base_ref_ = luaL_ref(L, LUA_REGISTRYINDEX);  // the mutable base, for SetBaseField
+  lua_settop(L, 0);
+
+  lua_sethook(L, CountHook, LUA_MASKCOUNT, kHookInterval);
+}
+
+Sandbox::~Sandbox() {
+  if (L_ != nullptr) lua_close(L_);
+}
+
+void Sandbox::PushBase() { lua_rawgeti(L_, LUA_REGISTRYINDEX, base_ref_); }
+
+void Sandbox::SetBaseField(const char* name) {
+  PushBase();
+  lua_insert(L_, -2);
+  lua_setfield(L_, -2, name);
+  lua_pop(L_, 1);
+}
+
+Status Sandbox::LoadChunk(std::string_view code, const std::string& chunk_name) {
+  lua_State* L = L_;
+  const std::string name = "@" + chunk_name;
+  // "t": text only; a precompiled (binary) chunk could break the VM.
+  if (luaL_loadbufferx(L, code.data(), code.size(), name.c_str(), "t") != LUA_OK) {
+    std::string msg = ErrorText(L, -1);
+    lua_pop(L, 1);
+    // Syntax errors start with "file:line:"; others (a binary chunk) do not.
+    if (msg.rfind(chunk_name, 0) != 0) msg = chunk_name + ": " + msg;
+    return Status::InvalidArgument(msg);
+  }
+  // A fresh _ENV: reads fall through to a read-only view of the base.
+  lua_newtable(L);              // env
+  lua_createtable(L, 0, 2);     // its metatable
+  PushBase();
+  PushReadOnlyProxy(L, -1);
+  lua_remove(L, -2);
+  lua_setfield(L, -2, "__index");
+  lua_pushliteral(L, "locked");
+  lua_setfield(L, -2, "__metatable");
+  // Remember the metatable so FreezeChunks can close the environment later.
+  if (lua_getfield(L, LUA_REGISTRYINDEX, "bastion.env_metas") != LUA_TTABLE) {
+    lua_pop(L, 1);
+    lua_newtable(L);
+    lua_pushvalue(L, -1);
+    lua_setfield(L, LUA_REGISTRYINDEX, "bastion.env_metas");
+  }
+  lua_pushvalue(L, -2);
+  lua_rawseti(L, -2, static_cast<lua_Integer>(lua_rawlen(L, -2)) + 1);
+  lua_pop(L, 1);
+  lua_setmetatable(L, -2);
+  if (lua_setupvalue(L, -2, 1) == nullptr) lua_pop(L, 1);  // no _ENV upvalue: nothing global
+  return Status::OK();
+}
+
+void Sandbox::FreezeChunks() {
+  lua_State* L = L_;
+  if (lua_getfield(L, LUA_REGISTRYINDEX, "bastion.env_metas") == LUA_TTABLE) {
+    const lua_Integer n = static_cast<lua_Integer>(lua_rawlen(L, -1));
+    for (lua_Integer i = 1; i <= n; ++i) {
+      lua_rawgeti(L, -1, i);
+      lua_pushcfunction(L, ReadOnlyError);
+      lua_setfield(L, -2, "__newindex");
+      lua_pop(L, 1);
+    }
+  }
+  lua_pop(L, 1);
+}
+
+void Sandbox::Arm(int64_t instructions, size_t memory_bytes) {
+  budget_ = instructions;
+  killed_ = false;
+  armed_ = true;
+  memory_hit_ = false;
+  limit_ = used_ + memory_bytes;
+  limited_ = true;
+}
+
+Sandbox::Stop Sandbox::Disarm() {
+  armed_ = false;
+  limited_ = false;
+  Stop stop = killed_ ? Stop::kInstructions : memory_hit_ ? Stop::kMemory : Stop::kNone;
+  if (killed_) lua_sethook(L_, CountHook, LUA_MASKCOUNT, kHookInterval);
+  killed_ = false;
+  memory_hit_ = false;
+  return stop;
+}
+
+Status Sandbox::Call(int nargs, int64_t instructions, size_t memory_bytes, Stop* stop) {
+  Arm(instructions, memory_bytes);
+  const int rc = lua_pcall(L_, nargs, 1, 0);
+  *stop = Disarm();
+  if (rc == LUA_OK) return Status::OK();
+  if (rc == LUA_ERRMEM && *stop == Stop::kNone) *stop = Stop::kMemory;
+  std::string msg = ErrorText(L_, -1);
+  lua_pop(L_, 1);
+  lua_pushnil(L_);  // keep "one result" on the stack
+  return Status::FailedPrecondition(msg);
+}
+
+}  // namespace bastion::policy

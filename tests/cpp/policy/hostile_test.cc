@@ -1,0 +1,149 @@
+// Hostile policies: each must be stopped with a clear reason, fail closed,
+// never crash, and leave the engine serving the next call.
+#include <cctype>
+
+#include <fmt/format.h>
+#include <gtest/gtest.h>
+
+#include "bastion/policy.h"
+
+namespace bastion {
+namespace {
+
+struct HostileCase {
+  const char* name;
+  const char* body;          // the before_tool hook's body
+  const char* error_kind;    // expected PolicyError::kind
+  const char* message_part;  // expected in the error message
+};
+
+const HostileCase kCases[] = {
+    {"infinite loop", "while true do end", "instruction_limit", "instruction limit exceeded"},
+    {"loop in pcall", "while true do pcall(function() while true do end end) end",
+     "instruction_limit", "instruction limit"},
+    {"pcall swallowing the limit", "local ok repeat ok = pcall(function() for i=1,1e12 do end end) until false",
+     "instruction_limit", "instruction limit"},
+    // Whichever limit it reaches first (stack, memory or instructions) stops it.
+    {"deep recursion", "local function f(n) return f(n + 1) + 1 end return f(1)", "*", ""},
+    {"deep recursion through pcall", "local function f() return pcall(f) end return f()", "*", ""},
+    {"string.rep bomb", "local s = string.rep('x', 1 << 30) return deny(s)", "memory_limit",
+     "not enough memory"},
+    {"doubling strings", "local s = 'x' while true do s = s .. s end", "memory_limit",
+     "not enough memory"},
+    {"table growth", "local t = {} for i = 1, 1e9 do t[i] = string.rep('x', 1000) .. i end",
+     "memory_limit", "not enough memory"},
+    {"io", "return io.open('/etc/passwd')", "runtime", "io"},
+    {"os.execute", "return os.execute('true')", "runtime", "execute"},
+    {"os.exit", "os.exit(1)", "runtime", "exit"},
+    {"debug", "return debug.getinfo(1)", "runtime", "debug"},
+    {"require", "return require('os')", "runtime", "require"},
+    {"load", "return load('return 1')()", "runtime", "load"},
+    {"loadstring", "return loadstring('return 1')()", "runtime", "loadstring"},
+    {"dofile", "return dofile('/etc/passwd')", "runtime", "dofile"},
+    {"string.dump", "return string.dump(function() end)", "runtime", "dump"},
+    {"collectgarbage", "collectgarbage('stop')", "runtime", "collectgarbage"},
+    {"package", "return package.loaded", "runtime", "package"},
+    {"global write at call time", "leaked = 1", "runtime", "read-only"},
+    {"library write", "string.upper = nil", "runtime", "read-only"},
+    {"library write via string metatable", "getmetatable('').__index.upper = nil", "runtime",
+     "index"},
+    {"metatable of the call", "setmetatable(call, {})", "runtime", "table expected"},
+    {"write into the call", "call.tool = 'other'", "runtime", "read-only"},
+    {"replace env metatable", "setmetatable(_ENV, nil)", "runtime", "protected metatable"},
+    {"__gc finalizer", "setmetatable({}, {__gc = function() while true do end end})", "runtime",
+     "__gc"},
+    {"error with table", "error({})", "runtime", "error object is a table"},
+    {"error with __tostring", "error(setmetatable({}, {__tostring = function() while true do "
+                              "end end}))",
+     "runtime", "error object is a table"},
+    {"error inside error handler", "xpcall(function() error('a') end, function() error('b') end)"
+                                   " error('after')",
+     "runtime", "after"},
+    {"handler loops forever", "xpcall(function() error('a') end, function() while true do end end)",
+     "instruction_limit", "instruction limit"},
+    {"coroutine", "return coroutine.wrap(function() end)", "runtime", "coroutine"},
+    {"view kept past its call", "stash_view = call", "runtime", "read-only"},
+};
+
+class HostilePolicy : public ::testing::TestWithParam<HostileCase> {};
+
+TEST_P(HostilePolicy, IsStoppedAndTheEngineKeepsServing) {
+  {
+    const HostileCase& c = GetParam();
+    const std::string source = fmt::format(
+        "return {{ id = 'hostile', before_tool = function(call) {} end }}", c.body);
+    auto e = PolicyEngine::FromSources(
+        {{"hostile.lua", source},
+         {"z_ok.lua", "return { id = 'ok', before_tool = function(call) "
+                      "if call.tool == 'bad' then return deny('bad tool') end end }"}},
+        "limits:\n  instructions: 200000\n  memory_kb: 1024\n");
+    ASSERT_TRUE(e.ok()) << c.name << ": " << e.status().ToString();
+    CallInfo call;
+    call.hook = Hook::kBeforeTool;
+    call.tool = "good";
+    for (int round = 0; round < 2; ++round) {  // a second call on the same state
+      Decision d = (*e)->Evaluate(call);
+      EXPECT_EQ(d.effect, Effect::kDeny) << c.name;
+      ASSERT_EQ(d.errors.size(), 1u) << c.name;
+      if (std::string_view(c.error_kind) != "*") {
+        EXPECT_EQ(d.errors[0].kind, c.error_kind) << c.name << ": " << d.errors[0].message;
+      }
+      EXPECT_NE(d.errors[0].message.find(c.message_part), std::string::npos)
+          << c.name << ": " << d.errors[0].message;
+      EXPECT_EQ(d.errors[0].policy_id, "hostile") << c.name;
+      // The well-behaved policy still ran and saw the call.
+      ASSERT_EQ(d.explain.size(), 2u) << c.name;
+      EXPECT_TRUE(d.explain[1].applied) << c.name;
+      EXPECT_FALSE(d.explain[1].failed) << c.name;
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Cases, HostilePolicy, ::testing::ValuesIn(kCases),
+                         [](const ::testing::TestParamInfo<HostileCase>& info) {
+                           std::string name;
+                           for (char ch : std::string(info.param.name)) {
+                             name += std::isalnum(static_cast<unsigned char>(ch)) ? ch : '_';
+                           }
+                           return name;
+                         });
+
+TEST(HostilePolicyState, AViewStashedAtLoadOrInAnUpvalueFailsCleanlyLater) {
+  auto e = PolicyEngine::FromSources({{"s.lua", R"(
+    local kept
+    return { id = 's', before_tool = function(call)
+      if kept == nil then kept = call.args; return nil end
+      return deny(tostring(kept.x))
+    end })"}});
+  ASSERT_TRUE(e.ok()) << e.status().ToString();
+  CallInfo c;
+  c.hook = Hook::kBeforeTool;
+  c.args = Value(Value::Object{{"x", Value("first")}});
+  EXPECT_EQ((*e)->Evaluate(c).effect, Effect::kAllow);
+  c.args = Value(Value::Object{{"x", Value("second")}});
+  Decision d = (*e)->Evaluate(c);
+  EXPECT_EQ(d.effect, Effect::kDeny);
+  ASSERT_EQ(d.errors.size(), 1u);
+  EXPECT_NE(d.errors[0].message.find("used after its call ended"), std::string::npos)
+      << d.errors[0].message;
+}
+
+TEST(HostilePolicyState, MemoryIsReclaimedBetweenCalls) {
+  // Each call allocates close to the limit; garbage from earlier calls must
+  // not count against later ones.
+  auto e = PolicyEngine::FromSources(
+      {{"m.lua", "return { id = 'm', before_tool = function(call) "
+                 "local t = {} for i = 1, 20000 do t[i] = i end return nil end }"}},
+      "limits:\n  memory_kb: 1024\n");
+  ASSERT_TRUE(e.ok()) << e.status().ToString();
+  CallInfo c;
+  c.hook = Hook::kBeforeTool;
+  for (int i = 0; i < 200; ++i) {
+    Decision d = (*e)->Evaluate(c);
+    ASSERT_EQ(d.effect, Effect::kAllow) << "call " << i << ": "
+                                        << (d.errors.empty() ? "" : d.errors[0].message);
+  }
+}
+
+}  // namespace
+}  // namespace bastion

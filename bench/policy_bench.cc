@@ -37,10 +37,12 @@ CallInfo TypicalToolCall() {
   c.agent_role = "support";
   c.user_id = "u-42";
   c.tenant_id = "acme";
-  c.tool = "lookup_order";
+  // search_kb: a grant without a rate limit, so every iteration is decided
+  // in full rather than refused by the limiter after the first few.
+  c.tool = "search_kb";
   c.operation = "read";
-  c.resource = "order/A-1001";
-  c.args = Value(Value::Object{{"order_id", Value("A-1001")}, {"fields", Value("status")}});
+  c.resource = "kb/shipping";
+  c.args = Value(Value::Object{{"query", Value("where is my order")}, {"top_k", Value(5)}});
   c.run_id = "run-7";
   c.step_index = 3;
   c.run_steps = 3;

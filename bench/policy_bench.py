@@ -19,8 +19,8 @@ import bastion
 
 CALL = {
     "agent_id": "support-bot", "agent_role": "support", "user_id": "u-42",
-    "tenant_id": "acme", "tool": "lookup_order", "operation": "read",
-    "resource": "order/A-1001", "args": {"order_id": "A-1001", "fields": "status"},
+    "tenant_id": "acme", "tool": "search_kb", "operation": "read",
+    "resource": "kb/shipping", "args": {"query": "where is my order", "top_k": 5},
     "run_id": "run-7", "step_index": 3, "run_steps": 3, "run_tool_calls": 1,
     "risk_level": "low",
 }

@@ -1,26 +1,29 @@
 -- Writes, deletes and high-risk calls wait for a human.
-local function listed(list, value)
-  for _, v in ipairs(list) do
-    if v == value then return true end
-  end
-  return false
+local function set(list)
+  local s = {}
+  for _, v in ipairs(list) do s[v] = true end
+  return s
 end
+local approval_operations = set(data.approval.operations)
+local approval_risks = set(data.approval.risk_levels)
 
 return {
   id = "write-approval",
   description = "Requires human approval for write/delete tools and for high-risk calls.",
   before_tool = function(call)
-    if call.operation and listed(data.approval.operations, call.operation) then
+    local operation, risk = call.operation, call.risk
+    if operation and approval_operations[operation] then
       return require_approval(string.format("%s by %s via '%s' needs a human",
-        call.operation, call.agent.id or "an agent", call.tool))
+        operation, call.agent.id or "an agent", call.tool))
     end
-    if call.risk and listed(data.approval.risk_levels, call.risk) then
-      return require_approval(string.format("%s-risk call to '%s' needs a human", call.risk, call.tool))
+    if risk and approval_risks[risk] then
+      return require_approval(string.format("%s-risk call to '%s' needs a human", risk, call.tool))
     end
   end,
   before_model = function(call)
-    if call.risk and listed(data.approval.risk_levels, call.risk) then
-      return require_approval(string.format("%s-risk model call needs a human", call.risk))
+    local risk = call.risk
+    if risk and approval_risks[risk] then
+      return require_approval(string.format("%s-risk model call needs a human", risk))
     end
   end,
 }

@@ -25,13 +25,6 @@ struct ValueView {
   uint64_t generation;  // 0: static (bundle data), never stale
 };
 
-ViewContext* Ctx(lua_State* L) {
-  lua_getfield(L, LUA_REGISTRYINDEX, "bastion.view_ctx");
-  auto* ctx = static_cast<ViewContext*>(lua_touserdata(L, -1));
-  lua_pop(L, 1);
-  return ctx;
-}
-
 const CallInfo& Current(lua_State* L, ViewContext* ctx) {
   if (ctx->call == nullptr) {
     luaL_error(L, "the call view was used outside the hook it was passed to");
@@ -66,8 +59,11 @@ void PushValue(lua_State* L, ViewContext* ctx, const Value* v, uint64_t generati
   }
 }
 
-const Value* CheckValue(lua_State* L, int index, ValueView** out = nullptr) {
-  auto* view = static_cast<ValueView*>(luaL_checkudata(L, index, kValueMeta));
+// `trusted`: called as a metamethod of the view, so no type check is needed;
+// otherwise (the pairs iterator, callable with anything) the type is checked.
+const Value* CheckValue(lua_State* L, int index, ValueView** out = nullptr, bool trusted = true) {
+  auto* view = static_cast<ValueView*>(trusted ? lua_touserdata(L, index)
+                                               : luaL_checkudata(L, index, kValueMeta));
   if (view->generation != 0 && view->generation != view->ctx->generation) {
     luaL_error(L, "a view of call arguments was used after its call ended");
   }
@@ -106,7 +102,7 @@ int ValueLen(lua_State* L) {
 // pairs(view): iterates arrays as 1..n and objects in insertion order.
 int ValueNext(lua_State* L) {
   ValueView* view;
-  const Value* v = CheckValue(L, 1, &view);
+  const Value* v = CheckValue(L, 1, &view, /*trusted=*/false);
   lua_Integer i = lua_isnil(L, 2) ? 0 : -1;
   if (v->type() == Value::Type::kArray) {
     if (i != 0) i = lua_tointeger(L, 2);
@@ -141,7 +137,8 @@ int ValuePairs(lua_State* L) {
 int ReadOnly(lua_State* L) { return luaL_error(L, "the call is read-only"); }
 
 int SubIndex(lua_State* L) {
-  auto* sub = static_cast<SubView*>(luaL_checkudata(L, 1, kSubMeta));
+  // Reachable only through the locked metatable, so argument 1 is a SubView.
+  auto* sub = static_cast<SubView*>(lua_touserdata(L, 1));
   const CallInfo& c = Current(L, sub->ctx);
   size_t n;
   const char* k = luaL_checklstring(L, 2, &n);
@@ -198,18 +195,18 @@ int SubIndex(lua_State* L) {
 }
 
 int CallIndex(lua_State* L) {
-  ViewContext* ctx = *static_cast<ViewContext**>(luaL_checkudata(L, 1, kCallMeta));
+  ViewContext* ctx = *static_cast<ViewContext**>(lua_touserdata(L, 1));  // see SubIndex
   const CallInfo& c = Current(L, ctx);
   size_t n;
   const char* k = luaL_checklstring(L, 2, &n);
   const std::string_view key(k, n);
-  auto sub = [&](const char* name) {
-    lua_getfield(L, LUA_REGISTRYINDEX, name);
+  auto sub = [&](Part part) {
+    lua_rawgeti(L, LUA_REGISTRYINDEX, ctx->part_refs[static_cast<size_t>(part)]);
     return 1;
   };
   switch (key.empty() ? 0 : key[0]) {
     case 'a':
-      if (key == "agent") return sub("bastion.view.agent");
+      if (key == "agent") return sub(Part::kAgent);
       if (key == "args") {
         if (c.args.is_null()) return lua_pushnil(L), 1;
         PushValue(L, ctx, &c.args, ctx->generation);
@@ -217,7 +214,7 @@ int CallIndex(lua_State* L) {
       }
       if (key == "agent_id") return PushString(L, c.agent_id), 1;
       if (key == "agent_role") return PushString(L, c.agent_role), 1;
-      if (key == "attributes") return sub("bastion.view.attributes");
+      if (key == "attributes") return sub(Part::kAttributes);
       break;
     case 'c':
       if (key == "chunk") return PushString(L, c.chunk), 1;
@@ -238,7 +235,7 @@ int CallIndex(lua_State* L) {
     case 'r':
       if (key == "resource") return PushString(L, c.resource), 1;
       if (key == "risk" || key == "risk_level") return PushString(L, c.risk_level), 1;
-      if (key == "run") return sub("bastion.view.run");
+      if (key == "run") return sub(Part::kRun);
       if (key == "run_id") return PushString(L, c.run_id), 1;
       break;
     case 's':
@@ -247,12 +244,12 @@ int CallIndex(lua_State* L) {
     case 't':
       if (key == "tool") return PushString(L, c.tool), 1;
       if (key == "tenant" || key == "tenant_id") return PushString(L, c.tenant_id), 1;
-      if (key == "tokens") return sub("bastion.view.tokens");
+      if (key == "tokens") return sub(Part::kTokens);
       if (key == "thread_id") return PushString(L, c.thread_id), 1;
       if (key == "trace_id") return PushString(L, c.trace_id), 1;
       break;
     case 'u':
-      if (key == "user") return sub("bastion.view.user");
+      if (key == "user") return sub(Part::kUser);
       if (key == "user_id") return PushString(L, c.user_id), 1;
       break;
   }
@@ -273,9 +270,6 @@ void NewMeta(lua_State* L, const char* name, lua_CFunction index) {
 }  // namespace
 
 void InstallViews(lua_State* L, ViewContext* ctx) {
-  lua_pushlightuserdata(L, ctx);
-  lua_setfield(L, LUA_REGISTRYINDEX, "bastion.view_ctx");
-
   NewMeta(L, kCallMeta, CallIndex);
   lua_pop(L, 1);
   NewMeta(L, kSubMeta, SubIndex);
@@ -289,30 +283,21 @@ void InstallViews(lua_State* L, ViewContext* ctx) {
 
   *static_cast<ViewContext**>(lua_newuserdatauv(L, sizeof(ViewContext*), 0)) = ctx;
   luaL_setmetatable(L, kCallMeta);
-  lua_setfield(L, LUA_REGISTRYINDEX, "bastion.view.call");
-  const std::pair<const char*, Part> parts[] = {
-      {"bastion.view.agent", Part::kAgent},   {"bastion.view.user", Part::kUser},
-      {"bastion.view.run", Part::kRun},       {"bastion.view.tokens", Part::kTokens},
-      {"bastion.view.attributes", Part::kAttributes}, {"bastion.view.text", Part::kText},
-  };
-  for (const auto& [name, part] : parts) {
-    *static_cast<SubView*>(lua_newuserdatauv(L, sizeof(SubView), 0)) = SubView{ctx, part};
+  ctx->call_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  for (size_t i = 0; i < ctx->part_refs.size(); ++i) {
+    *static_cast<SubView*>(lua_newuserdatauv(L, sizeof(SubView), 0)) =
+        SubView{ctx, static_cast<Part>(i)};
     luaL_setmetatable(L, kSubMeta);
-    lua_setfield(L, LUA_REGISTRYINDEX, name);
+    ctx->part_refs[i] = luaL_ref(L, LUA_REGISTRYINDEX);
   }
 }
 
-void PushCallView(lua_State* L) { lua_getfield(L, LUA_REGISTRYINDEX, "bastion.view.call"); }
+void PushCallView(lua_State* L, const ViewContext& ctx) {
+  lua_rawgeti(L, LUA_REGISTRYINDEX, ctx.call_ref);
+}
 
-void PushTextView(lua_State* L) { lua_getfield(L, LUA_REGISTRYINDEX, "bastion.view.text"); }
-
-void PushStaticValue(lua_State* L, const Value* v) { PushValue(L, Ctx(L), v, 0); }
-
-const Value* ToValue(lua_State* L, int index) {
-  auto* view = static_cast<ValueView*>(luaL_testudata(L, index, kValueMeta));
-  if (view == nullptr) return nullptr;
-  if (view->generation != 0 && view->generation != view->ctx->generation) return nullptr;
-  return view->value;
+void PushTextView(lua_State* L, const ViewContext& ctx) {
+  lua_rawgeti(L, LUA_REGISTRYINDEX, ctx.part_refs[static_cast<size_t>(Part::kText)]);
 }
 
 }  // namespace bastion::policy

@@ -6,6 +6,7 @@
 #ifndef BASTION_POLICY_CALL_VIEW_H_
 #define BASTION_POLICY_CALL_VIEW_H_
 
+#include <array>
 #include <cstdint>
 
 #include "bastion/policy.h"
@@ -18,20 +19,18 @@ namespace bastion::policy {
 struct ViewContext {
   const CallInfo* call = nullptr;  // null between evaluations
   uint64_t generation = 1;         // bumped per evaluation; stale views fail
+  // Registry references of the fixed views (set by InstallViews).
+  int call_ref = -1;
+  std::array<int, 6> part_refs{};  // agent, user, run, tokens, attributes, text
 };
 
 // Registers the view metatables in `L` and creates the fixed views; call once
 // per state. `ctx` must outlive the state.
 void InstallViews(lua_State* L, ViewContext* ctx);
-// Pushes the fixed view of the current call / of its hook's text (a table-like
-// view with .text and .kind).
-void PushCallView(lua_State* L);
-void PushTextView(lua_State* L);
-// Pushes a view of `v` that never goes stale (`v` must outlive the state), or
-// the plain Lua value for scalars.
-void PushStaticValue(lua_State* L, const Value* v);
-// The Value behind the view at `index`, or nullptr if it is not a live view.
-const Value* ToValue(lua_State* L, int index);
+// Pushes the fixed view of the current call / of its hook's text (a view with
+// .text and .kind).
+void PushCallView(lua_State* L, const ViewContext& ctx);
+void PushTextView(lua_State* L, const ViewContext& ctx);
 
 }  // namespace bastion::policy
 

@@ -174,38 +174,27 @@ int RawField(lua_State* L, int index, const char* key) {
 
 Status ReadGlobList(lua_State* L, int index, const char* what, const std::string& where,
                     std::vector<std::string>* out) {
-  const int t = lua_type(L, index);
-  if (t == LUA_TNIL) return Status::OK();
-  if (t == LUA_TSTRING) {
+  if (lua_type(L, index) == LUA_TNIL) return Status::OK();
+  if (lua_type(L, index) == LUA_TSTRING) {
     out->emplace_back(lua_tostring(L, index));
     return Status::OK();
   }
-  if (const Value* v = ToValue(L, index)) {  // e.g. scope = { tools = data.x }
-    if (v->type() == Value::Type::kArray) {
-      for (const Value& item : v->as_array()) {
-        if (item.type() != Value::Type::kString) {
-          return Status::InvalidArgument(
-              fmt::format("{}: scope.{}: expected a list of strings", where, what));
-        }
-        out->push_back(item.as_string());
-      }
-      return Status::OK();
-    }
-  }
-  if (t != LUA_TTABLE) {
+  if (lua_type(L, index) != LUA_TTABLE) {
     return Status::InvalidArgument(
         fmt::format("{}: scope.{}: expected a string or a list of strings", where, what));
   }
-  const lua_Integer n = static_cast<lua_Integer>(lua_rawlen(L, index));
+  const int t = PushUnproxied(L, index);  // e.g. scope = { tools = data.x }
+  const lua_Integer n = static_cast<lua_Integer>(lua_rawlen(L, t));
   for (lua_Integer i = 1; i <= n; ++i) {
-    if (lua_rawgeti(L, index, i) != LUA_TSTRING) {
-      lua_pop(L, 1);
+    if (lua_rawgeti(L, t, i) != LUA_TSTRING) {
+      lua_settop(L, t - 1);
       return Status::InvalidArgument(
           fmt::format("{}: scope.{}[{}]: expected a string", where, what, i));
     }
     out->emplace_back(lua_tostring(L, -1));
     lua_pop(L, 1);
   }
+  lua_pop(L, 1);
   return Status::OK();
 }
 
@@ -259,7 +248,7 @@ Result<std::unique_ptr<Worker>> Worker::Build(std::shared_ptr<const CompiledBund
   w->sandbox_.PushBase();
   lua_setupvalue(L, -2, 1);
   if (lua_pcall(L, 0, 0, 0) != LUA_OK) return Status::Internal("prelude: " + ErrorText(L, -1));
-  PushStaticValue(L, &w->bundle_->data);
+  PushFrozenValue(L, w->bundle_->data);
   w->sandbox_.SetBaseField("data");
 
   for (const auto& [file, code] : w->bundle_->sources) {
@@ -500,8 +489,8 @@ Decision Worker::Evaluate(const CallInfo& call) {
     outcome.applied = true;
     helpers_.policy_id = &slot.id;
     lua_rawgeti(L, LUA_REGISTRYINDEX, ref);
-    PushCallView(L);
-    PushTextView(L);
+    PushCallView(L, ctx_);
+    PushTextView(L, ctx_);
     Sandbox::Stop stop;
     Status s = sandbox_.Call(2, bundle_->limits.instructions, bundle_->limits.memory_bytes, &stop);
     if (!s.ok()) {
@@ -513,10 +502,16 @@ Decision Worker::Evaluate(const CallInfo& call) {
     } else {
       std::string policy_risk;
       const size_t redactions_before = d.redactions.size();
+      const size_t annotations_before = d.annotations.size();
+      const bool had_downgrade = d.model_downgrade.has_value();
       Status r = ReadDecision(slot, call.hook, &outcome, &d, &policy_risk);
       if (!r.ok()) {
+        // A malformed decision contributes nothing but its failure.
         d.redactions.resize(redactions_before);
+        d.annotations.resize(annotations_before);
+        if (!had_downgrade) d.model_downgrade.reset();
         outcome.effect.reset();
+        outcome.message.clear();
         Fail(slot, "bad_return", r.message(), &outcome, &d);
       } else if (!policy_risk.empty() && RiskRank(policy_risk) > RiskRank(risk)) {
         risk = policy_risk;
@@ -537,8 +532,6 @@ Decision Worker::Evaluate(const CallInfo& call) {
     }
   }
   d.risk_level = std::move(risk);
-  // Keep garbage from piling up between evaluations, a little at a time.
-  lua_gc(L, LUA_GCSTEP, 0);
   return d;
 }
 
@@ -546,9 +539,35 @@ Decision Worker::Evaluate(const CallInfo& call) {
 
 // --- the engine ----------------------------------------------------------------
 
+namespace {
+
+// Engines alive now. Threads keep a Lua state per engine they evaluated on;
+// when an engine goes, each thread drops its state the next time it
+// evaluates anything (noticed through the destroyed-engines counter).
+std::mutex g_live_mu;
+std::vector<uint64_t> g_live_engines;  // guarded by g_live_mu
+std::atomic<uint64_t> g_engines_destroyed{0};
+
+bool EngineAlive(uint64_t id) {
+  std::lock_guard<std::mutex> lock(g_live_mu);
+  return std::find(g_live_engines.begin(), g_live_engines.end(), id) != g_live_engines.end();
+}
+
+}  // namespace
+
 class PolicyEngine::Impl {
  public:
-  Impl() : id(next_id.fetch_add(1)) {}
+  Impl() : id(next_id.fetch_add(1)) {
+    std::lock_guard<std::mutex> lock(g_live_mu);
+    g_live_engines.push_back(id);
+  }
+  ~Impl() {
+    {
+      std::lock_guard<std::mutex> lock(g_live_mu);
+      std::erase(g_live_engines, id);
+    }
+    g_engines_destroyed.fetch_add(1, std::memory_order_release);
+  }
 
   Status Install(std::shared_ptr<policy::CompiledBundle> bundle) {
     // Compile once here so a broken bundle never replaces a working one.
@@ -572,6 +591,12 @@ class PolicyEngine::Impl {
       std::unique_ptr<policy::Worker> worker;
     };
     thread_local std::vector<Cached> cache;
+    thread_local uint64_t destroyed_seen = 0;
+    if (const uint64_t d = g_engines_destroyed.load(std::memory_order_acquire);
+        d != destroyed_seen) {
+      destroyed_seen = d;
+      std::erase_if(cache, [](const Cached& c) { return !EngineAlive(c.engine); });
+    }
     const uint64_t e = epoch.load(std::memory_order_acquire);
     Cached* slot = nullptr;
     for (auto& c : cache) {

@@ -70,24 +70,16 @@ PiiKinds KindsArg(lua_State* L, int index) {
     return PiiKindBit(*kind);
   };
   if (lua_type(L, index) == LUA_TSTRING) return one(index);
-  if (const Value* v = ToValue(L, index); v && v->type() == Value::Type::kArray) {
-    PiiKinds kinds = 0;  // a list from the bundle's data
-    for (const Value& item : v->as_array()) {
-      auto kind = item.type() == Value::Type::kString ? PiiKindFromName(item.as_string())
-                                                      : std::nullopt;
-      if (!kind) luaL_error(L, "PII kinds must be names such as 'email'");
-      kinds |= PiiKindBit(*kind);
-    }
-    return kinds;
-  }
   luaL_checktype(L, index, LUA_TTABLE);
+  const int t = PushUnproxied(L, index);  // a list from the bundle's data, too
   PiiKinds kinds = 0;
-  const lua_Integer n = static_cast<lua_Integer>(lua_rawlen(L, index));
+  const lua_Integer n = static_cast<lua_Integer>(lua_rawlen(L, t));
   for (lua_Integer i = 1; i <= n; ++i) {
-    lua_rawgeti(L, index, i);
+    lua_rawgeti(L, t, i);
     kinds |= one(lua_gettop(L));
     lua_pop(L, 1);
   }
+  lua_pop(L, 1);
   return kinds;
 }
 

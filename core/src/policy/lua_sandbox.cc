@@ -36,14 +36,27 @@ int SafeSetMetatable(lua_State* L) {
   return 1;
 }
 
+}  // namespace
+
 // Pushes a read-only proxy of the table at `index`: reads fall through,
-// writes fail, its metatable is locked, pairs() iterates the original.
+// writes fail, its metatable is locked, pairs() and # see the original.
 void PushReadOnlyProxy(lua_State* L, int index) {
   index = lua_absindex(L, index);
   lua_newtable(L);                    // proxy
-  lua_createtable(L, 0, 4);           // metatable
+  lua_createtable(L, 0, 6);           // metatable
   lua_pushvalue(L, index);
   lua_setfield(L, -2, "__index");
+  lua_pushboolean(L, 1);
+  lua_setfield(L, -2, "__bastion_ro");
+  lua_pushvalue(L, index);
+  lua_pushcclosure(
+      L,
+      [](lua_State* L) -> int {
+        lua_pushinteger(L, static_cast<lua_Integer>(lua_rawlen(L, lua_upvalueindex(1))));
+        return 1;
+      },
+      1);
+  lua_setfield(L, -2, "__len");
   lua_pushcfunction(L, ReadOnlyError);
   lua_setfield(L, -2, "__newindex");
   lua_pushliteral(L, "locked");
@@ -61,6 +74,57 @@ void PushReadOnlyProxy(lua_State* L, int index) {
   lua_setfield(L, -2, "__pairs");
   lua_setmetatable(L, -2);
 }
+
+int PushUnproxied(lua_State* L, int index) {
+  index = lua_absindex(L, index);
+  if (lua_type(L, index) == LUA_TTABLE && lua_getmetatable(L, index)) {
+    const bool ours = lua_getfield(L, -1, "__bastion_ro") == LUA_TBOOLEAN;
+    lua_pop(L, 1);
+    if (ours) {
+      lua_getfield(L, -1, "__index");
+      lua_remove(L, -2);
+      return lua_gettop(L);
+    }
+    lua_pop(L, 1);
+  }
+  lua_pushvalue(L, index);
+  return lua_gettop(L);
+}
+
+void PushFrozenValue(lua_State* L, const Value& v, int depth) {
+  switch (v.type()) {
+    case Value::Type::kNull: lua_pushnil(L); return;
+    case Value::Type::kBool: lua_pushboolean(L, v.as_bool()); return;
+    case Value::Type::kInt: lua_pushinteger(L, v.as_int()); return;
+    case Value::Type::kDouble: lua_pushnumber(L, v.as_double()); return;
+    case Value::Type::kString:
+      lua_pushlstring(L, v.as_string().data(), v.as_string().size());
+      return;
+    case Value::Type::kArray: {
+      const auto& a = v.as_array();
+      lua_createtable(L, static_cast<int>(a.size()), 0);
+      for (size_t i = 0; i < a.size(); ++i) {
+        PushFrozenValue(L, a[i], depth + 1);
+        lua_rawseti(L, -2, static_cast<lua_Integer>(i + 1));
+      }
+      break;
+    }
+    case Value::Type::kObject: {
+      const auto& o = v.as_object();
+      lua_createtable(L, 0, static_cast<int>(o.size()));
+      for (const auto& [key, item] : o) {
+        lua_pushlstring(L, key.data(), key.size());
+        PushFrozenValue(L, item, depth + 1);
+        lua_rawset(L, -3);
+      }
+      break;
+    }
+  }
+  PushReadOnlyProxy(L, -1);
+  lua_remove(L, -2);
+}
+
+namespace {
 
 // Copies the listed fields of the table at `from` into the table at `to`.
 void CopyFields(lua_State* L, int from, int to, std::initializer_list<const char*> names) {

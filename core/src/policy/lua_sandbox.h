@@ -10,6 +10,7 @@
 #include <string_view>
 
 #include "bastion/status.h"
+#include "bastion/value.h"
 
 struct lua_State;
 struct lua_Debug;
@@ -72,6 +73,15 @@ class Sandbox {
 
 // The error at the top of the stack as text, without calling metamethods.
 std::string ErrorText(lua_State* L, int index);
+
+// Pushes a read-only proxy of the table at `index` (reads, ipairs, pairs and
+// # see the table; writes and setmetatable fail).
+void PushReadOnlyProxy(lua_State* L, int index);
+// Pushes `v` as Lua values, tables wrapped in read-only proxies at every level.
+void PushFrozenValue(lua_State* L, const Value& v, int depth = 0);
+// Pushes the table behind a read-only proxy at `index` (or the value itself if
+// it is no proxy) and returns its stack index. For C code that iterates raw.
+int PushUnproxied(lua_State* L, int index);
 
 }  // namespace bastion::policy
 

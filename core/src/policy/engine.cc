@@ -255,6 +255,11 @@ Result<std::unique_ptr<Worker>> Worker::Build(std::shared_ptr<const CompiledBund
     BASTION_RETURN_IF_ERROR(w->LoadPolicy(file, code));
   }
   for (size_t i = 0; i < w->slots_.size(); ++i) {
+    if (w->slots_[i].id == "permissions" || w->slots_[i].id == "bastion") {
+      return Status::InvalidArgument(fmt::format(
+          "{}/{}: policy id '{}' is reserved for the engine's own checks", w->bundle_->name,
+          w->slots_[i].file, w->slots_[i].id));
+    }
     for (size_t j = 0; j < i; ++j) {
       if (w->slots_[i].id == w->slots_[j].id) {
         return Status::InvalidArgument(fmt::format(
@@ -604,7 +609,7 @@ class PolicyEngine::Impl {
     }
     if (slot != nullptr && slot->worker && slot->worker->epoch == e) return slot->worker.get();
     auto bundle = Current();
-    auto built = policy::Worker::Build(bundle, const_cast<policy::SharedState*>(&shared));
+    auto built = policy::Worker::Build(bundle, &shared);
     if (!built.ok()) {
       *error = built.status().message();
       return nullptr;
@@ -623,7 +628,7 @@ class PolicyEngine::Impl {
   mutable std::mutex mu;
   std::shared_ptr<const policy::CompiledBundle> current;  // guarded by mu
   std::atomic<uint64_t> epoch{0};
-  policy::SharedState shared;
+  mutable policy::SharedState shared;  // counters and rate limits: shared, thread-safe
 };
 
 PolicyEngine::PolicyEngine(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}

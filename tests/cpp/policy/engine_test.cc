@@ -239,6 +239,8 @@ TEST(PolicyEngine, LoadErrorsNameFileAndLine) {
       {{{"a.lua", Policy("same", "before_tool", "")}, {"b.lua", Policy("same", "before_tool", "")}},
        "", "b.lua: policy id 'same' is already used by a.lua"},
       {{{"e.lua", "error('at load')"}}, "", "e.lua:1: at load"},
+      {{{"p.lua", Policy("permissions", "before_tool", "")}}, "",
+       "p.lua: policy id 'permissions' is reserved"},
       {{{"l.lua", "while true do end"}}, "", "instruction limit exceeded"},
       {{{"ok.lua", Policy("ok", "before_tool", "")}}, "limits:\n  instructions: -5\n",
        "bundle.yaml: limits.instructions: expected a positive integer"},
@@ -255,19 +257,33 @@ TEST(PolicyEngine, LoadErrorsNameFileAndLine) {
   }
 }
 
-TEST(PolicyEngine, BundleDataIsReadableAndReadOnly) {
+TEST(PolicyEngine, BundleDataIsReadable) {
   auto e = Engine({{"d.lua", Policy("d", "before_tool", R"(
       local tools = data.allow
       local n = 0
       for i, t in ipairs(tools) do n = n + 1 end
       local keys = {}
       for k, v in pairs(data.limits) do keys[#keys + 1] = k .. '=' .. tostring(v) end
+      table.sort(keys)  -- pairs follows Lua's hash order, not the YAML's
       return deny(n .. ' ' .. #tools .. ' ' .. table.concat(keys, ','))
   )")}},
                   "data:\n  allow: [a, b, c]\n  limits: {max: 3, name: x}\n");
   Decision d = e->Evaluate(ToolCall("t"));
   ASSERT_EQ(d.reasons.size(), 1u) << (d.errors.empty() ? "" : d.errors[0].message);
   EXPECT_EQ(d.reasons[0].message, "3 3 max=3,name=x");
+}
+
+TEST(PolicyEngine, BundleDataIsReadOnly) {
+  const char* writes[] = {"data.allow = nil", "data.limits.max = 4", "data.allow[1] = 'z'",
+                          "rawset(data, 'x', 1)", "setmetatable(data, nil)",
+                          "table.insert(data.allow, 'd')"};
+  for (const char* body : writes) {
+    auto e = Engine({{"d.lua", Policy("d", "before_tool", body)}},
+                    "data:\n  allow: [a, b, c]\n  limits: {max: 3}\n");
+    Decision d = e->Evaluate(ToolCall("t"));
+    EXPECT_EQ(d.effect, Effect::kDeny) << body;
+    ASSERT_EQ(d.errors.size(), 1u) << body;
+  }
 }
 
 TEST(PolicyEngine, EvaluatesFromManyThreads) {

@@ -75,13 +75,11 @@ def to_arrow(result: QueryResult) -> pyarrow.Table:
             arrays[name] = pa.array(step, mask=step < 0, type=pa.int64())
         elif name == "reasons":
             arrays[name] = pa.array(
-                list(cols[name]),
+                cols[name],
                 type=pa.list_(pa.struct([("policy_id", pa.string()), ("message", pa.string())])),
             )
         elif name == "attributes":
-            arrays[name] = pa.array(
-                [list(a.items()) for a in cols[name]], type=pa.map_(pa.string(), pa.string())
-            )
+            arrays[name] = pa.array(cols[name], type=pa.map_(pa.string(), pa.string()))
         elif cols[name].dtype == object:
             arrays[name] = pa.array(cols[name], type=pa.string())
         else:

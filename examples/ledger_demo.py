@@ -1,5 +1,5 @@
-"""Writes the audit trail of a few customer-support agent runs into a ledger,
-verifies the hash chain, and queries it.
+"""A customer-support agent's calls, decided by the shipped policy bundle and
+recorded in a hash-chained ledger; then the ledger is verified and queried.
 
     python examples/ledger_demo.py ./demo-ledger
 """
@@ -13,48 +13,67 @@ import uuid
 
 import bastion
 
+ENGINE = bastion.PolicyEngine.load(bastion.default_policies())
+
+
+def guarded(ledger: bastion.Ledger, hook: str, call: dict, record: dict) -> bastion.Decision:
+    """Asks the policies about one call and records their decision."""
+    decision = ENGINE.evaluate(hook, call)
+    durability = "sync" if decision.effect in ("deny", "require_approval") else "group"
+    ledger.append(record, effect=decision.effect, policy_version=decision.policy_version,
+                  reasons=[(r["policy_id"], r["message"]) for r in decision.reasons],
+                  risk_level=decision.risk_level, durability=durability)
+    return decision
+
 
 def run_agent(ledger: bastion.Ledger, run: int, user: str) -> None:
-    """One agent run: plan with a model, look an order up, maybe try a refund."""
-    run_id = f"run-{run}"
-    trace_id = uuid.uuid4().hex
-    common = dict(agent_id="support-bot", agent_role="support", user_id=user,
-                  tenant_id="acme", run_id=run_id, trace_id=trace_id,
-                  policy_version="demo-1")
-    ledger.append(action="model_call", model="gpt-4o-mini", step_index=0,
-                  span_id=uuid.uuid4().hex[:16], effect="allow", risk_level="low",
-                  input_summary=f"customer {user} asks where order A-{run} is",
-                  output_summary="call lookup_order", input_tokens=812, output_tokens=45,
-                  cache_read_tokens=512, cost_usd="0.000198", duration_ns=640_000_000,
-                  **common)
-    ledger.append(action="tool_call", tool="lookup_order", operation="read",
-                  resource_id=f"order/A-{run}", step_index=1, span_id=uuid.uuid4().hex[:16],
-                  effect="allow", risk_level="low", duration_ns=35_000_000,
-                  attributes={"order_id": f"A-{run}"}, **common)
+    """One agent run: a model call, an order lookup, maybe a refund or an e-mail."""
+    who = {"agent_id": "support-bot", "agent_role": "support"}
+    ctx = {"user_id": user, "tenant_id": "acme", "run_id": f"run-{run}",
+           "trace_id": uuid.uuid4().hex, **who}
+    prompt = f"Customer {user}@mail.example.com asks where order A-{run} is"
+    d = guarded(ledger, "before_model",
+                {**who, "model": "gpt-4o-mini", "input": prompt, "run_id": f"run-{run}"},
+                {**ctx, "action": "model_call", "model": "gpt-4o-mini", "step_index": 0,
+                 "input_summary": d_apply(prompt), "input_tokens": 812, "output_tokens": 45,
+                 "cache_read_tokens": 512, "cost_usd": "0.000198", "duration_ns": 640_000_000})
+    order = f"order/A-{run}"
+    guarded(ledger, "before_tool",
+            {**who, "tool": "lookup_order", "operation": "read", "resource": order,
+             "run_tool_calls": 0},
+            {**ctx, "action": "tool_call", "tool": "lookup_order", "operation": "read",
+             "resource_id": order, "step_index": 1, "attributes": {"order_id": f"A-{run}"}})
     if run % 3 == 0:
-        # A refund needs a human; the decision is recorded before anything runs.
-        ledger.append(action="tool_call", tool="issue_refund", operation="write",
-                      resource_id=f"order/A-{run}", step_index=2,
-                      span_id=uuid.uuid4().hex[:16], effect="require_approval",
-                      risk_level="high", durability="sync",
-                      reasons=[("write-tools-need-approval", "refunds need a human")],
-                      **common)
-        approved = run % 2 == 0
-        ledger.append(action="approval", tool="issue_refund", step_index=2,
-                      approval_status="approved" if approved else "rejected",
-                      approved_by="ops-lead@acme.example", effect="allow" if approved else "deny",
-                      durability="sync", **common)
+        d = guarded(ledger, "before_tool",
+                    {**who, "tool": "issue_refund", "operation": "write", "resource": order,
+                     "args": {"amount": 25}, "run_tool_calls": 1},
+                    {**ctx, "action": "tool_call", "tool": "issue_refund", "operation": "write",
+                     "resource_id": order, "step_index": 2})
+        if d.effect == "require_approval":
+            approved = run % 2 == 0
+            ledger.append(ctx, action="approval", tool="issue_refund", step_index=2,
+                          approval_status="approved" if approved else "rejected",
+                          approved_by="ops-lead@acme.example",
+                          effect="allow" if approved else "deny", durability="sync")
     if run % 5 == 0:
-        ledger.append(action="tool_call", tool="send_email", operation="write", step_index=3,
-                      span_id=uuid.uuid4().hex[:16], effect="deny", risk_level="medium",
-                      reasons=[("network-allowlist", "domain mailer.evil.example is not allowed")],
-                      **common)
+        to = "billing@mailer.evil.example" if run % 10 else "jane@shop.example.com"
+        guarded(ledger, "before_tool",
+                {**who, "tool": "send_email", "operation": "write", "args": {"to": to},
+                 "run_tool_calls": 2},
+                {**ctx, "action": "tool_call", "tool": "send_email", "operation": "write",
+                 "step_index": 3})
+
+
+def d_apply(text: str) -> str:
+    """What the ledger keeps of a prompt: the text after the PII policy's redactions."""
+    return ENGINE.evaluate("before_model", input=text).apply(text, "input")
 
 
 def main(path: str) -> int:
     started = time.perf_counter()
+    print(f"policy bundle {ENGINE.version[:12]}: {', '.join(ENGINE.policy_ids)}")
     with bastion.Ledger.open(path) as ledger:
-        threads = [threading.Thread(target=lambda r=r: run_agent(ledger, r, f"u-{r % 4}"))
+        threads = [threading.Thread(target=run_agent, args=(ledger, r, f"u-{r % 4}"))
                    for r in range(1, 31)]
         for t in threads:
             t.start()
@@ -73,24 +92,27 @@ def main(path: str) -> int:
 
         print("\nDecisions that stopped or paused a tool call (newest first):")
         for effect in ("deny", "require_approval"):
-            for r in ledger.query(effect=effect, action="tool_call", limit=5):
-                reason = r["reasons"][0]["message"] if r["reasons"] else ""
-                print(f"  #{r['seq']:<4} {r['run_id']:<7} {r['tool']:<13} {effect:<17} {reason}")
+            for r in ledger.query(effect=effect, action="tool_call", limit=4):
+                reason = r["reasons"][0] if r["reasons"] else {"policy_id": "", "message": ""}
+                print(f"  #{r['seq']:<4} {r['run_id']:<7} {r['tool']:<13} {effect:<17} "
+                      f"{reason['policy_id']}: {reason['message']}")
 
-        print("\nEverything user u-2 did in run-6, oldest first:")
-        for r in ledger.query(user_id="u-2", run_id="run-6", newest_first=False, limit=None):
+        print("\nEverything in run-6, oldest first:")
+        for r in ledger.query(run_id="run-6", newest_first=False, limit=None):
             what = r["tool"] or r["model"]
             print(f"  #{r['seq']:<4} step {r['step_index']}  {r['action']:<11} {what:<13} "
                   f"{r['effect'] or '-':<17} {r['approval_status'] or ''}")
+        first = ledger.query(action="model_call", newest_first=False, limit=1)[0]
+        print(f"\nA prompt as recorded (PII redacted by policy): {first['input_summary']!r}")
 
         try:
             df = ledger.query(limit=None).to_pandas()
         except ImportError:
             return 0
-        print("\nCost and tokens by action (pandas):")
-        summary = df.groupby("action").agg(records=("seq", "count"),
-                                           cost_usd=("cost_usd", "sum"),
-                                           input_tokens=("input_tokens", "sum"))
+        print("\nRecords, cost and tokens by action and decision (pandas):")
+        summary = df.groupby(["action", "effect"]).agg(records=("seq", "count"),
+                                                       cost_usd=("cost_usd", "sum"),
+                                                       input_tokens=("input_tokens", "sum"))
         print(summary.to_string())
     return 0
 

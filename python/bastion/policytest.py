@@ -36,11 +36,11 @@ _EXPECT_KEYS = {
     "effect", "policies", "reasons", "redactions", "redacted", "risk_level",
     "model_downgrade", "errors",
 }
+# The call field a hook's text comes from, which is also its redaction target.
 _TEXT_OF_HOOK = {
-    "before_model": ("input", "input"), "before_tool": ("input", "input"),
-    "on_run_start": ("input", "input"), "on_run_end": ("output", "output"),
-    "after_model": ("output", "output"), "after_tool": ("output", "output"),
-    "on_chunk": ("chunk", "chunk"),
+    "before_model": "input", "before_tool": "input", "on_run_start": "input",
+    "on_run_end": "output", "after_model": "output", "after_tool": "output",
+    "on_chunk": "chunk",
 }
 
 
@@ -138,8 +138,8 @@ def check(case: Case, decision: Decision) -> list[str]:
         elif labels != sorted(_as_list(want)):
             failures.append(f"redactions: expected {sorted(_as_list(want))}, got {labels}")
     if "redacted" in exp:
-        field, target = _TEXT_OF_HOOK.get(case.hook, ("input", "input"))
-        got = decision.apply(str(case.call.get(field, "")), target)
+        field = _TEXT_OF_HOOK.get(case.hook, "input")
+        got = decision.apply(str(case.call.get(field, "")), field)
         if got != exp["redacted"]:
             failures.append(f"redacted text: expected {exp['redacted']!r}, got {got!r}")
     if "risk_level" in exp and decision.risk_level != exp["risk_level"]:

@@ -142,6 +142,21 @@ struct BudgetLedger::Budget {
   std::unordered_map<std::string, KeyState> keys;          // GUARDED_BY(mu)
   std::unordered_map<uint64_t, Outstanding> outstanding;   // GUARDED_BY(mu)
   BudgetStats stats;                                       // GUARDED_BY(mu)
+
+  // Removes and returns an outstanding reservation; a second settle or
+  // release of the same one fails here, so nothing is ever counted twice.
+  // Requires mu.
+  Result<Outstanding> Take(const Reservation& r) {
+    auto it = outstanding.find(r.id);
+    if (it == outstanding.end()) {
+      return Status::FailedPrecondition(fmt::format(
+          "budget '{}': reservation {} is not outstanding (already settled or released)", spec.id,
+          r.id));
+    }
+    Outstanding o = std::move(it->second);
+    outstanding.erase(it);
+    return o;
+  }
 };
 
 namespace {
@@ -241,14 +256,9 @@ Result<Settlement> BudgetLedger::Settle(const Reservation& reservation, int64_t 
                                                b.spec.id, actual_nanousd));
   }
   std::lock_guard lock(b.mu);
-  auto it = b.outstanding.find(reservation.id);
-  if (it == b.outstanding.end()) {
-    return Status::FailedPrecondition(fmt::format(
-        "budget '{}': reservation {} is not outstanding (already settled or released)",
-        b.spec.id, reservation.id));
-  }
-  const Budget::Outstanding o = std::move(it->second);
-  b.outstanding.erase(it);
+  auto taken = b.Take(reservation);
+  if (!taken.ok()) return taken.status();
+  const Budget::Outstanding o = std::move(*taken);
   const int64_t now = clock_();
   Budget::KeyState& ks = b.Key(o.key);
 
@@ -294,14 +304,9 @@ Status BudgetLedger::Release(const Reservation& reservation) {
   if (!found.ok()) return found.status();
   Budget& b = **found;
   std::lock_guard lock(b.mu);
-  auto it = b.outstanding.find(reservation.id);
-  if (it == b.outstanding.end()) {
-    return Status::FailedPrecondition(fmt::format(
-        "budget '{}': reservation {} is not outstanding (already settled or released)",
-        b.spec.id, reservation.id));
-  }
-  const Budget::Outstanding o = std::move(it->second);
-  b.outstanding.erase(it);
+  auto taken = b.Take(reservation);
+  if (!taken.ok()) return taken.status();
+  const Budget::Outstanding o = std::move(*taken);
   Budget::KeyState& ks = b.Key(o.key);
   if (b.rolling()) {
     ks.rolling_reserved -= o.estimate;

@@ -106,9 +106,7 @@ double BaselineRate(const std::vector<Record>& records) {
     RAND_bytes(salt, sizeof(salt));
     codec::EncodeValue(records[i], salt, &value, &digest);
     prev = chain::Seal(&sha, &value, i + 1, prev, digest);
-    char key[8];
-    for (int k = 0; k < 8; ++k) key[k] = static_cast<char>((i + 1) >> (56 - 8 * k));
-    wb.Put(rocksdb::Slice(key, 8), value);
+    wb.Put(codec::RecordKey(i + 1), value);
     if (wb.Count() == 100) {
       db->Write(rocksdb::WriteOptions(), &wb);
       wb.Clear();

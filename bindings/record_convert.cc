@@ -488,10 +488,7 @@ py::dict EncodedToColumns(const std::vector<std::string>& encoded) {
     codec::ValueView view;
     Status s = codec::ParseValue(encoded[i], &view);
     cols.Row(i);
-    if (s.ok()) s = codec::DecodeSection(view.body, false, &cols);
-    if (s.ok() && !view.erased()) {
-      s = codec::DecodeSection(view.personal.substr(codec::kSaltBytes), true, &cols);
-    }
+    if (s.ok()) s = codec::DecodeFields(view, &cols);
     cols.EndRow();
     if (!s.ok()) ThrowStatus(s.WithContext(fmt::format("record {}", view.seq)));
     seq_data[i] = view.seq;

@@ -49,8 +49,6 @@ enum class Hook : uint8_t {
 inline constexpr int kHookCount = 7;
 std::string_view HookName(Hook h);  // "before_model", ...
 std::optional<Hook> HookFromName(std::string_view name);
-// before_* hooks (and on_run_start) guard something that has not happened yet.
-bool IsBeforeHook(Hook h);
 
 // A description of one call, as policies see it (read-only).
 struct CallInfo {

@@ -86,6 +86,12 @@ Status DecodePostings(uint64_t first_seq, std::string_view value, std::vector<ui
   return Status::OK();
 }
 
+void IndexedFields::OnString(Field f, std::string_view v) {
+  for (int i = 0; i < kPostingKinds; ++i) {
+    if (FieldOf(PostingKind(i)) == f) values[i] = v;
+  }
+}
+
 IndexEntries EntriesFor(const Record& r) {
   IndexEntries e;
   for (int i = 0; i < kPostingKinds; ++i) {

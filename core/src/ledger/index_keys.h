@@ -18,6 +18,7 @@
 
 #include "bastion/record.h"
 #include "bastion/status.h"
+#include "ledger/record_codec.h"
 
 namespace bastion::index {
 
@@ -51,6 +52,24 @@ struct IndexEntries {
   std::array<uint64_t, kPostingKinds> hashes{};
 };
 IndexEntries EntriesFor(const Record& r);
+
+// Collects, while an encoded record decodes, the fields the indexes cover:
+// values[i] is posting kind i+1's field (empty when unset), as a view into the
+// encoded bytes, plus the timestamp.
+class IndexedFields final : public codec::FieldVisitor {
+ public:
+  std::array<std::string_view, kPostingKinds> values;
+  int64_t timestamp_ns = 0;
+  std::string_view Of(Kind kind) const { return values[static_cast<int>(kind) - 1]; }
+
+  void OnString(Field f, std::string_view v) override;
+  void OnUint(Field, uint64_t) override {}
+  void OnInt(Field f, int64_t v) override {
+    if (f == Field::kTimestampNs) timestamp_ns = v;
+  }
+  void OnReason(std::string_view, std::string_view) override {}
+  void OnAttribute(std::string_view, std::string_view) override {}
+};
 
 }  // namespace bastion::index
 

@@ -174,11 +174,7 @@ Result<std::unique_ptr<Ledger>> Ledger::Open(const std::string& path, const Ledg
         path, head->seq, last.value_or(0)));
   }
   if (head->seq > 0) {
-    auto rec = st->Get(st->records(), [&] {
-      std::string k;
-      codec::PutFixed64BE(&k, head->seq);
-      return k;
-    }(), &format);
+    auto rec = st->Get(st->records(), codec::RecordKey(head->seq), &format);
     codec::ValueView view;
     if (!rec.ok() || !codec::ParseValue(format, &view).ok() ||
         std::memcmp(view.hash.data(), head->hash.data(), 32) != 0) {
@@ -256,9 +252,8 @@ Result<Head> Ledger::GetHead() {
 Result<StoredRecord> Ledger::Get(uint64_t seq) {
   std::shared_lock lock(impl_->mu);
   BASTION_RETURN_IF_ERROR(impl_->CheckOpen());
-  std::string key, value;
-  codec::PutFixed64BE(&key, seq);
-  Status s = impl_->store->Get(impl_->store->records(), key, &value);
+  std::string value;
+  Status s = impl_->store->Get(impl_->store->records(), codec::RecordKey(seq), &value);
   if (s.IsNotFound()) return Status::NotFound(fmt::format("no record {}", seq));
   if (!s.ok()) return s;
   auto rec = DecodeStoredRecord(value);
@@ -284,27 +279,6 @@ VerifyReport Ledger::Verify(const VerifyOptions& options) {
   return VerifyLedger(impl_->store.get(), options);
 }
 
-namespace {
-
-class StatsVisitor final : public codec::FieldVisitor {
- public:
-  std::string_view action, effect, agent;
-  int64_t ts = 0;
-  void OnString(Field f, std::string_view v) override {
-    if (f == Field::kAction) action = v;
-    if (f == Field::kEffect) effect = v;
-    if (f == Field::kAgentId) agent = v;
-  }
-  void OnUint(Field, uint64_t) override {}
-  void OnInt(Field f, int64_t v) override {
-    if (f == Field::kTimestampNs) ts = v;
-  }
-  void OnReason(std::string_view, std::string_view) override {}
-  void OnAttribute(std::string_view, std::string_view) override {}
-};
-
-}  // namespace
-
 Result<LedgerStats> Ledger::Stats() {
   std::shared_lock lock(impl_->mu);
   BASTION_RETURN_IF_ERROR(impl_->CheckOpen());
@@ -323,17 +297,22 @@ Result<LedgerStats> Ledger::Stats() {
   auto it = st->NewIterator(st->records(), snap.get(), true);
   for (it->SeekToFirst(); it->Valid(); it->Next()) {
     codec::ValueView view;
-    StatsVisitor v;
+    index::IndexedFields v;
     const uint64_t seq = it->key().size() == 8 ? codec::GetFixed64BE(it->key().data()) : 0;
     Status s = codec::ParseValue({it->value().data(), it->value().size()}, &view);
-    if (s.ok()) s = codec::DecodeSection(view.body, false, &v);
+    // Stats read public fields only: no need to decode the personal section.
+    if (s.ok()) s = codec::DecodeSection(view.body, /*personal=*/false, &v);
     if (!s.ok()) return s.WithContext(fmt::format("record {}", seq));
     ++stats.records;
-    if (stats.records == 1 || v.ts < stats.first_timestamp_ns) stats.first_timestamp_ns = v.ts;
-    stats.last_timestamp_ns = std::max(stats.last_timestamp_ns, v.ts);
-    ++stats.by_action[std::string(v.action)];
-    ++stats.by_effect[v.effect.empty() ? std::string("(none)") : std::string(v.effect)];
-    ++stats.by_agent[v.agent.empty() ? std::string("(none)") : std::string(v.agent)];
+    const int64_t ts = v.timestamp_ns;
+    if (stats.records == 1 || ts < stats.first_timestamp_ns) stats.first_timestamp_ns = ts;
+    stats.last_timestamp_ns = std::max(stats.last_timestamp_ns, ts);
+    const auto name = [](std::string_view x) {
+      return x.empty() ? std::string("(none)") : std::string(x);
+    };
+    ++stats.by_action[std::string(v.Of(index::Kind::kAction))];
+    ++stats.by_effect[name(v.Of(index::Kind::kEffect))];
+    ++stats.by_agent[name(v.Of(index::Kind::kAgent))];
   }
   BASTION_RETURN_IF_ERROR(st->IteratorStatus(it.get(), "reading the ledger's records"));
   stats.disk_bytes = st->DiskBytes();

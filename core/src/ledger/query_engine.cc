@@ -17,24 +17,6 @@ struct EqualityFilter {
   std::string_view value;
 };
 
-// Captures the fields a query filters on, as views into the encoded record.
-class MatchVisitor final : public codec::FieldVisitor {
- public:
-  std::array<std::string_view, index::kPostingKinds> values;
-  int64_t timestamp_ns = 0;
-  void OnString(Field f, std::string_view v) override {
-    for (int i = 0; i < index::kPostingKinds; ++i) {
-      if (index::FieldOf(index::PostingKind(i)) == f) values[i] = v;
-    }
-  }
-  void OnUint(Field, uint64_t) override {}
-  void OnInt(Field f, int64_t v) override {
-    if (f == Field::kTimestampNs) timestamp_ns = v;
-  }
-  void OnReason(std::string_view, std::string_view) override {}
-  void OnAttribute(std::string_view, std::string_view) override {}
-};
-
 // The seqs of one posting list, in either direction, strictly after a cursor.
 class PostingStream {
  public:
@@ -151,12 +133,6 @@ Result<Cursor> ParseCursor(std::string_view text) {
   return bad();
 }
 
-std::string SeqKey(uint64_t seq) {
-  std::string k;
-  codec::PutFixed64BE(&k, seq);
-  return k;
-}
-
 class Runner {
  public:
   Runner(RocksStore* store, const Query& q) : store_(store), q_(q), snap_(store->Snapshot()) {
@@ -215,14 +191,10 @@ class Runner {
   bool Matches(std::string_view value, int64_t* ts) {
     codec::ValueView view;
     if (!codec::ParseValue(value, &view).ok()) return false;
-    MatchVisitor m;
-    if (!codec::DecodeSection(view.body, false, &m).ok()) return false;
-    if (!view.erased() &&
-        !codec::DecodeSection(view.personal.substr(codec::kSaltBytes), true, &m).ok()) {
-      return false;
-    }
+    index::IndexedFields m;
+    if (!codec::DecodeFields(view, &m).ok()) return false;
     for (const auto& f : filters_) {
-      if (m.values[static_cast<int>(f.kind) - 1] != f.value) return false;
+      if (m.Of(f.kind) != f.value) return false;
     }
     if (q_.since_ns && m.timestamp_ns < *q_.since_ns) return false;
     if (q_.until_ns && m.timestamp_ns > *q_.until_ns) return false;
@@ -234,7 +206,7 @@ class Runner {
   Status Fetch(const std::vector<uint64_t>& seqs, const std::vector<int64_t>* times) {
     std::vector<std::string> keys;
     keys.reserve(seqs.size());
-    for (uint64_t s : seqs) keys.push_back(SeqKey(s));
+    for (uint64_t s : seqs) keys.push_back(codec::RecordKey(s));
     std::vector<std::string> values;
     std::vector<Status> st = store_->MultiGet(store_->records(), keys, &values, snap_.get());
     for (size_t i = 0; i < seqs.size() && !Done(); ++i) {
@@ -321,12 +293,12 @@ class Runner {
     auto it = store_->NewIterator(store_->records(), snap_.get(), true);
     if (desc) {
       if (after) {
-        it->SeekForPrev(SeqKey(*after - 1));
+        it->SeekForPrev(codec::RecordKey(*after - 1));
       } else {
         it->SeekToLast();
       }
     } else {
-      it->Seek(SeqKey(after ? *after + 1 : 0));
+      it->Seek(codec::RecordKey(after ? *after + 1 : 0));
     }
     for (; it->Valid() && !Done(); desc ? it->Prev() : it->Next()) {
       if (it->key().size() != 8) continue;

@@ -328,13 +328,23 @@ Status DecodeValue(std::string_view value, StoredRecord* out) {
   out->personal_data_erased = view.erased();
   out->record = Record();
   RecordBuilder builder(&out->record);
-  Status s = DecodeSection(view.body, /*personal=*/false, &builder);
+  return DecodeFields(view, &builder);
+}
+
+Status DecodeFields(const ValueView& view, FieldVisitor* visitor) {
+  Status s = DecodeSection(view.body, /*personal=*/false, visitor);
   if (!s.ok()) return s.WithContext("public section");
   if (!view.erased()) {
-    s = DecodeSection(view.personal.substr(kSaltBytes), /*personal=*/true, &builder);
+    s = DecodeSection(view.personal.substr(kSaltBytes), /*personal=*/true, visitor);
     if (!s.ok()) return s.WithContext("personal section");
   }
   return Status::OK();
+}
+
+std::string RecordKey(uint64_t seq) {
+  std::string key;
+  PutFixed64BE(&key, seq);
+  return key;
 }
 
 }  // namespace bastion::codec

@@ -66,8 +66,15 @@ class FieldVisitor {
 // minimal varints, no default values, valid UTF-8, nothing left over.
 Status DecodeSection(std::string_view section, bool personal, FieldVisitor* visitor);
 
+// Decodes both sections of a parsed value into `visitor` (the personal one
+// only while it is not erased); errors say which section.
+Status DecodeFields(const ValueView& view, FieldVisitor* visitor);
+
 // Decodes header and both sections (personal fields stay empty if erased).
 Status DecodeValue(std::string_view value, StoredRecord* out);
+
+// The key of record `seq` in the records column family (8 bytes, big-endian).
+std::string RecordKey(uint64_t seq);
 
 // The digest that commits the chain to the personal fields.
 Hash PersonalDigest(std::string_view salt_and_section);

@@ -68,30 +68,6 @@ struct Problem {
   }
 };
 
-// Collects what the indexes should hold for a record while it is decoded.
-class IndexFieldVisitor final : public codec::FieldVisitor {
- public:
-  std::array<std::optional<uint64_t>, index::kPostingKinds> hashes;
-  int64_t timestamp_ns = 0;
-  void OnString(Field f, std::string_view v) override {
-    for (int i = 0; i < index::kPostingKinds; ++i) {
-      if (index::FieldOf(index::PostingKind(i)) == f) hashes[i] = index::ValueHash(v);
-    }
-  }
-  void OnUint(Field, uint64_t) override {}
-  void OnInt(Field f, int64_t v) override {
-    if (f == Field::kTimestampNs) timestamp_ns = v;
-  }
-  void OnReason(std::string_view, std::string_view) override {}
-  void OnAttribute(std::string_view, std::string_view) override {}
-};
-
-std::string SeqKey(uint64_t seq) {
-  std::string k;
-  codec::PutFixed64BE(&k, seq);
-  return k;
-}
-
 // One slice [lo, hi] of the range, scanned by one thread with its own
 // iterator: sequence, parse, link and hash checks, and (optionally) the index
 // entries its records imply. Links across slices are checked when merging.
@@ -117,7 +93,7 @@ void ScanSlice(RocksStore* store, const rocksdb::Snapshot* snap, bool check_inde
   Hash prev{};
   Problem& problem = slice->problem;
   uint64_t unreported = 0;
-  for (it->Seek(SeqKey(slice->lo)); it->Valid(); it->Next()) {
+  for (it->Seek(codec::RecordKey(slice->lo)); it->Valid(); it->Next()) {
     const rocksdb::Slice key = it->key();
     if (key.size() != 8) {
       problem.Offer(VerifyProblem::kMisplaced, expected,
@@ -172,18 +148,17 @@ void ScanSlice(RocksStore* store, const rocksdb::Snapshot* snap, bool check_inde
     // A matching hash proves these are the bytes the writer sealed; decoding
     // them is needed only to know which index entries they imply.
     if (check_indexes) {
-      IndexFieldVisitor fields;
-      s = codec::DecodeSection(view.body, false, &fields);
-      if (s.ok() && !view.erased()) {
-        s = codec::DecodeSection(view.personal.substr(codec::kSaltBytes), true, &fields);
-      }
+      index::IndexedFields fields;
+      s = codec::DecodeFields(view, &fields);
       if (!s.ok()) {
         problem.Offer(VerifyProblem::kUndecodable, seq,
                       fmt::format("record {}: undecodable: {}", seq, s.message()));
         break;
       }
       for (int i = 0; i < index::kPostingKinds; ++i) {
-        if (fields.hashes[i]) slice->sums.Add(i, *fields.hashes[i], seq);
+        if (!fields.values[i].empty()) {
+          slice->sums.Add(i, index::ValueHash(fields.values[i]), seq);
+        }
       }
       slice->sums.Add(index::kPostingKinds, static_cast<uint64_t>(fields.timestamp_ns), seq);
     }
@@ -281,21 +256,21 @@ void LocateIndexProblem(RocksStore* store, const rocksdb::Snapshot* snap, uint64
     }
   }
   auto rit = store->NewIterator(store->records(), snap, true);
-  const std::string start = SeqKey(from);
+  const std::string start = codec::RecordKey(from);
   uint64_t first_bad = 0;
   for (rit->Seek(start); rit->Valid(); rit->Next()) {
     const uint64_t seq = codec::GetFixed64BE(rit->key().data());
     if (seq > to) break;
     codec::ValueView view;
     if (!codec::ParseValue({rit->value().data(), rit->value().size()}, &view).ok()) continue;
-    IndexFieldVisitor fields;
-    (void)codec::DecodeSection(view.body, false, &fields);
-    if (!view.erased()) {
-      (void)codec::DecodeSection(view.personal.substr(codec::kSaltBytes), true, &fields);
+    index::IndexedFields fields;
+    (void)codec::DecodeFields(view, &fields);
+    std::optional<uint64_t> expected;
+    if (kind == index::Kind::kTime) {
+      expected = static_cast<uint64_t>(fields.timestamp_ns);
+    } else if (!fields.values[slot].empty()) {
+      expected = index::ValueHash(fields.values[slot]);
     }
-    std::optional<uint64_t> expected =
-        kind == index::Kind::kTime ? std::optional<uint64_t>(fields.timestamp_ns)
-                                   : fields.hashes[slot];
     auto found = indexed.find(seq);
     const bool ok = expected ? (found != indexed.end() && found->second.size() == 1 &&
                                 found->second[0] == *expected)
@@ -364,7 +339,7 @@ VerifyReport VerifyLedger(RocksStore* store, const VerifyOptions& options) {
   Hash prev{};
   if (from > 1 && from <= to) {
     std::string value;
-    Status s = store->Get(store->records(), SeqKey(from - 1), &value, snap);
+    Status s = store->Get(store->records(), codec::RecordKey(from - 1), &value, snap);
     codec::ValueView view;
     if (s.ok() && codec::ParseValue(value, &view).ok()) {
       std::memcpy(prev.data(), view.hash.data(), 32);
@@ -472,7 +447,7 @@ VerifyReport VerifyLedger(RocksStore* store, const VerifyOptions& options) {
     } else if (total == 0 && to_head) {
       // Nothing in range, but records past the head are still tampering.
       auto it = store->NewIterator(store->records(), snap);
-      it->Seek(SeqKey(end + 1));
+      it->Seek(codec::RecordKey(end + 1));
       if (it->Valid() && it->key().size() == 8) {
         const uint64_t seq = codec::GetFixed64BE(it->key().data());
         problem.Offer(VerifyProblem::kExtraRecords, seq,

@@ -30,7 +30,6 @@ Writer::Writer(RocksStore* store, const LedgerOptions& options, Head head)
     : store_(store),
       options_(options),
       next_seq_(head.seq + 1),
-      queue_front_seq_(head.seq + 1),
       head_(head),
       written_seq_(head.seq),
       durable_seq_(head.seq) {
@@ -132,6 +131,7 @@ void Writer::Run() {
 
     if (!queue_.empty()) {
       const size_t n = std::min(queue_.size(), options_.max_batch_records);
+      const uint64_t first = next_seq_ - queue_.size();  // seq of queue_.front()
       batch.clear();
       bool sync = false;
       for (size_t i = 0; i < n; ++i) {
@@ -139,8 +139,6 @@ void Writer::Run() {
         batch.push_back(std::move(queue_.front()));
         queue_.pop_front();
       }
-      const uint64_t first = queue_front_seq_;
-      queue_front_seq_ += n;
       lock.unlock();
       not_full_cv_.notify_all();
       Status s = WriteBatchOf(&batch, first, sync);
@@ -185,11 +183,9 @@ Status Writer::WriteBatchOf(std::vector<PendingRecord>* batch, uint64_t first_se
   Hash prev = head_.hash;  // only this thread changes head_
   uint64_t seq = first_seq;
   postings_.clear();
-  char key[8];
   for (PendingRecord& r : *batch) {
     prev = chain::Seal(&sha, &r.value, seq, prev, r.personal_digest);
-    for (int i = 0; i < 8; ++i) key[i] = static_cast<char>(seq >> (56 - 8 * i));
-    wb.Put(store_->records(), rocksdb::Slice(key, 8), r.value);
+    wb.Put(store_->records(), codec::RecordKey(seq), r.value);
     for (int i = 0; i < index::kPostingKinds; ++i) {
       if (r.index.present & (1u << i)) {
         postings_.push_back({static_cast<uint8_t>(i + 1), r.index.hashes[i], seq});

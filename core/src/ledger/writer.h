@@ -66,7 +66,6 @@ class Writer {
   std::condition_variable done_cv_;      // producers wait for their record
   std::deque<PendingRecord> queue_;      // guarded by mu_
   uint64_t next_seq_;                    // guarded by mu_: seq of the next Submit
-  uint64_t queue_front_seq_;             // guarded by mu_: seq of queue_.front()
   bool stopping_ = false;                // guarded by mu_
   bool stopped_ = false;                 // guarded by mu_
   uint64_t flush_target_ = 0;            // guarded by mu_: Flush wants this seq fsynced

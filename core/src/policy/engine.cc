@@ -46,10 +46,6 @@ std::optional<Hook> HookFromName(std::string_view name) {
   return std::nullopt;
 }
 
-bool IsBeforeHook(Hook h) {
-  return h == Hook::kBeforeModel || h == Hook::kBeforeTool || h == Hook::kOnRunStart;
-}
-
 // --- redactions --------------------------------------------------------------
 
 std::string ApplyRedactions(std::string_view text, const std::vector<Redaction>& redactions,
@@ -206,7 +202,6 @@ class Worker {
   static Result<std::unique_ptr<Worker>> Build(std::shared_ptr<const CompiledBundle> bundle,
                                                SharedState* shared);
   Decision Evaluate(const CallInfo& call);
-  const std::shared_ptr<const CompiledBundle>& bundle() const { return bundle_; }
   std::vector<std::string> policy_ids() const {
     std::vector<std::string> ids;
     for (const Slot& s : slots_) ids.push_back(s.id);

@@ -54,8 +54,6 @@ class Sandbox {
   // (never running policy code to produce it) and `*stop` says why.
   Status Call(int nargs, int64_t instructions, size_t memory_bytes, Stop* stop);
 
-  size_t memory_used() const { return used_; }
-
  private:
   static void* Alloc(void* ud, void* ptr, size_t osize, size_t nsize);
   static void CountHook(lua_State* L, lua_Debug* ar);

@@ -69,7 +69,8 @@ Result<StoredRecord> DecodeStoredRecord(std::string_view encoded) {
 class Ledger::Impl {
  public:
   std::unique_ptr<RocksStore> store;
-  std::unique_ptr<Writer> writer;  // null for readers
+  std::unique_ptr<Writer> writer;  // null for readers, and once closed
+  bool reader = false;
   LedgerOptions options;
   std::string path;
   // Shared by every operation, exclusive for Close and Refresh.
@@ -194,6 +195,7 @@ Result<std::unique_ptr<Ledger>> Ledger::OpenReader(const std::string& path,
   auto impl = std::make_unique<Impl>();
   impl->store = std::move(*store);
   impl->path = path;
+  impl->reader = true;
   std::string format;
   Status s = impl->store->Get(impl->store->meta(), kMetaFormatKey, &format);
   if (s.ok() && format != kFormatName) {
@@ -212,7 +214,7 @@ Result<uint64_t> Ledger::Append(Record record) {
 Result<uint64_t> Ledger::Append(Record record, Durability durability) {
   std::shared_lock lock(impl_->mu);
   BASTION_RETURN_IF_ERROR(impl_->CheckOpen());
-  if (!impl_->writer) return Status::FailedPrecondition("the ledger is open read-only");
+  if (impl_->reader) return Status::FailedPrecondition("the ledger is open read-only");
   std::vector<PendingRecord> pending(1);
   BASTION_RETURN_IF_ERROR(impl_->Encode(record, &pending[0]));
   return impl_->Submit(&pending, durability);
@@ -225,7 +227,7 @@ Result<uint64_t> Ledger::AppendBatch(std::vector<Record> records) {
 Result<uint64_t> Ledger::AppendBatch(std::vector<Record> records, Durability durability) {
   std::shared_lock lock(impl_->mu);
   BASTION_RETURN_IF_ERROR(impl_->CheckOpen());
-  if (!impl_->writer) return Status::FailedPrecondition("the ledger is open read-only");
+  if (impl_->reader) return Status::FailedPrecondition("the ledger is open read-only");
   if (records.empty()) return Status::InvalidArgument("no records to append");
   std::vector<PendingRecord> pending(records.size());
   for (size_t i = 0; i < records.size(); ++i) {
@@ -326,7 +328,7 @@ Status Ledger::Refresh() {
   return impl_->store->CatchUpWithPrimary();
 }
 
-bool Ledger::read_only() const { return impl_->writer == nullptr; }
+bool Ledger::read_only() const { return impl_->reader; }
 
 const std::string& Ledger::path() const { return impl_->path; }
 

@@ -145,6 +145,7 @@ TEST(Ledger, ClosedLedgerRefusesWork) {
   auto seq = ledger->Append(SampleRecord(2));
   EXPECT_TRUE(seq.status().IsFailedPrecondition()) << seq.status().ToString();
   EXPECT_TRUE(ledger->GetHead().status().IsFailedPrecondition());
+  EXPECT_FALSE(ledger->read_only());  // closed, but it was a writer
 }
 
 TEST(Ledger, AsyncRecordsAreAllWrittenByClose) {

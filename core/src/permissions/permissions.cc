@@ -15,9 +15,15 @@
 #include <yaml-cpp/yaml.h>
 
 #include "bastion/glob.h"
+#include "util/yaml_reader.h"
 
 namespace bastion {
 namespace {
+
+using yaml::Field;
+using yaml::HasControlChars;
+using yaml::IndexPath;
+using yaml::KindName;
 
 constexpr int64_t kSecondNs = 1'000'000'000;
 constexpr int64_t kMinuteNs = 60 * kSecondNs;
@@ -30,38 +36,6 @@ std::string Join(const std::vector<std::string>& items) {
   return fmt::format("{}", fmt::join(items, ", "));
 }
 
-bool IsPlainKey(std::string_view key) {
-  if (key.empty()) return false;
-  for (char c : key) {
-    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
-          c == '-')) {
-      return false;
-    }
-  }
-  return true;
-}
-
-// "roles" + "support" -> "roles.support"; odd keys are quoted: agents["*-ro"].
-std::string ChildPath(std::string_view path, std::string_view key) {
-  if (IsPlainKey(key)) return path.empty() ? std::string(key) : fmt::format("{}.{}", path, key);
-  std::string quoted;
-  for (char c : key) {
-    if (c == '"' || c == '\\') quoted += '\\';
-    quoted += c;
-  }
-  return fmt::format("{}[\"{}\"]", path, quoted);
-}
-
-std::string IndexPath(std::string_view path, size_t i) { return fmt::format("{}[{}]", path, i); }
-
-bool HasControlChars(std::string_view s) {
-  for (char c : s) {
-    const auto u = static_cast<unsigned char>(c);
-    if (u < 0x20 || u == 0x7F) return true;
-  }
-  return false;
-}
-
 bool IsOperationWord(std::string_view op) {
   if (op == "*") return true;
   if (op.empty()) return false;
@@ -72,21 +46,6 @@ bool IsOperationWord(std::string_view op) {
     }
   }
   return true;
-}
-
-size_t EditDistance(std::string_view a, std::string_view b) {
-  std::vector<size_t> row(b.size() + 1);
-  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
-  for (size_t i = 1; i <= a.size(); ++i) {
-    size_t diagonal = row[0];
-    row[0] = i;
-    for (size_t j = 1; j <= b.size(); ++j) {
-      const size_t up = row[j];
-      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] == b[j - 1] ? 0 : 1)});
-      diagonal = up;
-    }
-  }
-  return row[b.size()];
 }
 
 // Caller-supplied text as reasons quote it: at most kMaxQuoted bytes (cut at a
@@ -103,27 +62,6 @@ std::string_view Trim(std::string_view s) {
   while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
   while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
   return s;
-}
-
-// A YAML value with what error messages need to point at it.
-struct Field {
-  YAML::Node node;
-  YAML::Mark mark;      // the value's, or its key's when the value is empty
-  YAML::Mark key_mark;  // its key's, for members of a mapping
-  std::string path;     // "roles.support.tools[1].operations"
-};
-
-std::string_view KindName(const YAML::Node& node) {
-  switch (node.Type()) {
-    case YAML::NodeType::Map:
-      return "a mapping";
-    case YAML::NodeType::Sequence:
-      return "a list";
-    case YAML::NodeType::Scalar:
-      return "a scalar";
-    default:
-      return "nothing";
-  }
 }
 
 // One role or agents: entry as written.
@@ -242,31 +180,13 @@ std::string AgentGrants::Describe(std::string_view agent_id) const {
 // ---------------------------------------------------------------------------
 // Parsing
 
-class PermissionsBuilder {
+class PermissionsBuilder : private yaml::Reader {
  public:
-  explicit PermissionsBuilder(std::string_view source) : source_(source) {}
+  explicit PermissionsBuilder(std::string_view source) : yaml::Reader(std::string(source)) {}
 
   Result<std::shared_ptr<const Permissions>> Build(std::string_view yaml);
 
  private:
-  Status Error(const YAML::Mark& mark, std::string_view path, std::string_view what) const {
-    std::string where = source_;
-    if (mark.line >= 0) where += fmt::format(":{}:{}", mark.line + 1, mark.column + 1);
-    if (path.empty()) return Status::InvalidArgument(fmt::format("{}: {}", where, what));
-    return Status::InvalidArgument(fmt::format("{}: {}: {}", where, path, what));
-  }
-  Status Error(const Field& f, std::string_view what) const { return Error(f.mark, f.path, what); }
-
-  // The members of mapping `f`, in order. Keys must be non-empty strings,
-  // unique, and (if `allowed` is not empty) among `allowed`. `noun` names
-  // what a duplicate key is ("key", "role", "agent").
-  Status Members(const Field& f, std::initializer_list<std::string_view> allowed,
-                 std::string_view noun, std::vector<std::pair<std::string, Field>>* out) const;
-  Result<std::string> String(const Field& f) const;
-  Result<std::vector<std::string>> StringList(const Field& f) const;
-  Result<uint64_t> Unsigned(const Field& f) const;
-  Result<bool> Bool(const Field& f) const;
-  Result<std::vector<std::string>> GlobList(const Field& f) const;
   Result<std::vector<std::string>> OperationList(const Field& f) const;
   Result<std::vector<std::string>> DomainList(const Field& f) const;
 
@@ -274,123 +194,7 @@ class PermissionsBuilder {
   Result<DataGrant> ParseDataGrant(const Field& f) const;
   Result<EntryDef> ParseEntry(std::string name, const Field& f, bool is_agent) const;
 
-  std::string source_;
 };
-
-Status PermissionsBuilder::Members(const Field& f, std::initializer_list<std::string_view> allowed,
-                                   std::string_view noun,
-                                   std::vector<std::pair<std::string, Field>>* out) const {
-  if (!f.node.IsMap()) {
-    return Error(f, fmt::format("expected a mapping, found {}", KindName(f.node)));
-  }
-  std::unordered_map<std::string, int> seen;  // key -> line
-  for (const auto& member : f.node) {
-    // Copies: yaml-cpp's iterators hand out temporaries.
-    const YAML::Node key = member.first;
-    const YAML::Node value = member.second;
-    if (!key.IsScalar()) return Error(key.Mark(), f.path, "keys must be strings");
-    const std::string& name = key.Scalar();
-    if (name.empty()) return Error(key.Mark(), f.path, fmt::format("empty {} name", noun));
-    if (allowed.size() > 0 && std::find(allowed.begin(), allowed.end(), name) == allowed.end()) {
-      std::string_view best;
-      size_t best_distance = 3;
-      for (std::string_view a : allowed) {
-        const size_t d = EditDistance(name, a);
-        if (d < best_distance) {
-          best_distance = d;
-          best = a;
-        }
-      }
-      if (!best.empty()) {
-        return Error(key.Mark(), f.path,
-                     fmt::format("unknown key '{}' (did you mean '{}'?)", name, best));
-      }
-      return Error(key.Mark(), f.path,
-                   fmt::format("unknown key '{}' (allowed: {})", name, fmt::join(allowed, ", ")));
-    }
-    if (auto [it_seen, fresh] = seen.emplace(name, key.Mark().line + 1); !fresh) {
-      return Error(
-          key.Mark(), f.path,
-          fmt::format("duplicate {} '{}' (first defined at line {})", noun, name, it_seen->second));
-    }
-    Field child;
-    child.node = value;
-    child.mark = (value.IsNull() || !value.IsDefined()) ? key.Mark() : value.Mark();
-    child.key_mark = key.Mark();
-    child.path = ChildPath(f.path, name);
-    out->emplace_back(name, std::move(child));
-  }
-  return Status::OK();
-}
-
-Result<std::string> PermissionsBuilder::String(const Field& f) const {
-  if (!f.node.IsScalar()) {
-    return Error(f, fmt::format("expected a string, found {}", KindName(f.node)));
-  }
-  return f.node.Scalar();
-}
-
-Result<std::vector<std::string>> PermissionsBuilder::StringList(const Field& f) const {
-  if (!f.node.IsSequence()) return Error(f, "expected a list of strings");
-  if (f.node.size() == 0) return Error(f, "must not be empty (omit the key instead)");
-  std::vector<std::string> out;
-  for (size_t i = 0; i < f.node.size(); ++i) {
-    const YAML::Node item = f.node[i];
-    if (!item.IsScalar()) {
-      return Error(item.IsNull() ? f.mark : item.Mark(), IndexPath(f.path, i),
-                   fmt::format("expected a string, found {}", KindName(item)));
-    }
-    out.push_back(item.Scalar());
-  }
-  return out;
-}
-
-Result<uint64_t> PermissionsBuilder::Unsigned(const Field& f) const {
-  if (!f.node.IsScalar()) {
-    return Error(f, fmt::format("expected a non-negative integer, found {}", KindName(f.node)));
-  }
-  const std::string& s = f.node.Scalar();
-  uint64_t value = 0;
-  bool digits = false;
-  for (size_t i = 0; i < s.size(); ++i) {
-    const char c = s[i];
-    if (c == '_' && digits && i + 1 < s.size()) continue;  // 200_000
-    if (c < '0' || c > '9') {
-      return Error(f, fmt::format("expected a non-negative integer, found '{}'", s));
-    }
-    const uint64_t d = static_cast<uint64_t>(c - '0');
-    if (value > (UINT64_MAX - d) / 10) return Error(f, fmt::format("'{}' is too large", s));
-    value = value * 10 + d;
-    digits = true;
-  }
-  if (!digits) return Error(f, fmt::format("expected a non-negative integer, found '{}'", s));
-  return value;
-}
-
-Result<bool> PermissionsBuilder::Bool(const Field& f) const {
-  if (f.node.IsScalar()) {
-    const std::string& s = f.node.Scalar();
-    if (s == "true" || s == "True" || s == "TRUE") return true;
-    if (s == "false" || s == "False" || s == "FALSE") return false;
-    return Error(f, fmt::format("expected true or false, found '{}'", s));
-  }
-  return Error(f, fmt::format("expected true or false, found {}", KindName(f.node)));
-}
-
-Result<std::vector<std::string>> PermissionsBuilder::GlobList(const Field& f) const {
-  auto list = StringList(f);
-  if (!list.ok()) return list.status();
-  for (size_t i = 0; i < list->size(); ++i) {
-    const std::string& p = (*list)[i];
-    const YAML::Mark mark = f.node[i].Mark();
-    if (p.empty()) return Error(mark, IndexPath(f.path, i), "empty pattern");
-    if (Status s = ValidateGlob(p); !s.ok()) {
-      return Error(mark, IndexPath(f.path, i),
-                   fmt::format("invalid glob '{}': {}", p, s.message()));
-    }
-  }
-  return list;
-}
 
 Result<std::vector<std::string>> PermissionsBuilder::OperationList(const Field& f) const {
   auto list = StringList(f);
@@ -421,7 +225,7 @@ Result<std::vector<std::string>> PermissionsBuilder::DomainList(const Field& f) 
 Result<ToolGrant> PermissionsBuilder::ParseToolGrant(const Field& f) const {
   std::vector<std::pair<std::string, Field>> members;
   BASTION_RETURN_IF_ERROR(
-      Members(f, {"name", "operations", "resources", "rate_limit", "requires_approval", "network"},
+      GetMembers(f, {"name", "operations", "resources", "rate_limit", "requires_approval", "network"},
               "key", &members));
   ToolGrant grant;
   grant.where = f.path;
@@ -458,7 +262,7 @@ Result<ToolGrant> PermissionsBuilder::ParseToolGrant(const Field& f) const {
       grant.requires_approval = *b;
     } else if (key == "network") {
       std::vector<std::pair<std::string, Field>> net;
-      BASTION_RETURN_IF_ERROR(Members(value, {"allow", "block"}, "key", &net));
+      BASTION_RETURN_IF_ERROR(GetMembers(value, {"allow", "block"}, "key", &net));
       if (net.empty()) return Error(value, "expected 'allow' and/or 'block'");
       NetworkRules rules;
       for (const auto& [nk, nv] : net) {
@@ -477,7 +281,7 @@ Result<ToolGrant> PermissionsBuilder::ParseToolGrant(const Field& f) const {
 Result<DataGrant> PermissionsBuilder::ParseDataGrant(const Field& f) const {
   std::vector<std::pair<std::string, Field>> members;
   BASTION_RETURN_IF_ERROR(
-      Members(f, {"table", "columns", "row_filter", "max_rows"}, "key", &members));
+      GetMembers(f, {"table", "columns", "row_filter", "max_rows"}, "key", &members));
   DataGrant grant;
   grant.where = f.path;
   grant.line = f.mark.line + 1;
@@ -518,10 +322,10 @@ Result<EntryDef> PermissionsBuilder::ParseEntry(std::string name, const Field& f
   std::vector<std::pair<std::string, Field>> members;
   if (is_agent) {
     BASTION_RETURN_IF_ERROR(
-        Members(f, {"role", "tools", "data", "max_tokens", "requires_approval"}, "key", &members));
+        GetMembers(f, {"role", "tools", "data", "max_tokens", "requires_approval"}, "key", &members));
   } else {
     BASTION_RETURN_IF_ERROR(
-        Members(f, {"tools", "data", "max_tokens", "requires_approval"}, "key", &members));
+        GetMembers(f, {"tools", "data", "max_tokens", "requires_approval"}, "key", &members));
   }
   EntryDef entry;
   entry.name = std::move(name);
@@ -595,29 +399,15 @@ void IndexGrants(const std::vector<Grant>& grants, NameOf name_of, internal::Ind
 }  // namespace
 
 Result<std::shared_ptr<const Permissions>> PermissionsBuilder::Build(std::string_view yaml) {
-  std::vector<YAML::Node> docs;
-  try {
-    docs = YAML::LoadAll(std::string(yaml));
-  } catch (const YAML::Exception& e) {
-    return Error(e.mark, "", fmt::format("malformed YAML: {}", e.msg));
-  }
-  if (docs.empty() || docs[0].IsNull()) {
-    YAML::Mark first;
-    first.line = 0;
-    first.column = 0;
-    return Error(first, "", "empty document (expected a mapping starting with 'version: 1')");
-  }
-  if (docs.size() > 1) {
-    return Error(docs[1].Mark(), "", "more than one YAML document (remove the extra '---')");
-  }
-
-  Field root{docs[0], docs[0].Mark(), docs[0].Mark(), ""};
+  auto loaded = Load(yaml, "a mapping starting with 'version: 1'");
+  if (!loaded.ok()) return loaded.status();
+  const Field root = std::move(*loaded);
   if (!root.node.IsMap()) {
     return Error(root, fmt::format("expected a mapping with version, roles and agents, found {}",
                                    KindName(root.node)));
   }
   std::vector<std::pair<std::string, Field>> top;
-  BASTION_RETURN_IF_ERROR(Members(root, {"version", "roles", "agents"}, "key", &top));
+  BASTION_RETURN_IF_ERROR(GetMembers(root, {"version", "roles", "agents"}, "key", &top));
 
   bool has_version = false;
   std::vector<EntryDef> roles, agents;
@@ -633,7 +423,7 @@ Result<std::shared_ptr<const Permissions>> PermissionsBuilder::Build(std::string
     } else {
       const bool is_agent = key == "agents";
       std::vector<std::pair<std::string, Field>> entries;
-      BASTION_RETURN_IF_ERROR(Members(value, {}, is_agent ? "agent" : "role", &entries));
+      BASTION_RETURN_IF_ERROR(GetMembers(value, {}, is_agent ? "agent" : "role", &entries));
       for (auto& [name, field] : entries) {
         if (HasControlChars(name)) {
           return Error(field.key_mark, field.path,
@@ -655,7 +445,7 @@ Result<std::shared_ptr<const Permissions>> PermissionsBuilder::Build(std::string
   if (!has_version) return Error(root, "missing required key 'version' (write 'version: 1' first)");
 
   std::shared_ptr<Permissions> perms(new Permissions());
-  perms->source_name_ = source_;
+  perms->source_name_ = source();
 
   auto compile = [](AgentGrants* g) {
     IndexGrants(

@@ -1,0 +1,372 @@
+#include "util/yaml_reader.h"
+
+#include <algorithm>
+#include <charconv>
+#include <cmath>
+#include <unordered_map>
+
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
+#include "bastion/cost.h"
+#include "bastion/glob.h"
+
+namespace bastion::yaml {
+
+namespace {
+
+bool IsPlainKey(std::string_view key) {
+  if (key.empty()) return false;
+  for (char c : key) {
+    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+          c == '-')) {
+      return false;
+    }
+  }
+  return true;
+}
+
+std::string_view TrimSpaces(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
+  return s;
+}
+
+}  // namespace
+
+std::string ChildPath(std::string_view path, std::string_view key) {
+  if (IsPlainKey(key)) return path.empty() ? std::string(key) : fmt::format("{}.{}", path, key);
+  std::string quoted;
+  for (char c : key) {
+    if (c == '"' || c == '\\') quoted += '\\';
+    quoted += c;
+  }
+  return fmt::format("{}[\"{}\"]", path, quoted);
+}
+
+std::string IndexPath(std::string_view path, size_t i) { return fmt::format("{}[{}]", path, i); }
+
+std::string_view KindName(const YAML::Node& node) {
+  switch (node.Type()) {
+    case YAML::NodeType::Map:
+      return "a mapping";
+    case YAML::NodeType::Sequence:
+      return "a list";
+    case YAML::NodeType::Scalar:
+      return "a scalar";
+    default:
+      return "nothing";
+  }
+}
+
+size_t EditDistance(std::string_view a, std::string_view b) {
+  std::vector<size_t> row(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    size_t diagonal = row[0];
+    row[0] = i;
+    for (size_t j = 1; j <= b.size(); ++j) {
+      const size_t up = row[j];
+      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] == b[j - 1] ? 0 : 1)});
+      diagonal = up;
+    }
+  }
+  return row[b.size()];
+}
+
+bool HasControlChars(std::string_view s) {
+  for (char c : s) {
+    const auto u = static_cast<unsigned char>(c);
+    if (u < 0x20 || u == 0x7F) return true;
+  }
+  return false;
+}
+
+Result<Field> Reader::Load(std::string_view text, std::string_view expected) const {
+  std::vector<YAML::Node> docs;
+  try {
+    docs = YAML::LoadAll(std::string(text));
+  } catch (const YAML::Exception& e) {
+    return Error(e.mark, "", fmt::format("malformed YAML: {}", e.msg));
+  }
+  if (docs.empty() || docs[0].IsNull()) {
+    YAML::Mark first;
+    first.line = 0;
+    first.column = 0;
+    return Error(first, "", fmt::format("empty document (expected {})", expected));
+  }
+  if (docs.size() > 1) {
+    return Error(docs[1].Mark(), "", "more than one YAML document (remove the extra '---')");
+  }
+  return Field{docs[0], docs[0].Mark(), docs[0].Mark(), ""};
+}
+
+Status Reader::Error(const YAML::Mark& mark, std::string_view path, std::string_view what) const {
+  std::string where = source_;
+  if (mark.line >= 0) where += fmt::format(":{}:{}", mark.line + 1, mark.column + 1);
+  if (path.empty()) return Status::InvalidArgument(fmt::format("{}: {}", where, what));
+  return Status::InvalidArgument(fmt::format("{}: {}: {}", where, path, what));
+}
+
+Status Reader::GetMembers(const Field& f, std::initializer_list<std::string_view> allowed,
+                          std::string_view noun, Members* out) const {
+  if (!f.node.IsMap()) {
+    return Error(f, fmt::format("expected a mapping, found {}", KindName(f.node)));
+  }
+  std::unordered_map<std::string, int> seen;  // key -> line
+  for (const auto& member : f.node) {
+    // Copies: yaml-cpp's iterators hand out temporaries.
+    const YAML::Node key = member.first;
+    const YAML::Node value = member.second;
+    if (!key.IsScalar()) return Error(key.Mark(), f.path, "keys must be strings");
+    const std::string& name = key.Scalar();
+    if (name.empty()) return Error(key.Mark(), f.path, fmt::format("empty {} name", noun));
+    if (allowed.size() > 0 && std::find(allowed.begin(), allowed.end(), name) == allowed.end()) {
+      std::string_view best;
+      size_t best_distance = 3;
+      for (std::string_view a : allowed) {
+        const size_t d = EditDistance(name, a);
+        if (d < best_distance) {
+          best_distance = d;
+          best = a;
+        }
+      }
+      if (!best.empty()) {
+        return Error(key.Mark(), f.path,
+                     fmt::format("unknown key '{}' (did you mean '{}'?)", name, best));
+      }
+      return Error(key.Mark(), f.path,
+                   fmt::format("unknown key '{}' (allowed: {})", name, fmt::join(allowed, ", ")));
+    }
+    if (auto [it_seen, fresh] = seen.emplace(name, key.Mark().line + 1); !fresh) {
+      return Error(
+          key.Mark(), f.path,
+          fmt::format("duplicate {} '{}' (first defined at line {})", noun, name, it_seen->second));
+    }
+    Field child;
+    child.node = value;
+    child.mark = (value.IsNull() || !value.IsDefined()) ? key.Mark() : value.Mark();
+    child.key_mark = key.Mark();
+    child.path = ChildPath(f.path, name);
+    out->emplace_back(name, std::move(child));
+  }
+  return Status::OK();
+}
+
+Status Reader::Items(const Field& f, std::vector<Field>* out) const {
+  if (!f.node.IsSequence()) {
+    return Error(f, fmt::format("expected a list, found {}", KindName(f.node)));
+  }
+  for (size_t i = 0; i < f.node.size(); ++i) {
+    const YAML::Node item = f.node[i];
+    Field child;
+    child.node = item;
+    child.mark = item.IsNull() ? f.mark : item.Mark();
+    child.key_mark = child.mark;
+    child.path = IndexPath(f.path, i);
+    out->push_back(std::move(child));
+  }
+  return Status::OK();
+}
+
+Result<std::string> Reader::String(const Field& f) const {
+  if (!f.node.IsScalar()) {
+    return Error(f, fmt::format("expected a string, found {}", KindName(f.node)));
+  }
+  return f.node.Scalar();
+}
+
+Result<std::string> Reader::Name(const Field& f) const {
+  auto s = String(f);
+  if (!s.ok()) return s;
+  if (s->empty()) return Error(f, "must not be empty");
+  if (HasControlChars(*s)) return Error(f, "must not contain control characters");
+  return s;
+}
+
+Result<std::vector<std::string>> Reader::StringList(const Field& f) const {
+  if (!f.node.IsSequence()) return Error(f, "expected a list of strings");
+  if (f.node.size() == 0) return Error(f, "must not be empty (omit the key instead)");
+  std::vector<std::string> out;
+  for (size_t i = 0; i < f.node.size(); ++i) {
+    const YAML::Node item = f.node[i];
+    if (!item.IsScalar()) {
+      return Error(item.IsNull() ? f.mark : item.Mark(), IndexPath(f.path, i),
+                   fmt::format("expected a string, found {}", KindName(item)));
+    }
+    out.push_back(item.Scalar());
+  }
+  return out;
+}
+
+Result<std::vector<std::string>> Reader::GlobList(const Field& f, bool allow_single) const {
+  std::vector<std::string> list;
+  const bool single = allow_single && f.node.IsScalar();
+  if (single) {
+    list.push_back(f.node.Scalar());
+  } else {
+    auto l = StringList(f);
+    if (!l.ok()) return l.status();
+    list = std::move(*l);
+  }
+  for (size_t i = 0; i < list.size(); ++i) {
+    const std::string& p = list[i];
+    const YAML::Mark mark = single ? f.mark : f.node[i].Mark();
+    const std::string path = single ? f.path : IndexPath(f.path, i);
+    if (p.empty()) return Error(mark, path, "empty pattern");
+    if (Status s = ValidateGlob(p); !s.ok()) {
+      return Error(mark, path, fmt::format("invalid glob '{}': {}", p, s.message()));
+    }
+  }
+  return list;
+}
+
+Result<uint64_t> Reader::Unsigned(const Field& f) const {
+  if (!f.node.IsScalar()) {
+    return Error(f, fmt::format("expected a non-negative integer, found {}", KindName(f.node)));
+  }
+  const std::string& s = f.node.Scalar();
+  uint64_t value = 0;
+  bool digits = false;
+  for (size_t i = 0; i < s.size(); ++i) {
+    const char c = s[i];
+    if (c == '_' && digits && i + 1 < s.size()) continue;  // 200_000
+    if (c < '0' || c > '9') {
+      return Error(f, fmt::format("expected a non-negative integer, found '{}'", s));
+    }
+    const uint64_t d = static_cast<uint64_t>(c - '0');
+    if (value > (UINT64_MAX - d) / 10) return Error(f, fmt::format("'{}' is too large", s));
+    value = value * 10 + d;
+    digits = true;
+  }
+  if (!digits) return Error(f, fmt::format("expected a non-negative integer, found '{}'", s));
+  return value;
+}
+
+Result<bool> Reader::Bool(const Field& f) const {
+  if (f.node.IsScalar()) {
+    const std::string& s = f.node.Scalar();
+    if (s == "true" || s == "True" || s == "TRUE") return true;
+    if (s == "false" || s == "False" || s == "FALSE") return false;
+    return Error(f, fmt::format("expected true or false, found '{}'", s));
+  }
+  return Error(f, fmt::format("expected true or false, found {}", KindName(f.node)));
+}
+
+Result<double> Reader::Number(const Field& f) const {
+  if (!f.node.IsScalar()) {
+    return Error(f, fmt::format("expected a number, found {}", KindName(f.node)));
+  }
+  const std::string& s = f.node.Scalar();
+  double v = 0;
+  const char* end = s.data() + s.size();
+  auto [p, ec] = std::from_chars(s.data(), end, v);
+  if (ec != std::errc() || p != end || !std::isfinite(v)) {
+    return Error(f, fmt::format("expected a number, found '{}'", s));
+  }
+  return v;
+}
+
+Result<double> Reader::Fraction(const Field& f, double lo, double hi) const {
+  if (!f.node.IsScalar()) {
+    return Error(f, fmt::format("expected a percentage or fraction, found {}", KindName(f.node)));
+  }
+  std::string_view s = TrimSpaces(f.node.Scalar());
+  const bool percent = !s.empty() && s.back() == '%';
+  if (percent) s = TrimSpaces(s.substr(0, s.size() - 1));
+  double v = 0;
+  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+  if (s.empty() || ec != std::errc() || p != s.data() + s.size() || !std::isfinite(v)) {
+    return Error(f, fmt::format("expected a percentage ('99.9%') or a fraction (0.999), found '{}'",
+                                f.node.Scalar()));
+  }
+  if (percent) v /= 100;
+  if (v < lo || v > hi) {
+    return Error(f, fmt::format("{} must be between {}% and {}%", f.node.Scalar(), lo * 100,
+                                hi * 100));
+  }
+  return v;
+}
+
+Result<int64_t> ParseDuration(std::string_view text) {
+  const auto bad = [&](std::string_view why) {
+    return Status::InvalidArgument(fmt::format("invalid duration '{}': {}", text, why));
+  };
+  std::string_view s = TrimSpaces(text);
+  if (s.empty()) return bad("expected e.g. 250ms, 30s, 5m, 1h, 7d");
+  __int128 total = 0;
+  size_t i = 0;
+  bool bare = true;
+  while (i < s.size()) {
+    size_t start = i;
+    while (i < s.size() && ((s[i] >= '0' && s[i] <= '9') || s[i] == '.')) ++i;
+    if (i == start) return bad("expected a number before each unit");
+    const std::string_view number = s.substr(start, i - start);
+    start = i;
+    while (i < s.size() && s[i] >= 'a' && s[i] <= 'z') ++i;
+    const std::string_view unit = s.substr(start, i - start);
+    int64_t unit_ns;
+    if (unit.empty()) {
+      if (!bare || i != s.size()) return bad("every number needs a unit (ms, s, m, h, d, w)");
+      unit_ns = 1'000'000'000;
+    } else if (unit == "ns") {
+      unit_ns = 1;
+    } else if (unit == "us") {
+      unit_ns = 1'000;
+    } else if (unit == "ms") {
+      unit_ns = 1'000'000;
+    } else if (unit == "s") {
+      unit_ns = 1'000'000'000;
+    } else if (unit == "m" || unit == "min") {
+      unit_ns = 60'000'000'000;
+    } else if (unit == "h") {
+      unit_ns = 3'600'000'000'000;
+    } else if (unit == "d") {
+      unit_ns = 86'400'000'000'000;
+    } else if (unit == "w") {
+      unit_ns = 7 * 86'400'000'000'000;
+    } else {
+      return bad(fmt::format("unknown unit '{}' (use ms, s, m, h, d or w)", unit));
+    }
+    bare = false;
+    // Exact: the number is read as a decimal with up to 9 fractional digits.
+    auto scaled = ParseScaledDecimal(number, 9, /*allow_rounding=*/false);
+    if (!scaled.ok()) return bad("expected a number with at most 9 decimal places");
+    const __int128 part = static_cast<__int128>(*scaled) * unit_ns / 1'000'000'000;
+    total += part;
+    if (total > INT64_MAX) return bad("too long");
+  }
+  return static_cast<int64_t>(total);
+}
+
+Result<int64_t> Reader::Duration(const Field& f, bool allow_zero) const {
+  if (!f.node.IsScalar()) {
+    return Error(f, fmt::format("expected a duration such as 30s or 5m, found {}",
+                                KindName(f.node)));
+  }
+  auto d = ParseDuration(f.node.Scalar());
+  if (!d.ok()) return Error(f, d.status().message());
+  if (*d == 0 && !allow_zero) return Error(f, "must be longer than zero");
+  return d;
+}
+
+Result<int64_t> Reader::Usd(const Field& f) const {
+  if (!f.node.IsScalar()) {
+    return Error(f, fmt::format("expected an amount in USD, found {}", KindName(f.node)));
+  }
+  std::string_view s = TrimSpaces(f.node.Scalar());
+  if (!s.empty() && s.front() == '$') s.remove_prefix(1);
+  std::string digits;
+  for (char c : s) {
+    if (c != '_' && c != ',') digits += c;  // 1_000, 1,000
+  }
+  auto v = ParseScaledDecimal(digits, 9, /*allow_rounding=*/false);
+  if (!v.ok()) {
+    return Error(f, fmt::format("expected an amount in USD with at most 9 decimal places, "
+                                "found '{}'",
+                                f.node.Scalar()));
+  }
+  return v;
+}
+
+}  // namespace bastion::yaml

@@ -1,0 +1,97 @@
+// Reading configuration YAML with errors that point at the problem.
+//
+// Every config file of Bastion (permissions, budgets, SLOs) is read through a
+// YamlReader so its errors look the same:
+//   "budgets.yaml:12:5: budgets[2].limit_usd: expected a decimal amount, found 'ten'"
+// i.e. source:line:column, the field's path from the document root, and what
+// is wrong. yaml-cpp exceptions never escape: malformed YAML is an error like
+// any other.
+#ifndef BASTION_UTIL_YAML_READER_H_
+#define BASTION_UTIL_YAML_READER_H_
+
+#include <cstdint>
+#include <initializer_list>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include <yaml-cpp/yaml.h>
+
+#include "bastion/status.h"
+
+namespace bastion::yaml {
+
+// A YAML value with what error messages need to point at it.
+struct Field {
+  YAML::Node node;
+  YAML::Mark mark;      // the value's, or its key's when the value is empty
+  YAML::Mark key_mark;  // its key's, for members of a mapping
+  std::string path;     // "roles.support.tools[1].operations"
+};
+
+using Members = std::vector<std::pair<std::string, Field>>;
+
+// "roles" + "support" -> "roles.support"; odd keys are quoted: agents["*-ro"].
+std::string ChildPath(std::string_view path, std::string_view key);
+std::string IndexPath(std::string_view path, size_t i);
+// "a mapping", "a list", "a scalar", "nothing".
+std::string_view KindName(const YAML::Node& node);
+size_t EditDistance(std::string_view a, std::string_view b);
+bool HasControlChars(std::string_view s);
+
+class Reader {
+ public:
+  explicit Reader(std::string source) : source_(std::move(source)) {}
+
+  // Parses exactly one YAML document. An empty document or a second document
+  // is an error; `expected` describes the root for the empty-document message
+  // ("a mapping starting with 'version: 1'").
+  Result<Field> Load(std::string_view text, std::string_view expected) const;
+
+  Status Error(const YAML::Mark& mark, std::string_view path, std::string_view what) const;
+  Status Error(const Field& f, std::string_view what) const { return Error(f.mark, f.path, what); }
+
+  // The members of mapping `f`, in order. Keys must be non-empty strings,
+  // unique, and (if `allowed` is not empty) among `allowed`, with a
+  // "did you mean" hint for near misses. `noun` names what a duplicate key is
+  // ("key", "role", "budget").
+  Status GetMembers(const Field& f, std::initializer_list<std::string_view> allowed,
+                    std::string_view noun, Members* out) const;
+  // The items of list `f`, with their paths ("budgets[3]").
+  Status Items(const Field& f, std::vector<Field>* out) const;
+
+  Result<std::string> String(const Field& f) const;
+  // A non-empty string without control characters.
+  Result<std::string> Name(const Field& f) const;
+  // A non-empty list of strings.
+  Result<std::vector<std::string>> StringList(const Field& f) const;
+  // A non-empty list of valid glob patterns; with `allow_single` a single
+  // string is accepted as a list of one.
+  Result<std::vector<std::string>> GlobList(const Field& f, bool allow_single = false) const;
+  // Digits, with '_' allowed between them (200_000).
+  Result<uint64_t> Unsigned(const Field& f) const;
+  Result<bool> Bool(const Field& f) const;
+  // A finite decimal number.
+  Result<double> Number(const Field& f) const;
+  // "99.9%" -> 0.999, or a plain fraction 0.999. Must lie in [lo, hi].
+  Result<double> Fraction(const Field& f, double lo, double hi) const;
+  // "250ms", "30s", "5m", "1h", "7d", "2w" (or a combination like "1h30m");
+  // a bare number is seconds. Returns nanoseconds, > 0 unless allow_zero.
+  Result<int64_t> Duration(const Field& f, bool allow_zero = false) const;
+  // US dollars as a decimal with at most 9 places ("5", "0.25", "$12.50"),
+  // returned in nano-USD.
+  Result<int64_t> Usd(const Field& f) const;
+
+  const std::string& source() const { return source_; }
+
+ private:
+  std::string source_;
+};
+
+// Parses a duration as Reader::Duration does; InvalidArgument with the reason.
+Result<int64_t> ParseDuration(std::string_view text);
+
+}  // namespace bastion::yaml
+
+#endif  // BASTION_UTIL_YAML_READER_H_

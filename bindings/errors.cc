@@ -15,6 +15,7 @@ PyObject* g_not_found = nullptr;
 PyObject* g_corruption = nullptr;
 PyObject* g_busy = nullptr;
 PyObject* g_state = nullptr;
+PyObject* g_budget = nullptr;
 PyObject* g_storage = nullptr;
 PyObject* g_internal = nullptr;
 
@@ -45,9 +46,26 @@ void RegisterErrors(py::module_& m) {
                     "The resource is held by someone else, e.g. a second writer on a ledger.");
   g_state = NewError(m, "StateError", {g_error},
                      "The object cannot do this in its current state (closed, read-only).");
+  g_budget = NewError(m, "BudgetExceededError", {g_state},
+                      "A budget refused a reservation: over its limit, halted or throttled.");
   g_storage = NewError(m, "StorageError", {g_error, PyExc_OSError},
                        "The file system or the store failed.");
   g_internal = NewError(m, "InternalError", {g_error}, "An internal invariant did not hold.");
+}
+
+namespace {
+[[noreturn]] void Raise(PyObject* type, const Status& s) {
+  // Messages may quote stored bytes; never let a decoding error mask the real one.
+  PyObject* msg = PyUnicode_DecodeUTF8(s.message().data(), s.message().size(), "replace");
+  PyErr_SetObject(type, msg);
+  Py_XDECREF(msg);
+  throw py::error_already_set();
+}
+}  // namespace
+
+void ThrowBudgetStatus(const Status& s) {
+  if (s.IsFailedPrecondition()) Raise(g_budget, s);
+  ThrowStatus(s);
 }
 
 void ThrowStatus(const Status& s) {
@@ -62,11 +80,7 @@ void ThrowStatus(const Status& s) {
     case Status::Code::kOk:
     case Status::Code::kInternal: type = g_internal; break;
   }
-  // Messages may quote stored bytes; never let a decoding error mask the real one.
-  PyObject* msg = PyUnicode_DecodeUTF8(s.message().data(), s.message().size(), "replace");
-  PyErr_SetObject(type, msg);
-  Py_XDECREF(msg);
-  throw py::error_already_set();
+  Raise(type, s);
 }
 
 void ThrowInvalid(const std::string& message) {

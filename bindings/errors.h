@@ -13,6 +13,10 @@ void RegisterErrors(pybind11::module_& m);
 // Raises the bastion exception matching `s` (which must not be OK).
 [[noreturn]] void ThrowStatus(const Status& s);
 
+// As ThrowStatus, but a refusal (FailedPrecondition) is a
+// bastion.BudgetExceededError.
+[[noreturn]] void ThrowBudgetStatus(const Status& s);
+
 inline void ThrowIfError(const Status& s) {
   if (!s.ok()) ThrowStatus(s);
 }

@@ -7,6 +7,7 @@
 namespace bastion::py_bindings {
 void RegisterLedger(pybind11::module_& m);
 void RegisterPolicy(pybind11::module_& m);
+void RegisterCost(pybind11::module_& m);
 }
 
 PYBIND11_MODULE(_core, m) {
@@ -14,4 +15,5 @@ PYBIND11_MODULE(_core, m) {
   bastion::py_bindings::RegisterErrors(m);
   bastion::py_bindings::RegisterLedger(m);
   bastion::py_bindings::RegisterPolicy(m);
+  bastion::py_bindings::RegisterCost(m);
 }

@@ -12,6 +12,7 @@ PACKAGES=(
   libssl-dev       # SHA-256 (OpenSSL libcrypto)
   libgtest-dev libgmock-dev  # C++ tests
   libbenchmark-dev # C++ benchmarks
+  tzdata           # IANA time zones (/usr/share/zoneinfo) for calendar budget windows
 )
 
 missing=()

@@ -17,18 +17,25 @@ from bastion import frames as _frames
 from pathlib import Path as _Path
 
 from bastion._core import (
+    BudgetExceededError,
+    Budgets,
     BusyError,
     CorruptionError,
+    Cost,
     Decision,
     Error,
+    Hold,
     InternalError,
     InvalidArgumentError,
     Ledger,
+    ManualClock,
     NotFoundError,
     PolicyEngine,
+    PricingTable,
     QueryResult,
     StateError,
     StorageError,
+    Usage,
     VerifyReport,
 )
 
@@ -43,20 +50,43 @@ def default_policies() -> str:
     return str(_Path(__file__).parent / "policies" / "default")
 
 
+def default_pricing_path() -> str:
+    """The pricing table that ships with Bastion (pricing/default.yaml)."""
+    return str(_Path(__file__).parent / "pricing" / "default.yaml")
+
+
+def default_pricing() -> PricingTable:
+    """The shipped pricing table, loaded. Merge your own prices over it::
+
+        table = bastion.default_pricing()
+        table.merge(bastion.PricingTable.load("my_prices.yaml"))
+    """
+    return PricingTable.load(default_pricing_path())
+
+
 __all__ = [
+    "BudgetExceededError",
+    "Budgets",
     "BusyError",
     "CorruptionError",
+    "Cost",
     "Decision",
     "Error",
+    "Hold",
     "InternalError",
     "InvalidArgumentError",
     "Ledger",
+    "ManualClock",
     "NotFoundError",
     "PolicyEngine",
+    "PricingTable",
     "QueryResult",
     "StateError",
     "StorageError",
+    "Usage",
     "VerifyReport",
     "__version__",
     "default_policies",
+    "default_pricing",
+    "default_pricing_path",
 ]

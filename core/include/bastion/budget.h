@@ -47,42 +47,17 @@
 #include <vector>
 
 #include "bastion/status.h"
+#include "bastion/time_zone.h"
 
 namespace bastion {
 
 // --- time zones ---
 
-// Maps a UTC instant to the local offset in force at it. Calendar windows
-// (daily, weekly, monthly) start at local midnight of that zone.
-//
-// Only fixed offsets exist today. IANA zones with daylight-saving time will be
-// another implementation of this interface; calendar code asks for the offset
-// at each boundary it computes, so it does not assume the offset is constant.
-class TimeZone {
- public:
-  virtual ~TimeZone() = default;
-  // Seconds to add to UTC to get local time at `utc_ns` (+09:00 -> 32400).
-  virtual int64_t OffsetSecondsAt(int64_t utc_ns) const = 0;
-  // "UTC", "+09:00", "-05:30".
-  virtual std::string Name() const = 0;
-};
-
-class FixedOffset final : public TimeZone {
- public:
-  // InvalidArgument unless |offset_seconds| <= 18 hours.
-  static Result<std::shared_ptr<const TimeZone>> Create(int64_t offset_seconds);
-  // Shorthand for whole-hour offsets in [-18, 18]; out of range is a programming
-  // error (asserted), use Create for untrusted input.
-  static std::shared_ptr<const TimeZone> Hours(int hours);
-  static std::shared_ptr<const TimeZone> Utc();
-
-  explicit FixedOffset(int64_t offset_seconds) : offset_seconds_(offset_seconds) {}
-  int64_t OffsetSecondsAt(int64_t) const override { return offset_seconds_; }
-  std::string Name() const override;
-
- private:
-  int64_t offset_seconds_;
-};
+// TimeZone, FixedOffset and TimeZone::Load live in bastion/time_zone.h.
+// Calendar windows (daily, weekly, monthly) start at local midnight of their
+// zone. Zones may be fixed offsets or IANA zones with daylight-saving time
+// ("America/New_York"), so a local day may last 23 or 25 hours (or be skipped
+// entirely); see Window for where such a day starts.
 
 // --- windows ---
 
@@ -99,7 +74,13 @@ struct WindowBounds {
 //   kDaily    at local midnight.
 //   kWeekly   at local midnight starting Monday (ISO weeks).
 //   kMonthly  at local midnight of the 1st.
-// Calendar windows use `zone` (null means UTC).
+// Calendar windows use `zone` (null means UTC). A window starts at the first
+// instant at which the zone's clock reads its first day's midnight or later
+// (TimeZone::FirstInstantAtOrAfterLocal): if clocks are turned back so that
+// midnight shows twice, the earlier one; if a transition skips midnight, the
+// transition instant. A window ends where the next one starts, so a daily
+// window with a spring-forward lasts 23 hours and one with a fall-back 25,
+// and a local day that never shows on the clock has no window.
 struct Window {
   enum class Kind : unsigned char { kPerRun, kRolling, kDaily, kWeekly, kMonthly };
   Kind kind = Kind::kPerRun;
@@ -118,10 +99,13 @@ struct Window {
     return {Kind::kMonthly, 0, std::move(zone)};
   }
 
-  // The window containing `now_ns`. kPerRun: [INT64_MIN, INT64_MAX).
+  // The window containing `now_ns`: start_ns <= now_ns < end_ns (for calendar
+  // windows, bounds that would leave the int64 range are clamped to it).
+  // Allocation-free. kPerRun: [INT64_MIN, INT64_MAX).
   // kRolling: (now - duration, now], reported as [now - duration + 1, now + 1).
   WindowBounds BoundsAt(int64_t now_ns) const;
-  // "per-run", "rolling 3600s", "daily +09:00", "weekly UTC", "monthly -05:00".
+  // "per-run", "rolling 3600s", "daily +09:00", "weekly UTC", "monthly -05:00",
+  // "daily America/New_York".
   std::string ToString() const;
 };
 
@@ -205,6 +189,11 @@ struct Reservation {
   int64_t estimate_nanousd = 0;
   int64_t reserved_at_ns = 0;
   WindowBounds window;  // the window this reservation counts (and settles) in
+  // Spent + reserved in that window for the key right after admitting this
+  // reservation, and the budget's full limit: what in-force responses (e.g. a
+  // downgrade above 90%) are judged on.
+  int64_t committed_nanousd = 0;
+  int64_t limit_nanousd = 0;
   std::vector<AlertEvent> alerts;  // fired by this Reserve
 };
 
@@ -312,6 +301,20 @@ class BudgetLedger {
   // Admissible limit - spent - reserved in the current window for `key`,
   // never below 0. NotFound / InvalidArgument as Reserve.
   Result<int64_t> Remaining(std::string_view budget_id, std::string_view key);
+
+  // One key of a budget in its current window.
+  struct KeyUsage {
+    std::string key;  // the effective key
+    WindowBounds window;
+    std::string window_description;  // "daily +09:00 [2026-11-21T00:00:00+09:00, ...)"
+    int64_t spent_nanousd = 0;
+    int64_t reserved_nanousd = 0;
+    int64_t remaining_nanousd = 0;  // as Remaining()
+  };
+  // NotFound / InvalidArgument as Reserve.
+  Result<KeyUsage> Usage(std::string_view budget_id, std::string_view key);
+  // The keys the budget holds state for, sorted. NotFound for an unknown budget.
+  Result<std::vector<std::string>> Keys(std::string_view budget_id);
 
   // NotFound for an unknown budget.
   Result<BudgetStats> Stats(std::string_view budget_id);

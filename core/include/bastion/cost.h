@@ -277,6 +277,9 @@ ResolvedPrices ResolvePrices(const ModelPrice& price, int64_t prompt_tokens, boo
 // Rounds an exact fUSD amount (>= 0) to nano-USD, half to even.
 int64_t RoundFusdToNanousd(int64_t fusd);
 
+// "$0.83", "$12", "$0.000002365", "-$1.5": exact, without trailing zeros.
+std::string FormatUsd(int64_t nanousd);
+
 }  // namespace bastion
 
 #endif  // BASTION_COST_H_

@@ -123,6 +123,50 @@ struct PolicyLimits {
 
 class Permissions;
 
+// Cost, budget and SLO state as policies read it, through the `budget`, `slo`
+// and `cost` helper libraries (docs/policies.md). Implementations must be
+// thread-safe: every evaluating thread calls them. An error becomes a Lua
+// error in the calling policy, which then fails as configured (closed by
+// default), so a policy asking for a budget that does not exist never passes.
+class PolicyState {
+ public:
+  virtual ~PolicyState() = default;
+
+  struct BudgetView {
+    std::string key;     // the key the numbers are for
+    std::string window;  // "daily UTC [2026-11-21T00:00:00UTC, 2026-11-22T00:00:00UTC)"
+    int64_t limit_nanousd = 0;
+    int64_t admissible_nanousd = 0;
+    int64_t spent_nanousd = 0;
+    int64_t reserved_nanousd = 0;
+    int64_t remaining_nanousd = 0;
+  };
+  // `key` empty: the key the budget's scope gives `call` (its user, agent...).
+  virtual Result<BudgetView> Budget(std::string_view budget_id, std::string_view key,
+                                    const CallInfo& call) const = 0;
+
+  struct SloView {
+    std::string subject;
+    uint64_t calls = 0;
+    double success_rate = 1;  // over the SLO window
+    double target = 0;
+    double error_budget_remaining = 1;
+    double p50_ns = 0, p95_ns = 0, p99_ns = 0;
+    std::string breaker;              // "closed", "open", "half-open", "" (none)
+    std::vector<std::string> firing;  // signals breaching now
+    int64_t cost_today_nanousd = 0;
+  };
+  // `subject` empty: the series `call` belongs to.
+  virtual Result<SloView> Slo(std::string_view slo_id, std::string_view subject,
+                              const CallInfo& call) const = 0;
+  virtual Result<double> BurnRate(std::string_view slo_id, std::string_view subject,
+                                  int64_t window_ns, const CallInfo& call) const = 0;
+  // The cost of `input_tokens` + `output_tokens` on `model`, in nano-USD;
+  // NotFound when the model has no price.
+  virtual Result<int64_t> Price(std::string_view model, int64_t input_tokens,
+                                int64_t output_tokens) const = 0;
+};
+
 class PolicyEngine {
  public:
   // Compiles the bundle in `dir`. Errors name the file and line, e.g.
@@ -148,6 +192,11 @@ class PolicyEngine {
   std::vector<std::string> policy_ids() const;
   // The compiled permissions of the bundle in force (nullptr if none).
   std::shared_ptr<const Permissions> permissions() const;
+
+  // What the `budget`, `slo` and `cost` helpers read (nullptr: none, and
+  // those helpers raise "no ... attached"). Safe while evaluations run; each
+  // helper call sees either the old or the new state.
+  void SetState(std::shared_ptr<const PolicyState> state);
 
   class Impl;
 

@@ -6,6 +6,7 @@
 // time-ordered list of settled amounts; the outstanding reservations by id;
 // lifetime statistics. All of it is plain values, so a Snapshot()/Restore()
 // for persistence is a copy of these maps.
+#include <algorithm>
 #include <chrono>
 #include <map>
 #include <mutex>
@@ -16,6 +17,7 @@
 #include <fmt/format.h>
 
 #include "bastion/budget.h"
+#include "bastion/cost.h"
 #include "budget/civil.h"
 
 namespace bastion {
@@ -217,10 +219,11 @@ Result<Reservation> BudgetLedger::Reserve(std::string_view budget_id, std::strin
       !FitsWithin(c.spent, c.reserved, estimate_nanousd, b.admissible)) {
     ++b.stats.refused;
     return Status::FailedPrecondition(fmt::format(
-        "budget '{}' key '{}' window {}: estimate {} nUSD refused: spent {} + reserved {} + "
+        "budget '{}' key '{}' window {}: estimate {} refused: spent {} + reserved {} + "
         "estimate would exceed admissible {} (limit {}, reserve {}%)",
-        b.spec.id, *k, DescribeWindow(b.spec.window, bounds), estimate_nanousd, c.spent,
-        c.reserved, b.admissible, b.spec.limit_nanousd, b.spec.reserve_percent));
+        b.spec.id, *k, DescribeWindow(b.spec.window, bounds), FormatUsd(estimate_nanousd),
+        FormatUsd(c.spent), FormatUsd(c.reserved), FormatUsd(b.admissible),
+        FormatUsd(b.spec.limit_nanousd), b.spec.reserve_percent));
   }
 
   Reservation r;
@@ -243,6 +246,8 @@ Result<Reservation> BudgetLedger::Reserve(std::string_view budget_id, std::strin
   ++b.stats.admitted;
   ++b.stats.outstanding;
   b.stats.reserved_nanousd = SaturatingAdd(b.stats.reserved_nanousd, estimate_nanousd);
+  r.committed_nanousd = SaturatingAdd(after.spent, after.reserved);
+  r.limit_nanousd = b.spec.limit_nanousd;
   r.alerts = b.EvaluateAlerts(ks, *k, after, bounds, now);
   return r;
 }
@@ -320,6 +325,13 @@ Status BudgetLedger::Release(const Reservation& reservation) {
 }
 
 Result<int64_t> BudgetLedger::Remaining(std::string_view budget_id, std::string_view key) {
+  auto usage = Usage(budget_id, key);
+  if (!usage.ok()) return usage.status();
+  return usage->remaining_nanousd;
+}
+
+Result<BudgetLedger::KeyUsage> BudgetLedger::Usage(std::string_view budget_id,
+                                                   std::string_view key) {
   auto found = Find(budget_id);
   if (!found.ok()) return found.status();
   Budget& b = **found;
@@ -327,10 +339,26 @@ Result<int64_t> BudgetLedger::Remaining(std::string_view budget_id, std::string_
   if (!k.ok()) return k.status();
   std::lock_guard lock(b.mu);
   const int64_t now = clock_();
-  const WindowBounds bounds = b.spec.window.BoundsAt(now);
-  const Budget::WindowState c = b.Committed(b.Key(*k), bounds, now);
+  KeyUsage u;
+  u.key = *k;
+  u.window = b.spec.window.BoundsAt(now);
+  u.window_description = DescribeWindow(b.spec.window, u.window);
+  const Budget::WindowState c = b.Committed(b.Key(*k), u.window, now);
+  u.spent_nanousd = c.spent;
+  u.reserved_nanousd = c.reserved;
   __int128 left = static_cast<__int128>(b.admissible) - c.spent - c.reserved;
-  return static_cast<int64_t>(left < 0 ? 0 : left);
+  u.remaining_nanousd = static_cast<int64_t>(left < 0 ? 0 : left);
+  return u;
+}
+
+Result<std::vector<std::string>> BudgetLedger::Keys(std::string_view budget_id) {
+  auto found = Find(budget_id);
+  if (!found.ok()) return found.status();
+  std::lock_guard lock((*found)->mu);
+  std::vector<std::string> keys;
+  for (const auto& [key, state] : (*found)->keys) keys.push_back(key);
+  std::sort(keys.begin(), keys.end());
+  return keys;
 }
 
 Result<BudgetStats> BudgetLedger::Stats(std::string_view budget_id) {

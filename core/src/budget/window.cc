@@ -1,5 +1,4 @@
-// Time zones, calendar windows and budget spec validation.
-#include <cassert>
+// Calendar windows and budget spec validation.
 #include <cstdint>
 #include <limits>
 #include <string>
@@ -8,49 +7,60 @@
 
 #include "bastion/budget.h"
 #include "budget/civil.h"
+#include "budget/time_zone_internal.h"
 
 namespace bastion {
 
 namespace {
+
+using tz_internal::kInt64Max;
+using tz_internal::SatAdd;
+using tz_internal::SatMul;
+using tz_internal::SatSub;
+
 constexpr int64_t kMaxOffsetSeconds = 18 * 3600;
+// Clocks turned back across midnight make an instant read an earlier local
+// day than the window it is in. Offsets stay within 25 hours, so a jump back
+// spans at most 50 hours: three daily windows, one weekly or monthly one.
+constexpr int kMaxWindowSteps = 4;
 
 int64_t OffsetNs(const TimeZone* zone, int64_t utc_ns) {
-  return zone ? zone->OffsetSecondsAt(utc_ns) * kNanosPerSecond : 0;
+  return zone ? SatMul(zone->OffsetSecondsAt(utc_ns), kNanosPerSecond) : 0;
 }
 
-// The UTC instant of local midnight starting local day `local_day`, asking the
-// zone for the offset in force at that instant (one refinement step: enough
-// for fixed offsets; a DST zone will need its own transition handling).
-int64_t LocalDayStartUtc(const TimeZone* zone, int64_t local_day, int64_t offset_hint_ns) {
-  const int64_t local_ns = local_day * kNanosPerDay;
-  int64_t utc = local_ns - offset_hint_ns;
-  return local_ns - OffsetNs(zone, utc);
+// The instant window-day `local_day` starts: its local midnight, or where the
+// clock first passes it (see TimeZone::FirstInstantAtOrAfterLocal).
+int64_t LocalDayStartUtc(const TimeZone* zone, int64_t local_day) {
+  const int64_t local_ns = SatMul(local_day, kNanosPerDay);
+  return zone ? zone->FirstInstantAtOrAfterLocal(local_ns) : local_ns;
+}
+
+// The first local day of the calendar period containing `day`, and of the
+// periods after and before the one starting at `first`.
+int64_t PeriodFirstDay(Window::Kind kind, int64_t day) {
+  if (kind == Window::Kind::kWeekly) return day - IsoWeekdayFromMonday(day);
+  if (kind == Window::Kind::kMonthly) {
+    const CivilDate d = CivilFromDays(day);
+    return DaysFromCivil(d.year, d.month, 1);
+  }
+  return day;
+}
+
+int64_t NextPeriodFirstDay(Window::Kind kind, int64_t first) {
+  if (kind == Window::Kind::kWeekly) return first + 7;
+  if (kind == Window::Kind::kMonthly) {
+    const CivilDate d = CivilFromDays(first);
+    return d.month == 12 ? DaysFromCivil(d.year + 1, 1, 1) : DaysFromCivil(d.year, d.month + 1, 1);
+  }
+  return first + 1;
+}
+
+int64_t PrevPeriodFirstDay(Window::Kind kind, int64_t first) {
+  if (kind == Window::Kind::kWeekly) return first - 7;
+  if (kind == Window::Kind::kMonthly) return PeriodFirstDay(kind, first - 1);
+  return first - 1;
 }
 }  // namespace
-
-Result<std::shared_ptr<const TimeZone>> FixedOffset::Create(int64_t offset_seconds) {
-  if (offset_seconds < -kMaxOffsetSeconds || offset_seconds > kMaxOffsetSeconds) {
-    return Status::InvalidArgument(
-        fmt::format("UTC offset must be within +-18:00 (got {} seconds)", offset_seconds));
-  }
-  return std::shared_ptr<const TimeZone>(std::make_shared<FixedOffset>(offset_seconds));
-}
-
-std::shared_ptr<const TimeZone> FixedOffset::Hours(int hours) {
-  assert(hours >= -18 && hours <= 18);
-  return std::make_shared<FixedOffset>(int64_t{hours} * 3600);
-}
-
-std::shared_ptr<const TimeZone> FixedOffset::Utc() { return std::make_shared<FixedOffset>(0); }
-
-std::string FixedOffset::Name() const {
-  if (offset_seconds_ == 0) return "UTC";
-  int64_t a = offset_seconds_ < 0 ? -offset_seconds_ : offset_seconds_;
-  std::string s = fmt::format("{}{:02}:{:02}", offset_seconds_ < 0 ? '-' : '+', a / 3600,
-                              (a % 3600) / 60);
-  if (a % 60 != 0) s += fmt::format(":{:02}", a % 60);
-  return s;
-}
 
 WindowBounds Window::BoundsAt(int64_t now_ns) const {
   const TimeZone* z = zone.get();
@@ -64,19 +74,36 @@ WindowBounds Window::BoundsAt(int64_t now_ns) const {
     case Kind::kMonthly:
       break;
   }
+  // Window k is [start(k), start(k + 1)), start(k) the first instant of its
+  // first local day. start() never decreases, so these windows tile time
+  // (a skipped day's window is empty), and exactly one contains now.
   const int64_t off = OffsetNs(z, now_ns);
-  const int64_t local_day = FloorDiv(now_ns + off, kNanosPerDay);
-  int64_t first_day = local_day, next_day = local_day + 1;
-  if (kind == Kind::kWeekly) {
-    first_day = local_day - IsoWeekdayFromMonday(local_day);
-    next_day = first_day + 7;
-  } else if (kind == Kind::kMonthly) {
-    CivilDate d = CivilFromDays(local_day);
-    first_day = DaysFromCivil(d.year, d.month, 1);
-    next_day = d.month == 12 ? DaysFromCivil(d.year + 1, 1, 1)
-                             : DaysFromCivil(d.year, d.month + 1, 1);
+  const int64_t local_day = FloorDiv(SatAdd(now_ns, off), kNanosPerDay);
+  int64_t first = PeriodFirstDay(kind, local_day);
+  int64_t next = NextPeriodFirstDay(kind, first);
+  int64_t start = LocalDayStartUtc(z, first);
+  int64_t end = LocalDayStartUtc(z, next);
+  // After clocks are turned back over midnight, now can read the old day's
+  // local time although the next window (from the earlier midnight) has begun.
+  for (int i = 0; i < kMaxWindowSteps && now_ns >= end && end != kInt64Max; ++i) {
+    first = next;
+    next = NextPeriodFirstDay(kind, first);
+    start = end;
+    end = LocalDayStartUtc(z, next);
   }
-  return {LocalDayStartUtc(z, first_day, off), LocalDayStartUtc(z, next_day, off)};
+  // The zones in time_zone.h never need this; a custom zone might.
+  for (int i = 0; i < kMaxWindowSteps && now_ns < start; ++i) {
+    next = first;
+    first = PrevPeriodFirstDay(kind, first);
+    end = start;
+    start = LocalDayStartUtc(z, first);
+  }
+  if (start <= now_ns && now_ns < end) return {start, end};
+  // A zone whose local-time search contradicts its own offsets: fall back to
+  // the period on the offset in force now, which always contains now.
+  first = PeriodFirstDay(kind, local_day);
+  return {SatSub(SatMul(first, kNanosPerDay), off),
+          SatSub(SatMul(NextPeriodFirstDay(kind, first), kNanosPerDay), off)};
 }
 
 std::string Window::ToString() const {

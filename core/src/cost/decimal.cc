@@ -94,4 +94,20 @@ int64_t RoundFusdToNanousd(int64_t fusd) {
   return q;
 }
 
+std::string FormatUsd(int64_t nanousd) {
+  const bool negative = nanousd < 0;
+  // Through unsigned, so INT64_MIN has a magnitude too.
+  const uint64_t magnitude =
+      negative ? ~static_cast<uint64_t>(nanousd) + 1 : static_cast<uint64_t>(nanousd);
+  std::string out = fmt::format("{}${}", negative ? "-" : "", magnitude / 1'000'000'000);
+  uint64_t fraction = magnitude % 1'000'000'000;
+  if (fraction != 0) {
+    std::string digits = fmt::format("{:09}", fraction);
+    digits.erase(digits.find_last_not_of('0') + 1);
+    out += '.';
+    out += digits;
+  }
+  return out;
+}
+
 }  // namespace bastion

@@ -57,7 +57,7 @@ Status RocksStore::Convert(const rocksdb::Status& s, std::string_view context) {
   if (s.IsNotFound()) return Status::NotFound(msg);
   if (s.IsCorruption()) return Status::Corruption(msg);
   if (s.IsInvalidArgument()) return Status::InvalidArgument(msg);
-  if (s.IsBusy() || s.IsTryAgain()) return Status::Busy(msg);
+  if (s.IsBusy() || s.IsTryAgain() || IsLockError(s)) return Status::Busy(msg);
   return Status::IOError(msg);
 }
 

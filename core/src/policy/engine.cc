@@ -687,4 +687,8 @@ std::shared_ptr<const Permissions> PolicyEngine::permissions() const {
   return impl_->Current()->permissions;
 }
 
+void PolicyEngine::SetState(std::shared_ptr<const PolicyState> state) {
+  impl_->shared.state.store(std::move(state));
+}
+
 }  // namespace bastion

@@ -58,6 +58,43 @@ int UrlHostFn(lua_State* L) {
   return 1;
 }
 
+// Lua is built as C and raises errors with longjmp, which skips the
+// destructors of every C++ frame it crosses. Helpers that hold C++ objects
+// therefore compute into locals without raising, then push their results in
+// RunProtected: an error while pushing (the memory limit) returns to the
+// helper's frame, whose locals are destroyed normally before the error is
+// raised again.
+struct Pushed {
+  int results = 0;
+  bool raise = false;  // the error object is on top of the stack
+};
+
+// `push` pushes its results and returns how many, or pushes an error message
+// and returns -1. It may only read data owned by the caller's frame.
+template <typename F>
+Pushed RunProtected(lua_State* L, F& push) {
+  struct Call {
+    F* push;
+    Pushed out;
+  } call{&push, {}};
+  const lua_CFunction trampoline = [](lua_State* L) -> int {
+    auto* c = static_cast<Call*>(lua_touserdata(L, 1));
+    lua_remove(L, 1);
+    const int n = (*c->push)(L);
+    c->out = n < 0 ? Pushed{1, true} : Pushed{n, false};
+    return c->out.results;
+  };
+  lua_pushcfunction(L, trampoline);
+  lua_pushlightuserdata(L, &call);
+  if (lua_pcall(L, 1, LUA_MULTRET, 0) != LUA_OK) return {1, true};
+  return call.out;
+}
+
+int Finish(lua_State* L, const Pushed& p) {
+  if (p.raise) return lua_error(L);
+  return p.results;
+}
+
 // The kinds named by the optional argument at `index`: a name, a list of
 // names, or nil for all of them.
 PiiKinds KindsArg(lua_State* L, int index) {
@@ -86,34 +123,44 @@ PiiKinds KindsArg(lua_State* L, int index) {
 // pii.find(text [, kinds]) -> { {kind=, start=, stop=, text=}, ... } (1-based)
 int PiiFind(lua_State* L) {
   const std::string_view text = CheckView(L, 1);
-  const std::vector<PiiMatch> matches = FindPii(text, KindsArg(L, 2));
-  lua_createtable(L, static_cast<int>(matches.size()), 0);
-  for (size_t i = 0; i < matches.size(); ++i) {
-    const PiiMatch& m = matches[i];
-    lua_createtable(L, 0, 4);
-    const std::string_view kind = PiiKindName(m.kind);
-    lua_pushlstring(L, kind.data(), kind.size());
-    lua_setfield(L, -2, "kind");
-    lua_pushinteger(L, static_cast<lua_Integer>(m.start + 1));
-    lua_setfield(L, -2, "start");
-    lua_pushinteger(L, static_cast<lua_Integer>(m.end));
-    lua_setfield(L, -2, "stop");
-    lua_pushlstring(L, text.data() + m.start, m.end - m.start);
-    lua_setfield(L, -2, "text");
-    lua_rawseti(L, -2, static_cast<lua_Integer>(i + 1));
+  const PiiKinds kinds = KindsArg(L, 2);
+  Pushed p;
+  {
+    const std::vector<PiiMatch> matches = FindPii(text, kinds);
+    auto push = [&](lua_State* L) -> int {
+      lua_createtable(L, static_cast<int>(matches.size()), 0);
+      for (size_t i = 0; i < matches.size(); ++i) {
+        const PiiMatch& m = matches[i];
+        lua_createtable(L, 0, 4);
+        const std::string_view kind = PiiKindName(m.kind);
+        lua_pushlstring(L, kind.data(), kind.size());
+        lua_setfield(L, -2, "kind");
+        lua_pushinteger(L, static_cast<lua_Integer>(m.start + 1));
+        lua_setfield(L, -2, "start");
+        lua_pushinteger(L, static_cast<lua_Integer>(m.end));
+        lua_setfield(L, -2, "stop");
+        lua_pushlstring(L, text.data() + m.start, m.end - m.start);
+        lua_setfield(L, -2, "text");
+        lua_rawseti(L, -2, static_cast<lua_Integer>(i + 1));
+      }
+      return 1;
+    };
+    p = RunProtected(L, push);
   }
-  return 1;
+  return Finish(L, p);
 }
 
 int PiiHas(lua_State* L) {
-  lua_pushboolean(L, !FindPii(CheckView(L, 1), KindsArg(L, 2)).empty());
+  const std::string_view text = CheckView(L, 1);
+  const PiiKinds kinds = KindsArg(L, 2);
+  lua_pushboolean(L, !FindPii(text, kinds).empty());
   return 1;
 }
 
 // pii.mask(text [, kinds [, "label"|"partial"]]) -> masked text, count
 int PiiMask(lua_State* L) {
   const std::string_view text = CheckView(L, 1);
-  const std::vector<PiiMatch> matches = FindPii(text, KindsArg(L, 2));
+  const PiiKinds kinds = KindsArg(L, 2);
   MaskStyle style = MaskStyle::kLabel;
   if (!lua_isnoneornil(L, 3)) {
     const std::string_view s = CheckView(L, 3);
@@ -123,10 +170,18 @@ int PiiMask(lua_State* L) {
       return luaL_error(L, "mask style must be 'label' or 'partial'");
     }
   }
-  const std::string masked = MaskPii(text, matches, style);
-  lua_pushlstring(L, masked.data(), masked.size());
-  lua_pushinteger(L, static_cast<lua_Integer>(matches.size()));
-  return 2;
+  Pushed p;
+  {
+    const std::vector<PiiMatch> matches = FindPii(text, kinds);
+    const std::string masked = MaskPii(text, matches, style);
+    auto push = [&](lua_State* L) -> int {
+      lua_pushlstring(L, masked.data(), masked.size());
+      lua_pushinteger(L, static_cast<lua_Integer>(matches.size()));
+      return 2;
+    };
+    p = RunProtected(L, push);
+  }
+  return Finish(L, p);
 }
 
 // permissions.check([tool [, operation [, resource [, url]]]]) ->
@@ -150,11 +205,18 @@ int PermissionsCheck(lua_State* L) {
   req.operation = lua_isnoneornil(L, 2) ? std::string_view(call->operation) : CheckView(L, 2);
   req.resource = lua_isnoneornil(L, 3) ? std::string_view(call->resource) : CheckView(L, 3);
   if (!lua_isnoneornil(L, 4)) req.url = CheckView(L, 4);
-  const ToolCheck check = perms->CheckTool(req);
-  lua_pushboolean(L, check.allowed);
-  lua_pushlstring(L, check.reason.data(), check.reason.size());
-  lua_pushboolean(L, check.requires_approval);
-  return 3;
+  Pushed p;
+  {
+    const ToolCheck check = perms->CheckTool(req);
+    auto push = [&](lua_State* L) -> int {
+      lua_pushboolean(L, check.allowed);
+      lua_pushlstring(L, check.reason.data(), check.reason.size());
+      lua_pushboolean(L, check.requires_approval);
+      return 3;
+    };
+    p = RunProtected(L, push);
+  }
+  return Finish(L, p);
 }
 
 int PermissionsMaxTokens(lua_State* L) {
@@ -189,6 +251,218 @@ int CounterAdd(lua_State* L) {
                                              ctx->shared->now_ns());
   lua_pushnumber(L, n);
   return 1;
+}
+
+// --- budget, slo, cost: read-only views of the attached PolicyState ---
+
+double Usd(int64_t nanousd) { return static_cast<double>(nanousd) / 1e9; }
+
+struct StateCall {
+  std::shared_ptr<const PolicyState> state;
+  const CallInfo* call = nullptr;
+};
+
+// The attached state and the current call; never raises.
+Result<StateCall> LookupState(lua_State* L, const char* fn) {
+  HelperContext* ctx = Ctx(L);
+  StateCall out{ctx->shared->state.load(), ctx->views->call};
+  if (out.call == nullptr) return Status::FailedPrecondition(fmt::format("{} outside a hook", fn));
+  if (out.state == nullptr) {
+    return Status::FailedPrecondition(
+        fmt::format("{}: no budgets, SLOs or prices are attached", fn));
+  }
+  return out;
+}
+
+std::string_view OptView(lua_State* L, int index) {
+  return lua_isnoneornil(L, index) ? std::string_view() : CheckView(L, index);
+}
+
+int PushError(lua_State* L, const Status& s) {
+  lua_pushlstring(L, s.message().data(), s.message().size());
+  return -1;
+}
+
+void SetNumber(lua_State* L, const char* field, double v) {
+  lua_pushnumber(L, v);
+  lua_setfield(L, -2, field);
+}
+
+void SetString(lua_State* L, const char* field, std::string_view v) {
+  lua_pushlstring(L, v.data(), v.size());
+  lua_setfield(L, -2, field);
+}
+
+Result<PolicyState::BudgetView> QueryBudget(lua_State* L, const char* fn, std::string_view id,
+                                            std::string_view key) {
+  auto sc = LookupState(L, fn);
+  if (!sc.ok()) return sc.status();
+  return sc->state->Budget(id, key, *sc->call);
+}
+
+// budget.get(id [, key]) -> {limit, admissible, spent, reserved, remaining
+// (USD), used (fraction of the limit committed), key, window}
+int BudgetGet(lua_State* L) {
+  const std::string_view id = CheckView(L, 1);
+  const std::string_view key = OptView(L, 2);
+  Pushed p;
+  {
+    const auto b = QueryBudget(L, "budget.get", id, key);
+    auto push = [&](lua_State* L) -> int {
+      if (!b.ok()) return PushError(L, b.status());
+      lua_createtable(L, 0, 8);
+      SetNumber(L, "limit", Usd(b->limit_nanousd));
+      SetNumber(L, "admissible", Usd(b->admissible_nanousd));
+      SetNumber(L, "spent", Usd(b->spent_nanousd));
+      SetNumber(L, "reserved", Usd(b->reserved_nanousd));
+      SetNumber(L, "remaining", Usd(b->remaining_nanousd));
+      SetNumber(L, "used",
+                b->limit_nanousd > 0
+                    ? static_cast<double>(b->spent_nanousd + b->reserved_nanousd) /
+                          static_cast<double>(b->limit_nanousd)
+                    : 0.0);
+      SetString(L, "key", b->key);
+      SetString(L, "window", b->window);
+      return 1;
+    };
+    p = RunProtected(L, push);
+  }
+  return Finish(L, p);
+}
+
+// budget.remaining(id [, key]) -> USD left to admit in the current window
+int BudgetRemaining(lua_State* L) {
+  const std::string_view id = CheckView(L, 1);
+  const std::string_view key = OptView(L, 2);
+  Pushed p;
+  {
+    const auto b = QueryBudget(L, "budget.remaining", id, key);
+    auto push = [&](lua_State* L) -> int {
+      if (!b.ok()) return PushError(L, b.status());
+      lua_pushnumber(L, Usd(b->remaining_nanousd));
+      return 1;
+    };
+    p = RunProtected(L, push);
+  }
+  return Finish(L, p);
+}
+
+Result<PolicyState::SloView> QuerySlo(lua_State* L, const char* fn, std::string_view id,
+                                      std::string_view subject) {
+  auto sc = LookupState(L, fn);
+  if (!sc.ok()) return sc.status();
+  return sc->state->Slo(id, subject, *sc->call);
+}
+
+// slo.get(id [, subject]) -> {subject, calls, success_rate, target,
+// error_budget_remaining, p50_ms, p95_ms, p99_ms, breaker, firing = {...},
+// cost_today}
+int SloGet(lua_State* L) {
+  const std::string_view id = CheckView(L, 1);
+  const std::string_view subject = OptView(L, 2);
+  Pushed p;
+  {
+    const auto v = QuerySlo(L, "slo.get", id, subject);
+    auto push = [&](lua_State* L) -> int {
+      if (!v.ok()) return PushError(L, v.status());
+      lua_createtable(L, 0, 11);
+      SetString(L, "subject", v->subject);
+      lua_pushinteger(L, static_cast<lua_Integer>(v->calls));
+      lua_setfield(L, -2, "calls");
+      SetNumber(L, "success_rate", v->success_rate);
+      SetNumber(L, "target", v->target);
+      SetNumber(L, "error_budget_remaining", v->error_budget_remaining);
+      SetNumber(L, "p50_ms", v->p50_ns / 1e6);
+      SetNumber(L, "p95_ms", v->p95_ns / 1e6);
+      SetNumber(L, "p99_ms", v->p99_ns / 1e6);
+      SetString(L, "breaker", v->breaker);
+      SetNumber(L, "cost_today", Usd(v->cost_today_nanousd));
+      lua_createtable(L, static_cast<int>(v->firing.size()), 0);
+      for (size_t i = 0; i < v->firing.size(); ++i) {
+        lua_pushlstring(L, v->firing[i].data(), v->firing[i].size());
+        lua_rawseti(L, -2, static_cast<lua_Integer>(i + 1));
+      }
+      lua_setfield(L, -2, "firing");
+      return 1;
+    };
+    p = RunProtected(L, push);
+  }
+  return Finish(L, p);
+}
+
+// slo.burn_rate(id, window_seconds [, subject]) -> error-budget burn rate
+int SloBurnRate(lua_State* L) {
+  const std::string_view id = CheckView(L, 1);
+  const double window = luaL_checknumber(L, 2);
+  const std::string_view subject = OptView(L, 3);
+  if (!(window >= 1 && window <= 400 * 86400.0)) {
+    return luaL_error(L, "slo.burn_rate: window must be between 1 second and 400 days");
+  }
+  Pushed p;
+  {
+    Result<double> rate = [&]() -> Result<double> {
+      auto sc = LookupState(L, "slo.burn_rate");
+      if (!sc.ok()) return sc.status();
+      return sc->state->BurnRate(id, subject, static_cast<int64_t>(window * 1e9), *sc->call);
+    }();
+    auto push = [&](lua_State* L) -> int {
+      if (!rate.ok()) return PushError(L, rate.status());
+      lua_pushnumber(L, *rate);
+      return 1;
+    };
+    p = RunProtected(L, push);
+  }
+  return Finish(L, p);
+}
+
+// slo.breaker(id [, subject]) -> "closed" | "open" | "half-open"
+int SloBreaker(lua_State* L) {
+  const std::string_view id = CheckView(L, 1);
+  const std::string_view subject = OptView(L, 2);
+  Pushed p;
+  {
+    const auto v = QuerySlo(L, "slo.breaker", id, subject);
+    auto push = [&](lua_State* L) -> int {
+      if (!v.ok()) return PushError(L, v.status());
+      if (v->breaker.empty()) {
+        lua_pushfstring(L, "slo.breaker: SLO '%s' has no circuit breaker", lua_tostring(L, 1));
+        return -1;
+      }
+      lua_pushlstring(L, v->breaker.data(), v->breaker.size());
+      return 1;
+    };
+    p = RunProtected(L, push);
+  }
+  return Finish(L, p);
+}
+
+// cost.estimate(model, input_tokens, output_tokens) -> USD, or nil when the
+// model has no price
+int CostEstimate(lua_State* L) {
+  const std::string_view model = CheckView(L, 1);
+  const lua_Integer in = luaL_checkinteger(L, 2);
+  const lua_Integer out = luaL_checkinteger(L, 3);
+  if (in < 0 || out < 0) return luaL_error(L, "cost.estimate: token counts must be >= 0");
+  Pushed p;
+  {
+    Result<int64_t> cost = [&]() -> Result<int64_t> {
+      auto sc = LookupState(L, "cost.estimate");
+      if (!sc.ok()) return sc.status();
+      return sc->state->Price(model, in, out);
+    }();
+    auto push = [&](lua_State* L) -> int {
+      if (cost.ok()) {
+        lua_pushnumber(L, Usd(*cost));
+      } else if (cost.status().IsNotFound()) {
+        lua_pushnil(L);
+      } else {
+        return PushError(L, cost.status());
+      }
+      return 1;
+    };
+    p = RunProtected(L, push);
+  }
+  return Finish(L, p);
 }
 
 void AddLibrary(lua_State* L, Sandbox* sandbox, HelperContext* ctx, const char* name,
@@ -226,6 +500,10 @@ void InstallHelpers(lua_State* L, Sandbox* sandbox, HelperContext* ctx) {
   AddLibrary(L, sandbox, ctx, "permissions",
              {{"check", PermissionsCheck}, {"max_tokens", PermissionsMaxTokens}});
   AddLibrary(L, sandbox, ctx, "counter", {{"add", CounterAdd}});
+  AddLibrary(L, sandbox, ctx, "budget", {{"get", BudgetGet}, {"remaining", BudgetRemaining}});
+  AddLibrary(L, sandbox, ctx, "slo",
+             {{"get", SloGet}, {"burn_rate", SloBurnRate}, {"breaker", SloBreaker}});
+  AddLibrary(L, sandbox, ctx, "cost", {{"estimate", CostEstimate}});
 }
 
 void EnforcePermissions(const Permissions& permissions, const HelperContext& ctx,

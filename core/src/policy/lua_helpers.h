@@ -4,6 +4,8 @@
 #define BASTION_POLICY_LUA_HELPERS_H_
 
 #include <array>
+#include <atomic>
+#include <memory>
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -47,6 +49,7 @@ class Counters {
 struct SharedState {
   Counters counters;
   RateLimiter rate_limiter;  // the permissions' per-grant rate limits
+  std::atomic<std::shared_ptr<const PolicyState>> state;  // budgets, SLOs, prices
   std::function<int64_t()> now_ns = [] {
     return std::chrono::duration_cast<std::chrono::nanoseconds>(
                std::chrono::system_clock::now().time_since_epoch())

@@ -159,8 +159,8 @@ TEST(BudgetLedger, ReservePercentKeepsHeadroomAndRefusalNamesTheNumbers) {
   ASSERT_TRUE(refused.status().IsFailedPrecondition());
   const std::string& msg = refused.status().message();
   for (const char* part : {"'team'", "'alice'", "daily +09:00", "2026-11-21T00:00:00+09:00",
-                           "spent 450", "reserved 300", "estimate 51", "admissible 800",
-                           "limit 1000"}) {
+                           "spent $0.00000045", "reserved $0.0000003", "estimate $0.000000051",
+                           "admissible $0.0000008", "limit $0.000001"}) {
     EXPECT_NE(msg.find(part), std::string::npos) << part << " not in: " << msg;
   }
   EXPECT_TRUE(f.ledger.Reserve("team", "alice", 50).ok());  // exactly to the limit

@@ -678,5 +678,14 @@ TEST(CostPriceCall, RejectsBadUsageAndOverflow) {
   EXPECT_TRUE(huge.status().IsInvalidArgument()) << huge.status().ToString();
 }
 
+TEST(FormatUsd, ExactWithoutTrailingZeros) {
+  EXPECT_EQ(FormatUsd(0), "$0");
+  EXPECT_EQ(FormatUsd(830'000'000), "$0.83");
+  EXPECT_EQ(FormatUsd(12'000'000'000), "$12");
+  EXPECT_EQ(FormatUsd(2'365), "$0.000002365");
+  EXPECT_EQ(FormatUsd(-1'500'000'000), "-$1.5");
+  EXPECT_EQ(FormatUsd(INT64_MIN), "-$9223372036.854775808");
+}
+
 }  // namespace
 }  // namespace bastion

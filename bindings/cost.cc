@@ -1,0 +1,539 @@
+// bastion._core: PricingTable, Usage, Cost, ManualClock, Budgets and Hold.
+#include <memory>
+#include <optional>
+
+#include <fmt/format.h>
+#include <pybind11/functional.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include "bastion/budget_set.h"
+#include "bastion/cost.h"
+#include "bastion/slo.h"
+#include "cost.h"
+#include "errors.h"
+
+namespace py = pybind11;
+using namespace pybind11::literals;
+
+namespace bastion::py_bindings {
+namespace {
+
+// --- usage dictionaries ---
+
+// A provider SDK object (pydantic) becomes its dict; dicts pass through.
+py::object AsMapping(py::handle h, std::string_view what) {
+  if (PyDict_Check(h.ptr())) return py::reinterpret_borrow<py::object>(h);
+  if (py::hasattr(h, "model_dump")) return h.attr("model_dump")();
+  throw py::type_error(fmt::format("{} must be a dict (or an SDK usage object), got {}", what,
+                                   Py_TYPE(h.ptr())->tp_name));
+}
+
+// The integer at `path` (nested keys) of `usage`; absent or None is 0.
+int64_t TokenField(py::handle usage, std::initializer_list<const char*> path) {
+  py::handle cur = usage;
+  std::string name = "usage";
+  for (const char* key : path) {
+    name += '.';
+    name += key;
+    if (!PyDict_Check(cur.ptr())) return 0;  // the parent is None
+    PyObject* v = PyDict_GetItemString(cur.ptr(), key);
+    if (v == nullptr || v == Py_None) return 0;
+    cur = v;
+  }
+  PyObject* o = cur.ptr();
+  if (!PyLong_Check(o) || PyBool_Check(o)) {
+    throw py::type_error(fmt::format("{} must be int, got {}", name, Py_TYPE(o)->tp_name));
+  }
+  int overflow = 0;
+  const long long v = PyLong_AsLongLongAndOverflow(o, &overflow);
+  if (overflow) ThrowInvalid(fmt::format("{} is out of range", name));
+  return v;
+}
+
+Usage UsageFromProvider(py::handle raw, const std::string& provider) {
+  const py::object u = AsMapping(raw, "usage");
+  if (provider == "openai") {
+    // Chat Completions names, or the Responses API's input/output names.
+    OpenAIUsage r;
+    const bool responses = PyDict_GetItemString(u.ptr(), "prompt_tokens") == nullptr &&
+                           PyDict_GetItemString(u.ptr(), "input_tokens") != nullptr;
+    if (responses) {
+      r.prompt_tokens = TokenField(u, {"input_tokens"});
+      r.completion_tokens = TokenField(u, {"output_tokens"});
+      r.cached_tokens = TokenField(u, {"input_tokens_details", "cached_tokens"});
+      r.reasoning_tokens = TokenField(u, {"output_tokens_details", "reasoning_tokens"});
+    } else {
+      r.prompt_tokens = TokenField(u, {"prompt_tokens"});
+      r.completion_tokens = TokenField(u, {"completion_tokens"});
+      r.cached_tokens = TokenField(u, {"prompt_tokens_details", "cached_tokens"});
+      r.reasoning_tokens = TokenField(u, {"completion_tokens_details", "reasoning_tokens"});
+    }
+    return Unwrap(NormalizeOpenAI(r));
+  }
+  if (provider == "anthropic") {
+    AnthropicUsage r;
+    r.input_tokens = TokenField(u, {"input_tokens"});
+    r.output_tokens = TokenField(u, {"output_tokens"});
+    r.cache_read_input_tokens = TokenField(u, {"cache_read_input_tokens"});
+    r.cache_creation_input_tokens = TokenField(u, {"cache_creation_input_tokens"});
+    r.ephemeral_5m_input_tokens = TokenField(u, {"cache_creation", "ephemeral_5m_input_tokens"});
+    r.ephemeral_1h_input_tokens = TokenField(u, {"cache_creation", "ephemeral_1h_input_tokens"});
+    return Unwrap(NormalizeAnthropic(r));
+  }
+  if (provider == "gemini") {
+    // The REST API's camelCase or the Python SDK's snake_case.
+    const bool snake = PyDict_GetItemString(u.ptr(), "prompt_token_count") != nullptr ||
+                       PyDict_GetItemString(u.ptr(), "candidates_token_count") != nullptr;
+    GeminiUsage r;
+    r.prompt_token_count = TokenField(u, {snake ? "prompt_token_count" : "promptTokenCount"});
+    r.candidates_token_count =
+        TokenField(u, {snake ? "candidates_token_count" : "candidatesTokenCount"});
+    r.cached_content_token_count =
+        TokenField(u, {snake ? "cached_content_token_count" : "cachedContentTokenCount"});
+    r.thoughts_token_count =
+        TokenField(u, {snake ? "thoughts_token_count" : "thoughtsTokenCount"});
+    return Unwrap(NormalizeGemini(r));
+  }
+  if (provider == "langchain") {
+    LangChainUsage r;
+    r.input_tokens = TokenField(u, {"input_tokens"});
+    r.output_tokens = TokenField(u, {"output_tokens"});
+    r.cache_read = TokenField(u, {"input_token_details", "cache_read"});
+    r.cache_creation = TokenField(u, {"input_token_details", "cache_creation"});
+    r.ephemeral_5m_input_tokens =
+        TokenField(u, {"input_token_details", "ephemeral_5m_input_tokens"});
+    r.ephemeral_1h_input_tokens =
+        TokenField(u, {"input_token_details", "ephemeral_1h_input_tokens"});
+    r.reasoning = TokenField(u, {"output_token_details", "reasoning"});
+    return Unwrap(NormalizeLangChain(r));
+  }
+  ThrowInvalid(fmt::format(
+      "unknown usage provider '{}' (use openai, anthropic, gemini or langchain)", provider));
+}
+
+py::dict UsageDict(const Usage& u) {
+  return py::dict("input"_a = u.input, "cached_input"_a = u.cached_input,
+                  "cache_write_5m"_a = u.cache_write_5m, "cache_write_1h"_a = u.cache_write_1h,
+                  "output"_a = u.output, "reasoning"_a = u.reasoning);
+}
+
+// --- money ---
+
+// value x 10^-digits as a Decimal in its plainest form: 0.55, 1, 0 (not
+// 0.550000000 or 0E-9). Exact: the division is exact in Decimal's context.
+py::object ScaledDecimal(int64_t value, int digits) {
+  static py::object decimal = py::module_::import("decimal").attr("Decimal");
+  if (value == 0) return decimal(0);
+  py::object scale = py::int_(1);
+  for (int i = 0; i < digits; ++i) scale = scale * py::int_(10);
+  return decimal(value).attr("__truediv__")(scale);
+}
+
+py::object Decimal(int64_t nanousd) { return ScaledDecimal(nanousd, 9); }
+
+// USD as a Decimal, int, str or float (floats through their shortest repr,
+// so 0.1 is 0.1) -> nano-USD, exactly; more than 9 decimal places is an error.
+int64_t NanoUsd(py::handle v, std::string_view what) {
+  if (PyBool_Check(v.ptr())) {
+    throw py::type_error(fmt::format("{} must be a number of USD, got bool", what));
+  }
+  std::string text;
+  if (PyFloat_Check(v.ptr())) {
+    text = py::str(py::repr(v));
+  } else if (PyLong_Check(v.ptr()) || PyUnicode_Check(v.ptr()) ||
+             py::isinstance(v, py::module_::import("decimal").attr("Decimal"))) {
+    text = py::str(v);
+  } else {
+    throw py::type_error(fmt::format("{} must be a number of USD (Decimal, int, float or str), got {}",
+                                     what, Py_TYPE(v.ptr())->tp_name));
+  }
+  auto r = ParseScaledDecimal(text, 9, /*allow_rounding=*/false);
+  if (!r.ok()) {
+    ThrowInvalid(fmt::format("{} must be a non-negative amount of USD with at most 9 decimal "
+                             "places, got {}",
+                             what, text));
+  }
+  return *r;
+}
+
+// --- pricing ---
+
+struct PyCost {
+  Cost cost;
+  std::string model;
+};
+
+class PyPricingTable {
+ public:
+  explicit PyPricingTable(PricingTable t) : table_(std::make_shared<PricingTable>(std::move(t))) {}
+
+  static PyPricingTable Load(const std::string& path) {
+    return PyPricingTable(Unwrap(PricingTable::FromYamlFile(path)));
+  }
+  static PyPricingTable FromYaml(const std::string& text, const std::string& source) {
+    return PyPricingTable(Unwrap(PricingTable::FromYaml(text, source)));
+  }
+  static PyPricingTable FromLiteLlm(const std::string& text, const std::string& source) {
+    return PyPricingTable(Unwrap(PricingTable::FromLiteLlmJson(text, source)));
+  }
+
+  void Merge(const PyPricingTable& other) {
+    auto copy = std::make_shared<PricingTable>(*table_);
+    copy->MergeFrom(*other.table_);
+    table_ = std::move(copy);
+  }
+  std::string Find(const std::string& model) const { return Unwrap(table_->Find(model)).model; }
+  bool Contains(const std::string& model) const { return table_->Find(model).ok(); }
+  size_t Size() const { return table_->size(); }
+
+  PyCost Price(const std::string& model, py::handle usage, const std::string& provider) const {
+    Usage u;
+    if (py::isinstance<Usage>(usage)) {
+      u = usage.cast<Usage>();
+    } else {
+      u = UsageFromProvider(usage, provider);
+    }
+    return {Unwrap(PriceCall(*table_, model, u)), model};
+  }
+
+  std::shared_ptr<const PricingTable> table() const { return table_; }
+
+ private:
+  std::shared_ptr<PricingTable> table_;  // replaced, never mutated, once shared
+};
+
+// --- clock ---
+
+struct PyClock {
+  std::shared_ptr<ManualClock> clock;
+};
+
+// --- budgets ---
+
+py::dict AlertDict(const AlertEvent& a) {
+  return py::dict("budget"_a = a.budget_id, "key"_a = a.key, "percent"_a = a.percent,
+                  "level"_a = AlertLevelName(a.level), "action"_a = AlertActionName(a.action),
+                  "committed_usd"_a = Decimal(a.committed_nanousd),
+                  "limit_usd"_a = Decimal(a.limit_nanousd), "window_start_ns"_a = a.window.start_ns,
+                  "window_end_ns"_a = a.window.end_ns, "at_ns"_a = a.at_ns);
+}
+
+py::list AlertList(const std::vector<AlertEvent>& alerts) {
+  py::list out;
+  for (const AlertEvent& a : alerts) out.append(AlertDict(a));
+  return out;
+}
+
+py::dict UsageRow(const BudgetUsage& u) {
+  const double used = u.limit_nanousd > 0 ? static_cast<double>(u.spent_nanousd +
+                                                                u.reserved_nanousd) /
+                                                static_cast<double>(u.limit_nanousd)
+                                          : 0.0;
+  return py::dict("budget"_a = u.budget_id, "key"_a = u.key, "window"_a = u.window,
+                  "window_start_ns"_a = u.window_start_ns, "window_end_ns"_a = u.window_end_ns,
+                  "limit_usd"_a = Decimal(u.limit_nanousd),
+                  "admissible_usd"_a = Decimal(u.admissible_nanousd),
+                  "spent_usd"_a = Decimal(u.spent_nanousd),
+                  "reserved_usd"_a = Decimal(u.reserved_nanousd),
+                  "remaining_usd"_a = Decimal(u.remaining_nanousd), "used"_a = used,
+                  "enforcement"_a = u.hard ? "hard" : "soft");
+}
+
+struct PyHold {
+  BudgetHold hold;
+};
+
+class PyBudgets {
+ public:
+  static std::shared_ptr<PyBudgets> Open(py::object config, py::object yaml, py::object state_path,
+                                         double flush_interval, py::object clock) {
+    BudgetConfig parsed;
+    if (!yaml.is_none()) {
+      parsed = Unwrap(ParseBudgetYaml(yaml.cast<std::string>(), "<budgets>"));
+    } else if (!config.is_none()) {
+      parsed = Unwrap(LoadBudgetYamlFile(py::str(config)));
+    } else {
+      ThrowInvalid("Budgets.open needs a config file path or yaml= text");
+    }
+    if (!(flush_interval >= 0 && flush_interval <= 86400)) {
+      ThrowInvalid(fmt::format("flush_interval must be between 0 and 86400 seconds, got {}",
+                               flush_interval));
+    }
+    BudgetSet::Options o;
+    if (!state_path.is_none()) o.state_path = py::str(state_path);
+    o.flush_interval_ns = static_cast<int64_t>(flush_interval * 1e9);
+    auto out = std::make_shared<PyBudgets>();
+    if (!clock.is_none()) {
+      out->clock_ = clock.cast<PyClock&>().clock;
+      o.clock = [c = out->clock_] { return c->NowNs(); };
+    }
+    Result<std::unique_ptr<BudgetSet>> opened = [&] {
+      py::gil_scoped_release release;
+      return BudgetSet::Open(std::move(parsed), o);
+    }();
+    out->set_ = std::shared_ptr<BudgetSet>(Unwrap(std::move(opened)));
+    return out;
+  }
+
+  PyHold Reserve(py::object estimate_usd, const std::string& user, const std::string& agent,
+                 const std::string& tenant, const std::string& run, const std::string& model,
+                 const std::string& tool, std::vector<std::string> tags) {
+    const int64_t estimate = NanoUsd(estimate_usd, "estimate_usd");
+    BudgetSubject s;
+    s.user = user;
+    s.agent = agent;
+    s.tenant = tenant;
+    s.run = run;
+    s.model = model;
+    s.tool = tool;
+    for (const std::string& t : tags) s.tags.push_back(t);
+    const std::shared_ptr<BudgetSet> set = Set();
+    Result<BudgetHold> r = [&] {
+      py::gil_scoped_release release;
+      return set->Reserve(s, estimate);
+    }();
+    if (!r.ok()) ThrowBudgetStatus(r.status());
+    return {std::move(*r)};
+  }
+
+  py::dict Settle(const PyHold& hold, py::object actual_usd) {
+    const int64_t actual = NanoUsd(actual_usd, "actual_usd");
+    const std::shared_ptr<BudgetSet> set = Set();
+    Result<HoldSettlement> r = [&] {
+      py::gil_scoped_release release;
+      return set->Settle(hold.hold, actual);
+    }();
+    HoldSettlement s = Unwrap(std::move(r));
+    return py::dict("actual_usd"_a = Decimal(s.actual_nanousd),
+                    "overshoot_usd"_a = Decimal(s.overshoot_nanousd),
+                    "alerts"_a = AlertList(s.alerts));
+  }
+
+  void Release(const PyHold& hold) {
+    const std::shared_ptr<BudgetSet> set = Set();
+    Status s;
+    {
+      py::gil_scoped_release release;
+      s = set->Release(hold.hold);
+    }
+    ThrowIfError(s);
+  }
+
+  py::list Usage() {
+    const std::shared_ptr<BudgetSet> set = Set();
+    std::vector<BudgetUsage> rows;
+    {
+      py::gil_scoped_release release;
+      rows = set->Usage();
+    }
+    py::list out;
+    for (const BudgetUsage& u : rows) out.append(UsageRow(u));
+    return out;
+  }
+
+  py::dict UsageOf(const std::string& budget, const std::string& key) {
+    return UsageRow(Unwrap(Set()->UsageOf(budget, key)));
+  }
+
+  py::dict Stats(const std::string& budget) {
+    BudgetStats s = Unwrap(Set()->ledger().Stats(budget));
+    return py::dict("admitted"_a = s.admitted, "refused"_a = s.refused, "settled"_a = s.settled,
+                    "released"_a = s.released, "outstanding"_a = s.outstanding,
+                    "reserved_usd"_a = Decimal(s.reserved_nanousd),
+                    "spent_usd"_a = Decimal(s.spent_nanousd),
+                    "overshoot_count"_a = s.overshoot_count,
+                    "overshoot_usd"_a = Decimal(s.overshoot_nanousd),
+                    "max_overshoot_usd"_a = Decimal(s.max_overshoot_nanousd),
+                    "alerts_fired"_a = s.alerts_fired);
+  }
+
+  py::dict Restored() {
+    const RestoreReport& r = Set()->restored();
+    return py::dict("budgets_restored"_a = r.budgets_restored,
+                    "abandoned_reservations"_a = r.abandoned_reservations,
+                    "abandoned_usd"_a = Decimal(r.abandoned_nanousd), "dropped"_a = r.dropped);
+  }
+
+  std::vector<std::string> Ids() {
+    std::vector<std::string> ids;
+    for (const BudgetRule& r : Set()->config().budgets) ids.push_back(r.spec.id);
+    return ids;
+  }
+
+  void Flush() {
+    const std::shared_ptr<BudgetSet> set = Set();
+    Status s;
+    {
+      py::gil_scoped_release release;
+      s = set->Flush();
+    }
+    ThrowIfError(s);
+  }
+
+  void Close() {
+    if (!set_) return;
+    Status s;
+    {
+      py::gil_scoped_release release;
+      s = set_->Close();
+    }
+    set_.reset();
+    ThrowIfError(s);
+  }
+
+  bool closed() const { return set_ == nullptr; }
+
+  // The set, or StateError once closed.
+  const std::shared_ptr<BudgetSet>& Set() const {
+    if (!set_) ThrowStatus(Status::FailedPrecondition("the Budgets object is closed"));
+    return set_;
+  }
+
+ private:
+  std::shared_ptr<BudgetSet> set_;
+  std::shared_ptr<ManualClock> clock_;
+};
+
+}  // namespace
+
+std::shared_ptr<const PricingTable> PricingOf(py::handle h) {
+  return h.cast<const PyPricingTable&>().table();
+}
+std::shared_ptr<BudgetSet> BudgetsOf(py::handle h) { return h.cast<const PyBudgets&>().Set(); }
+std::shared_ptr<ManualClock> ClockOf(py::handle h) { return h.cast<const PyClock&>().clock; }
+
+void RegisterCost(py::module_& m) {
+  py::class_<PyClock>(m, "ManualClock",
+                      "A clock that moves only when told to, for tests and simulations. Times "
+                      "are nanoseconds since the Unix epoch (UTC).")
+      .def(py::init([](int64_t start_ns) { return PyClock{std::make_shared<ManualClock>(start_ns)}; }),
+           py::arg("start_ns") = 0)
+      .def_property_readonly("now_ns", [](const PyClock& c) { return c.clock->NowNs(); })
+      .def(
+          "advance",
+          [](PyClock& c, double seconds, int64_t ns) {
+            if (!(seconds >= 0) || ns < 0) ThrowInvalid("a clock only moves forward");
+            c.clock->Advance(static_cast<int64_t>(seconds * 1e9) + ns);
+          },
+          py::arg("seconds") = 0.0, py::kw_only(), py::arg("ns") = 0)
+      .def("set", [](PyClock& c, int64_t ns) { c.clock->Set(ns); }, py::arg("now_ns"));
+
+  py::class_<Usage>(m, "Usage",
+                    "Token usage of one call, normalized: six disjoint counts, each billed once.")
+      .def(py::init([](int64_t input, int64_t cached_input, int64_t cache_write_5m,
+                       int64_t cache_write_1h, int64_t output, int64_t reasoning) {
+             Usage u{input, cached_input, cache_write_5m, cache_write_1h, output, reasoning};
+             ThrowIfError(ValidateUsage(u));
+             return u;
+           }),
+           py::kw_only(), py::arg("input") = 0, py::arg("cached_input") = 0,
+           py::arg("cache_write_5m") = 0, py::arg("cache_write_1h") = 0, py::arg("output") = 0,
+           py::arg("reasoning") = 0)
+      .def_static("parse", &UsageFromProvider, py::arg("usage"), py::arg("provider"),
+                  "Normalizes a provider's usage report (openai, anthropic, gemini, langchain).")
+      .def_readonly("input", &Usage::input)
+      .def_readonly("cached_input", &Usage::cached_input)
+      .def_readonly("cache_write_5m", &Usage::cache_write_5m)
+      .def_readonly("cache_write_1h", &Usage::cache_write_1h)
+      .def_readonly("output", &Usage::output)
+      .def_readonly("reasoning", &Usage::reasoning)
+      .def_property_readonly("prompt_tokens", &Usage::PromptTokens)
+      .def("to_dict", &UsageDict)
+      .def("__eq__", [](const Usage& a, const Usage& b) { return a == b; })
+      .def("__repr__", [](const Usage& u) {
+        return fmt::format(
+            "Usage(input={}, cached_input={}, cache_write_5m={}, cache_write_1h={}, output={}, "
+            "reasoning={})",
+            u.input, u.cached_input, u.cache_write_5m, u.cache_write_1h, u.output, u.reasoning);
+      });
+
+  py::class_<PyCost>(m, "Cost", "The exact cost of one call.")
+      .def_property_readonly("usd", [](const PyCost& c) { return Decimal(c.cost.total_nanousd); })
+      .def_property_readonly("nanousd", [](const PyCost& c) { return c.cost.total_nanousd; })
+      .def_property_readonly("model", [](const PyCost& c) { return c.cost.resolved_model; })
+      .def_property_readonly("long_context_tier",
+                             [](const PyCost& c) { return c.cost.long_context_tier; })
+      .def_property_readonly(
+          "components",
+          [](const PyCost& c) {
+            // Exact, in USD (fUSD scaled by 1e-15).
+            auto d = [](int64_t fusd) { return ScaledDecimal(fusd, 15); };
+            return py::dict("input"_a = d(c.cost.input_fusd),
+                            "cached_input"_a = d(c.cost.cached_input_fusd),
+                            "cache_write_5m"_a = d(c.cost.cache_write_5m_fusd),
+                            "cache_write_1h"_a = d(c.cost.cache_write_1h_fusd),
+                            "output"_a = d(c.cost.output_fusd),
+                            "reasoning"_a = d(c.cost.reasoning_fusd));
+          })
+      .def("__repr__", [](const PyCost& c) {
+        return fmt::format("Cost(usd={}, model='{}'{})",
+                           py::str(Decimal(c.cost.total_nanousd)).cast<std::string>(),
+                           c.cost.resolved_model, c.cost.long_context_tier ? ", long_context" : "");
+      });
+
+  py::class_<PyPricingTable>(m, "PricingTable", "Model prices: exact, with aliases and tiers.")
+      .def_static("load", &PyPricingTable::Load, py::arg("path"),
+                  "Reads a pricing table in Bastion's YAML format.")
+      .def_static("from_yaml", &PyPricingTable::FromYaml, py::arg("text"),
+                  py::arg("source") = "<yaml>")
+      .def_static("from_litellm_json", &PyPricingTable::FromLiteLlm, py::arg("text"),
+                  py::arg("source") = "<litellm>",
+                  "Parses LiteLLM's model_prices_and_context_window.json text.")
+      .def("merge", &PyPricingTable::Merge, py::arg("other"),
+           "Adds every model of `other`, which wins on conflicts.")
+      .def("resolve", &PyPricingTable::Find, py::arg("model"),
+           "The table's name for `model`; NotFoundError when it has no price.")
+      .def("price", &PyPricingTable::Price, py::arg("model"), py::arg("usage"),
+           py::arg("provider") = "langchain",
+           "The cost of one call: `usage` is a Usage or a provider's usage dict.")
+      .def("__contains__", &PyPricingTable::Contains)
+      .def("__len__", &PyPricingTable::Size);
+
+  py::class_<PyHold>(m, "Hold", "Money held for one call on every budget that covers it.")
+      .def_property_readonly("estimate_usd",
+                             [](const PyHold& h) { return Decimal(h.hold.estimate_nanousd); })
+      .def_property_readonly("budgets",
+                             [](const PyHold& h) {
+                               py::list out;
+                               for (const Reservation& r : h.hold.reservations) {
+                                 out.append(py::make_tuple(r.budget_id, r.key));
+                               }
+                               return out;
+                             })
+      .def_property_readonly("downgrade_model",
+                             [](const PyHold& h) -> py::object {
+                               if (!h.hold.downgrade_model) return py::none();
+                               return py::str(*h.hold.downgrade_model);
+                             })
+      .def_property_readonly("alerts", [](const PyHold& h) { return AlertList(h.hold.alerts); })
+      .def("__repr__", [](const PyHold& h) {
+        return fmt::format("Hold(estimate_usd={}, budgets={})",
+                           py::str(Decimal(h.hold.estimate_nanousd)).cast<std::string>(),
+                           h.hold.reservations.size());
+      });
+
+  py::class_<PyBudgets, std::shared_ptr<PyBudgets>>(
+      m, "Budgets", "Configured budgets: reserve before a call, settle after it.")
+      .def_static("open", &PyBudgets::Open, py::arg("config") = py::none(), py::kw_only(),
+                  py::arg("yaml") = py::none(), py::arg("state_path") = py::none(),
+                  py::arg("flush_interval") = 1.0, py::arg("clock") = py::none())
+      .def("reserve", &PyBudgets::Reserve, py::arg("estimate_usd"), py::kw_only(),
+           py::arg("user") = "", py::arg("agent") = "", py::arg("tenant") = "",
+           py::arg("run") = "", py::arg("model") = "", py::arg("tool") = "",
+           py::arg("tags") = std::vector<std::string>{})
+      .def("settle", &PyBudgets::Settle, py::arg("hold"), py::arg("actual_usd"))
+      .def("release", &PyBudgets::Release, py::arg("hold"))
+      .def("usage", &PyBudgets::Usage)
+      .def("usage_of", &PyBudgets::UsageOf, py::arg("budget"), py::arg("key") = "")
+      .def("stats", &PyBudgets::Stats, py::arg("budget"))
+      .def_property_readonly("restored", &PyBudgets::Restored)
+      .def_property_readonly("ids", &PyBudgets::Ids)
+      .def_property_readonly("closed", &PyBudgets::closed)
+      .def("flush", &PyBudgets::Flush)
+      .def("close", &PyBudgets::Close)
+      .def("__enter__", [](std::shared_ptr<PyBudgets> self) { return self; })
+      .def("__exit__", [](PyBudgets& self, py::args) { self.Close(); });
+}
+
+}  // namespace bastion::py_bindings

@@ -1,0 +1,26 @@
+// The cost, clock and budget wrappers, for the other binding files that take
+// them as arguments (e.g. PolicyEngine.attach).
+#ifndef BASTION_BINDINGS_COST_H_
+#define BASTION_BINDINGS_COST_H_
+
+#include <memory>
+
+#include <pybind11/pybind11.h>
+
+#include "bastion/budget_set.h"
+#include "bastion/cost.h"
+#include "bastion/slo.h"
+
+namespace bastion::py_bindings {
+
+void RegisterCost(pybind11::module_& m);
+
+// The core objects behind a PricingTable, Budgets or ManualClock (TypeError
+// for anything else; StateError for closed Budgets).
+std::shared_ptr<const PricingTable> PricingOf(pybind11::handle h);
+std::shared_ptr<BudgetSet> BudgetsOf(pybind11::handle h);
+std::shared_ptr<ManualClock> ClockOf(pybind11::handle h);
+
+}  // namespace bastion::py_bindings
+
+#endif  // BASTION_BINDINGS_COST_H_

@@ -27,7 +27,9 @@
 #include <vector>
 
 #include "bastion/budget.h"
+#include "bastion/budget_set.h"
 #include "bastion/slo.h"
+#include "bastion/slo_monitor.h"
 
 namespace bastion {
 namespace {
@@ -249,6 +251,102 @@ void BM_SloRecord(benchmark::State& state) {
   benchmark::DoNotOptimize(sketch.Quantile(0.99));
 }
 BENCHMARK(BM_SloRecord)->Iterations(1)->UseManualTime()->Unit(benchmark::kNanosecond);
+
+// The SLO record path a guarded call takes: SloMonitor::Record routing one
+// call (a tuple seen before) to its series, with latency, success, cost and a
+// circuit breaker all kept. Evaluation is left to its own thread in real use
+// (evaluate_every_ns = 0 here) so the figure is the record itself.
+void BM_SloMonitorRecord(benchmark::State& state) {
+  auto specs = ParseSloYaml(R"(version: 1
+slos:
+  - id: models
+    match: {kind: model}
+    group_by: [model]
+    latency: {p95: 2s, p99: 5s}
+    success: {target: 99.9%, window: 30d}
+    cost: {max_per_request_usd: 1, per_day_usd: 100}
+    circuit_breaker: {}
+)",
+                            "bench");
+  if (!specs.ok()) {
+    state.SkipWithError(specs.status().ToString().c_str());
+    return;
+  }
+  auto clock = std::make_shared<ManualClock>(1'000 * kNsPerDay);
+  SloMonitor::Options options;
+  options.clock = clock;
+  options.evaluate_every_ns = 0;
+  auto monitor = SloMonitor::Create(*specs, options);
+  if (!monitor.ok()) {
+    state.SkipWithError(monitor.status().ToString().c_str());
+    return;
+  }
+  const std::vector<double> latencies = Latencies();
+  const SloCall call{"model", "support-bot", "gpt-4o", ""};
+  size_t i = 0;
+  auto record = [&] {
+    const size_t j = i++ & (latencies.size() - 1);
+    SloOutcome o;
+    o.success = (i & 127) != 0;
+    o.error_class = o.success ? std::string_view() : "timeout";
+    o.latency_ns = static_cast<int64_t>(latencies[j]);
+    o.cost_nanousd = 1'000'000;
+    benchmark::DoNotOptimize((*monitor)->Record(call, o));
+    clock->Advance(1'000'000);
+  };
+  std::mutex mu;
+  uint64_t counter = 0;
+  auto baseline = [&] {
+    std::lock_guard lock(mu);
+    ++counter;
+  };
+  CompareLatency(state, record, baseline, 50'000, 31, 200);
+  benchmark::DoNotOptimize(counter);
+}
+BENCHMARK(BM_SloMonitorRecord)->Iterations(1)->UseManualTime()->Unit(benchmark::kNanosecond);
+
+// The configured budget path: BudgetSet::Reserve + Settle of a call covered by
+// two budgets (per user and per tenant), matched by glob, all or nothing.
+void BM_BudgetSetHold(benchmark::State& state) {
+  auto config = ParseBudgetYaml(R"(version: 1
+budgets:
+  - id: per-user
+    scope: user
+    match: {agent: "support-*"}
+    limit_usd: 1000000
+    window: daily
+    alerts: [{at: 80%, action: notify}, {at: 90%, action: downgrade, model: small}]
+  - id: per-tenant
+    scope: tenant
+    limit_usd: 1000000
+    window: monthly
+)",
+                                "bench");
+  if (!config.ok()) {
+    state.SkipWithError(config.status().ToString().c_str());
+    return;
+  }
+  auto set = BudgetSet::Open(*config, BudgetSet::Options{});
+  if (!set.ok()) {
+    state.SkipWithError(set.status().ToString().c_str());
+    return;
+  }
+  BudgetSubject who;
+  who.user = "alice";
+  who.tenant = "acme";
+  who.agent = "support-bot";
+  who.model = "gpt-4o";
+  bool ok = true;
+  auto hold = [&] {
+    auto h = (*set)->Reserve(who, 1'000);
+    ok = ok && h.ok() && (*set)->Settle(*h, 900).ok();
+  };
+  std::unique_ptr<BudgetLedger> ledger = MakeLedger();
+  auto single = [&] { benchmark::DoNotOptimize(ReserveSettle(*ledger)); };
+  CompareLatency(state, hold, single, 20'000, 31, 2'000);
+  if (!ok) state.SkipWithError("Reserve/Settle failed");
+}
+BENCHMARK(BM_BudgetSetHold)->Iterations(1)->UseManualTime()->Unit(benchmark::kNanosecond);
 
 }  // namespace
 }  // namespace bastion

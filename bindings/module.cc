@@ -8,6 +8,7 @@ namespace bastion::py_bindings {
 void RegisterLedger(pybind11::module_& m);
 void RegisterPolicy(pybind11::module_& m);
 void RegisterCost(pybind11::module_& m);
+void RegisterSlo(pybind11::module_& m);
 }
 
 PYBIND11_MODULE(_core, m) {
@@ -16,4 +17,5 @@ PYBIND11_MODULE(_core, m) {
   bastion::py_bindings::RegisterLedger(m);
   bastion::py_bindings::RegisterPolicy(m);
   bastion::py_bindings::RegisterCost(m);
+  bastion::py_bindings::RegisterSlo(m);
 }

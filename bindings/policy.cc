@@ -7,6 +7,9 @@
 #include <pybind11/stl.h>
 
 #include "bastion/policy.h"
+#include "bastion/policy_state.h"
+#include "cost.h"
+#include "slo.h"
 #include "errors.h"
 #include "policy/bundle.h"
 
@@ -247,6 +250,18 @@ class PyPolicyEngine {
     ThrowIfError(s);
   }
 
+  // What the budget, slo and cost helpers read; None detaches that part.
+  void Attach(py::object budgets, py::object slos, py::object pricing) {
+    if (budgets.is_none() && slos.is_none() && pricing.is_none()) {
+      e_->SetState(nullptr);
+      return;
+    }
+    e_->SetState(std::make_shared<LivePolicyState>(
+        pricing.is_none() ? nullptr : PricingOf(pricing),
+        budgets.is_none() ? nullptr : BudgetsOf(budgets),
+        slos.is_none() ? nullptr : SlosOf(slos)));
+  }
+
   PyDecision Evaluate(py::object hook, py::object call, py::kwargs fields) {
     CallInfo c = CallFromPython(hook, call, fields);
     Decision d;
@@ -322,6 +337,9 @@ void RegisterPolicy(py::module_& m) {
       .def_static("from_sources", &PyPolicyEngine::FromSources, py::arg("files"),
                   py::kw_only(), py::arg("bundle_yaml") = "", py::arg("permissions_yaml") = "")
       .def("reload", &PyPolicyEngine::Reload, py::arg("path"))
+      .def("attach", &PyPolicyEngine::Attach, py::kw_only(), py::arg("budgets") = py::none(),
+           py::arg("slos") = py::none(), py::arg("pricing") = py::none(),
+           "Lets policies read these budgets, SLOs and prices (budget.*, slo.*, cost.*).")
       .def("evaluate", &PyPolicyEngine::Evaluate, py::arg("hook"), py::arg("call") = py::none(),
            py::pos_only())
       .def_property_readonly("version", &PyPolicyEngine::version)

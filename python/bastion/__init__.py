@@ -33,11 +33,14 @@ from bastion._core import (
     PolicyEngine,
     PricingTable,
     QueryResult,
+    SloMonitor,
     StateError,
     StorageError,
     Usage,
     VerifyReport,
 )
+
+from bastion.summary import Summary, summary
 
 QueryResult.to_pandas = _frames.to_pandas  # type: ignore[method-assign]
 QueryResult.to_arrow = _frames.to_arrow  # type: ignore[method-assign]
@@ -81,12 +84,15 @@ __all__ = [
     "PolicyEngine",
     "PricingTable",
     "QueryResult",
+    "SloMonitor",
     "StateError",
     "StorageError",
+    "Summary",
     "Usage",
     "VerifyReport",
     "__version__",
     "default_policies",
     "default_pricing",
     "default_pricing_path",
+    "summary",
 ]

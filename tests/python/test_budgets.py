@@ -155,5 +155,7 @@ def test_bad_config_names_line_and_field(tmp_path: Path) -> None:
     with pytest.raises(bastion.InvalidArgumentError,
                        match=r"budgets.yaml:3:\d+: budgets\[0\].limit_usd"):
         bastion.Budgets.open(path)
-    with pytest.raises(bastion.StorageError):
+    with pytest.raises(bastion.NotFoundError, match="cannot read budgets file"):
         bastion.Budgets.open(tmp_path / "missing.yaml")
+    with pytest.raises(bastion.InvalidArgumentError, match="is a directory"):
+        bastion.Budgets.open(tmp_path)

@@ -333,6 +333,14 @@ class CircuitBreaker {
 
   bool Allow(int64_t now_ns);
   void Record(bool success, int64_t duration_ns, int64_t now_ns);
+  // Gives back a call that Allow admitted but that will not be made after all
+  // (so it will never be Recorded): in half-open its probe slot is freed, so a
+  // call refused elsewhere cannot leave the breaker waiting for a result that
+  // never comes. In other states there is nothing to give back.
+  void Release() {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (state_ == State::kHalfOpen && probes_allowed_ > probes_done_) --probes_allowed_;
+  }
   // The state at now_ns (applies the open -> half-open timeout).
   State state(int64_t now_ns);
 

@@ -1,6 +1,4 @@
 // budgets.yaml: parsing into BudgetRules, on the shared YAML reader.
-#include <fstream>
-#include <sstream>
 #include <unordered_map>
 
 #include <fmt/format.h>
@@ -24,37 +22,12 @@ class BudgetParser : private yaml::Reader {
   explicit BudgetParser(std::string source) : yaml::Reader(std::move(source)) {}
 
   Result<BudgetConfig> Parse(std::string_view text) {
-    auto root = Load(text, "a mapping starting with 'version: 1'");
-    if (!root.ok()) return root.status();
-    Members top;
-    BASTION_RETURN_IF_ERROR(GetMembers(*root, {"version", "time_zone", "budgets"}, "key", &top));
+    auto doc = LoadListDocument(text, kVersion, "budgets");
+    if (!doc.ok()) return doc.status();
+    zone_ = doc->zone;
     BudgetConfig config;
     config.source = source();
-    bool has_version = false;
-    const Field* budgets = nullptr;
-    for (const auto& [key, value] : top) {
-      if (key == "version") {
-        auto v = Unsigned(value);
-        if (!v.ok()) return v.status();
-        if (*v != kVersion) {
-          return Error(value, fmt::format("unsupported version {} (this build reads version {})",
-                                          *v, kVersion));
-        }
-        has_version = true;
-      } else if (key == "time_zone") {
-        auto zone = Zone(value);
-        if (!zone.ok()) return zone.status();
-        zone_ = std::move(*zone);
-      } else {
-        budgets = &value;
-      }
-    }
-    if (!has_version) {
-      return Error(*root, "missing required key 'version' (write 'version: 1' first)");
-    }
-    if (budgets == nullptr) return Error(*root, "missing required key 'budgets'");
-    std::vector<Field> items;
-    BASTION_RETURN_IF_ERROR(Items(*budgets, &items));
+    const std::vector<Field>& items = doc->items;
     std::unordered_map<std::string, int> lines;  // id -> line
     for (const Field& item : items) {
       auto rule = ParseBudget(item);
@@ -70,14 +43,6 @@ class BudgetParser : private yaml::Reader {
   }
 
  private:
-  Result<std::shared_ptr<const TimeZone>> Zone(const Field& f) const {
-    auto name = Name(f);
-    if (!name.ok()) return name.status();
-    auto zone = TimeZone::Load(*name);
-    if (!zone.ok()) return Error(f, zone.status().message());
-    return zone;
-  }
-
   Result<Scope::Kind> ScopeKind(const Field& f) const {
     auto s = String(f);
     if (!s.ok()) return s.status();
@@ -311,12 +276,9 @@ Result<BudgetConfig> ParseBudgetYaml(std::string_view yaml, const std::string& s
 }
 
 Result<BudgetConfig> LoadBudgetYamlFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return Status::IOError(fmt::format("cannot read budgets file '{}'", path));
-  std::stringstream buffer;
-  buffer << in.rdbuf();
-  if (in.bad()) return Status::IOError(fmt::format("error reading budgets file '{}'", path));
-  return ParseBudgetYaml(buffer.str(), path);
+  auto content = yaml::ReadConfigFile(path, "budgets");
+  if (!content.ok()) return content.status();
+  return ParseBudgetYaml(*content, path);
 }
 
 }  // namespace bastion

@@ -413,12 +413,7 @@ Result<std::shared_ptr<const Permissions>> PermissionsBuilder::Build(std::string
   std::vector<EntryDef> roles, agents;
   for (const auto& [key, value] : top) {
     if (key == "version") {
-      auto v = Unsigned(value);
-      if (!v.ok()) return v.status();
-      if (*v != kVersion) {
-        return Error(value, fmt::format("unsupported version {} (this build reads version {})", *v,
-                                        kVersion));
-      }
+      BASTION_RETURN_IF_ERROR(Version(value, kVersion));
       has_version = true;
     } else {
       const bool is_agent = key == "agents";
@@ -527,30 +522,9 @@ Result<std::shared_ptr<const Permissions>> Permissions::Parse(std::string_view y
 }
 
 Result<std::shared_ptr<const Permissions>> Permissions::LoadFile(const std::string& path) {
-  std::error_code ec;
-  if (std::filesystem::is_directory(path, ec)) {
-    return Status::InvalidArgument(
-        fmt::format("cannot read permissions file '{}': it is a directory", path));
-  }
-  std::FILE* file = std::fopen(path.c_str(), "rb");
-  if (file == nullptr) {
-    const int err = errno;
-    const std::string msg =
-        fmt::format("cannot read permissions file '{}': {}", path, std::strerror(err));
-    return err == ENOENT ? Status::NotFound(msg) : Status::IOError(msg);
-  }
-  std::string content;
-  char buffer[1 << 14];
-  size_t n;
-  while ((n = std::fread(buffer, 1, sizeof(buffer), file)) > 0) content.append(buffer, n);
-  const bool failed = std::ferror(file) != 0;
-  const int err = errno;
-  std::fclose(file);
-  if (failed) {
-    return Status::IOError(
-        fmt::format("cannot read permissions file '{}': {}", path, std::strerror(err)));
-  }
-  return Parse(content, path);
+  auto content = yaml::ReadConfigFile(path, "permissions");
+  if (!content.ok()) return content.status();
+  return Parse(*content, path);
 }
 
 const AgentGrants* Permissions::Find(std::string_view agent_id, std::string_view agent_role) const {

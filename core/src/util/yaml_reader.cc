@@ -1,8 +1,12 @@
 #include "util/yaml_reader.h"
 
 #include <algorithm>
+#include <cerrno>
 #include <charconv>
 #include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
 #include <unordered_map>
 
 #include <fmt/format.h>
@@ -367,6 +371,82 @@ Result<int64_t> Reader::Usd(const Field& f) const {
                                 f.node.Scalar()));
   }
   return v;
+}
+
+Result<std::shared_ptr<const TimeZone>> Reader::Zone(const Field& f) const {
+  auto name = Name(f);
+  if (!name.ok()) return name.status();
+  auto zone = TimeZone::Load(*name);
+  if (!zone.ok()) return Error(f, zone.status().message());
+  return zone;
+}
+
+Status Reader::Version(const Field& f, uint64_t supported) const {
+  auto v = Unsigned(f);
+  if (!v.ok()) return v.status();
+  if (*v != supported) {
+    return Error(f, fmt::format("unsupported version {} (this build reads version {})", *v,
+                                supported));
+  }
+  return Status::OK();
+}
+
+Result<Reader::ListDocument> Reader::LoadListDocument(std::string_view text, uint64_t supported,
+                                                     std::string_view list_key) const {
+  auto root = Load(text, fmt::format("a mapping starting with 'version: {}'", supported));
+  if (!root.ok()) return root.status();
+  Members top;
+  BASTION_RETURN_IF_ERROR(GetMembers(*root, {"version", "time_zone", list_key}, "key", &top));
+  ListDocument doc;
+  doc.root = *root;
+  bool has_version = false;
+  const Field* list = nullptr;
+  for (const auto& [key, value] : top) {
+    if (key == "version") {
+      BASTION_RETURN_IF_ERROR(Version(value, supported));
+      has_version = true;
+    } else if (key == "time_zone") {
+      auto zone = Zone(value);
+      if (!zone.ok()) return zone.status();
+      doc.zone = std::move(*zone);
+    } else {
+      list = &value;
+    }
+  }
+  if (!has_version) {
+    return Error(*root, fmt::format("missing required key 'version' (write 'version: {}' first)",
+                                    supported));
+  }
+  if (list == nullptr) return Error(*root, fmt::format("missing required key '{}'", list_key));
+  BASTION_RETURN_IF_ERROR(Items(*list, &doc.items));
+  return doc;
+}
+
+Result<std::string> ReadConfigFile(const std::string& path, std::string_view what) {
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec)) {
+    return Status::InvalidArgument(
+        fmt::format("cannot read {} file '{}': it is a directory", what, path));
+  }
+  std::FILE* file = std::fopen(path.c_str(), "rb");
+  if (file == nullptr) {
+    const int err = errno;
+    const std::string msg =
+        fmt::format("cannot read {} file '{}': {}", what, path, std::strerror(err));
+    return err == ENOENT ? Status::NotFound(msg) : Status::IOError(msg);
+  }
+  std::string content;
+  char buffer[1 << 14];
+  size_t n;
+  while ((n = std::fread(buffer, 1, sizeof(buffer), file)) > 0) content.append(buffer, n);
+  const bool failed = std::ferror(file) != 0;
+  const int err = errno;
+  std::fclose(file);
+  if (failed) {
+    return Status::IOError(
+        fmt::format("cannot read {} file '{}': {}", what, path, std::strerror(err)));
+  }
+  return content;
 }
 
 }  // namespace bastion::yaml

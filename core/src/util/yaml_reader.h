@@ -11,6 +11,7 @@
 
 #include <cstdint>
 #include <initializer_list>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -19,6 +20,7 @@
 #include <yaml-cpp/yaml.h>
 
 #include "bastion/status.h"
+#include "bastion/time_zone.h"
 
 namespace bastion::yaml {
 
@@ -82,6 +84,21 @@ class Reader {
   // US dollars as a decimal with at most 9 places ("5", "0.25", "$12.50"),
   // returned in nano-USD.
   Result<int64_t> Usd(const Field& f) const;
+  // An IANA zone name or a fixed offset (TimeZone::Load).
+  Result<std::shared_ptr<const TimeZone>> Zone(const Field& f) const;
+  // A 'version:' value, which must equal `supported`.
+  Status Version(const Field& f, uint64_t supported) const;
+
+  // The shape shared by the budgets and SLO files: a mapping with a required
+  // `version` (== supported), an optional `time_zone`, and a required list
+  // under `list_key`.
+  struct ListDocument {
+    Field root;
+    std::shared_ptr<const TimeZone> zone;  // null when not given
+    std::vector<Field> items;
+  };
+  Result<ListDocument> LoadListDocument(std::string_view text, uint64_t supported,
+                                        std::string_view list_key) const;
 
   const std::string& source() const { return source_; }
 
@@ -91,6 +108,11 @@ class Reader {
 
 // Parses a duration as Reader::Duration does; InvalidArgument with the reason.
 Result<int64_t> ParseDuration(std::string_view text);
+
+// The bytes of a configuration file. Errors name `what` and the path: NotFound
+// when it does not exist, InvalidArgument for a directory, IOError otherwise
+// ("cannot read SLO file 'x': Permission denied").
+Result<std::string> ReadConfigFile(const std::string& path, std::string_view what);
 
 }  // namespace bastion::yaml
 

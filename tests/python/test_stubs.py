@@ -1,0 +1,35 @@
+"""The type stubs describe what the compiled module really has."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import bastion
+from bastion import _core
+
+STUBS = Path(bastion.__file__).parent / "_core.pyi"
+
+
+def test_every_stubbed_class_and_method_exists() -> None:
+    tree = ast.parse(STUBS.read_text())
+    missing = []
+    for node in tree.body:
+        if isinstance(node, ast.ClassDef):
+            if not hasattr(_core, node.name):
+                missing.append(node.name)
+                continue
+            cls = getattr(_core, node.name)
+            for item in node.body:
+                if isinstance(item, ast.FunctionDef) and not hasattr(cls, item.name):
+                    missing.append(f"{node.name}.{item.name}")
+        elif isinstance(node, ast.FunctionDef) and not hasattr(_core, node.name):
+            missing.append(node.name)
+    assert missing == []
+
+
+def test_every_public_class_is_stubbed() -> None:
+    tree = ast.parse(STUBS.read_text())
+    stubbed = {n.name for n in tree.body if isinstance(n, ast.ClassDef | ast.FunctionDef)}
+    public = {name for name in dir(_core) if not name.startswith("_")}
+    assert public - stubbed == set()

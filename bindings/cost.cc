@@ -132,6 +132,12 @@ py::object ScaledDecimal(int64_t value, int digits) {
 
 py::object Decimal(int64_t nanousd) { return ScaledDecimal(nanousd, 9); }
 
+}  // namespace
+
+py::object UsdDecimal(int64_t nanousd) { return Decimal(nanousd); }
+
+namespace {
+
 // USD as a Decimal, int, str or float (floats through their shortest repr,
 // so 0.1 is 0.1) -> nano-USD, exactly; more than 9 decimal places is an error.
 int64_t NanoUsd(py::handle v, std::string_view what) {

@@ -21,6 +21,9 @@ std::shared_ptr<const PricingTable> PricingOf(pybind11::handle h);
 std::shared_ptr<BudgetSet> BudgetsOf(pybind11::handle h);
 std::shared_ptr<ManualClock> ClockOf(pybind11::handle h);
 
+// nano-USD as a decimal.Decimal in its plainest form (0.55, 1, 0).
+pybind11::object UsdDecimal(int64_t nanousd);
+
 }  // namespace bastion::py_bindings
 
 #endif  // BASTION_BINDINGS_COST_H_

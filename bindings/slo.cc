@@ -17,11 +17,7 @@ using namespace pybind11::literals;
 namespace bastion::py_bindings {
 namespace {
 
-py::object Decimal(int64_t nanousd) {
-  static py::object decimal = py::module_::import("decimal").attr("Decimal");
-  if (nanousd == 0) return decimal(0);
-  return decimal(nanousd).attr("__truediv__")(py::int_(1'000'000'000));
-}
+py::object Decimal(int64_t nanousd) { return UsdDecimal(nanousd); }
 
 py::object OptNs(const std::optional<int64_t>& v) {
   return v ? py::object(py::int_(*v)) : py::object(py::none());

@@ -47,16 +47,7 @@ constexpr int64_t kCalendarRingBoundNs = 32 * kNsPerDay;
 
 int64_t RoundUp(int64_t v, int64_t unit) { return (v + unit - 1) / unit * unit; }
 
-// The largest unit that divides exactly: "30d", "5m", "250ms", "7ns".
-std::string FormatDuration(int64_t ns) {
-  static constexpr std::pair<int64_t, const char*> kUnits[] = {
-      {kNsPerDay, "d"}, {kNsPerHour, "h"}, {kNsPerMinute, "m"}, {kNsPerSecond, "s"},
-      {1'000'000, "ms"}, {1'000, "us"},    {1, "ns"}};
-  for (const auto& [unit, name] : kUnits) {
-    if (ns != 0 && ns % unit == 0) return fmt::format("{}{}", ns / unit, name);
-  }
-  return "0s";
-}
+using yaml::FormatDuration;
 
 // ---------------------------------------------------------------------------
 // Validation

@@ -25,6 +25,7 @@
 
 #include "bastion/glob.h"
 #include "budget/civil.h"
+#include "util/yaml_reader.h"
 
 namespace bastion {
 namespace slo_internal {
@@ -69,16 +70,7 @@ std::string FormatTime(int64_t ns) {
   return out + "Z";
 }
 
-// A configured span: the largest unit that divides it ("1h", "5m", "250ms").
-std::string FormatSpan(int64_t ns) {
-  static constexpr std::pair<int64_t, const char*> kUnits[] = {
-      {kNsPerDay, "d"}, {kNsPerHour, "h"}, {kNsPerMinute, "m"}, {kNsPerSecond, "s"},
-      {1'000'000, "ms"}, {1'000, "us"},    {1, "ns"}};
-  for (const auto& [unit, name] : kUnits) {
-    if (ns != 0 && ns % unit == 0) return fmt::format("{}{}", ns / unit, name);
-  }
-  return "0s";
-}
+std::string FormatSpan(int64_t ns) { return yaml::FormatDuration(ns); }
 
 // A measured duration: "5.31s", "812.0ms", "40.2us", "12ns".
 std::string FormatLatency(double ns) {

@@ -343,6 +343,17 @@ Result<int64_t> ParseDuration(std::string_view text) {
   return static_cast<int64_t>(total);
 }
 
+std::string FormatDuration(int64_t ns) {
+  static constexpr std::pair<int64_t, const char*> kUnits[] = {
+      {86'400'000'000'000, "d"}, {3'600'000'000'000, "h"}, {60'000'000'000, "m"},
+      {1'000'000'000, "s"},      {1'000'000, "ms"},        {1'000, "us"},
+      {1, "ns"}};
+  for (const auto& [unit, name] : kUnits) {
+    if (ns != 0 && ns % unit == 0) return fmt::format("{}{}", ns / unit, name);
+  }
+  return "0s";
+}
+
 Result<int64_t> Reader::Duration(const Field& f, bool allow_zero) const {
   if (!f.node.IsScalar()) {
     return Error(f, fmt::format("expected a duration such as 30s or 5m, found {}",

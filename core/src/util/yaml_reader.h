@@ -108,6 +108,9 @@ class Reader {
 
 // Parses a duration as Reader::Duration does; InvalidArgument with the reason.
 Result<int64_t> ParseDuration(std::string_view text);
+// The inverse, in the largest unit that divides exactly: "30d", "5m",
+// "250ms", "7ns"; "0s" for zero.
+std::string FormatDuration(int64_t ns);
 
 // The bytes of a configuration file. Errors name `what` and the path: NotFound
 // when it does not exist, InvalidArgument for a directory, IOError otherwise

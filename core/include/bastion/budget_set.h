@@ -173,6 +173,9 @@ class BudgetSet {
   Result<HoldSettlement> Settle(const BudgetHold& hold, int64_t actual_nanousd);
   Status Release(const BudgetHold& hold);
 
+  // The ids of the budgets that cover `subject`, in configuration order.
+  std::vector<std::string> CoveringBudgets(const BudgetSubject& subject) const;
+
   // The key under which `budget_id` counts a call of `subject` (its user for
   // a user-scoped budget, ...). NotFound for an unknown budget;
   // InvalidArgument when the subject lacks what the scope needs (a tag-scoped

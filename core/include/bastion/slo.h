@@ -72,6 +72,15 @@ class SystemClock final : public Clock {
   int64_t NowNs() const override;
 };
 
+// std::chrono::system_clock: UTC wall time in ns since the Unix epoch, for
+// calendar windows (budgets, per-day cost) and records. It can jump (NTP).
+class WallClock final : public Clock {
+ public:
+  int64_t NowNs() const override;
+};
+// The same, as a function.
+int64_t WallNowNs();
+
 // A clock that moves only when told to. Thread-safe (atomic).
 class ManualClock final : public Clock {
  public:

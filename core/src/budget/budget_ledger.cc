@@ -17,6 +17,7 @@
 #include <fmt/format.h>
 
 #include "bastion/budget.h"
+#include "bastion/slo.h"
 #include "bastion/cost.h"
 #include "budget/civil.h"
 
@@ -56,11 +57,6 @@ int64_t SaturatingAdd(int64_t a, int64_t b) {
   return r;
 }
 
-int64_t SystemNowNs() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
 
 }  // namespace
 
@@ -175,7 +171,7 @@ Result<std::string> EffectiveKey(const BudgetSpec& spec, std::string_view key) {
 
 }  // namespace
 
-BudgetLedger::BudgetLedger() : BudgetLedger(Clock(SystemNowNs)) {}
+BudgetLedger::BudgetLedger() : BudgetLedger(Clock(WallNowNs)) {}
 BudgetLedger::BudgetLedger(Clock clock) : clock_(std::move(clock)) {}
 BudgetLedger::~BudgetLedger() = default;
 

@@ -8,6 +8,8 @@
 // changed since their last write.
 #include "bastion/budget_set.h"
 
+#include "bastion/slo.h"
+
 #include <algorithm>
 #include <cstring>
 #include <filesystem>
@@ -216,11 +218,6 @@ std::string_view ScopeValue(Scope::Kind kind, const BudgetSubject& s) {
   return {};
 }
 
-int64_t SystemNowNs() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
 
 }  // namespace
 
@@ -312,7 +309,7 @@ struct BudgetSet::Throttle {
 BudgetSet::BudgetSet(BudgetConfig config, Options options)
     : config_(std::move(config)),
       options_(std::move(options)),
-      ledger_(options_.clock ? options_.clock : BudgetLedger::Clock(SystemNowNs)),
+      ledger_(options_.clock ? options_.clock : BudgetLedger::Clock(WallNowNs)),
       throttle_(std::make_unique<Throttle>()),
       changes_(config_.budgets.size()),
       flushed_(config_.budgets.size(), 0) {}
@@ -437,7 +434,7 @@ Result<BudgetHold> BudgetSet::Reserve(const BudgetSubject& subject, int64_t esti
   }
   BudgetHold hold;
   hold.estimate_nanousd = estimate_nanousd;
-  const int64_t now = options_.clock ? options_.clock() : SystemNowNs();
+  const int64_t now = options_.clock ? options_.clock() : WallNowNs();
   auto undo = [&] {
     for (const Reservation& r : hold.reservations) (void)ledger_.Release(r);
   };
@@ -472,6 +469,15 @@ Result<BudgetHold> BudgetSet::Reserve(const BudgetSubject& subject, int64_t esti
     hold.reservations.push_back(std::move(*r));
   }
   return hold;
+}
+
+std::vector<std::string> BudgetSet::CoveringBudgets(const BudgetSubject& subject) const {
+  std::vector<std::string> ids;
+  for (const auto& [index, key] : Covering(subject)) {
+    const std::string& id = config_.budgets[index].spec.id;
+    if (ids.empty() || ids.back() != id) ids.push_back(id);
+  }
+  return ids;
 }
 
 Result<HoldSettlement> BudgetSet::Settle(const BudgetHold& hold, int64_t actual_nanousd) {

@@ -1,4 +1,4 @@
-// SystemClock: the monotonic clock behind bastion/slo.h.
+// SystemClock (monotonic) and WallClock (UTC) behind bastion/slo.h.
 #include <chrono>
 
 #include "bastion/slo.h"
@@ -10,5 +10,13 @@ int64_t SystemClock::NowNs() const {
              std::chrono::steady_clock::now().time_since_epoch())
       .count();
 }
+
+int64_t WallNowNs() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+int64_t WallClock::NowNs() const { return WallNowNs(); }
 
 }  // namespace bastion

@@ -39,15 +39,6 @@ constexpr size_t kMaxSubjectValue = 128;
 // Tuples longer than this are routed without being cached.
 constexpr size_t kMaxCachedTupleBytes = 1024;
 
-class WallClock final : public Clock {
- public:
-  int64_t NowNs() const override {
-    return std::chrono::duration_cast<std::chrono::nanoseconds>(
-               std::chrono::system_clock::now().time_since_epoch())
-        .count();
-  }
-};
-
 int64_t Mod(int64_t a, int64_t n) { return ((a % n) + n) % n; }
 
 std::string_view Clip(std::string_view s) {
@@ -669,7 +660,7 @@ using slo_internal::Slo;
 SloMonitor::SloMonitor(std::vector<SloSpec> specs, Options options)
     : specs_(std::move(specs)),
       options_(std::move(options)),
-      clock_(options_.clock ? options_.clock : std::make_shared<slo_internal::WallClock>()),
+      clock_(options_.clock ? options_.clock : std::make_shared<WallClock>()),
       router_(std::make_unique<Router>(options_.max_cached_tuples)) {}
 
 SloMonitor::~SloMonitor() = default;

@@ -1,0 +1,212 @@
+// The guarded call: one lifecycle for every model call and tool call, joining
+// the policy engine, permissions, SLO responses, budgets, cost and the ledger.
+//
+//   bastion::GuardOptions options;
+//   options.policy_dir = "policies/default";
+//   options.pricing_files = {"pricing/default.yaml"};
+//   options.budgets_file = "budgets.yaml";            // optional
+//   options.ledger_path = "./bastion/ledger";
+//   auto guard = bastion::Guard::Open(options);        // errors name file:line
+//
+//   bastion::CallRequest req;
+//   req.call.hook = bastion::Hook::kBeforeModel;
+//   req.call.agent_id = "support"; req.call.user_id = "u-1"; req.call.model = "gpt-4o";
+//   req.call.input = prompt;
+//   auto begun = (*guard)->Begin(req);
+//   if (!begun.ok()) return begun.status();            // the guard itself failed
+//   if (begun->decision.effect == bastion::Effect::kDeny) return refuse(begun->decision);
+//   // call begun->model with begun->input (both possibly rewritten) ...
+//   bastion::CallOutcome out;
+//   out.output = text; out.usage = usage; out.latency_ns = elapsed;
+//   auto ended = (*guard)->End(begun->call_id, out);   // ended->output is what to show
+//
+// Begin, in order: the policies' before_* hook (which includes the bundle's
+// permissions and their rate limits on tool calls) -> the SLO monitor's
+// admission (circuit breakers, disabled subjects, rate limits, downgrades) ->
+// the budget reservation (model calls) -> a "decision" ledger record. The
+// first stage that refuses decides; later stages do not run (nothing is
+// reserved for a call that is not made). A call whose decision is
+// require_approval holds its reservation until Approve resolves it.
+//
+// End: the after_* hook (output guardrails, redaction) -> cost from the usage
+// (settling the reservation, or releasing it when the call failed without
+// usage) -> the SLO record -> an "outcome" ledger record, plus "budget_alert"
+// and "slo_breach" records for what fired.
+//
+// Every record of a call carries its run, trace and span ids and the policy
+// version; a call's span id is new, its parent span and trace come from the
+// request (a child agent passes its parent's).
+//
+// Thread safety: Guard is thread-safe; calls may begin and end on any threads.
+#ifndef BASTION_GUARD_H_
+#define BASTION_GUARD_H_
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "bastion/budget_set.h"
+#include "bastion/cost.h"
+#include "bastion/ledger.h"
+#include "bastion/policy.h"
+#include "bastion/slo.h"
+#include "bastion/slo_monitor.h"
+#include "bastion/status.h"
+
+namespace bastion {
+
+struct GuardOptions {
+  // --- configuration (each optional; empty = that part is off) ---
+  std::string policy_dir;                  // a policy bundle folder
+  std::vector<std::string> pricing_files;  // merged in order: later files win
+  std::string budgets_file;                // budgets.yaml
+  std::string slos_file;                   // slos.yaml
+
+  // --- state ---
+  std::string ledger_path;  // "" = no ledger (records are not kept)
+  std::string state_path;   // budget state (RocksDB); "" = in memory
+  LedgerOptions ledger;
+  // Durability of ordinary records, and of the decision record of a
+  // high-risk call (risk "high" or "critical", or a tool call whose operation
+  // is not "read"), which is durable before the tool may run.
+  Durability durability = Durability::kGroup;
+  Durability high_risk_durability = Durability::kSync;
+
+  // --- behaviour ---
+  // When the caller gives no max_output_tokens: what a reservation assumes.
+  int64_t default_max_output_tokens = 1024;
+  // Model calls of an unpriced model that a budget covers are denied (the
+  // budget cannot be enforced); false admits them and records them unpriced.
+  bool deny_unpriced_budgeted_calls = true;
+  // The streamed text on_chunk policies see: the last this many bytes.
+  size_t chunk_window_bytes = 4096;
+  // Input and output as stored in the ledger (after redaction): at most this
+  // many bytes each.
+  size_t summary_bytes = 2048;
+
+  // "now", UTC ns; null = the system clock. Shared with budgets and SLOs.
+  std::shared_ptr<const Clock> clock;
+};
+
+// One call to check. `call.hook` is kBeforeModel or kBeforeTool.
+struct CallRequest {
+  CallInfo call;
+  // Model calls: the reservation's estimate is priced from these (input
+  // tokens default to the input's bytes / 4, a common rule of thumb).
+  std::optional<int64_t> input_tokens;
+  std::optional<int64_t> max_output_tokens;
+  std::string parent_span_id;
+  std::string request_id;
+  // Same key, same call: while a call with this key is begun and not ended
+  // (e.g. waiting for approval), Begin returns it again instead of checking
+  // and recording anew, so a re-executed step is never charged or recorded
+  // twice. "" = no key.
+  std::string idempotency_key;
+};
+
+struct BeginResult {
+  uint64_t call_id = 0;
+  Decision decision;
+  bool resumed = false;  // an existing call returned for its idempotency_key
+  // What to call: the model after any downgrade (policy, SLO, budget), and the
+  // input after redactions.
+  std::string model;
+  std::string input;
+  std::string trace_id, span_id;
+  int64_t estimate_nanousd = 0;
+  std::vector<AlertEvent> budget_alerts;
+  uint64_t record_seq = 0;  // the decision record; 0 without a ledger
+};
+
+struct CallOutcome {
+  std::string output;
+  std::optional<Usage> usage;  // tool calls usually have none
+  bool ok = true;              // false: the call itself failed
+  std::string error_class;     // when !ok, e.g. "timeout", "upstream_5xx"
+  std::optional<int64_t> latency_ns;  // default: since Begin
+};
+
+struct EndResult {
+  Decision decision;   // the after_* hook's
+  std::string output;  // after redactions; withheld text when denied
+  bool withheld = false;
+  std::optional<int64_t> cost_nanousd;  // unset: unpriced or no usage
+  bool unpriced = false;
+  int64_t overshoot_nanousd = 0;
+  std::vector<AlertEvent> budget_alerts;
+  std::vector<SloEvent> slo_events;
+  uint64_t record_seq = 0;
+};
+
+struct ChunkResult {
+  bool stop = false;         // a policy denied: stop streaming
+  std::string text;          // the chunk as it may be shown (redacted)
+  Decision decision;
+};
+
+class Guard {
+ public:
+  // InvalidArgument naming the file (and line) of a bad configuration; the
+  // ledger's and the state store's errors as they open.
+  static Result<std::unique_ptr<Guard>> Open(GuardOptions options);
+  ~Guard();
+  Guard(const Guard&) = delete;
+  Guard& operator=(const Guard&) = delete;
+
+  // Checks one call and records the decision. Errors only when the guard
+  // cannot do its job (e.g. the ledger failed): the caller must not proceed.
+  Result<BeginResult> Begin(CallRequest request);
+
+  // A streamed piece of output of a begun call.
+  Result<ChunkResult> Chunk(uint64_t call_id, std::string_view text);
+
+  // Ends a begun call (allowed or not: a denied call ends with ok=false and
+  // no output). NotFound for an unknown or already ended call.
+  Result<EndResult> End(uint64_t call_id, const CallOutcome& outcome);
+
+  // Resolves a require_approval call: records who decided, and either makes it
+  // allowed (End it as usual after the call) or ends it as rejected (its
+  // reservation released). NotFound / FailedPrecondition (not awaiting approval).
+  Result<BeginResult> Approve(uint64_t call_id, bool approved, const std::string& approved_by,
+                              const std::string& reason);
+
+  // The call begun with this idempotency key and not ended, or NotFound.
+  Result<uint64_t> FindByKey(const std::string& idempotency_key);
+
+  // Appends a free-standing record (e.g. a run start) with the guard's policy
+  // version filled in.
+  Result<uint64_t> AppendRecord(bastion::Record record);
+
+  PolicyEngine* policies() { return engine_.get(); }
+  BudgetSet* budgets() { return budgets_.get(); }
+  SloMonitor* slos() { return slos_.get(); }
+  const PricingTable& pricing() const { return *pricing_; }
+  Ledger* ledger() { return ledger_.get(); }
+  std::shared_ptr<BudgetSet> shared_budgets() { return budgets_; }
+  std::shared_ptr<SloMonitor> shared_slos() { return slos_; }
+  std::shared_ptr<const PricingTable> shared_pricing() { return pricing_; }
+
+  // Flushes the ledger and budget state, then closes them. Idempotent.
+  Status Close();
+
+  class Impl;
+
+ private:
+  explicit Guard(GuardOptions options);
+  Result<uint64_t> Append(bastion::Record record, bool high_risk);
+
+  GuardOptions options_;
+  std::shared_ptr<const Clock> clock_;
+  std::unique_ptr<PolicyEngine> engine_;
+  std::shared_ptr<const PricingTable> pricing_;
+  std::shared_ptr<BudgetSet> budgets_;
+  std::shared_ptr<SloMonitor> slos_;
+  std::unique_ptr<Ledger> ledger_;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace bastion
+
+#endif  // BASTION_GUARD_H_

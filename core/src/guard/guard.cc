@@ -1,0 +1,592 @@
+// Guard: the lifecycle of one guarded model or tool call.
+//
+// Calls in flight live in one map under one mutex, held only to find, insert
+// or remove an entry: policy evaluation, pricing, budgets, SLOs and ledger
+// appends all run outside it.
+#include "bastion/guard.h"
+
+#include <chrono>
+#include <mutex>
+#include <random>
+#include <unordered_map>
+
+#include <fmt/format.h>
+
+#include "bastion/policy_state.h"
+
+namespace bastion {
+
+namespace {
+
+bool IsModelHook(Hook h) { return h == Hook::kBeforeModel; }
+
+// 64 random bits per call, from a per-thread generator seeded once.
+uint64_t RandomBits() {
+  thread_local std::mt19937_64 rng([] {
+    std::random_device rd;
+    return (uint64_t{rd()} << 32) ^ rd();
+  }());
+  return rng();
+}
+
+std::string NewTraceId() { return fmt::format("{:016x}{:016x}", RandomBits(), RandomBits()); }
+std::string NewSpanId() { return fmt::format("{:016x}", RandomBits()); }
+
+// At most `max` bytes, cut at a UTF-8 character boundary, marked when cut.
+std::string Summary(std::string_view text, size_t max) {
+  if (text.size() <= max) return std::string(text);
+  size_t cut = max;
+  while (cut > 0 && (static_cast<unsigned char>(text[cut]) & 0xC0) == 0x80) --cut;
+  return fmt::format("{}...[{} bytes]", text.substr(0, cut), text.size());
+}
+
+bool HighRisk(const CallInfo& call, const Decision& d) {
+  if (d.risk_level == "high" || d.risk_level == "critical") return true;
+  const bool tool = call.hook == Hook::kBeforeTool || call.hook == Hook::kAfterTool;
+  return tool && !call.operation.empty() && call.operation != "read";
+}
+
+// Makes `d` a denial by `policy_id` for `message`, keeping the explain trail.
+void Deny(Decision* d, const std::string& policy_id, const std::string& message) {
+  d->effect = Effect::kDeny;
+  d->reasons = {Reason{policy_id, message}};
+  d->redactions.clear();
+  d->model_downgrade.reset();
+  PolicyOutcome& o = d->explain.emplace_back();
+  o.policy_id = policy_id;
+  o.effect = Effect::kDeny;
+  o.message = message;
+  o.applied = true;
+}
+
+// Adds a modification by a stage after the policies (SLO, budget downgrades).
+void Modify(Decision* d, const std::string& policy_id, const std::string& message) {
+  if (d->effect == Effect::kAllow) {
+    d->effect = Effect::kModify;
+    d->reasons.clear();
+  }
+  if (d->effect == Effect::kModify) d->reasons.push_back(Reason{policy_id, message});
+  PolicyOutcome& o = d->explain.emplace_back();
+  o.policy_id = policy_id;
+  o.effect = Effect::kModify;
+  o.message = message;
+  o.applied = true;
+}
+
+TokenUsage RecordTokens(const Usage& u) {
+  TokenUsage t;
+  t.input = static_cast<uint64_t>(u.input);
+  t.output = static_cast<uint64_t>(u.output);
+  t.cache_read = static_cast<uint64_t>(u.cached_input);
+  t.cache_write = static_cast<uint64_t>(u.cache_write_5m + u.cache_write_1h);
+  t.reasoning = static_cast<uint64_t>(u.reasoning);
+  return t;
+}
+
+}  // namespace
+
+class Guard::Impl {
+ public:
+  struct InFlight {
+    CallRequest request;  // request.call carries the trace and span ids
+    BeginResult begun;
+    BudgetHold hold;
+    bool awaiting_approval = false;
+    std::chrono::steady_clock::time_point started;
+    std::string chunk_window;
+  };
+
+  std::mutex mu;
+  std::unordered_map<uint64_t, InFlight> calls;        // GUARDED_BY(mu)
+  std::unordered_map<std::string, uint64_t> by_key;    // GUARDED_BY(mu)
+  std::atomic<uint64_t> next_id{1};
+  bool closed = false;  // GUARDED_BY(mu)
+};
+
+Guard::Guard(GuardOptions options) : options_(std::move(options)), impl_(std::make_unique<Impl>()) {}
+
+Guard::~Guard() { (void)Close(); }
+
+Result<std::unique_ptr<Guard>> Guard::Open(GuardOptions options) {
+  auto guard = std::unique_ptr<Guard>(new Guard(std::move(options)));
+  const GuardOptions& o = guard->options_;
+  guard->clock_ = o.clock ? o.clock : std::make_shared<WallClock>();
+  auto clock = guard->clock_;
+
+  if (!o.policy_dir.empty()) {
+    auto engine = PolicyEngine::Load(o.policy_dir);
+    if (!engine.ok()) return engine.status();
+    guard->engine_ = std::move(*engine);
+  }
+
+  auto pricing = std::make_shared<PricingTable>();
+  for (const std::string& file : o.pricing_files) {
+    auto table = PricingTable::FromYamlFile(file);
+    if (!table.ok()) return table.status();
+    pricing->MergeFrom(*table);
+  }
+  guard->pricing_ = pricing;
+
+  if (!o.budgets_file.empty()) {
+    auto config = LoadBudgetYamlFile(o.budgets_file);
+    if (!config.ok()) return config.status();
+    BudgetSet::Options bo;
+    bo.clock = [clock] { return clock->NowNs(); };
+    bo.state_path = o.state_path;
+    auto set = BudgetSet::Open(std::move(*config), bo);
+    if (!set.ok()) return set.status();
+    guard->budgets_ = std::move(*set);
+  }
+
+  if (!o.slos_file.empty()) {
+    auto specs = LoadSloYamlFile(o.slos_file);
+    if (!specs.ok()) return specs.status();
+    SloMonitor::Options so;
+    so.clock = clock;
+    auto monitor = SloMonitor::Create(std::move(*specs), so);
+    if (!monitor.ok()) return monitor.status();
+    guard->slos_ = std::move(*monitor);
+  }
+
+  if (!o.ledger_path.empty()) {
+    auto ledger = Ledger::Open(o.ledger_path, o.ledger);
+    if (!ledger.ok()) return ledger.status();
+    guard->ledger_ = std::move(*ledger);
+  }
+
+  if (guard->engine_) {
+    guard->engine_->SetState(
+        std::make_shared<LivePolicyState>(guard->pricing_, guard->budgets_, guard->slos_));
+  }
+  return guard;
+}
+
+Result<uint64_t> Guard::Append(bastion::Record record, bool high_risk) {
+  if (!ledger_) return uint64_t{0};
+  if (record.timestamp_ns == 0) record.timestamp_ns = clock_->NowNs();
+  return ledger_->Append(std::move(record),
+                         high_risk ? options_.high_risk_durability : options_.durability);
+}
+
+Result<uint64_t> Guard::AppendRecord(bastion::Record record) {
+  if (record.policy_version.empty() && engine_) record.policy_version = engine_->version();
+  return Append(std::move(record), false);
+}
+
+namespace {
+
+// The fields every record of a call shares.
+Record CallRecord(const CallInfo& c, const std::string& action, const CallRequest& req,
+                  const std::string& policy_version) {
+  Record r;
+  r.agent_id = c.agent_id;
+  r.agent_role = c.agent_role;
+  r.parent_agent_id = c.parent_agent_id;
+  r.user_id = c.user_id;
+  r.tenant_id = c.tenant_id;
+  r.action = action;
+  r.model = c.model;
+  r.tool = c.tool;
+  r.operation = c.operation;
+  r.resource_id = c.resource;
+  r.trace_id = c.trace_id;
+  r.parent_span_id = req.parent_span_id;
+  r.request_id = req.request_id;
+  r.run_id = c.run_id;
+  r.thread_id = c.thread_id;
+  if (c.step_index != 0) r.step_index = c.step_index;
+  r.policy_version = policy_version;
+  return r;
+}
+
+Record AlertRecord(const AlertEvent& a, const Record& call) {
+  Record r = call;
+  r.action = "budget_alert";
+  r.input_summary.clear();
+  r.output_summary.clear();
+  r.effect.clear();
+  r.reasons = {Reason{"budget:" + a.budget_id,
+                      fmt::format("{}% of {} reached ({} committed): {}", a.percent,
+                                  FormatUsd(a.limit_nanousd), FormatUsd(a.committed_nanousd),
+                                  AlertActionName(a.action))}};
+  r.risk_level = a.level == AlertLevel::kCritical ? "high" : "";
+  r.attributes = {{"budget", a.budget_id},
+                  {"key", a.key},
+                  {"level", AlertLevelName(a.level)},
+                  {"action", AlertActionName(a.action)},
+                  {"percent", std::to_string(a.percent)}};
+  return r;
+}
+
+Record BreachRecord(const SloEvent& e, const Record& call) {
+  Record r = call;
+  r.action = "slo_breach";
+  r.input_summary.clear();
+  r.output_summary.clear();
+  r.effect.clear();
+  r.reasons = {Reason{"slo:" + e.slo_id, e.detail}};
+  r.risk_level = e.severity == "page" ? "high" : "";
+  r.attributes = {{"slo", e.slo_id},       {"subject", e.subject},
+                  {"signal", e.signal},    {"firing", e.firing ? "true" : "false"},
+                  {"severity", e.severity}, {"action", e.action}};
+  return r;
+}
+
+}  // namespace
+
+Result<BeginResult> Guard::Begin(CallRequest request) {
+  CallInfo& c = request.call;
+  if (c.hook != Hook::kBeforeModel && c.hook != Hook::kBeforeTool) {
+    return Status::InvalidArgument("Begin takes a before_model or before_tool call");
+  }
+  const bool model_call = IsModelHook(c.hook);
+  if (!request.idempotency_key.empty()) {
+    std::lock_guard lock(impl_->mu);
+    if (auto it = impl_->by_key.find(request.idempotency_key); it != impl_->by_key.end()) {
+      BeginResult again = impl_->calls.at(it->second).begun;
+      again.resumed = true;
+      return again;
+    }
+  }
+  if (c.trace_id.empty()) c.trace_id = NewTraceId();
+  const std::string span_id = NewSpanId();
+
+  BeginResult out;
+  out.call_id = impl_->next_id.fetch_add(1, std::memory_order_relaxed);
+  out.trace_id = c.trace_id;
+  out.span_id = span_id;
+  out.decision = engine_ ? engine_->Evaluate(c) : Decision{};
+  Decision& d = out.decision;
+  out.input = ApplyRedactions(c.input, d.redactions, "input");
+  out.model = c.model;
+  if (d.model_downgrade) out.model = *d.model_downgrade;
+
+  const char* kind = model_call ? "model" : "tool";
+  if (d.effect != Effect::kDeny && slos_) {
+    const Admission a = slos_->Admit(SloCall{kind, c.agent_id, out.model, c.tool});
+    if (!a.allowed) {
+      Deny(&d, "slo:" + a.slo_id, a.reason);
+    } else if (a.downgrade_model && *a.downgrade_model != out.model) {
+      out.model = *a.downgrade_model;
+      Modify(&d, "slo:" + a.slo_id, a.reason);
+    }
+  }
+
+  BudgetHold hold;
+  if (d.effect != Effect::kDeny && model_call && budgets_) {
+    BudgetSubject subject = BudgetSubjectOf(c);
+    subject.model = out.model;
+    const std::vector<std::string> covering = budgets_->CoveringBudgets(subject);
+    if (!covering.empty()) {
+      Usage estimate_usage;
+      estimate_usage.input =
+          request.input_tokens.value_or(static_cast<int64_t>(c.input.size() / 4 + 1));
+      estimate_usage.output = request.max_output_tokens.value_or(options_.default_max_output_tokens);
+      auto priced = PriceCall(*pricing_, out.model, estimate_usage);
+      if (priced.ok()) {
+        out.estimate_nanousd = priced->total_nanousd;
+      } else if (!priced.status().IsNotFound()) {
+        Deny(&d, "budget", priced.status().message());
+      } else if (options_.deny_unpriced_budgeted_calls) {
+        Deny(&d, "budget:" + covering.front(),
+             fmt::format("model '{}' has no price, so budget '{}' cannot be enforced", out.model,
+                         covering.front()));
+      }
+      if (d.effect != Effect::kDeny) {
+        auto held = budgets_->Reserve(subject, out.estimate_nanousd);
+        if (!held.ok()) {
+          if (!held.status().IsFailedPrecondition()) return held.status();
+          const std::string& m = held.status().message();
+          const size_t q1 = m.find('\''), q2 = m.find('\'', q1 + 1);
+          const std::string id = q1 != std::string::npos && q2 != std::string::npos
+                                     ? m.substr(q1 + 1, q2 - q1 - 1)
+                                     : std::string();
+          Deny(&d, "budget:" + id, m);
+        } else {
+          hold = std::move(*held);
+          out.budget_alerts = hold.alerts;
+          if (hold.downgrade_model && *hold.downgrade_model != out.model) {
+            Modify(&d, "budget:" + hold.downgrade_budget,
+                   fmt::format("downgraded from '{}' to '{}': budget '{}' is running low",
+                               out.model, *hold.downgrade_model, hold.downgrade_budget));
+            out.model = *hold.downgrade_model;
+          }
+        }
+      }
+    }
+  }
+
+  // The decision record: written before the call may run.
+  c.model = out.model;
+  Record r = CallRecord(c, model_call ? "model_call" : "tool_call", request, d.policy_version);
+  r.span_id = span_id;
+  r.input_summary = Summary(out.input, options_.summary_bytes);
+  r.effect = std::string(EffectName(d.effect));
+  r.reasons = d.reasons;
+  r.risk_level = d.risk_level;
+  if (d.effect == Effect::kRequireApproval) r.approval_status = "pending";
+  r.attributes.push_back({"phase", "decision"});
+  if (out.estimate_nanousd > 0) {
+    r.attributes.push_back({"estimate_usd", FormatUsd(out.estimate_nanousd)});
+  }
+  for (const PolicyError& e : d.errors) {
+    r.attributes.push_back({"policy_error:" + e.policy_id, Summary(e.kind + ": " + e.message, 512)});
+  }
+  const Record base = r;
+  auto seq = Append(std::move(r), HighRisk(c, d));
+  if (!seq.ok()) {
+    for (const Reservation& res : hold.reservations) (void)budgets_->ledger().Release(res);
+    return seq.status();
+  }
+  out.record_seq = *seq;
+  for (const AlertEvent& a : out.budget_alerts) {
+    BASTION_RETURN_IF_ERROR(Append(AlertRecord(a, base), false).status());
+  }
+
+  if (d.effect != Effect::kDeny) {
+    Impl::InFlight f;
+    f.request = std::move(request);
+    f.request.call.trace_id = out.trace_id;
+    f.begun = out;
+    f.hold = std::move(hold);
+    f.awaiting_approval = d.effect == Effect::kRequireApproval;
+    f.started = std::chrono::steady_clock::now();
+    std::lock_guard lock(impl_->mu);
+    if (!f.request.idempotency_key.empty()) {
+      impl_->by_key.emplace(f.request.idempotency_key, out.call_id);
+    }
+    impl_->calls.emplace(out.call_id, std::move(f));
+  }
+  return out;
+}
+
+Result<ChunkResult> Guard::Chunk(uint64_t call_id, std::string_view text) {
+  CallInfo c;
+  size_t prefix = 0;
+  {
+    std::lock_guard lock(impl_->mu);
+    auto it = impl_->calls.find(call_id);
+    if (it == impl_->calls.end()) {
+      return Status::NotFound(fmt::format("call {} is not in flight", call_id));
+    }
+    std::string& window = it->second.chunk_window;
+    window.append(text);
+    if (window.size() > options_.chunk_window_bytes + text.size()) {
+      size_t cut = window.size() - options_.chunk_window_bytes - text.size();
+      while (cut < window.size() && (static_cast<unsigned char>(window[cut]) & 0xC0) == 0x80) ++cut;
+      window.erase(0, cut);
+    }
+    prefix = window.size() - text.size();
+    c = it->second.request.call;
+    c.chunk = window;
+  }
+  c.hook = Hook::kOnChunk;
+  ChunkResult out;
+  out.decision = engine_ ? engine_->Evaluate(c) : Decision{};
+  if (out.decision.effect == Effect::kDeny) {
+    out.stop = true;
+    return out;
+  }
+  // Redactions of the window, clipped to the new text.
+  std::vector<Redaction> mine;
+  for (const Redaction& red : out.decision.redactions) {
+    if (red.target != "chunk" || red.end <= prefix) continue;
+    Redaction r = red;
+    r.start = red.start > prefix ? red.start - prefix : 0;
+    r.end = red.end - prefix;
+    mine.push_back(std::move(r));
+  }
+  out.text = ApplyRedactions(text, mine, "chunk");
+  return out;
+}
+
+Result<EndResult> Guard::End(uint64_t call_id, const CallOutcome& outcome) {
+  Impl::InFlight f;
+  {
+    std::lock_guard lock(impl_->mu);
+    auto it = impl_->calls.find(call_id);
+    if (it == impl_->calls.end()) {
+      return Status::NotFound(fmt::format("call {} is not in flight (ended, or denied at begin)",
+                                          call_id));
+    }
+    if (it->second.awaiting_approval) {
+      return Status::FailedPrecondition(
+          fmt::format("call {} is awaiting approval; Approve it first", call_id));
+    }
+    f = std::move(it->second);
+    impl_->calls.erase(it);
+    if (!f.request.idempotency_key.empty()) impl_->by_key.erase(f.request.idempotency_key);
+  }
+  const bool model_call = IsModelHook(f.request.call.hook);
+  CallInfo c = std::move(f.request.call);
+  c.hook = model_call ? Hook::kAfterModel : Hook::kAfterTool;
+  c.model = f.begun.model;
+  c.input = f.begun.input;
+  c.output = outcome.output;
+  if (outcome.usage) c.tokens = RecordTokens(*outcome.usage);
+
+  EndResult out;
+  if (outcome.ok && engine_) {
+    out.decision = engine_->Evaluate(c);
+  } else {
+    out.decision.policy_version = f.begun.decision.policy_version;
+  }
+  const Decision& d = out.decision;
+  if (d.effect == Effect::kDeny) {
+    out.withheld = true;
+    out.output = fmt::format("[withheld by policy: {}]",
+                             d.reasons.empty() ? std::string("denied") : d.reasons[0].message);
+  } else {
+    out.output = ApplyRedactions(outcome.output, d.redactions, "output");
+  }
+
+  // Cost, and the reservation settled or released.
+  if (outcome.usage) {
+    auto cost = PriceCall(*pricing_, c.model, *outcome.usage);
+    if (cost.ok()) {
+      out.cost_nanousd = cost->total_nanousd;
+    } else if (cost.status().IsNotFound()) {
+      out.unpriced = model_call;
+    } else {
+      return cost.status();
+    }
+  }
+  if (!f.hold.reservations.empty()) {
+    if (!outcome.ok && !outcome.usage) {
+      BASTION_RETURN_IF_ERROR(budgets_->Release(f.hold));
+    } else {
+      // Without a priced usage the estimate is charged: never less than was
+      // reserved for a call that ran.
+      const int64_t charge = out.cost_nanousd.value_or(f.begun.estimate_nanousd);
+      auto settled = budgets_->Settle(f.hold, charge);
+      if (!settled.ok()) return settled.status();
+      out.overshoot_nanousd = settled->overshoot_nanousd;
+      out.budget_alerts = settled->alerts;
+    }
+  }
+
+  const int64_t latency =
+      outcome.latency_ns.value_or(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                      std::chrono::steady_clock::now() - f.started)
+                                      .count());
+  if (slos_) {
+    SloOutcome so;
+    so.success = outcome.ok;
+    so.error_class = outcome.error_class;
+    so.latency_ns = latency;
+    so.cost_nanousd = out.cost_nanousd;
+    out.slo_events = slos_->Record(SloCall{model_call ? "model" : "tool", c.agent_id, c.model,
+                                           c.tool},
+                                   so);
+  }
+
+  Record r = CallRecord(c, model_call ? "model_call" : "tool_call", f.request,
+                        f.begun.decision.policy_version);
+  r.span_id = f.begun.span_id;
+  r.output_summary = Summary(out.output, options_.summary_bytes);
+  if (outcome.usage) r.tokens = RecordTokens(*outcome.usage);
+  if (out.cost_nanousd) r.cost_nanousd = *out.cost_nanousd;
+  r.effect = std::string(EffectName(d.effect));
+  r.reasons = d.reasons;
+  r.risk_level = d.risk_level;
+  r.duration_ns = latency;
+  r.attributes.push_back({"phase", "outcome"});
+  if (!outcome.ok) {
+    r.attributes.push_back({"error", outcome.error_class.empty() ? "error" : outcome.error_class});
+  }
+  if (out.unpriced) r.attributes.push_back({"cost", "unpriced"});
+  if (outcome.usage && !out.cost_nanousd && !model_call) r.attributes.push_back({"cost", "none"});
+  if (out.overshoot_nanousd > 0) {
+    r.attributes.push_back({"overshoot_usd", FormatUsd(out.overshoot_nanousd)});
+  }
+  const Record base = r;
+  auto seq = Append(std::move(r), false);
+  if (!seq.ok()) return seq.status();
+  out.record_seq = *seq;
+  for (const AlertEvent& a : out.budget_alerts) {
+    BASTION_RETURN_IF_ERROR(Append(AlertRecord(a, base), false).status());
+  }
+  for (const SloEvent& e : out.slo_events) {
+    BASTION_RETURN_IF_ERROR(Append(BreachRecord(e, base), e.severity == "page").status());
+  }
+  return out;
+}
+
+Result<BeginResult> Guard::Approve(uint64_t call_id, bool approved, const std::string& approved_by,
+                                   const std::string& reason) {
+  Impl::InFlight copy;
+  {
+    std::lock_guard lock(impl_->mu);
+    auto it = impl_->calls.find(call_id);
+    if (it == impl_->calls.end()) {
+      return Status::NotFound(fmt::format("call {} is not in flight", call_id));
+    }
+    if (!it->second.awaiting_approval) {
+      return Status::FailedPrecondition(
+          fmt::format("call {} is not awaiting approval", call_id));
+    }
+    Impl::InFlight& f = it->second;
+    Decision& d = f.begun.decision;
+    const std::string message =
+        fmt::format("{} by {}{}{}", approved ? "approved" : "rejected", approved_by,
+                    reason.empty() ? "" : ": ", reason);
+    if (approved) {
+      f.awaiting_approval = false;
+      d.effect = d.redactions.empty() && !d.model_downgrade ? Effect::kAllow : Effect::kModify;
+      d.reasons = {Reason{"approval", message}};
+      copy.request = f.request;
+      copy.begun = f.begun;
+    } else {
+      d.effect = Effect::kDeny;
+      d.reasons = {Reason{"approval", message}};
+      copy = std::move(f);
+      impl_->calls.erase(it);
+      if (!copy.request.idempotency_key.empty()) {
+        impl_->by_key.erase(copy.request.idempotency_key);
+      }
+    }
+  }
+  if (!approved && !copy.hold.reservations.empty()) {
+    BASTION_RETURN_IF_ERROR(budgets_->Release(copy.hold));
+  }
+  const CallInfo& c = copy.request.call;
+  Record r = CallRecord(c, "approval", copy.request, copy.begun.decision.policy_version);
+  r.model = copy.begun.model;
+  r.span_id = copy.begun.span_id;
+  r.effect = std::string(EffectName(copy.begun.decision.effect));
+  r.reasons = copy.begun.decision.reasons;
+  r.approval_status = approved ? "approved" : "rejected";
+  r.approved_by = approved_by;
+  r.attributes.push_back({"call", IsModelHook(c.hook) ? "model_call" : "tool_call"});
+  auto seq = Append(std::move(r), true);
+  if (!seq.ok()) return seq.status();
+  BeginResult out = copy.begun;
+  out.record_seq = *seq;
+  return out;
+}
+
+Result<uint64_t> Guard::FindByKey(const std::string& idempotency_key) {
+  std::lock_guard lock(impl_->mu);
+  auto it = impl_->by_key.find(idempotency_key);
+  if (it == impl_->by_key.end()) {
+    return Status::NotFound(fmt::format("no call in flight with key '{}'", idempotency_key));
+  }
+  return it->second;
+}
+
+Status Guard::Close() {
+  {
+    std::lock_guard lock(impl_->mu);
+    if (impl_->closed) return Status::OK();
+    impl_->closed = true;
+  }
+  Status result;
+  if (budgets_) result = budgets_->Close();
+  if (ledger_) {
+    Status s = ledger_->Close();
+    if (result.ok()) result = s;
+  }
+  return result;
+}
+
+}  // namespace bastion

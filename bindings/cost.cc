@@ -173,6 +173,7 @@ struct PyCost {
 class PyPricingTable {
  public:
   explicit PyPricingTable(PricingTable t) : table_(std::make_shared<PricingTable>(std::move(t))) {}
+  explicit PyPricingTable(std::shared_ptr<PricingTable> t) : table_(std::move(t)) {}
 
   static PyPricingTable Load(const std::string& path) {
     return PyPricingTable(Unwrap(PricingTable::FromYamlFile(path)));
@@ -390,6 +391,10 @@ class PyBudgets {
 
   bool closed() const { return set_ == nullptr; }
 
+  // Wraps a set another object owns too (a Guard's); closing it here closes it
+  // for both.
+  void Adopt(std::shared_ptr<BudgetSet> set) { set_ = std::move(set); }
+
   // The set, or StateError once closed.
   const std::shared_ptr<BudgetSet>& Set() const {
     if (!set_) ThrowStatus(Status::FailedPrecondition("the Budgets object is closed"));
@@ -402,6 +407,23 @@ class PyBudgets {
 };
 
 }  // namespace
+
+py::list BudgetAlertList(const std::vector<AlertEvent>& alerts) { return AlertList(alerts); }
+
+Usage UsageFromPython(py::handle usage, const std::string& provider) {
+  if (py::isinstance<Usage>(usage)) return usage.cast<Usage>();
+  return UsageFromProvider(usage, provider);
+}
+
+py::object WrapPricing(std::shared_ptr<const PricingTable> table) {
+  return py::cast(PyPricingTable(std::make_shared<PricingTable>(*table)));
+}
+
+py::object WrapBudgets(std::shared_ptr<BudgetSet> set) {
+  auto b = std::make_shared<PyBudgets>();
+  b->Adopt(std::move(set));
+  return py::cast(b);
+}
 
 std::shared_ptr<const PricingTable> PricingOf(py::handle h) {
   return h.cast<const PyPricingTable&>().table();

@@ -21,6 +21,17 @@ std::shared_ptr<const PricingTable> PricingOf(pybind11::handle h);
 std::shared_ptr<BudgetSet> BudgetsOf(pybind11::handle h);
 std::shared_ptr<ManualClock> ClockOf(pybind11::handle h);
 
+// A Usage from a bastion.Usage or a provider's usage dict (see Usage.parse).
+Usage UsageFromPython(pybind11::handle usage, const std::string& provider);
+
+// Python objects around core objects a Guard owns: a PricingTable (a copy),
+// and Budgets sharing the set.
+pybind11::object WrapPricing(std::shared_ptr<const PricingTable> table);
+pybind11::object WrapBudgets(std::shared_ptr<BudgetSet> set);
+
+// Budget alerts as the dicts Hold.alerts holds.
+pybind11::list BudgetAlertList(const std::vector<AlertEvent>& alerts);
+
 // nano-USD as a decimal.Decimal in its plainest form (0.55, 1, 0).
 pybind11::object UsdDecimal(int64_t nanousd);
 

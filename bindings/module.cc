@@ -9,6 +9,7 @@ void RegisterLedger(pybind11::module_& m);
 void RegisterPolicy(pybind11::module_& m);
 void RegisterCost(pybind11::module_& m);
 void RegisterSlo(pybind11::module_& m);
+void RegisterGuard(pybind11::module_& m);
 }
 
 PYBIND11_MODULE(_core, m) {
@@ -18,4 +19,5 @@ PYBIND11_MODULE(_core, m) {
   bastion::py_bindings::RegisterPolicy(m);
   bastion::py_bindings::RegisterCost(m);
   bastion::py_bindings::RegisterSlo(m);
+  bastion::py_bindings::RegisterGuard(m);
 }

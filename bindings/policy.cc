@@ -11,6 +11,7 @@
 #include "cost.h"
 #include "slo.h"
 #include "errors.h"
+#include "policy.h"
 #include "policy/bundle.h"
 
 namespace py = pybind11;
@@ -301,6 +302,12 @@ py::object FromValue(const Value& v) {
 }
 
 }  // namespace
+
+py::object WrapDecision(Decision d) { return py::cast(PyDecision(std::move(d))); }
+
+CallInfo CallFromFields(py::handle hook, py::handle mapping, py::handle kwargs) {
+  return CallFromPython(hook, mapping, kwargs);
+}
 
 void RegisterPolicy(py::module_& m) {
   m.def(

@@ -238,6 +238,7 @@ class PySloMonitor {
   }
 
   const std::shared_ptr<SloMonitor>& monitor() const { return monitor_; }
+  void Adopt(std::shared_ptr<SloMonitor> monitor) { monitor_ = std::move(monitor); }
 
  private:
   std::shared_ptr<SloMonitor> monitor_;
@@ -246,6 +247,14 @@ class PySloMonitor {
 }  // namespace
 
 std::shared_ptr<SloMonitor> SlosOf(py::handle h) { return h.cast<const PySloMonitor&>().monitor(); }
+
+py::object WrapSlos(std::shared_ptr<SloMonitor> monitor) {
+  auto m = std::make_shared<PySloMonitor>();
+  m->Adopt(std::move(monitor));
+  return py::cast(m);
+}
+
+py::list SloEventList(const std::vector<SloEvent>& events) { return EventList(events); }
 
 void RegisterSlo(py::module_& m) {
   py::class_<PySloMonitor, std::shared_ptr<PySloMonitor>>(

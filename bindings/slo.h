@@ -14,6 +14,10 @@ void RegisterSlo(pybind11::module_& m);
 
 // The monitor behind a bastion.SloMonitor (TypeError for anything else).
 std::shared_ptr<SloMonitor> SlosOf(pybind11::handle h);
+// A bastion.SloMonitor sharing `monitor` (a Guard's).
+pybind11::object WrapSlos(std::shared_ptr<SloMonitor> monitor);
+// SloEvents as the dicts SloMonitor.record returns.
+pybind11::list SloEventList(const std::vector<SloEvent>& events);
 
 }  // namespace bastion::py_bindings
 

@@ -20,10 +20,12 @@ from bastion._core import (
     BudgetExceededError,
     Budgets,
     BusyError,
+    CallEnd,
     CorruptionError,
     Cost,
     Decision,
     Error,
+    GuardedCall,
     Hold,
     InternalError,
     InvalidArgumentError,
@@ -40,6 +42,7 @@ from bastion._core import (
     VerifyReport,
 )
 
+from bastion.guard import CallDenied, Guard
 from bastion.summary import Summary, summary
 
 QueryResult.to_pandas = _frames.to_pandas  # type: ignore[method-assign]
@@ -71,10 +74,14 @@ __all__ = [
     "BudgetExceededError",
     "Budgets",
     "BusyError",
+    "CallDenied",
+    "CallEnd",
     "CorruptionError",
     "Cost",
     "Decision",
     "Error",
+    "Guard",
+    "GuardedCall",
     "Hold",
     "InternalError",
     "InvalidArgumentError",

@@ -1,0 +1,298 @@
+// bastion._core.Guard, GuardedCall and CallEnd.
+#include <memory>
+#include <optional>
+
+#include <fmt/format.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include "bastion/guard.h"
+#include "cost.h"
+#include "errors.h"
+#include "policy.h"
+#include "record_convert.h"
+#include "slo.h"
+
+namespace py = pybind11;
+using namespace pybind11::literals;
+
+namespace bastion::py_bindings {
+namespace {
+
+Durability DurabilityArg(const std::string& name, const char* what) {
+  auto d = DurabilityFromName(name);
+  if (!d) ThrowInvalid(fmt::format("{} must be sync, group or async, got '{}'", what, name));
+  return *d;
+}
+
+struct PyCallEnd {
+  EndResult end;
+};
+
+class PyGuardedCall {
+ public:
+  PyGuardedCall(std::shared_ptr<Guard> guard, BeginResult begun, bool model_call)
+      : guard_(std::move(guard)), begun_(std::move(begun)), model_call_(model_call) {}
+
+  py::object decision() const { return WrapDecision(begun_.decision); }
+  std::string effect() const { return std::string(EffectName(begun_.decision.effect)); }
+  bool allowed() const {
+    return begun_.decision.effect == Effect::kAllow || begun_.decision.effect == Effect::kModify;
+  }
+  bool needs_approval() const { return begun_.decision.effect == Effect::kRequireApproval; }
+
+  py::tuple Chunk(const std::string& text) {
+    Result<ChunkResult> r = [&] {
+      py::gil_scoped_release release;
+      return guard_->Chunk(begun_.call_id, text);
+    }();
+    ChunkResult c = Unwrap(std::move(r));
+    return py::make_tuple(c.stop, c.text);
+  }
+
+  PyCallEnd End(const std::string& output, py::object usage, const std::string& usage_provider,
+                bool ok, const std::string& error_class, py::object latency) {
+    CallOutcome o;
+    o.output = output;
+    o.ok = ok;
+    o.error_class = error_class;
+    if (!usage.is_none()) o.usage = UsageFromPython(usage, usage_provider);
+    if (!latency.is_none()) {
+      const double seconds = latency.cast<double>();
+      if (!(seconds >= 0 && seconds < 9e9)) {
+        ThrowInvalid(fmt::format("latency must be a non-negative number of seconds, got {}",
+                                 seconds));
+      }
+      o.latency_ns = static_cast<int64_t>(seconds * 1e9);
+    }
+    Result<EndResult> r = [&] {
+      py::gil_scoped_release release;
+      return guard_->End(begun_.call_id, o);
+    }();
+    return {Unwrap(std::move(r))};
+  }
+
+  void Resolve(bool approved, const std::string& by, const std::string& reason) {
+    if (by.empty()) ThrowInvalid("an approval must name who decided (approved_by)");
+    Result<BeginResult> r = [&] {
+      py::gil_scoped_release release;
+      return guard_->Approve(begun_.call_id, approved, by, reason);
+    }();
+    begun_ = Unwrap(std::move(r));
+  }
+
+  const BeginResult& begun() const { return begun_; }
+  bool model_call() const { return model_call_; }
+
+ private:
+  std::shared_ptr<Guard> guard_;
+  BeginResult begun_;
+  bool model_call_;
+};
+
+class PyGuard {
+ public:
+  static std::shared_ptr<PyGuard> Open(const std::string& policy_dir,
+                                       std::vector<std::string> pricing_files,
+                                       const std::string& budgets_file,
+                                       const std::string& slos_file,
+                                       const std::string& ledger_path,
+                                       const std::string& state_path,
+                                       const std::string& durability,
+                                       const std::string& high_risk_durability,
+                                       py::object clock, int64_t default_max_output_tokens,
+                                       bool deny_unpriced_budgeted_calls) {
+    GuardOptions o;
+    o.policy_dir = policy_dir;
+    o.pricing_files = std::move(pricing_files);
+    o.budgets_file = budgets_file;
+    o.slos_file = slos_file;
+    o.ledger_path = ledger_path;
+    o.state_path = state_path;
+    o.durability = DurabilityArg(durability, "durability");
+    o.high_risk_durability = DurabilityArg(high_risk_durability, "high_risk_durability");
+    if (!clock.is_none()) o.clock = ClockOf(clock);
+    if (default_max_output_tokens <= 0) ThrowInvalid("default_max_output_tokens must be > 0");
+    o.default_max_output_tokens = default_max_output_tokens;
+    o.deny_unpriced_budgeted_calls = deny_unpriced_budgeted_calls;
+    Result<std::unique_ptr<Guard>> r = [&] {
+      py::gil_scoped_release release;
+      return Guard::Open(std::move(o));
+    }();
+    auto out = std::make_shared<PyGuard>();
+    out->guard_ = std::shared_ptr<Guard>(Unwrap(std::move(r)));
+    return out;
+  }
+
+  PyGuardedCall Begin(const std::string& hook, py::object call, py::object input_tokens,
+                      py::object max_output_tokens, const std::string& parent_span_id,
+                      const std::string& request_id, const std::string& idempotency_key,
+                      py::kwargs fields) {
+    if (hook != "before_model" && hook != "before_tool") {
+      ThrowInvalid(fmt::format("hook must be before_model or before_tool, got '{}'", hook));
+    }
+    CallRequest req;
+    req.call = CallFromFields(py::str(hook), call, fields);
+    auto count = [](py::object v, const char* what) -> std::optional<int64_t> {
+      if (v.is_none()) return std::nullopt;
+      if (!PyLong_Check(v.ptr()) || PyBool_Check(v.ptr())) {
+        throw py::type_error(fmt::format("{} must be int, got {}", what, Py_TYPE(v.ptr())->tp_name));
+      }
+      const int64_t n = v.cast<int64_t>();
+      if (n < 0) ThrowInvalid(fmt::format("{} must be >= 0", what));
+      return n;
+    };
+    req.input_tokens = count(input_tokens, "input_tokens");
+    req.max_output_tokens = count(max_output_tokens, "max_output_tokens");
+    req.parent_span_id = parent_span_id;
+    req.request_id = request_id;
+    req.idempotency_key = idempotency_key;
+    const std::shared_ptr<Guard> g = Get();
+    Result<BeginResult> r = [&] {
+      py::gil_scoped_release release;
+      return g->Begin(std::move(req));
+    }();
+    return PyGuardedCall(g, Unwrap(std::move(r)), hook == "before_model");
+  }
+
+  uint64_t AppendRecord(py::object record, py::kwargs fields) {
+    Record r = RecordFromPython(record, fields);
+    const std::shared_ptr<Guard> g = Get();
+    Result<uint64_t> seq = [&] {
+      py::gil_scoped_release release;
+      return g->AppendRecord(std::move(r));
+    }();
+    return Unwrap(std::move(seq));
+  }
+
+  py::object budgets() {
+    auto b = Get()->shared_budgets();
+    return b ? WrapBudgets(std::move(b)) : py::object(py::none());
+  }
+  py::object slos() {
+    auto s = Get()->shared_slos();
+    return s ? WrapSlos(std::move(s)) : py::object(py::none());
+  }
+  py::object pricing() { return WrapPricing(Get()->shared_pricing()); }
+  std::string policy_version() {
+    PolicyEngine* e = Get()->policies();
+    return e ? e->version() : std::string();
+  }
+
+  void Flush() {
+    const std::shared_ptr<Guard> g = Get();
+    if (g->ledger() == nullptr) return;
+    Status s;
+    {
+      py::gil_scoped_release release;
+      s = g->ledger()->Flush();
+    }
+    ThrowIfError(s);
+  }
+
+  void Close() {
+    if (!guard_) return;
+    Status s;
+    {
+      py::gil_scoped_release release;
+      s = guard_->Close();
+    }
+    guard_.reset();
+    ThrowIfError(s);
+  }
+  bool closed() const { return guard_ == nullptr; }
+
+ private:
+  const std::shared_ptr<Guard>& Get() const {
+    if (!guard_) ThrowStatus(Status::FailedPrecondition("the Guard is closed"));
+    return guard_;
+  }
+  std::shared_ptr<Guard> guard_;
+};
+
+}  // namespace
+
+void RegisterGuard(py::module_& m) {
+  py::class_<PyCallEnd>(m, "CallEnd", "How a guarded call ended: its output as it may be shown.")
+      .def_property_readonly("decision", [](const PyCallEnd& e) { return WrapDecision(e.end.decision); })
+      .def_property_readonly("output", [](const PyCallEnd& e) { return e.end.output; })
+      .def_property_readonly("withheld", [](const PyCallEnd& e) { return e.end.withheld; })
+      .def_property_readonly("cost_usd",
+                             [](const PyCallEnd& e) -> py::object {
+                               if (!e.end.cost_nanousd) return py::none();
+                               return UsdDecimal(*e.end.cost_nanousd);
+                             })
+      .def_property_readonly("unpriced", [](const PyCallEnd& e) { return e.end.unpriced; })
+      .def_property_readonly("overshoot_usd",
+                             [](const PyCallEnd& e) { return UsdDecimal(e.end.overshoot_nanousd); })
+      .def_property_readonly("budget_alerts",
+                             [](const PyCallEnd& e) { return BudgetAlertList(e.end.budget_alerts); })
+      .def_property_readonly("slo_events",
+                             [](const PyCallEnd& e) { return SloEventList(e.end.slo_events); })
+      .def_property_readonly("record_seq", [](const PyCallEnd& e) { return e.end.record_seq; })
+      .def("__repr__", [](const PyCallEnd& e) {
+        return fmt::format("<CallEnd {}{}{}>", EffectName(e.end.decision.effect),
+                           e.end.cost_nanousd ? " cost " + FormatUsd(*e.end.cost_nanousd) : "",
+                           e.end.withheld ? " withheld" : "");
+      });
+
+  py::class_<PyGuardedCall>(m, "GuardedCall", "One begun model or tool call.")
+      .def_property_readonly("id", [](const PyGuardedCall& c) { return c.begun().call_id; })
+      .def_property_readonly("decision", &PyGuardedCall::decision)
+      .def_property_readonly("effect", &PyGuardedCall::effect)
+      .def_property_readonly("allowed", &PyGuardedCall::allowed)
+      .def_property_readonly("needs_approval", &PyGuardedCall::needs_approval)
+      .def_property_readonly("resumed", [](const PyGuardedCall& c) { return c.begun().resumed; })
+      .def_property_readonly("model", [](const PyGuardedCall& c) { return c.begun().model; })
+      .def_property_readonly("input", [](const PyGuardedCall& c) { return c.begun().input; })
+      .def_property_readonly("trace_id", [](const PyGuardedCall& c) { return c.begun().trace_id; })
+      .def_property_readonly("span_id", [](const PyGuardedCall& c) { return c.begun().span_id; })
+      .def_property_readonly("estimate_usd",
+                             [](const PyGuardedCall& c) { return UsdDecimal(c.begun().estimate_nanousd); })
+      .def_property_readonly("budget_alerts",
+                             [](const PyGuardedCall& c) { return BudgetAlertList(c.begun().budget_alerts); })
+      .def_property_readonly("record_seq", [](const PyGuardedCall& c) { return c.begun().record_seq; })
+      .def("chunk", &PyGuardedCall::Chunk, py::arg("text"),
+           "Checks a streamed piece of output: (stop, text as it may be shown).")
+      .def("end", &PyGuardedCall::End, py::arg("output") = "", py::kw_only(),
+           py::arg("usage") = py::none(), py::arg("usage_provider") = "langchain",
+           py::arg("ok") = true, py::arg("error_class") = "", py::arg("latency") = py::none())
+      .def(
+          "approve",
+          [](PyGuardedCall& c, const std::string& by, const std::string& reason) {
+            c.Resolve(true, by, reason);
+          },
+          py::arg("approved_by"), py::arg("reason") = "")
+      .def(
+          "reject",
+          [](PyGuardedCall& c, const std::string& by, const std::string& reason) {
+            c.Resolve(false, by, reason);
+          },
+          py::arg("rejected_by"), py::arg("reason") = "")
+      .def("__repr__", [](const PyGuardedCall& c) {
+        return fmt::format("<GuardedCall {} {} {}>", c.begun().call_id,
+                           c.model_call() ? "model " + c.begun().model : std::string("tool"),
+                           EffectName(c.begun().decision.effect));
+      });
+
+  py::class_<PyGuard, std::shared_ptr<PyGuard>>(m, "_Guard")
+      .def_static("_open", &PyGuard::Open, py::kw_only(), py::arg("policy_dir"),
+                  py::arg("pricing_files"), py::arg("budgets_file"), py::arg("slos_file"),
+                  py::arg("ledger_path"), py::arg("state_path"), py::arg("durability"),
+                  py::arg("high_risk_durability"), py::arg("clock"),
+                  py::arg("default_max_output_tokens"), py::arg("deny_unpriced_budgeted_calls"))
+      .def("begin", &PyGuard::Begin, py::arg("hook"), py::arg("call") = py::none(),
+           py::kw_only(), py::arg("input_tokens") = py::none(),
+           py::arg("max_output_tokens") = py::none(), py::arg("parent_span_id") = "",
+           py::arg("request_id") = "", py::arg("idempotency_key") = "")
+      .def("record", &PyGuard::AppendRecord, py::arg("record") = py::none())
+      .def_property_readonly("budgets", &PyGuard::budgets)
+      .def_property_readonly("slos", &PyGuard::slos)
+      .def_property_readonly("pricing", &PyGuard::pricing)
+      .def_property_readonly("policy_version", &PyGuard::policy_version)
+      .def_property_readonly("closed", &PyGuard::closed)
+      .def("flush", &PyGuard::Flush)
+      .def("close", &PyGuard::Close);
+}
+
+}  // namespace bastion::py_bindings

@@ -70,7 +70,10 @@ struct GuardOptions {
   LedgerOptions ledger;
   // Durability of ordinary records, and of the decision record of a
   // high-risk call (risk "high" or "critical", or a tool call whose operation
-  // is not "read"), which is durable before the tool may run.
+  // is not "read"), which is durable before the tool may run. With kGroup the
+  // decision record of a low-risk call is queued at Begin and is written
+  // (crash-safe) by the time End returns, which waits for its own record and
+  // with it every earlier one.
   Durability durability = Durability::kGroup;
   Durability high_risk_durability = Durability::kSync;
 
@@ -196,6 +199,7 @@ class Guard {
  private:
   explicit Guard(GuardOptions options);
   Result<uint64_t> Append(bastion::Record record, bool high_risk);
+  Result<uint64_t> AppendDecision(bastion::Record record, bool high_risk);
 
   GuardOptions options_;
   std::shared_ptr<const Clock> clock_;

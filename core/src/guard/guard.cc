@@ -168,6 +168,16 @@ Result<uint64_t> Guard::Append(bastion::Record record, bool high_risk) {
                          high_risk ? options_.high_risk_durability : options_.durability);
 }
 
+Result<uint64_t> Guard::AppendDecision(bastion::Record record, bool high_risk) {
+  // A low-risk decision is queued without waiting: the writer writes records
+  // in sequence order, so the outcome record's wait at End covers it too.
+  if (!high_risk && ledger_ && options_.durability == Durability::kGroup) {
+    if (record.timestamp_ns == 0) record.timestamp_ns = clock_->NowNs();
+    return ledger_->Append(std::move(record), Durability::kAsync);
+  }
+  return Append(std::move(record), high_risk);
+}
+
 Result<uint64_t> Guard::AppendRecord(bastion::Record record) {
   if (record.policy_version.empty() && engine_) record.policy_version = engine_->version();
   return Append(std::move(record), false);
@@ -333,7 +343,10 @@ Result<BeginResult> Guard::Begin(CallRequest request) {
     r.attributes.push_back({"policy_error:" + e.policy_id, Summary(e.kind + ": " + e.message, 512)});
   }
   const Record base = r;
-  auto seq = Append(std::move(r), HighRisk(c, d));
+  // Only calls that will End may leave their decision record to End's wait;
+  // denials and approvals pending are waited for here.
+  const bool ends = d.effect == Effect::kAllow || d.effect == Effect::kModify;
+  auto seq = ends ? AppendDecision(std::move(r), HighRisk(c, d)) : Append(std::move(r), HighRisk(c, d));
   if (!seq.ok()) {
     for (const Reservation& res : hold.reservations) (void)budgets_->ledger().Release(res);
     return seq.status();

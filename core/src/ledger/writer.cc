@@ -72,14 +72,71 @@ Result<uint64_t> Writer::Submit(std::vector<PendingRecord>* records) {
 
 Status Writer::Wait(uint64_t seq, bool durable) {
   std::atomic<uint64_t>& target = durable ? durable_seq_ : written_seq_;
-  if (target.load(std::memory_order_acquire) >= seq) return Status::OK();
-  std::unique_lock<std::mutex> lock(mu_);
-  done_cv_.wait(lock, [&] {
-    return target.load(std::memory_order_acquire) >= seq || !failed_.ok() || stopped_;
-  });
-  if (target.load(std::memory_order_acquire) >= seq) return Status::OK();
-  if (!failed_.ok()) return failed_;
-  return Status::FailedPrecondition("the ledger was closed before the record was written");
+  while (target.load(std::memory_order_acquire) < seq) {
+    if (written_seq_.load(std::memory_order_acquire) < seq) {
+      // Write the queue ourselves unless a write is already under way. (A
+      // batch holding a sync record is written synced, so this serves
+      // durable waits too.)
+      std::unique_lock<std::mutex> w(write_mu_, std::try_to_lock);
+      if (w.owns_lock()) {
+        while (written_seq_.load(std::memory_order_acquire) < seq) {
+          bool wrote = false;
+          Status s = WriteQueued(&wrote);
+          if (!s.ok()) return s;
+          if (!wrote) break;
+        }
+        w.unlock();
+        continue;
+      }
+    }
+    std::unique_lock<std::mutex> lock(mu_);
+    if (target.load(std::memory_order_acquire) >= seq) break;
+    if (!failed_.ok()) return failed_;
+    if (stopped_) {
+      return Status::FailedPrecondition("the ledger was closed before the record was written");
+    }
+    // Bounded, so a waiter re-checks whether it can write the queue itself.
+    done_cv_.wait_for(lock, std::chrono::milliseconds(1));
+  }
+  return Status::OK();
+}
+
+Status Writer::WriteQueued(bool* wrote) {
+  *wrote = false;
+  uint64_t first = 0;
+  bool sync = false;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!failed_.ok()) return failed_;
+    if (queue_.empty()) return Status::OK();
+    const size_t n = std::min(queue_.size(), options_.max_batch_records);
+    first = next_seq_ - queue_.size();  // seq of queue_.front()
+    batch_.clear();
+    for (size_t i = 0; i < n; ++i) {
+      sync |= queue_.front().sync;
+      batch_.push_back(std::move(queue_.front()));
+      queue_.pop_front();
+    }
+  }
+  not_full_cv_.notify_all();
+  Status s = WriteBatchOf(&batch_, first, sync);
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!s.ok()) return Fail(s);
+    written_seq_.store(head_.seq, std::memory_order_release);
+    if (sync) {
+      // A synced write makes every earlier write durable too.
+      durable_seq_.store(head_.seq, std::memory_order_release);
+      unsynced_ = false;
+    } else if (!unsynced_) {
+      unsynced_ = true;
+      sync_deadline_ = std::chrono::steady_clock::now() + options_.group_sync_interval;
+    }
+  }
+  done_cv_.notify_all();
+  work_cv_.notify_one();  // the writer thread owns the fsync deadline
+  *wrote = true;
+  return Status::OK();
 }
 
 Status Writer::Flush() {
@@ -111,18 +168,13 @@ Status Writer::Stop() {
 
 void Writer::Run() {
   using Clock = std::chrono::steady_clock;
-  std::vector<PendingRecord> batch;
-  // Invariant: !unsynced implies durable_seq_ == head_.seq.
-  bool unsynced = false;
-  Clock::time_point sync_deadline;
-
   std::unique_lock<std::mutex> lock(mu_);
   while (failed_.ok()) {
     const bool flush_wanted = flush_target_ > durable_seq_.load(std::memory_order_relaxed);
-    const bool sync_due = unsynced && (flush_wanted || Clock::now() >= sync_deadline);
+    const bool sync_due = unsynced_ && (flush_wanted || Clock::now() >= sync_deadline_);
     if (queue_.empty() && !stopping_ && !sync_due) {
-      if (unsynced) {
-        work_cv_.wait_until(lock, sync_deadline);
+      if (unsynced_) {
+        work_cv_.wait_until(lock, sync_deadline_);
       } else {
         work_cv_.wait(lock);
       }
@@ -130,36 +182,19 @@ void Writer::Run() {
     }
 
     if (!queue_.empty()) {
-      const size_t n = std::min(queue_.size(), options_.max_batch_records);
-      const uint64_t first = next_seq_ - queue_.size();  // seq of queue_.front()
-      batch.clear();
-      bool sync = false;
-      for (size_t i = 0; i < n; ++i) {
-        sync |= queue_.front().sync;
-        batch.push_back(std::move(queue_.front()));
-        queue_.pop_front();
-      }
       lock.unlock();
-      not_full_cv_.notify_all();
-      Status s = WriteBatchOf(&batch, first, sync);
+      Status s;
+      {
+        std::lock_guard<std::mutex> w(write_mu_);
+        bool wrote = false;
+        s = WriteQueued(&wrote);
+      }
       lock.lock();
-      if (!s.ok()) {
-        Fail(s);
-        break;
-      }
-      written_seq_.store(head_.seq, std::memory_order_release);
-      if (sync) {
-        durable_seq_.store(head_.seq, std::memory_order_release);
-        unsynced = false;
-      } else if (!unsynced) {
-        unsynced = true;
-        sync_deadline = Clock::now() + options_.group_sync_interval;
-      }
-      done_cv_.notify_all();
+      if (!s.ok()) break;
     }
 
-    if (unsynced && (stopping_ || flush_target_ > durable_seq_.load(std::memory_order_relaxed) ||
-                     Clock::now() >= sync_deadline)) {
+    if (unsynced_ && (stopping_ || flush_target_ > durable_seq_.load(std::memory_order_relaxed) ||
+                      Clock::now() >= sync_deadline_)) {
       const uint64_t upto = head_.seq;
       lock.unlock();
       Status s = store_->SyncWal();
@@ -168,11 +203,15 @@ void Writer::Run() {
         Fail(s);
         break;
       }
-      unsynced = false;
-      durable_seq_.store(upto, std::memory_order_release);
+      if (durable_seq_.load(std::memory_order_relaxed) < upto) {
+        durable_seq_.store(upto, std::memory_order_release);
+      }
+      // Batches written while the log was being synced keep it unsynced.
+      unsynced_ = head_.seq > durable_seq_.load(std::memory_order_relaxed);
+      if (unsynced_) sync_deadline_ = Clock::now() + options_.group_sync_interval;
       done_cv_.notify_all();
     }
-    if (stopping_ && queue_.empty() && !unsynced) break;
+    if (stopping_ && queue_.empty() && !unsynced_) break;
   }
   done_cv_.notify_all();
 }
@@ -180,7 +219,7 @@ void Writer::Run() {
 Status Writer::WriteBatchOf(std::vector<PendingRecord>* batch, uint64_t first_seq, bool sync) {
   thread_local Sha256 sha;
   rocksdb::WriteBatch wb;
-  Hash prev = head_.hash;  // only this thread changes head_
+  Hash prev = head_.hash;  // only the holder of write_mu_ changes head_
   uint64_t seq = first_seq;
   postings_.clear();
   for (PendingRecord& r : *batch) {

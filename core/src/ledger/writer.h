@@ -54,6 +54,9 @@ class Writer {
 
  private:
   void Run();
+  // Takes the next batch from the queue and writes it; *wrote says whether
+  // there was one. Requires write_mu_, not mu_.
+  Status WriteQueued(bool* wrote);
   Status WriteBatchOf(std::vector<PendingRecord>* batch, uint64_t first_seq, bool sync);
   Status Fail(Status s);  // requires mu_
 
@@ -74,8 +77,16 @@ class Writer {
 
   std::atomic<uint64_t> written_seq_;
   std::atomic<uint64_t> durable_seq_;
+  // Written but not yet fsynced records exist; fsync them by sync_deadline_.
+  bool unsynced_ = false;                              // guarded by mu_
+  std::chrono::steady_clock::time_point sync_deadline_;  // guarded by mu_
 
-  // Writer-thread only.
+  // Whoever writes a batch holds write_mu_: the writer thread, or a producer
+  // waiting for its own record that finds no write in progress and writes the
+  // queue itself (saving two thread hand-offs). Lock order: write_mu_, mu_.
+  std::mutex write_mu_;
+  // Guarded by write_mu_.
+  std::vector<PendingRecord> batch_;
   struct PostingEntry {
     uint8_t kind;
     uint64_t hash;

@@ -688,7 +688,7 @@ std::shared_ptr<const Permissions> PolicyEngine::permissions() const {
 }
 
 void PolicyEngine::SetState(std::shared_ptr<const PolicyState> state) {
-  impl_->shared.state.store(std::move(state));
+  impl_->shared.SetState(std::move(state));
 }
 
 }  // namespace bastion

@@ -265,7 +265,7 @@ struct StateCall {
 // The attached state and the current call; never raises.
 Result<StateCall> LookupState(lua_State* L, const char* fn) {
   HelperContext* ctx = Ctx(L);
-  StateCall out{ctx->shared->state.load(), ctx->views->call};
+  StateCall out{ctx->shared->State(), ctx->views->call};
   if (out.call == nullptr) return Status::FailedPrecondition(fmt::format("{} outside a hook", fn));
   if (out.state == nullptr) {
     return Status::FailedPrecondition(

@@ -49,7 +49,19 @@ class Counters {
 struct SharedState {
   Counters counters;
   RateLimiter rate_limiter;  // the permissions' per-grant rate limits
-  std::atomic<std::shared_ptr<const PolicyState>> state;  // budgets, SLOs, prices
+  // Budgets, SLOs, prices: set by PolicyEngine::SetState, copied by helpers.
+  // (A mutex rather than std::atomic<std::shared_ptr>, whose lock-bit
+  // implementation in libstdc++ 12 ThreadSanitizer cannot follow.)
+  std::shared_ptr<const PolicyState> State() const {
+    std::lock_guard<std::mutex> lock(state_mu);
+    return state;
+  }
+  void SetState(std::shared_ptr<const PolicyState> s) {
+    std::lock_guard<std::mutex> lock(state_mu);
+    state.swap(s);
+  }
+  mutable std::mutex state_mu;
+  std::shared_ptr<const PolicyState> state;  // GUARDED_BY(state_mu)
   std::function<int64_t()> now_ns = [] {
     return std::chrono::duration_cast<std::chrono::nanoseconds>(
                std::chrono::system_clock::now().time_since_epoch())

@@ -23,6 +23,8 @@ A guard directory holds (each part optional):
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import os
 from pathlib import Path
 from typing import Any
@@ -55,6 +57,28 @@ class CallDenied(Error, RuntimeError):
     def from_decision(cls, decision: Decision, what: str = "call") -> CallDenied:
         reasons = "; ".join(f"{r['policy_id']}: {r['message']}" for r in decision.reasons)
         return cls(f"{what} denied ({reasons or 'no reason given'})", decision)
+
+
+async def _in_executor(fn: Any) -> Any:
+    return await asyncio.get_running_loop().run_in_executor(None, fn)
+
+
+async def _aend(call: GuardedCall, output: str = "", **kwargs: Any) -> Any:
+    """GuardedCall.aend: end() on the default executor."""
+    return await _in_executor(functools.partial(call.end, output, **kwargs))
+
+
+async def _aapprove(call: GuardedCall, approved_by: str, reason: str = "") -> None:
+    await _in_executor(functools.partial(call.approve, approved_by, reason))
+
+
+async def _areject(call: GuardedCall, rejected_by: str, reason: str = "") -> None:
+    await _in_executor(functools.partial(call.reject, rejected_by, reason))
+
+
+GuardedCall.aend = _aend  # type: ignore[attr-defined]
+GuardedCall.aapprove = _aapprove  # type: ignore[attr-defined]
+GuardedCall.areject = _areject  # type: ignore[attr-defined]
 
 
 def _package_file(*parts: str) -> str:
@@ -145,6 +169,17 @@ class Guard:
             fields["args"] = args
         return self._core.begin("before_tool", None, tool=tool, operation=operation,
                                 input=input, **fields)
+
+    # asyncio: the same calls run on the default executor, so a high-risk
+    # decision's fsync never blocks the event loop.
+
+    async def abegin_model(self, model: str, input: str = "", **fields: Any) -> GuardedCall:
+        return await _in_executor(functools.partial(self.begin_model, model, input, **fields))
+
+    async def abegin_tool(self, tool: str, operation: str = "", args: Any = None,
+                          input: str = "", **fields: Any) -> GuardedCall:
+        return await _in_executor(
+            functools.partial(self.begin_tool, tool, operation, args, input, **fields))
 
     def record(self, record: dict[str, Any] | None = None, **fields: Any) -> int:
         """Appends a record of your own (e.g. a run start) with the policy version."""

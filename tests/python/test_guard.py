@@ -188,3 +188,20 @@ def test_bad_configuration_names_the_file(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("x")
     with pytest.raises(NotADirectoryError):
         bastion.Guard.open(tmp_path / "file")
+
+
+def test_asyncio_calls(guard: bastion.Guard) -> None:
+    import asyncio
+
+    async def run() -> list[str]:
+        async def one(i: int) -> str:
+            call = await guard.abegin_model("gpt-4o", f"question {i}", user_id=f"a{i}",
+                                            input_tokens=10, max_output_tokens=10)
+            end = await call.aend(f"answer {i}", usage={"input_tokens": 10,
+                                                         "output_tokens": 5,
+                                                         "total_tokens": 15})
+            return end.output
+        return list(await asyncio.gather(*(one(i) for i in range(8))))
+
+    assert asyncio.run(run()) == [f"answer {i}" for i in range(8)]
+    assert len(records(guard)) == 16

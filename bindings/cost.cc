@@ -123,7 +123,9 @@ py::dict UsageDict(const Usage& u) {
 // value x 10^-digits as a Decimal in its plainest form: 0.55, 1, 0 (not
 // 0.550000000 or 0E-9). Exact: the division is exact in Decimal's context.
 py::object ScaledDecimal(int64_t value, int digits) {
-  static py::object decimal = py::module_::import("decimal").attr("Decimal");
+  // Leaked on purpose: a static py::object would be released after the
+  // interpreter has finalized.
+  static py::object& decimal = *new py::object(py::module_::import("decimal").attr("Decimal"));
   if (value == 0) return decimal(0);
   py::object scale = py::int_(1);
   for (int i = 0; i < digits; ++i) scale = scale * py::int_(10);

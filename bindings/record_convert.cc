@@ -267,7 +267,10 @@ int64_t CostToNanos(py::handle value) {
 
 int64_t TimeToNanos(py::handle value, const char* what) {
   if (PyLong_Check(value.ptr()) && !PyBool_Check(value.ptr())) return Int(value, what, 0);
-  static py::object to_ns = py::module_::import("bastion._convert").attr("datetime_to_ns");
+  // Leaked on purpose: a static py::object would be released after the
+  // interpreter has finalized.
+  static py::object& to_ns =
+      *new py::object(py::module_::import("bastion._convert").attr("datetime_to_ns"));
   py::object ns = to_ns(value, what);
   return Int(ns, what, 0);
 }

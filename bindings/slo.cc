@@ -182,7 +182,9 @@ class PySloMonitor {
     }
     if (o.latency_ns < 0) ThrowInvalid("latency_ns must be >= 0");
     if (!cost_usd.is_none()) {
-      static py::object decimal = py::module_::import("decimal").attr("Decimal");
+      // Leaked on purpose: a static py::object would be released after the
+  // interpreter has finalized.
+  static py::object& decimal = *new py::object(py::module_::import("decimal").attr("Decimal"));
       if (PyBool_Check(cost_usd.ptr())) throw py::type_error("cost_usd must be a number, got bool");
       py::object scaled = decimal(py::str(cost_usd)).attr("scaleb")(9);
       if (!scaled.attr("__eq__")(scaled.attr("to_integral_value")()).cast<bool>() ||

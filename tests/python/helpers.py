@@ -180,3 +180,23 @@ def child_env() -> dict[str, str]:
     env.pop("PYTHONPATH", None)
     env["PYTHONUNBUFFERED"] = "1"
     return env
+
+
+# --- guard ledgers -------------------------------------------------------------
+
+def guard_records(guard: Any) -> list[dict[str, Any]]:
+    """Every record of a bastion.Guard's ledger, oldest first, after a flush;
+    fails unless the hash chain verifies."""
+    import bastion
+
+    guard.flush()
+    with bastion.Ledger.open(guard.ledger_path, reader=True) as ledger:
+        report = ledger.verify()
+        assert report.ok, report
+        return list(ledger.query(limit=None, newest_first=False))
+
+
+def record_phase(record: dict[str, Any]) -> str:
+    """A record's phase ("decision" or "outcome"), or its action when it has none
+    (e.g. "approval")."""
+    return (record.get("attributes") or {}).get("phase") or record["action"]

@@ -14,11 +14,7 @@ NOON = 1_795_262_400 * 10**9  # 2026-11-21T12:00:00Z
 USAGE = {"input_tokens": 1000, "output_tokens": 100, "total_tokens": 1100}
 
 
-def records(guard: bastion.Guard) -> list[dict]:
-    guard.flush()
-    with bastion.Ledger.open(guard.ledger_path, reader=True) as ledger:
-        assert ledger.verify().ok
-        return list(ledger.query(limit=None, newest_first=False))
+from helpers import guard_records as records
 
 
 @pytest.fixture

@@ -105,7 +105,9 @@ struct CallRequest {
   // Same key, same call: while a call with this key is begun and not ended
   // (e.g. waiting for approval), Begin returns it again instead of checking
   // and recording anew, so a re-executed step is never charged or recorded
-  // twice. "" = no key.
+  // twice. A key reused for a different call (another hook, tool, operation,
+  // resource, agent or model) is InvalidArgument. "" = no key. Keys live in
+  // this process only.
   std::string idempotency_key;
 };
 
@@ -165,8 +167,9 @@ class Guard {
   // A streamed piece of output of a begun call.
   Result<ChunkResult> Chunk(uint64_t call_id, std::string_view text);
 
-  // Ends a begun call (allowed or not: a denied call ends with ok=false and
-  // no output). NotFound for an unknown or already ended call.
+  // Ends a begun call that was allowed (or approved). A call denied at Begin
+  // or rejected at approval is over already: NotFound, as for an unknown or
+  // already ended call; FailedPrecondition while it awaits approval.
   Result<EndResult> End(uint64_t call_id, const CallOutcome& outcome);
 
   // Resolves a require_approval call: records who decided, and either makes it

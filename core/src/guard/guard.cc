@@ -185,10 +185,22 @@ Result<uint64_t> Guard::AppendRecord(bastion::Record record) {
 
 namespace {
 
-// The fields every record of a call shares.
+// Sets attribute `key`, replacing a value the call brought under that key.
+void SetAttribute(Record* r, std::string key, std::string value) {
+  for (auto& [k, v] : r->attributes) {
+    if (k == key) {
+      v = std::move(value);
+      return;
+    }
+  }
+  r->attributes.emplace_back(std::move(key), std::move(value));
+}
+
+// The fields every record of a call shares, with the call's own attributes.
 Record CallRecord(const CallInfo& c, const std::string& action, const CallRequest& req,
                   const std::string& policy_version) {
   Record r;
+  for (const auto& [k, v] : c.attributes) SetAttribute(&r, k, v);
   r.agent_id = c.agent_id;
   r.agent_role = c.agent_role;
   r.parent_agent_id = c.parent_agent_id;
@@ -220,7 +232,8 @@ Record AlertRecord(const AlertEvent& a, const Record& call) {
                                   FormatUsd(a.limit_nanousd), FormatUsd(a.committed_nanousd),
                                   AlertActionName(a.action))}};
   r.risk_level = a.level == AlertLevel::kCritical ? "high" : "";
-  r.attributes = {{"budget", a.budget_id},
+  r.attributes = {{"phase", "budget_alert"},
+                  {"budget", a.budget_id},
                   {"key", a.key},
                   {"level", AlertLevelName(a.level)},
                   {"action", AlertActionName(a.action)},
@@ -236,9 +249,10 @@ Record BreachRecord(const SloEvent& e, const Record& call) {
   r.effect.clear();
   r.reasons = {Reason{"slo:" + e.slo_id, e.detail}};
   r.risk_level = e.severity == "page" ? "high" : "";
-  r.attributes = {{"slo", e.slo_id},       {"subject", e.subject},
-                  {"signal", e.signal},    {"firing", e.firing ? "true" : "false"},
-                  {"severity", e.severity}, {"action", e.action}};
+  r.attributes = {{"phase", "slo_breach"}, {"slo", e.slo_id},
+                  {"subject", e.subject},  {"signal", e.signal},
+                  {"firing", e.firing ? "true" : "false"}, {"severity", e.severity},
+                  {"action", e.action}};
   return r;
 }
 
@@ -253,7 +267,18 @@ Result<BeginResult> Guard::Begin(CallRequest request) {
   if (!request.idempotency_key.empty()) {
     std::lock_guard lock(impl_->mu);
     if (auto it = impl_->by_key.find(request.idempotency_key); it != impl_->by_key.end()) {
-      BeginResult again = impl_->calls.at(it->second).begun;
+      const Impl::InFlight& f = impl_->calls.at(it->second);
+      const CallInfo& was = f.request.call;
+      if (was.hook != c.hook || was.tool != c.tool || was.operation != c.operation ||
+          was.resource != c.resource || was.agent_id != c.agent_id ||
+          (c.hook == Hook::kBeforeModel && was.model != c.model && f.begun.model != c.model)) {
+        return Status::InvalidArgument(fmt::format(
+            "idempotency key '{}' belongs to call {} ({} '{}'), not to this {} call",
+            request.idempotency_key, it->second, was.hook == Hook::kBeforeTool ? "tool" : "model",
+            was.hook == Hook::kBeforeTool ? was.tool : was.model,
+            c.hook == Hook::kBeforeTool ? "tool" : "model"));
+      }
+      BeginResult again = f.begun;
       again.resumed = true;
       return again;
     }
@@ -335,12 +360,10 @@ Result<BeginResult> Guard::Begin(CallRequest request) {
   r.reasons = d.reasons;
   r.risk_level = d.risk_level;
   if (d.effect == Effect::kRequireApproval) r.approval_status = "pending";
-  r.attributes.push_back({"phase", "decision"});
-  if (out.estimate_nanousd > 0) {
-    r.attributes.push_back({"estimate_usd", FormatUsd(out.estimate_nanousd)});
-  }
+  SetAttribute(&r, "phase", "decision");
+  if (out.estimate_nanousd > 0) SetAttribute(&r, "estimate_usd", FormatUsd(out.estimate_nanousd));
   for (const PolicyError& e : d.errors) {
-    r.attributes.push_back({"policy_error:" + e.policy_id, Summary(e.kind + ": " + e.message, 512)});
+    SetAttribute(&r, "policy_error:" + e.policy_id, Summary(e.kind + ": " + e.message, 512));
   }
   const Record base = r;
   // Only calls that will End may leave their decision record to End's wait;
@@ -503,14 +526,14 @@ Result<EndResult> Guard::End(uint64_t call_id, const CallOutcome& outcome) {
   r.reasons = d.reasons;
   r.risk_level = d.risk_level;
   r.duration_ns = latency;
-  r.attributes.push_back({"phase", "outcome"});
+  SetAttribute(&r, "phase", "outcome");
   if (!outcome.ok) {
-    r.attributes.push_back({"error", outcome.error_class.empty() ? "error" : outcome.error_class});
+    SetAttribute(&r, "error", outcome.error_class.empty() ? "error" : outcome.error_class);
   }
-  if (out.unpriced) r.attributes.push_back({"cost", "unpriced"});
-  if (outcome.usage && !out.cost_nanousd && !model_call) r.attributes.push_back({"cost", "none"});
+  if (out.unpriced) SetAttribute(&r, "cost", "unpriced");
+  if (outcome.usage && !out.cost_nanousd && !model_call) SetAttribute(&r, "cost", "none");
   if (out.overshoot_nanousd > 0) {
-    r.attributes.push_back({"overshoot_usd", FormatUsd(out.overshoot_nanousd)});
+    SetAttribute(&r, "overshoot_usd", FormatUsd(out.overshoot_nanousd));
   }
   const Record base = r;
   auto seq = Append(std::move(r), false);
@@ -570,7 +593,8 @@ Result<BeginResult> Guard::Approve(uint64_t call_id, bool approved, const std::s
   r.reasons = copy.begun.decision.reasons;
   r.approval_status = approved ? "approved" : "rejected";
   r.approved_by = approved_by;
-  r.attributes.push_back({"call", IsModelHook(c.hook) ? "model_call" : "tool_call"});
+  SetAttribute(&r, "phase", "approval");
+  SetAttribute(&r, "call", IsModelHook(c.hook) ? "model_call" : "tool_call");
   auto seq = Append(std::move(r), true);
   if (!seq.ok()) return seq.status();
   BeginResult out = copy.begun;

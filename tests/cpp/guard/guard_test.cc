@@ -275,8 +275,27 @@ TEST_F(GuardTest, IdempotencyKeyReturnsTheSameCallWithoutRecordingAgain) {
   ASSERT_TRUE(after.ok());
   EXPECT_EQ(after->decision.effect, Effect::kAllow);
   EXPECT_EQ(*guard_->FindByKey("thread-1/call-7"), first->call_id);
+  CallRequest other = Tool("delete_account");
+  other.idempotency_key = "thread-1/call-7";
+  EXPECT_TRUE(guard_->Begin(other).status().IsInvalidArgument());
   ASSERT_TRUE(guard_->End(first->call_id, {}).ok());
   EXPECT_TRUE(guard_->FindByKey("thread-1/call-7").status().IsNotFound());
+}
+
+TEST_F(GuardTest, CallAttributesReachTheRecordsAndGuardKeysWin) {
+  CallRequest req = Model("hi");
+  req.call.attributes = {{"ticket", "T-9"}, {"phase", "mine"}};
+  auto b = guard_->Begin(req);
+  ASSERT_TRUE(b.ok());
+  CallOutcome out;
+  out.usage = Usage{10, 0, 0, 0, 10, 0};
+  ASSERT_TRUE(guard_->End(b->call_id, out).ok());
+  std::vector<Record> records = Records();
+  ASSERT_EQ(records.size(), 2u);
+  EXPECT_EQ(Attr(records[0], "ticket"), "T-9");
+  EXPECT_EQ(Attr(records[0], "phase"), "decision");
+  EXPECT_EQ(Attr(records[1], "ticket"), "T-9");
+  EXPECT_EQ(Attr(records[1], "phase"), "outcome");
 }
 
 TEST_F(GuardTest, StreamingChunksAreCheckedAndCanStop) {

@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
-# The main job: build and install Bastion, then run the demo agent's ledger
-# example end to end (writes records, verifies the chain, queries it).
+# The main job: build and install Bastion with its LangGraph integration, then run
+# a customer-support agent guarded end to end (examples/support_agent.py: policies,
+# PII redaction, approvals, a budget that downgrades and then stops the model, SLOs,
+# the hash-chained ledger verified), and read its ledger back with the CLI.
 source "$(dirname "$0")/_env.sh"
-install_package frames
+install_package frames,langgraph
 DEMO_DIR="${BASTION_DEMO_DIR:-$ROOT/build/demo}"
 rm -rf "$DEMO_DIR"
-mkdir -p "$DEMO_DIR"
-"$VENV/bin/python" examples/ledger_demo.py "$DEMO_DIR/ledger"
+"$VENV/bin/python" examples/support_agent.py "$DEMO_DIR"
 echo
-echo "== bastion ledger stats (the CLI, reading the ledger the demo wrote)"
-"$VENV/bin/bastion" ledger stats "$DEMO_DIR/ledger"
+echo "== bastion ledger query --effect deny (the CLI, reading the ledger the agent wrote)"
+"$VENV/bin/bastion" ledger query "$DEMO_DIR/ledger" --effect deny
+echo
+echo "The notebook examples/notebooks/audit.ipynb audits this ledger: BASTION_DEMO_DIR=$DEMO_DIR"

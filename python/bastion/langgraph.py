@@ -1071,11 +1071,43 @@ def _input_tokens(request: Any) -> int:
     return max(1, (chars + 3) // 4)
 
 
+def _message_key(message: BaseMessage) -> str:
+    """Identifies a message across model calls: its id and a digest of its text."""
+    digest = hashlib.sha256(_text(message.content).encode("utf-8", "surrogatepass")).hexdigest()
+    return f"{message.id or ''}/{digest}"
+
+
 class _ModelGuard(_Base):
+    # Messages remembered with their redacted text: the graph's state keeps
+    # what the user wrote, and every later model call sends it again.
+    _MAX_REDACTED = 10_000
+
     def __init__(self, guard: Guard, agent: _Agent, *, models: Mapping[str, Any] | None,
                  on_deny: OnDeny, default_approver: str) -> None:
         super().__init__(guard, agent, on_deny, default_approver)
         self.models = dict(models or {})
+        self._redacted: OrderedDict[str, str] = OrderedDict()
+        self._redacted_lock = threading.Lock()
+
+    def _remember_redaction(self, message: BaseMessage, text: str) -> None:
+        with self._redacted_lock:
+            self._redacted[_message_key(message)] = text
+            self._redacted.move_to_end(_message_key(message))
+            while len(self._redacted) > self._MAX_REDACTED:
+                self._redacted.popitem(last=False)
+
+    def _redact_history(self, messages: list[BaseMessage]) -> bool:
+        """Replaces earlier messages that the guard redacted before; True if any."""
+        changed = False
+        with self._redacted_lock:
+            for i, m in enumerate(messages):
+                if not isinstance(m, (HumanMessage, ToolMessage)):
+                    continue
+                shown = self._redacted.get(_message_key(m))
+                if shown is not None and shown != _text(m.content):
+                    messages[i] = m.model_copy(update={"content": _with_text(m.content, shown)})
+                    changed = True
+        return changed
 
     def before(self, request: Any) -> _Step:
         context, info = _resolve(self.guard, self.agent)
@@ -1131,10 +1163,14 @@ class _ModelGuard(_Base):
             else:
                 log.warning("the guard downgraded %s to %s, but `models` has no %s: "
                             "keeping %s", name, call.model, call.model, name)
+        messages = list(request.messages)
+        changed = self._redact_history(messages)
         if index is not None and call.input != input_text:
-            messages = list(request.messages)
+            self._remember_redaction(request.messages[index], call.input)
             messages[index] = messages[index].model_copy(
                 update={"content": _with_text(messages[index].content, call.input)})
+            changed = True
+        if changed:
             overrides["messages"] = messages
         if overrides:
             step.request = request.override(**overrides)

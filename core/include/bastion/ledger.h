@@ -204,6 +204,12 @@ class Ledger {
   // Append fails with it too (the ledger must be reopened).
   Result<uint64_t> Append(Record record);
   Result<uint64_t> Append(Record record, Durability durability);
+  // Queues the record without waking the writer thread, for a record that a
+  // waited append coming soon will cover (the writer writes in sequence order,
+  // so waiting for a later record waits for this one). Written by the next
+  // waited append of any producer, or else within group_sync_interval; a
+  // crash before that loses it, as an async record.
+  Result<uint64_t> AppendDeferred(Record record);
   // Appends records with consecutive sequence numbers; all are validated before
   // any is queued. Returns the first sequence number.
   Result<uint64_t> AppendBatch(std::vector<Record> records, Durability durability);

@@ -173,7 +173,7 @@ Result<uint64_t> Guard::AppendDecision(bastion::Record record, bool high_risk) {
   // in sequence order, so the outcome record's wait at End covers it too.
   if (!high_risk && ledger_ && options_.durability == Durability::kGroup) {
     if (record.timestamp_ns == 0) record.timestamp_ns = clock_->NowNs();
-    return ledger_->Append(std::move(record), Durability::kAsync);
+    return ledger_->AppendDeferred(std::move(record));
   }
   return Append(std::move(record), high_risk);
 }

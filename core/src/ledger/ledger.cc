@@ -115,9 +115,9 @@ class Ledger::Impl {
     return Status::OK();
   }
 
-  Result<uint64_t> Submit(std::vector<PendingRecord>* pending, Durability d) {
+  Result<uint64_t> Submit(std::vector<PendingRecord>* pending, Durability d, bool wake = true) {
     for (auto& p : *pending) p.sync = d == Durability::kSync;
-    auto first = writer->Submit(pending);
+    auto first = writer->Submit(pending, wake);
     if (!first.ok() || d == Durability::kAsync) return first;
     BASTION_RETURN_IF_ERROR(writer->Wait(*first + pending->size() - 1, d == Durability::kSync));
     return first;
@@ -218,6 +218,15 @@ Result<uint64_t> Ledger::Append(Record record, Durability durability) {
   std::vector<PendingRecord> pending(1);
   BASTION_RETURN_IF_ERROR(impl_->Encode(record, &pending[0]));
   return impl_->Submit(&pending, durability);
+}
+
+Result<uint64_t> Ledger::AppendDeferred(Record record) {
+  std::shared_lock lock(impl_->mu);
+  BASTION_RETURN_IF_ERROR(impl_->CheckOpen());
+  if (impl_->reader) return Status::FailedPrecondition("the ledger is open read-only");
+  std::vector<PendingRecord> pending(1);
+  BASTION_RETURN_IF_ERROR(impl_->Encode(record, &pending[0]));
+  return impl_->Submit(&pending, Durability::kAsync, /*wake=*/false);
 }
 
 Result<uint64_t> Ledger::AppendBatch(std::vector<Record> records) {

@@ -52,7 +52,7 @@ Status Writer::Fail(Status s) {
   return failed_;
 }
 
-Result<uint64_t> Writer::Submit(std::vector<PendingRecord>* records) {
+Result<uint64_t> Writer::Submit(std::vector<PendingRecord>* records, bool wake) {
   const size_t n = records->size();
   std::unique_lock<std::mutex> lock(mu_);
   not_full_cv_.wait(lock, [&] {
@@ -65,8 +65,17 @@ Result<uint64_t> Writer::Submit(std::vector<PendingRecord>* records) {
   const uint64_t first = next_seq_;
   next_seq_ += n;
   for (auto& r : *records) queue_.push_back(std::move(r));
+  bool notify = was_empty || queue_.size() >= options_.max_batch_records;
+  if (!wake) {
+    if (deferred_since_ == std::chrono::steady_clock::time_point()) {
+      deferred_since_ = std::chrono::steady_clock::now();
+    }
+  } else if (deferred_since_ != std::chrono::steady_clock::time_point()) {
+    deferred_since_ = {};  // a record that wants writing now ends the wait
+    notify = true;
+  }
   lock.unlock();
-  if (was_empty) work_cv_.notify_one();
+  if (notify) work_cv_.notify_one();
   return first;
 }
 
@@ -111,6 +120,7 @@ Status Writer::WriteQueued(bool* wrote) {
     if (queue_.empty()) return Status::OK();
     const size_t n = std::min(queue_.size(), options_.max_batch_records);
     first = next_seq_ - queue_.size();  // seq of queue_.front()
+    deferred_since_ = {};
     batch_.clear();
     for (size_t i = 0; i < n; ++i) {
       sync |= queue_.front().sync;
@@ -172,11 +182,19 @@ void Writer::Run() {
   while (failed_.ok()) {
     const bool flush_wanted = flush_target_ > durable_seq_.load(std::memory_order_relaxed);
     const bool sync_due = unsynced_ && (flush_wanted || Clock::now() >= sync_deadline_);
-    if (queue_.empty() && !stopping_ && !sync_due) {
-      if (unsynced_) {
-        work_cv_.wait_until(lock, sync_deadline_);
-      } else {
+    // Records queued without a wake-up wait up to one interval for a producer
+    // waiting on a later record to write them in its own batch.
+    const bool deferring = !queue_.empty() && !stopping_ && !flush_wanted &&
+                           deferred_since_ != Clock::time_point() &&
+                           Clock::now() < deferred_since_ + options_.group_sync_interval;
+    if ((queue_.empty() || deferring) && !stopping_ && !sync_due) {
+      Clock::time_point deadline = Clock::time_point::max();
+      if (unsynced_) deadline = sync_deadline_;
+      if (deferring) deadline = std::min(deadline, deferred_since_ + options_.group_sync_interval);
+      if (deadline == Clock::time_point::max()) {
         work_cv_.wait(lock);
+      } else {
+        work_cv_.wait_until(lock, deadline);
       }
       continue;  // re-evaluate everything after waking
     }

@@ -42,7 +42,9 @@ class Writer {
 
   // Queues `records` with consecutive sequence numbers and returns the first.
   // Blocks while the queue is full. Fails if the writer has failed or stopped.
-  Result<uint64_t> Submit(std::vector<PendingRecord>* records);
+  // Without `wake` the writer thread is not woken for them (a waited record
+  // will follow; the writer also wakes every group_sync_interval).
+  Result<uint64_t> Submit(std::vector<PendingRecord>* records, bool wake = true);
   // Waits until `seq` is written (durable == false) or fsynced (durable == true).
   Status Wait(uint64_t seq, bool durable);
   // Waits until everything queued so far is written and fsynced.
@@ -80,6 +82,8 @@ class Writer {
   // Written but not yet fsynced records exist; fsync them by sync_deadline_.
   bool unsynced_ = false;                              // guarded by mu_
   std::chrono::steady_clock::time_point sync_deadline_;  // guarded by mu_
+  // When records queued without a wake-up started waiting; zero when none.
+  std::chrono::steady_clock::time_point deferred_since_;  // guarded by mu_
 
   // Whoever writes a batch holds write_mu_: the writer thread, or a producer
   // waiting for its own record that finds no write in progress and writes the

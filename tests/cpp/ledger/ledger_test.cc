@@ -50,6 +50,38 @@ TEST(Ledger, SequenceNumbersAreGapFreeAcrossModesAndReopen) {
   EXPECT_EQ(report.records_checked, 6u);
 }
 
+TEST(Ledger, DeferredRecordsAreWrittenByTheNextWaitedAppendOrWithinTheInterval) {
+  TempDir dir;
+  LedgerOptions options;
+  options.group_sync_interval = std::chrono::milliseconds(20);
+  auto opened = Ledger::Open(dir.Sub("l"), options);
+  ASSERT_TRUE(opened.ok()) << opened.status().ToString();
+  std::unique_ptr<Ledger> ledger = std::move(*opened);
+  // Covered by a waited append that follows it.
+  auto deferred = ledger->AppendDeferred(SampleRecord(0));
+  ASSERT_TRUE(deferred.ok());
+  auto waited = ledger->Append(SampleRecord(1), Durability::kGroup);
+  ASSERT_TRUE(waited.ok());
+  EXPECT_TRUE(ledger->Get(*deferred).ok());
+  EXPECT_TRUE(ledger->Get(*waited).ok());
+  // Alone: the writer writes it within the interval.
+  auto alone = ledger->AppendDeferred(SampleRecord(2));
+  ASSERT_TRUE(alone.ok());
+  bool written = false;
+  for (int i = 0; i < 200 && !written; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    written = ledger->GetHead()->seq >= *alone;
+  }
+  EXPECT_TRUE(written);
+  // And an async append after a deferred one is not held back by it.
+  ASSERT_TRUE(ledger->AppendDeferred(SampleRecord(3)).ok());
+  auto async = ledger->Append(SampleRecord(4), Durability::kAsync);
+  ASSERT_TRUE(async.ok());
+  ASSERT_TRUE(ledger->Flush().ok());
+  EXPECT_EQ(ledger->GetHead()->seq, *async);
+  EXPECT_TRUE(ledger->Verify({}).ok);
+}
+
 TEST(Ledger, ChainLinksEachRecordToThePrevious) {
   TempDir dir;
   auto ledger = OpenOrDie(dir.Sub("l"));

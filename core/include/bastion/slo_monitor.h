@@ -332,6 +332,13 @@ class SloMonitor {
   // probe slot until it is Recorded, so record every admitted call.
   Admission Admit(const SloCall& call);
 
+  // Gives back what an admitted call took when it will not be made after all
+  // (refused by a later check, or rejected by a human): the half-open probe
+  // slots of the series `call` falls under. `call` is the call as admitted
+  // (with Admission::downgrade_model applied). Record is not to be called for
+  // it.
+  void Release(const SloCall& call);
+
   // After a call: counts it in every matching series (latency, success, cost,
   // breaker). Does not allocate for a call tuple seen before, unless a sketch
   // grows or an evaluation is due: when evaluate_every_ns has passed since the

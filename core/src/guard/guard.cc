@@ -297,13 +297,17 @@ Result<BeginResult> Guard::Begin(CallRequest request) {
   if (d.model_downgrade) out.model = *d.model_downgrade;
 
   const char* kind = model_call ? "model" : "tool";
+  bool slo_admitted = false;
   if (d.effect != Effect::kDeny && slos_) {
     const Admission a = slos_->Admit(SloCall{kind, c.agent_id, out.model, c.tool});
     if (!a.allowed) {
       Deny(&d, "slo:" + a.slo_id, a.reason);
-    } else if (a.downgrade_model && *a.downgrade_model != out.model) {
-      out.model = *a.downgrade_model;
-      Modify(&d, "slo:" + a.slo_id, a.reason);
+    } else {
+      slo_admitted = true;
+      if (a.downgrade_model && *a.downgrade_model != out.model) {
+        out.model = *a.downgrade_model;
+        Modify(&d, "slo:" + a.slo_id, a.reason);
+      }
     }
   }
 
@@ -349,6 +353,12 @@ Result<BeginResult> Guard::Begin(CallRequest request) {
         }
       }
     }
+  }
+
+  // Refused after the SLO admission (budget): the call will not be made, so
+  // it gives back the half-open probe slot it may hold.
+  if (slo_admitted && d.effect == Effect::kDeny) {
+    slos_->Release(SloCall{kind, c.agent_id, out.model, c.tool});
   }
 
   // The decision record: written before the call may run.
@@ -581,6 +591,11 @@ Result<BeginResult> Guard::Approve(uint64_t call_id, bool approved, const std::s
         impl_->by_key.erase(copy.request.idempotency_key);
       }
     }
+  }
+  if (!approved && slos_) {
+    const CallInfo& c = copy.request.call;
+    slos_->Release(SloCall{IsModelHook(c.hook) ? "model" : "tool", c.agent_id, copy.begun.model,
+                           c.tool});
   }
   if (!approved && !copy.hold.reservations.empty()) {
     BASTION_RETURN_IF_ERROR(budgets_->Release(copy.hold));

@@ -830,6 +830,13 @@ Admission SloMonitor::Judge(const std::vector<Series*>& route, int64_t now_ns) {
   return Admission{};
 }
 
+void SloMonitor::Release(const SloCall& call) {
+  std::vector<Series*> scratch;
+  for (Series* s : Route(call, &scratch)) {
+    if (s->breaker) s->breaker->Release();
+  }
+}
+
 Admission SloMonitor::Admit(const SloCall& call) {
   const int64_t now = clock_->NowNs();
   std::vector<Series*> scratch;

@@ -354,6 +354,31 @@ TEST_F(GuardTest, FailuresOpenTheBreakerAndTheNextCallIsRefused) {
   EXPECT_EQ(probe->decision.effect, Effect::kAllow);
 }
 
+TEST_F(GuardTest, ABudgetRefusalGivesBackTheHalfOpenProbe) {
+  for (int i = 0; i < 3; ++i) {
+    auto b = guard_->Begin(Model("hi"));
+    ASSERT_TRUE(b.ok());
+    CallOutcome out;
+    out.ok = false;
+    out.error_class = "upstream_5xx";
+    ASSERT_TRUE(guard_->End(b->call_id, out).ok());
+  }
+  clock_->Advance(31'000'000'000);  // half-open: 5 probes (the default)
+  // Six calls admitted as probes, then refused by the budget (too big to
+  // fit): none may keep its probe slot.
+  for (int i = 0; i < 6; ++i) {
+    CallRequest huge = Model("hi");
+    huge.input_tokens = 100'000'000;
+    auto refused = guard_->Begin(huge);
+    ASSERT_TRUE(refused.ok());
+    ASSERT_EQ(refused->decision.effect, Effect::kDeny);
+    EXPECT_EQ(refused->decision.reasons[0].policy_id, "budget:per-user") << i;
+  }
+  auto probe = guard_->Begin(Model("hi"));
+  ASSERT_TRUE(probe.ok());
+  EXPECT_EQ(probe->decision.effect, Effect::kAllow);
+}
+
 TEST_F(GuardTest, HighRiskToolDecisionsAreWrittenBeforeTheToolRuns) {
   auto denied = guard_->Begin(Tool("drop_table"));
   ASSERT_TRUE(denied.ok());

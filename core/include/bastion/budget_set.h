@@ -204,6 +204,10 @@ class BudgetSet {
   void FlushLoop();
   Status FlushDirty(bool all);
   std::vector<std::pair<size_t, std::string>> Covering(const BudgetSubject& subject) const;
+  // The index of budget `budget_id` in config_.budgets; NotFound naming it.
+  Result<size_t> IndexOf(std::string_view budget_id) const;
+  // Marks a budget changed, for the background writer.
+  void Touch(std::string_view budget_id);
 
   const BudgetConfig config_;
   const Options options_;

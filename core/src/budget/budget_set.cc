@@ -342,37 +342,32 @@ Result<std::unique_ptr<BudgetSet>> BudgetSet::Open(BudgetConfig config, Options 
   auto ids = set->store_->Ids();
   if (!ids.ok()) return ids.status();
   for (const std::string& id : *ids) {
-    auto it = std::find_if(set->config_.budgets.begin(), set->config_.budgets.end(),
-                           [&](const BudgetRule& r) { return r.spec.id == id; });
-    if (it == set->config_.budgets.end()) {
+    auto index = set->IndexOf(id);
+    if (!index.ok()) {
       set->restored_.dropped.push_back(
           fmt::format("budget '{}': saved state kept aside, the budget is no longer configured",
                       id));
       continue;
     }
+    const BudgetSpec& spec = set->config_.budgets[*index].spec;
     std::string value, fingerprint;
     BASTION_RETURN_IF_ERROR(set->store_->Get(id, &value));
     BudgetSnapshot snap;
     BASTION_RETURN_IF_ERROR(DecodeState(id, value, &fingerprint, &snap));
-    if (fingerprint != Fingerprint(it->spec)) {
+    if (fingerprint != Fingerprint(spec)) {
       set->restored_.dropped.push_back(fmt::format(
           "budget '{}': saved state not restored, its scope, window or thresholds changed "
           "(saved {}, now {})",
-          id, fingerprint, Fingerprint(it->spec)));
+          id, fingerprint, Fingerprint(spec)));
       continue;
     }
-    std::vector<BudgetSnapshot::OutstandingReservation> abandoned = std::move(snap.outstanding);
-    snap.outstanding.clear();
-    snap.stats.outstanding = 0;
-    snap.stats.reserved_nanousd = 0;
     if (Status s = set->ledger_.Restore(snap); !s.ok()) {
       return Status::Corruption(fmt::format("saved state of budget '{}' is inconsistent: {}", id,
                                             s.message()));
     }
-    // The calls behind these reservations died with the process that made
-    // them: charge their estimates to the windows they were made in.
-    for (const auto& o : abandoned) {
-      BudgetSnapshot one;
+    // The calls behind outstanding reservations died with the process that
+    // made them: charge their estimates to the windows they were made in.
+    for (const auto& o : snap.outstanding) {
       Reservation r;
       r.id = o.id;
       r.budget_id = id;
@@ -380,17 +375,12 @@ Result<std::unique_ptr<BudgetSet>> BudgetSet::Open(BudgetConfig config, Options 
       r.estimate_nanousd = o.estimate_nanousd;
       r.reserved_at_ns = o.reserved_at_ns;
       r.window = o.window;
-      auto current = set->ledger_.Snapshot(id);
-      if (!current.ok()) return current.status();
-      current->outstanding.push_back(o);
-      BASTION_RETURN_IF_ERROR(set->ledger_.Restore(*current));
       auto settled = set->ledger_.Settle(r, o.estimate_nanousd);
       if (!settled.ok()) return settled.status();
       ++set->restored_.abandoned_reservations;
       set->restored_.abandoned_nanousd += o.estimate_nanousd;
     }
-    const size_t index = static_cast<size_t>(it - set->config_.budgets.begin());
-    if (!abandoned.empty()) set->changes_[index].fetch_add(1);
+    if (!snap.outstanding.empty()) set->changes_[*index].fetch_add(1);
     ++set->restored_.budgets_restored;
   }
   if (set->options_.flush_interval_ns > 0) {
@@ -493,11 +483,7 @@ Result<HoldSettlement> BudgetSet::Settle(const BudgetHold& hold, int64_t actual_
     out.overshoot_nanousd = std::max(out.overshoot_nanousd, s->overshoot_nanousd);
     out.alerts.insert(out.alerts.end(), s->alerts.begin(), s->alerts.end());
   }
-  for (const Reservation& r : hold.reservations) {
-    for (size_t i = 0; i < config_.budgets.size(); ++i) {
-      if (config_.budgets[i].spec.id == r.budget_id) changes_[i].fetch_add(1);
-    }
-  }
+  for (const Reservation& r : hold.reservations) Touch(r.budget_id);
   if (options_.flush_interval_ns == 0 && store_) BASTION_RETURN_IF_ERROR(FlushDirty(false));
   if (!first.ok()) return first;
   return out;
@@ -508,22 +494,30 @@ Status BudgetSet::Release(const BudgetHold& hold) {
   for (const Reservation& r : hold.reservations) {
     Status s = ledger_.Release(r);
     if (!s.ok() && first.ok()) first = s;
-    for (size_t i = 0; i < config_.budgets.size(); ++i) {
-      if (config_.budgets[i].spec.id == r.budget_id) changes_[i].fetch_add(1);
-    }
+    Touch(r.budget_id);
   }
   if (options_.flush_interval_ns == 0 && store_) BASTION_RETURN_IF_ERROR(FlushDirty(false));
   return first;
 }
 
+Result<size_t> BudgetSet::IndexOf(std::string_view budget_id) const {
+  for (size_t i = 0; i < config_.budgets.size(); ++i) {
+    if (config_.budgets[i].spec.id == budget_id) return i;
+  }
+  return Status::NotFound(fmt::format("budget '{}' does not exist", budget_id));
+}
+
+void BudgetSet::Touch(std::string_view budget_id) {
+  if (auto index = IndexOf(budget_id); index.ok()) {
+    changes_[*index].fetch_add(1, std::memory_order_relaxed);
+  }
+}
+
 Result<std::string> BudgetSet::KeyFor(std::string_view budget_id,
                                       const BudgetSubject& subject) const {
-  auto it = std::find_if(config_.budgets.begin(), config_.budgets.end(),
-                         [&](const BudgetRule& r) { return r.spec.id == budget_id; });
-  if (it == config_.budgets.end()) {
-    return Status::NotFound(fmt::format("budget '{}' does not exist", budget_id));
-  }
-  const Scope& scope = it->spec.scope;
+  auto index = IndexOf(budget_id);
+  if (!index.ok()) return index.status();
+  const Scope& scope = config_.budgets[*index].spec.scope;
   if (scope.kind == Scope::Kind::kGlobal) return std::string();
   if (!scope.key.empty()) return scope.key;
   static constexpr const char* kNames[] = {"run", "agent", "user", "tenant", "tag", "global"};
@@ -538,14 +532,11 @@ Result<std::string> BudgetSet::KeyFor(std::string_view budget_id,
 }
 
 Result<BudgetUsage> BudgetSet::UsageOf(std::string_view budget_id, std::string_view key) {
-  auto it = std::find_if(config_.budgets.begin(), config_.budgets.end(),
-                         [&](const BudgetRule& r) { return r.spec.id == budget_id; });
-  if (it == config_.budgets.end()) {
-    return Status::NotFound(fmt::format("budget '{}' does not exist", budget_id));
-  }
+  auto index = IndexOf(budget_id);
+  if (!index.ok()) return index.status();
   auto status = ledger_.Usage(budget_id, key);
   if (!status.ok()) return status.status();
-  const BudgetSpec& spec = it->spec;
+  const BudgetSpec& spec = config_.budgets[*index].spec;
   BudgetUsage u;
   u.budget_id = spec.id;
   u.key = status->key;

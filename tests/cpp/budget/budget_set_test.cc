@@ -427,6 +427,11 @@ TEST_F(BudgetStateTest, StateSurvivesARestart) {
     ASSERT_TRUE(u.ok());
     EXPECT_EQ(u->spent_nanousd, 650'000'000);  // charged at its estimate
     EXPECT_EQ(u->reserved_nanousd, 0);
+    auto stats = set->ledger().Stats("per-user-daily");
+    ASSERT_TRUE(stats.ok());
+    EXPECT_EQ(stats->outstanding, 0);
+    EXPECT_EQ(stats->reserved_nanousd, 0);
+    EXPECT_EQ(stats->settled, 2);
     // New reservations get fresh ids.
     auto h = set->Reserve(who, 1);
     ASSERT_TRUE(h.ok());

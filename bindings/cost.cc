@@ -412,6 +412,8 @@ class PyBudgets {
 
 py::list BudgetAlertList(const std::vector<AlertEvent>& alerts) { return AlertList(alerts); }
 
+int64_t UsdToNanos(py::handle value, std::string_view what) { return NanoUsd(value, what); }
+
 Usage UsageFromPython(py::handle usage, const std::string& provider) {
   if (py::isinstance<Usage>(usage)) return usage.cast<Usage>();
   return UsageFromProvider(usage, provider);

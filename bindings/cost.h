@@ -4,6 +4,7 @@
 #define BASTION_BINDINGS_COST_H_
 
 #include <memory>
+#include <string_view>
 
 #include <pybind11/pybind11.h>
 
@@ -28,6 +29,10 @@ Usage UsageFromPython(pybind11::handle usage, const std::string& provider);
 // and Budgets sharing the set.
 pybind11::object WrapPricing(std::shared_ptr<const PricingTable> table);
 pybind11::object WrapBudgets(std::shared_ptr<BudgetSet> set);
+
+// USD as a Decimal, int, float or str -> nano-USD, exactly (TypeError for
+// other types, InvalidArgumentError naming `what` for a bad amount).
+int64_t UsdToNanos(pybind11::handle value, std::string_view what);
 
 // Budget alerts as the dicts Hold.alerts holds.
 pybind11::list BudgetAlertList(const std::vector<AlertEvent>& alerts);

@@ -181,19 +181,7 @@ class PySloMonitor {
       o.latency_ns = static_cast<int64_t>(latency * 1e9);
     }
     if (o.latency_ns < 0) ThrowInvalid("latency_ns must be >= 0");
-    if (!cost_usd.is_none()) {
-      // Leaked on purpose: a static py::object would be released after the
-  // interpreter has finalized.
-  static py::object& decimal = *new py::object(py::module_::import("decimal").attr("Decimal"));
-      if (PyBool_Check(cost_usd.ptr())) throw py::type_error("cost_usd must be a number, got bool");
-      py::object scaled = decimal(py::str(cost_usd)).attr("scaleb")(9);
-      if (!scaled.attr("__eq__")(scaled.attr("to_integral_value")()).cast<bool>() ||
-          scaled.attr("__lt__")(py::int_(0)).cast<bool>()) {
-        ThrowInvalid(fmt::format("cost_usd must be >= 0 with at most 9 decimal places, got {}",
-                                 py::str(cost_usd).cast<std::string>()));
-      }
-      o.cost_nanousd = py::int_(scaled).cast<int64_t>();
-    }
+    if (!cost_usd.is_none()) o.cost_nanousd = UsdToNanos(cost_usd, "cost_usd");
     std::vector<SloEvent> events;
     {
       py::gil_scoped_release release;

@@ -613,6 +613,8 @@ def _who(by: str, reason: str) -> str:
 class _Base:
     """What tool and model guards share: settings, approvals and reviews."""
 
+    kind: str  # "tool" or "model": what the guard checks
+
     def __init__(self, guard: Guard, agent: _Agent, on_deny: OnDeny, default_approver: str) -> None:
         if on_deny not in ("message", "raise"):
             raise ValueError(f"on_deny must be 'message' or 'raise', got {on_deny!r}")
@@ -631,6 +633,45 @@ class _Base:
         """Consumes the interrupts a previous execution of this task answered."""
         for payload in memo.asked:
             interrupt(payload)
+
+    def _keep(self, step: _Step, result: Any, end: Any,
+              review: Callable[[], dict[str, Any]]) -> Any:
+        """After end(): holds `result` for a human when the output guardrail asks
+        for approval (`review()` makes the interrupt's payload); otherwise it is
+        the step's final result."""
+        if end.decision.effect == "require_approval" and not end.withheld:
+            step.memo.held = (result, step.call, step.context)
+            step.memo.review = review()
+            self.memory.put(step.memo_key, step.memo)
+            return self._review(step)
+        step.memo.final = result
+        self.memory.put(step.memo_key, step.memo)
+        return result
+
+    def _review_payload(self, step: _Step, kind: str, end: Any,
+                        **specifics: Any) -> dict[str, Any]:
+        return {"type": APPROVAL_TYPE, "kind": kind, "call_id": step.call.id, **specifics,
+                "agent_id": step.context.agent_id, "thread_id": step.context.thread_id,
+                "run_id": step.context.run_id,
+                "reasons": [dict(r) for r in end.decision.reasons]}
+
+    def _review(self, step: _Step) -> Any:
+        """Asks a human about held output, records the verdict, and keeps the
+        output, or what replaces it when rejected."""
+        memo = step.memo
+        review = memo.review or {}
+        approved, by, reason = self._ask(review)
+        result, step.call, context = memo.held
+        self._record_review(context, step.call, self.kind, step.name, approved, by, reason)
+        if not approved:
+            result = self._withhold(step, result, review, _who(by, reason))
+        memo.asked.append(review)
+        memo.review, memo.held, memo.final = None, None, result
+        self.memory.put(step.memo_key, memo)
+        return result
+
+    def _withhold(self, step: _Step, result: Any, review: dict[str, Any], who: str) -> Any:
+        raise NotImplementedError
 
     def _record_review(self, context: RunContext, call: Any, kind: str, name: str,
                        approved: bool, by: str, reason: str) -> None:
@@ -671,6 +712,8 @@ class _Step:
 
 
 class _ToolGuard(_Base):
+    kind = "tool"
+
     def __init__(self, guard: Guard, agent: _Agent, *, on_deny: OnDeny = "message",
                  operations: Mapping[str, str] | None = None,
                  resources: Mapping[str, str | Callable[[dict[str, Any]], str]] | None = None,
@@ -784,40 +827,20 @@ class _ToolGuard(_Base):
             if end.withheld:
                 update["status"] = "error"
             result = _replace_tool_message(result, message, message.model_copy(update=update))
-        if end.decision.effect == "require_approval" and not end.withheld:
-            # Output held for a human (e.g. an injection marker in a tool result).
-            step.memo.held = (result, step.call, step.context)
-            step.memo.review = {
-                "type": APPROVAL_TYPE, "kind": "tool_result", "call_id": step.call.id,
-                "tool_call": {"name": step.name, "args": step.request.tool_call.get("args"),
-                              "id": step.request.tool_call.get("id")},
-                "tool": step.name, "output": shown, "agent_id": step.context.agent_id,
-                "thread_id": step.context.thread_id, "run_id": step.context.run_id,
-                "reasons": [dict(r) for r in end.decision.reasons],
-            }
-            self.memory.put(step.memo_key, step.memo)
-            return self._review(step)
-        step.memo.final = result
-        self.memory.put(step.memo_key, step.memo)
-        return result
+        # Output may be held for a human (e.g. an injection marker in a tool result).
+        return self._keep(step, result, end, lambda: self._review_payload(
+            step, "tool_result", end,
+            tool_call={"name": step.name, "args": step.request.tool_call.get("args"),
+                       "id": step.request.tool_call.get("id")},
+            tool=step.name, output=shown))
 
-    def _review(self, step: _Step) -> Any:
-        memo = step.memo
-        review = memo.review or {}
-        approved, by, reason = self._ask(review)
-        result, step.call, context = memo.held
-        self._record_review(context, step.call, "tool", step.name, approved, by, reason)
-        if not approved:
-            message = _tool_message_in(result, review.get("tool_call", {}).get("id"))
-            if message is not None:
-                result = _replace_tool_message(result, message, message.model_copy(update={
-                    "content": f"Result of tool call '{step.name}' withheld: rejected by "
-                               f"{_who(by, reason)}",
-                    "status": "error"}))
-        memo.asked.append(review)
-        memo.review, memo.held, memo.final = None, None, result
-        self.memory.put(step.memo_key, memo)
-        return result
+    def _withhold(self, step: _Step, result: Any, review: dict[str, Any], who: str) -> Any:
+        message = _tool_message_in(result, review.get("tool_call", {}).get("id"))
+        if message is None:
+            return result
+        return _replace_tool_message(result, message, message.model_copy(update={
+            "content": f"Result of tool call '{step.name}' withheld: rejected by {who}",
+            "status": "error"}))
 
     def failed(self, step: _Step, exc: BaseException) -> None:
         if isinstance(exc, ParentCommand):  # the tool finished by commanding the parent graph
@@ -1078,6 +1101,8 @@ def _message_key(message: BaseMessage) -> str:
 
 
 class _ModelGuard(_Base):
+    kind = "model"
+
     # Messages remembered with their redacted text: the graph's state keeps
     # what the user wrote, and every later model call sends it again.
     _MAX_REDACTED = 10_000
@@ -1194,38 +1219,18 @@ class _ModelGuard(_Base):
                 update.update(tool_calls=[], invalid_tool_calls=[])
             result[index] = message.model_copy(update=update)
         out = ModelResponse(result=result, structured_response=response.structured_response)
-        if end.decision.effect == "require_approval" and not end.withheld:
-            step.memo.held = (out, step.call, step.context)
-            step.memo.review = {
-                "type": APPROVAL_TYPE, "kind": "model_output", "call_id": step.call.id,
-                "model": step.name, "output": end.output, "agent_id": step.context.agent_id,
-                "thread_id": step.context.thread_id, "run_id": step.context.run_id,
-                "reasons": [dict(r) for r in end.decision.reasons],
-            }
-            self.memory.put(step.memo_key, step.memo)
-            return self._review(step)
-        step.memo.final = out
-        self.memory.put(step.memo_key, step.memo)
-        return out
+        return self._keep(step, out, end, lambda: self._review_payload(
+            step, "model_output", end, model=step.name, output=end.output))
 
-    def _review(self, step: _Step) -> Any:
-        memo = step.memo
-        approved, by, reason = self._ask(memo.review or {})
-        out, step.call, context = memo.held
-        self._record_review(context, step.call, "model", step.name, approved, by, reason)
-        if not approved:
-            result = list(out.result)
-            for i in range(len(result) - 1, -1, -1):
-                if isinstance(result[i], AIMessage):
-                    result[i] = result[i].model_copy(update={
-                        "content": f"Model output withheld: rejected by {_who(by, reason)}",
-                        "tool_calls": [], "invalid_tool_calls": []})
-                    break
-            out = ModelResponse(result=result, structured_response=None)
-        memo.asked.append(memo.review or {})
-        memo.review, memo.held, memo.final = None, None, out
-        self.memory.put(step.memo_key, memo)
-        return out
+    def _withhold(self, step: _Step, out: Any, review: dict[str, Any], who: str) -> Any:
+        result = list(out.result)
+        for i in range(len(result) - 1, -1, -1):
+            if isinstance(result[i], AIMessage):
+                result[i] = result[i].model_copy(update={
+                    "content": f"Model output withheld: rejected by {who}",
+                    "tool_calls": [], "invalid_tool_calls": []})
+                break
+        return ModelResponse(result=result, structured_response=None)
 
     def failed(self, step: _Step, exc: BaseException) -> None:
         if isinstance(exc, GraphBubbleUp):

@@ -183,6 +183,55 @@ BENCHMARK_CAPTURE(BM_Append, group_8_producers, Durability::kGroup, 8, 1)
 BENCHMARK_CAPTURE(BM_Append, group_batches_of_100, Durability::kGroup, 1, 100)
     ->Iterations(1)->Unit(benchmark::kSecond)->UseRealTime();
 
+// One producer appending one record at a time in `group` mode and waiting
+// for each write: the latency a guarded call pays per record. The baseline is
+// the floor for any RocksDB-backed log: encode, SHA-256 chain and one
+// WAL-backed put of that record alone, in the same process.
+void BM_GroupAppendLatency(benchmark::State& state) {
+  const auto& records = Records();
+  const size_t n = std::min<size_t>(records.size(), 200'000);
+  std::vector<double> ours, floor_ns;
+  const std::string dir = FreshDir("latency-base");
+  rocksdb::Options o;
+  o.create_if_missing = true;
+  o.write_buffer_size = 64 << 20;
+  rocksdb::DB* raw;
+  if (!rocksdb::DB::Open(o, dir, &raw).ok()) std::abort();
+  std::unique_ptr<rocksdb::DB> db(raw);
+  auto ledger = OpenLedger(FreshDir("latency"));
+  Sha256 sha;
+  Hash prev{}, digest;
+  std::string value;
+  uint8_t salt[16];
+  size_t i = 0;
+  for (auto _ : state) {
+    const Record& r = records[i % n];
+    auto t0 = Clock::now();
+    if (!ledger->Append(r, Durability::kGroup).ok()) std::abort();
+    auto t1 = Clock::now();
+    RAND_bytes(salt, sizeof(salt));
+    codec::EncodeValue(r, salt, &value, &digest);
+    prev = chain::Seal(&sha, &value, i + 1, prev, digest);
+    if (!db->Put(rocksdb::WriteOptions(), codec::RecordKey(i + 1), value).ok()) std::abort();
+    auto t2 = Clock::now();
+    ours.push_back(std::chrono::duration<double, std::micro>(t1 - t0).count());
+    floor_ns.push_back(std::chrono::duration<double, std::micro>(t2 - t1).count());
+    ++i;
+  }
+  (void)ledger->Close();
+  db->Close();
+  auto pct = [](std::vector<double>& v, double q) {
+    std::sort(v.begin(), v.end());
+    return v[static_cast<size_t>(q * (v.size() - 1))];
+  };
+  state.counters["median_us"] = pct(ours, 0.5);
+  state.counters["p99_us"] = pct(ours, 0.99);
+  state.counters["floor_median_us"] = pct(floor_ns, 0.5);
+  state.counters["floor_p99_us"] = pct(floor_ns, 0.99);
+  state.counters["ratio"] = pct(ours, 0.5) / pct(floor_ns, 0.5);
+}
+BENCHMARK(BM_GroupAppendLatency)->Iterations(50'000)->UseRealTime();
+
 // Sync appends for a fixed time with 1 and with 8 producers: group commit lets
 // concurrent sync appends share an fsync.
 double SyncRate(int producers, double seconds) {

@@ -74,6 +74,17 @@ struct LedgerOptions {
   // Records the writer puts into one RocksDB write batch at most.
   size_t max_batch_records = 4096;
 
+  // --- indexes ---
+  // A batch writes its records, their time-index keys and the chain head; the
+  // posting lists of the user/agent/tenant/... indexes are gathered in memory
+  // and written as one block per value once this many records wait, or
+  // index_interval after the first of them. Queries read the few records not
+  // yet in the posting lists directly, and opening the ledger after a crash
+  // rebuilds their postings, so a query never misses a record. 0: every batch
+  // writes its own postings.
+  size_t index_batch_records = 1024;
+  std::chrono::milliseconds index_interval{50};
+
   // --- store tuning ---
   // RocksDB memtable size; larger absorbs bursts of appends better.
   size_t write_buffer_bytes = 64 << 20;

@@ -92,15 +92,26 @@ void IndexedFields::OnString(Field f, std::string_view v) {
   }
 }
 
-IndexEntries EntriesFor(const Record& r) {
+namespace {
+template <typename ValueOf>
+IndexEntries EntriesOf(ValueOf value_of) {
   IndexEntries e;
   for (int i = 0; i < kPostingKinds; ++i) {
-    const std::string& v = *StringField(r, FieldOf(PostingKind(i)));
+    const std::string_view v = value_of(i);
     if (v.empty()) continue;
     e.present |= static_cast<uint16_t>(1u << i);
     e.hashes[i] = ValueHash(v);
   }
   return e;
+}
+}  // namespace
+
+IndexEntries EntriesFor(const Record& r) {
+  return EntriesOf([&](int i) -> std::string_view { return *StringField(r, FieldOf(PostingKind(i))); });
+}
+
+IndexEntries EntriesFor(const IndexedFields& fields) {
+  return EntriesOf([&](int i) { return fields.values[i]; });
 }
 
 }  // namespace bastion::index

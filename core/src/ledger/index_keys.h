@@ -70,6 +70,7 @@ class IndexedFields final : public codec::FieldVisitor {
   void OnReason(std::string_view, std::string_view) override {}
   void OnAttribute(std::string_view, std::string_view) override {}
 };
+IndexEntries EntriesFor(const IndexedFields& fields);
 
 }  // namespace bastion::index
 

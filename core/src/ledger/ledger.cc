@@ -115,14 +115,51 @@ class Ledger::Impl {
     return Status::OK();
   }
 
-  Result<uint64_t> Submit(std::vector<PendingRecord>* pending, Durability d, bool wake = true) {
+  Result<uint64_t> Submit(std::vector<PendingRecord>* pending, Durability d,
+                          bool deferred = false) {
     for (auto& p : *pending) p.sync = d == Durability::kSync;
-    auto first = writer->Submit(pending, wake);
+    using Handoff = Writer::Handoff;
+    auto first = writer->Submit(pending, deferred                  ? Handoff::kDeferred
+                                         : d == Durability::kAsync ? Handoff::kWriter
+                                                                   : Handoff::kCaller);
     if (!first.ok() || d == Durability::kAsync) return first;
     BASTION_RETURN_IF_ERROR(writer->Wait(*first + pending->size() - 1, d == Durability::kSync));
     return first;
   }
 };
+
+namespace {
+
+// Writes the postings of records a crash left out of the posting lists (they
+// are gathered in memory for a while), and the index mark where it is absent,
+// so that every batch written from now on can rely on it. Returns the mark.
+Result<uint64_t> RecoverPostings(RocksStore* st, uint64_t head_seq) {
+  auto mark = ReadIndexMark(st, nullptr);
+  if (!mark.ok()) return mark.status();
+  auto indexed = ReadIndexed(st, nullptr, head_seq);
+  if (!indexed.ok()) return indexed.status();
+  if (mark->has_value() && *indexed == head_seq) return head_seq;
+  std::vector<PostingEntry> entries;
+  auto it = st->NewIterator(st->records(), nullptr, /*scan=*/true);
+  for (it->Seek(codec::RecordKey(*indexed + 1)); it->Valid(); it->Next()) {
+    const uint64_t seq = it->key().size() == 8 ? codec::GetFixed64BE(it->key().data()) : 0;
+    codec::ValueView view;
+    index::IndexedFields fields;
+    Status d = codec::ParseValue({it->value().data(), it->value().size()}, &view);
+    if (d.ok()) d = codec::DecodeFields(view, &fields);
+    if (!d.ok()) {
+      return d.WithContext(fmt::format("rebuilding the postings of record {}", seq));
+    }
+    AddPostingEntries(index::EntriesFor(fields), seq, &entries);
+  }
+  BASTION_RETURN_IF_ERROR(st->IteratorStatus(it.get(), "rebuilding the ledger's postings"));
+  rocksdb::WriteBatch wb;
+  PutPostingBlocks(st, &entries, head_seq, &wb);
+  BASTION_RETURN_IF_ERROR(st->Write(&wb, /*sync=*/true));
+  return head_seq;
+}
+
+}  // namespace
 
 Ledger::Ledger(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 
@@ -184,7 +221,9 @@ Result<std::unique_ptr<Ledger>> Ledger::Open(const std::string& path, const Ledg
           path, head->seq));
     }
   }
-  impl->writer = std::make_unique<Writer>(st, options, *head);
+  auto indexed = RecoverPostings(st, head->seq);
+  if (!indexed.ok()) return indexed.status().WithContext(fmt::format("ledger at '{}'", path));
+  impl->writer = std::make_unique<Writer>(st, options, *head, *indexed);
   return std::unique_ptr<Ledger>(new Ledger(std::move(impl)));
 }
 
@@ -226,7 +265,7 @@ Result<uint64_t> Ledger::AppendDeferred(Record record) {
   if (impl_->reader) return Status::FailedPrecondition("the ledger is open read-only");
   std::vector<PendingRecord> pending(1);
   BASTION_RETURN_IF_ERROR(impl_->Encode(record, &pending[0]));
-  return impl_->Submit(&pending, Durability::kAsync, /*wake=*/false);
+  return impl_->Submit(&pending, Durability::kAsync, /*deferred=*/true);
 }
 
 Result<uint64_t> Ledger::AppendBatch(std::vector<Record> records) {

@@ -8,6 +8,7 @@
 
 #include "ledger/index_keys.h"
 #include "ledger/record_codec.h"
+#include "ledger/writer.h"
 
 namespace bastion {
 namespace {
@@ -221,7 +222,56 @@ class Runner {
     return Status::OK();
   }
 
+  // The last record the posting lists cover in this view of the ledger; the
+  // records after it are read directly (ScanUnindexed).
+  Result<uint64_t> IndexedUpTo() {
+    std::string value;
+    Status s = store_->Get(store_->meta(), kMetaHeadKey, &value, snap_.get());
+    Head head;
+    if (s.IsNotFound()) return uint64_t{0};
+    if (!s.ok()) return s;
+    if (!DecodeHead(value, &head)) return Status::Corruption("the chain head is unreadable");
+    return ReadIndexed(store_, snap_.get(), head.seq);
+  }
+
+  // Records past `indexed` (and past `after` in query order), checked one by one.
+  Status ScanUnindexed(uint64_t indexed, std::optional<uint64_t> after) {
+    const bool desc = q_.newest_first;
+    auto it = store_->NewIterator(store_->records(), snap_.get());
+    if (!desc) {
+      it->Seek(codec::RecordKey(std::max(indexed, after.value_or(0)) + 1));
+    } else if (after) {
+      it->SeekForPrev(codec::RecordKey(*after - 1));
+    } else {
+      it->SeekToLast();
+    }
+    for (; it->Valid() && !Done(); desc ? it->Prev() : it->Next()) {
+      if (it->key().size() != 8) continue;
+      const uint64_t seq = codec::GetFixed64BE(it->key().data());
+      if (seq <= indexed) break;
+      int64_t ts;
+      if (!Matches({it->value().data(), it->value().size()}, &ts)) continue;
+      result_.encoded.emplace_back(it->value().data(), it->value().size());
+      last_cursor_ = fmt::format("s:{}", seq);
+    }
+    return store_->IteratorStatus(it.get(), "reading the ledger's records");
+  }
+
   Status RunPostings(std::optional<uint64_t> after) {
+    auto indexed = IndexedUpTo();
+    if (!indexed.ok()) return indexed.status();
+    if (q_.newest_first) {
+      BASTION_RETURN_IF_ERROR(ScanUnindexed(*indexed, after));
+      if (Done()) return Status::OK();
+      return WalkPostings(after && *after <= *indexed ? *after : *indexed + 1);
+    }
+    BASTION_RETURN_IF_ERROR(WalkPostings(after));
+    if (Done()) return Status::OK();
+    return ScanUnindexed(*indexed, after);
+  }
+
+  // Intersects the posting lists of the filters: records up to the index mark.
+  Status WalkPostings(std::optional<uint64_t> after) {
     const bool desc = q_.newest_first;
     std::vector<std::unique_ptr<PostingStream>> streams;
     for (const auto& f : filters_) {

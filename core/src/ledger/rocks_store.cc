@@ -1,5 +1,7 @@
 #include "ledger/rocks_store.h"
 
+#include "ledger/index_keys.h"
+
 #include <stdlib.h>
 
 #include <algorithm>
@@ -10,6 +12,7 @@
 
 #include <fmt/format.h>
 #include <rocksdb/cache.h>
+#include <rocksdb/slice_transform.h>
 #include <rocksdb/table.h>
 #include <rocksdb/utilities/options_util.h>
 
@@ -20,8 +23,32 @@ namespace fs = std::filesystem;
 
 const char* const kColumnFamilies[] = {"default", "records", "index", "meta"};
 
+// Keys that are inserted next to the previous key with the same prefix: a
+// record key after the previous record, a posting block after the previous
+// block of its value, a time key after the previous time key, the head over
+// itself. RocksDB keeps an insert hint per prefix, so such an insert costs a
+// few comparisons instead of a search from the top of the memtable's skip
+// list (about 2 us per key in a full memtable).
+class InsertNeighbourPrefix final : public rocksdb::SliceTransform {
+ public:
+  const char* Name() const override { return "bastion.InsertNeighbourPrefix"; }
+  rocksdb::Slice Transform(const rocksdb::Slice& key) const override {
+    if (key.size() == 8) return rocksdb::Slice(key.data(), 1);  // record: 0x00 | seq
+    if (key.size() == index::kPostingKeyBytes &&
+        static_cast<uint8_t>(key[0]) != static_cast<uint8_t>(index::Kind::kTime)) {
+      return rocksdb::Slice(key.data(), 9);  // posting: kind | value hash
+    }
+    if (key.size() == index::kTimeKeyBytes) return rocksdb::Slice(key.data(), 1);
+    return key;  // meta keys: the key itself
+  }
+  bool InDomain(const rocksdb::Slice& key) const override { return !key.empty(); }
+};
+
 rocksdb::Options BaseOptions() {
   rocksdb::Options o;
+  // One thread writes at a time (the writer's lock), and insert hints need
+  // the memtable written by one thread.
+  o.allow_concurrent_memtable_write = false;
   o.max_background_jobs = 2;
   o.bytes_per_sync = 1 << 20;
   o.keep_log_file_num = 4;
@@ -38,6 +65,7 @@ std::vector<rocksdb::ColumnFamilyDescriptor> Descriptors(const LedgerOptions& lo
   // LZ4 decompresses about twice as fast as Snappy at a similar ratio; verify
   // and export scan every block.
   cf.compression = rocksdb::kLZ4Compression;
+  cf.memtable_insert_with_hint_prefix_extractor = std::make_shared<InsertNeighbourPrefix>();
   cf.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table));
   std::vector<rocksdb::ColumnFamilyDescriptor> out;
   for (const char* name : kColumnFamilies) out.emplace_back(name, cf);

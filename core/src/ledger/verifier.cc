@@ -84,8 +84,10 @@ struct Slice {
   Status error;
 };
 
+// Posting entries are checked for records up to `indexed` (the index mark);
+// later records have only their time-index entry.
 void ScanSlice(RocksStore* store, const rocksdb::Snapshot* snap, bool check_indexes,
-               bool peek_past_end, const std::atomic<bool>& cancel,
+               uint64_t indexed, bool peek_past_end, const std::atomic<bool>& cancel,
                std::atomic<uint64_t>& progress, Slice* slice) {
   Sha256 sha;
   auto it = store->NewIterator(store->records(), snap, /*scan=*/true);
@@ -155,7 +157,7 @@ void ScanSlice(RocksStore* store, const rocksdb::Snapshot* snap, bool check_inde
                       fmt::format("record {}: undecodable: {}", seq, s.message()));
         break;
       }
-      for (int i = 0; i < index::kPostingKinds; ++i) {
+      for (int i = 0; i < index::kPostingKinds && seq <= indexed; ++i) {
         if (!fields.values[i].empty()) {
           slice->sums.Add(i, index::ValueHash(fields.values[i]), seq);
         }
@@ -178,16 +180,22 @@ void ScanSlice(RocksStore* store, const rocksdb::Snapshot* snap, bool check_inde
 }
 
 // Sums what the index column family holds for seqs in [from, to], and reports
-// entries that cannot be decoded.
+// entries that cannot be decoded, and posting entries past the index mark
+// `indexed` (the mark and the postings up to it are written together).
 // With `to_head`, an entry naming a record past `to` (the head) points at no
 // record and is reported. Stops early (sums incomplete) when on_kind returns false.
 Status SumIndex(RocksStore* store, const rocksdb::Snapshot* snap, uint64_t from, uint64_t to,
-                bool to_head, IndexSums* sums, Problem* problem,
+                uint64_t indexed, bool to_head, IndexSums* sums, Problem* problem,
                 const std::function<bool(int)>& on_kind) {
   auto past_head = [&](int kind, uint64_t seq) {
     problem->Offer(VerifyProblem::kIndexInconsistent, seq,
                    fmt::format("the {} index names record {}, past the chain head {}",
                                index::KindName(static_cast<index::Kind>(kind)), seq, to));
+  };
+  auto past_mark = [&](int kind, uint64_t seq) {
+    problem->Offer(VerifyProblem::kIndexInconsistent, seq,
+                   fmt::format("the {} index names record {}, past the index mark {}",
+                               index::KindName(static_cast<index::Kind>(kind)), seq, indexed));
   };
   auto it = store->NewIterator(store->index(), snap, /*scan=*/true);
   std::vector<uint64_t> seqs;
@@ -222,8 +230,12 @@ Status SumIndex(RocksStore* store, const rocksdb::Snapshot* snap, uint64_t from,
       continue;
     }
     for (uint64_t seq : seqs) {
-      if (seq >= from && seq <= to) sums->Add(kind - 1, a, seq);
-      if (to_head && seq > to) past_head(kind, seq);
+      if (seq >= from && seq <= std::min(to, indexed)) sums->Add(kind - 1, a, seq);
+      if (to_head && seq > to) {
+        past_head(kind, seq);
+      } else if (seq > indexed && seq <= to) {
+        past_mark(kind, seq);
+      }
     }
   }
   return store->IteratorStatus(it.get(), "reading the ledger's indexes");
@@ -232,9 +244,9 @@ Status SumIndex(RocksStore* store, const rocksdb::Snapshot* snap, uint64_t from,
 // Called only once the sums disagree: finds the first sequence number whose
 // entries in index `slot` differ from what its record says.
 void LocateIndexProblem(RocksStore* store, const rocksdb::Snapshot* snap, uint64_t from,
-                        uint64_t to, int slot, Problem* problem) {
+                        uint64_t to, uint64_t index_mark, int slot, Problem* problem) {
   const auto kind = static_cast<index::Kind>(slot + 1);
-  std::unordered_map<uint64_t, std::vector<uint64_t>> indexed;  // seq -> value hashes
+  std::unordered_map<uint64_t, std::vector<uint64_t>> listed;  // seq -> value hashes
   auto it = store->NewIterator(store->index(), snap, true);
   const char prefix = static_cast<char>(kind);
   std::vector<uint64_t> seqs;
@@ -251,7 +263,7 @@ void LocateIndexProblem(RocksStore* store, const rocksdb::Snapshot* snap, uint64
     }
     for (uint64_t seq : seqs) {
       if (seq >= from && seq <= to) {
-        indexed[seq].push_back(kind == index::Kind::kTime ? (a ^ (1ULL << 63)) : a);
+        listed[seq].push_back(kind == index::Kind::kTime ? (a ^ (1ULL << 63)) : a);
       }
     }
   }
@@ -268,20 +280,20 @@ void LocateIndexProblem(RocksStore* store, const rocksdb::Snapshot* snap, uint64
     std::optional<uint64_t> expected;
     if (kind == index::Kind::kTime) {
       expected = static_cast<uint64_t>(fields.timestamp_ns);
-    } else if (!fields.values[slot].empty()) {
+    } else if (!fields.values[slot].empty() && seq <= index_mark) {
       expected = index::ValueHash(fields.values[slot]);
     }
-    auto found = indexed.find(seq);
-    const bool ok = expected ? (found != indexed.end() && found->second.size() == 1 &&
+    auto found = listed.find(seq);
+    const bool ok = expected ? (found != listed.end() && found->second.size() == 1 &&
                                 found->second[0] == *expected)
-                             : found == indexed.end();
-    if (found != indexed.end()) indexed.erase(found);
+                             : found == listed.end();
+    if (found != listed.end()) listed.erase(found);
     if (!ok) {
       first_bad = seq;
       break;
     }
   }
-  for (const auto& [seq, hashes] : indexed) {  // entries pointing at no record
+  for (const auto& [seq, hashes] : listed) {  // entries pointing at no record
     if (first_bad == 0 || seq < first_bad) first_bad = seq;
   }
   if (first_bad == 0) first_bad = from;
@@ -334,6 +346,24 @@ VerifyReport VerifyLedger(RocksStore* store, const VerifyOptions& options) {
                   fmt::format("the chain head (meta key 'head') is unreadable; "
                               "the last stored record is {}", last_stored));
   }
+  // Postings cover records up to the index mark.
+  uint64_t indexed = end;
+  Problem mark_problem;  // offered after every chain check: they may explain it
+  if (options.check_indexes) {
+    auto mark = ReadIndexMark(store, snap);
+    if (!mark.ok() && mark.status().IsCorruption()) {
+      mark_problem.Offer(VerifyProblem::kIndexInconsistent, end, mark.status().message());
+    } else if (!mark.ok()) {
+      report.error = mark.status();
+    } else if (mark->value_or(end) > end) {
+      mark_problem.Offer(VerifyProblem::kIndexInconsistent, **mark,
+                         fmt::format("the index mark (meta key 'indexed') names record {}, "
+                                     "past the chain head {}",
+                                     **mark, end));
+    } else {
+      indexed = mark->value_or(end);
+    }
+  }
 
   // The hash the first record in range must link to.
   Hash prev{};
@@ -381,7 +411,7 @@ VerifyReport VerifyLedger(RocksStore* store, const VerifyOptions& options) {
     pool.emplace_back([&] {
       for (size_t i; (i = next_slice.fetch_add(1)) < slices.size();) {
         if (cancel.load()) break;
-        ScanSlice(store, snap, options.check_indexes,
+        ScanSlice(store, snap, options.check_indexes, indexed,
                   /*peek_past_end=*/i + 1 == slices.size() && to_head, cancel, progress,
                   &slices[i]);
       }
@@ -455,12 +485,14 @@ VerifyReport VerifyLedger(RocksStore* store, const VerifyOptions& options) {
       }
     }
   }
+  problem.Offer(mark_problem);
   IndexSums implied;
   for (const Slice& sl : slices) implied.Merge(sl.sums);
 
   if (!problem.set() && !cancelled && report.error.ok() && options.check_indexes && total > 0) {
     IndexSums actual;
-    Status s = SumIndex(store, snap, from, to, to_head, &actual, &problem, [&](int kind) {
+    Status s = SumIndex(store, snap, from, to, indexed, to_head, &actual, &problem,
+                        [&](int kind) {
       if (options.progress && !options.progress(total + total * (kind - 1) / kIndexSlots,
                                                 progress_total)) {
         cancelled = true;
@@ -471,7 +503,7 @@ VerifyReport VerifyLedger(RocksStore* store, const VerifyOptions& options) {
     if (!problem.set() && s.ok() && !cancelled) {
       for (int slot = 0; slot < kIndexSlots; ++slot) {
         if (actual.sum[slot] != implied.sum[slot] || actual.count[slot] != implied.count[slot]) {
-          LocateIndexProblem(store, snap, from, to, slot, &problem);  // keeps the lowest seq
+          LocateIndexProblem(store, snap, from, to, indexed, slot, &problem);  // lowest seq wins
         }
       }
     }

@@ -26,13 +26,80 @@ bool DecodeHead(std::string_view value, Head* head) {
   return true;
 }
 
-Writer::Writer(RocksStore* store, const LedgerOptions& options, Head head)
+std::string EncodeIndexed(uint64_t seq) {
+  std::string out;
+  codec::PutFixed64(&out, seq);
+  return out;
+}
+
+Result<std::optional<uint64_t>> ReadIndexMark(RocksStore* store,
+                                              const rocksdb::Snapshot* snapshot) {
+  std::string value;
+  Status s = store->Get(store->meta(), kMetaIndexedKey, &value, snapshot);
+  if (s.IsNotFound()) return std::optional<uint64_t>();
+  if (!s.ok()) return s;
+  if (value.size() != 8) {
+    return Status::Corruption(fmt::format(
+        "the index mark (meta key 'indexed') is {} bytes, not 8", value.size()));
+  }
+  return std::optional<uint64_t>(codec::GetFixed64(value.data()));
+}
+
+Result<uint64_t> ReadIndexed(RocksStore* store, const rocksdb::Snapshot* snapshot,
+                             uint64_t head_seq) {
+  auto mark = ReadIndexMark(store, snapshot);
+  if (!mark.ok()) return mark.status();
+  const uint64_t seq = mark->value_or(head_seq);
+  if (seq > head_seq) {
+    return Status::Corruption(fmt::format(
+        "the index mark (meta key 'indexed') names record {}, past the chain head {}", seq,
+        head_seq));
+  }
+  return seq;
+}
+
+void AddPostingEntries(const index::IndexEntries& entries, uint64_t seq,
+                       std::vector<PostingEntry>* out) {
+  for (int i = 0; i < index::kPostingKinds; ++i) {
+    if (entries.present & (1u << i)) {
+      out->push_back({static_cast<uint8_t>(i + 1), entries.hashes[i], seq});
+    }
+  }
+}
+
+void PutPostingBlocks(RocksStore* store, std::vector<PostingEntry>* entries, uint64_t upto,
+                      rocksdb::WriteBatch* wb) {
+  // Entries arrive in seq order; a stable sort keeps it within each value.
+  std::stable_sort(entries->begin(), entries->end(), [](const auto& a, const auto& b) {
+    return a.kind != b.kind ? a.kind < b.kind : a.hash < b.hash;
+  });
+  std::vector<uint64_t> seqs;
+  std::string block;
+  for (size_t i = 0; i < entries->size();) {
+    const PostingEntry& first = (*entries)[i];
+    seqs.clear();
+    for (; i < entries->size() && (*entries)[i].kind == first.kind &&
+           (*entries)[i].hash == first.hash;
+         ++i) {
+      seqs.push_back((*entries)[i].seq);
+    }
+    block.clear();
+    index::EncodePostings(seqs.data(), seqs.size(), &block);
+    wb->Put(store->index(),
+            index::PostingKey(static_cast<index::Kind>(first.kind), first.hash, seqs[0]), block);
+  }
+  wb->Put(store->meta(), kMetaIndexedKey, EncodeIndexed(upto));
+  entries->clear();
+}
+
+Writer::Writer(RocksStore* store, const LedgerOptions& options, Head head, uint64_t indexed)
     : store_(store),
       options_(options),
       next_seq_(head.seq + 1),
       head_(head),
       written_seq_(head.seq),
-      durable_seq_(head.seq) {
+      durable_seq_(head.seq),
+      indexed_(indexed) {
   thread_ = std::thread([this] { Run(); });
 }
 
@@ -52,7 +119,7 @@ Status Writer::Fail(Status s) {
   return failed_;
 }
 
-Result<uint64_t> Writer::Submit(std::vector<PendingRecord>* records, bool wake) {
+Result<uint64_t> Writer::Submit(std::vector<PendingRecord>* records, Handoff handoff) {
   const size_t n = records->size();
   std::unique_lock<std::mutex> lock(mu_);
   not_full_cv_.wait(lock, [&] {
@@ -65,14 +132,25 @@ Result<uint64_t> Writer::Submit(std::vector<PendingRecord>* records, bool wake) 
   const uint64_t first = next_seq_;
   next_seq_ += n;
   for (auto& r : *records) queue_.push_back(std::move(r));
-  bool notify = was_empty || queue_.size() >= options_.max_batch_records;
-  if (!wake) {
-    if (deferred_since_ == std::chrono::steady_clock::time_point()) {
-      deferred_since_ = std::chrono::steady_clock::now();
-    }
-  } else if (deferred_since_ != std::chrono::steady_clock::time_point()) {
-    deferred_since_ = {};  // a record that wants writing now ends the wait
-    notify = true;
+  bool notify = false;
+  switch (handoff) {
+    case Handoff::kWriter:
+      notify = was_empty || queue_.size() >= options_.max_batch_records ||
+               deferred_since_ != std::chrono::steady_clock::time_point();
+      deferred_since_ = {};  // a record that wants writing now ends the wait
+      break;
+    case Handoff::kCaller:
+      deferred_since_ = {};  // the caller writes the whole queue
+      break;
+    case Handoff::kDeferred:
+      if (deferred_since_ == std::chrono::steady_clock::time_point()) {
+        deferred_since_ = std::chrono::steady_clock::now();
+        // While written records await their fsync the writer thread wakes by
+        // sync_deadline_, which is no later than this record's deadline;
+        // otherwise it may sleep without a deadline and must learn of it.
+        notify = !unsynced_;
+      }
+      break;
   }
   lock.unlock();
   if (notify) work_cv_.notify_one();
@@ -130,6 +208,7 @@ Status Writer::WriteQueued(bool* wrote) {
   }
   not_full_cv_.notify_all();
   Status s = WriteBatchOf(&batch_, first, sync);
+  bool wake_writer = false;
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (!s.ok()) return Fail(s);
@@ -141,10 +220,20 @@ Status Writer::WriteQueued(bool* wrote) {
     } else if (!unsynced_) {
       unsynced_ = true;
       sync_deadline_ = std::chrono::steady_clock::now() + options_.group_sync_interval;
+      wake_writer = true;  // the writer thread owns the fsync deadline
+    }
+    // Records queued behind this batch by producers that did not wake the
+    // writer (the queue was not empty then) are the writer thread's now.
+    wake_writer |= !queue_.empty() && deferred_since_ == std::chrono::steady_clock::time_point();
+    if (indexed_ == head_.seq) {
+      index_due_ = {};
+    } else if (index_due_ == std::chrono::steady_clock::time_point()) {
+      index_due_ = std::chrono::steady_clock::now() + options_.index_interval;
+      wake_writer = true;  // the writer thread owns the index deadline too
     }
   }
   done_cv_.notify_all();
-  work_cv_.notify_one();  // the writer thread owns the fsync deadline
+  if (wake_writer) work_cv_.notify_one();
   *wrote = true;
   return Status::OK();
 }
@@ -182,14 +271,17 @@ void Writer::Run() {
   while (failed_.ok()) {
     const bool flush_wanted = flush_target_ > durable_seq_.load(std::memory_order_relaxed);
     const bool sync_due = unsynced_ && (flush_wanted || Clock::now() >= sync_deadline_);
+    const bool index_due = index_due_ != Clock::time_point() &&
+                           (stopping_ || flush_wanted || Clock::now() >= index_due_);
     // Records queued without a wake-up wait up to one interval for a producer
     // waiting on a later record to write them in its own batch.
     const bool deferring = !queue_.empty() && !stopping_ && !flush_wanted &&
                            deferred_since_ != Clock::time_point() &&
                            Clock::now() < deferred_since_ + options_.group_sync_interval;
-    if ((queue_.empty() || deferring) && !stopping_ && !sync_due) {
+    if ((queue_.empty() || deferring) && !stopping_ && !sync_due && !index_due) {
       Clock::time_point deadline = Clock::time_point::max();
       if (unsynced_) deadline = sync_deadline_;
+      if (index_due_ != Clock::time_point()) deadline = std::min(deadline, index_due_);
       if (deferring) deadline = std::min(deadline, deferred_since_ + options_.group_sync_interval);
       if (deadline == Clock::time_point::max()) {
         work_cv_.wait(lock);
@@ -211,6 +303,22 @@ void Writer::Run() {
       if (!s.ok()) break;
     }
 
+    if (index_due_ != Clock::time_point() &&
+        (stopping_ || flush_target_ > durable_seq_.load(std::memory_order_relaxed) ||
+         Clock::now() >= index_due_)) {
+      lock.unlock();
+      Status s;
+      {
+        std::lock_guard<std::mutex> w(write_mu_);
+        s = WritePostings();
+      }
+      lock.lock();
+      if (!s.ok()) {
+        Fail(s);
+        break;
+      }
+    }
+
     if (unsynced_ && (stopping_ || flush_target_ > durable_seq_.load(std::memory_order_relaxed) ||
                       Clock::now() >= sync_deadline_)) {
       const uint64_t upto = head_.seq;
@@ -229,7 +337,7 @@ void Writer::Run() {
       if (unsynced_) sync_deadline_ = Clock::now() + options_.group_sync_interval;
       done_cv_.notify_all();
     }
-    if (stopping_ && queue_.empty() && !unsynced_) break;
+    if (stopping_ && queue_.empty() && !unsynced_ && index_due_ == Clock::time_point()) break;
   }
   done_cv_.notify_all();
 }
@@ -239,44 +347,44 @@ Status Writer::WriteBatchOf(std::vector<PendingRecord>* batch, uint64_t first_se
   rocksdb::WriteBatch wb;
   Hash prev = head_.hash;  // only the holder of write_mu_ changes head_
   uint64_t seq = first_seq;
-  postings_.clear();
   for (PendingRecord& r : *batch) {
     prev = chain::Seal(&sha, &r.value, seq, prev, r.personal_digest);
     wb.Put(store_->records(), codec::RecordKey(seq), r.value);
-    for (int i = 0; i < index::kPostingKinds; ++i) {
-      if (r.index.present & (1u << i)) {
-        postings_.push_back({static_cast<uint8_t>(i + 1), r.index.hashes[i], seq});
-      }
-    }
-    const std::string tkey = index::TimeKey(r.timestamp_ns, seq);
-    wb.Put(store_->index(), tkey, rocksdb::Slice());
+    wb.Put(store_->index(), index::TimeKey(r.timestamp_ns, seq), rocksdb::Slice());
+    AddPostingEntries(r.index, seq, &postings_);
     ++seq;
   }
-  std::stable_sort(postings_.begin(), postings_.end(), [](const auto& a, const auto& b) {
-    return a.kind != b.kind ? a.kind < b.kind : a.hash < b.hash;
-  });
-  std::vector<uint64_t> seqs;
-  for (size_t i = 0; i < postings_.size();) {
-    size_t j = i;
-    seqs.clear();
-    while (j < postings_.size() && postings_[j].kind == postings_[i].kind &&
-           postings_[j].hash == postings_[i].hash) {
-      seqs.push_back(postings_[j].seq);
-      ++j;
-    }
-    scratch_.clear();
-    index::EncodePostings(seqs.data(), seqs.size(), &scratch_);
-    wb.Put(store_->index(),
-           index::PostingKey(static_cast<index::Kind>(postings_[i].kind), postings_[i].hash,
-                             seqs[0]),
-           scratch_);
-    i = j;
-  }
   const Head new_head{seq - 1, prev};
+  const bool index_now = new_head.seq - indexed_ >= options_.index_batch_records;
+  if (index_now) PutPostingBlocks(store_, &postings_, new_head.seq, &wb);
   wb.Put(store_->meta(), kMetaHeadKey, EncodeHead(new_head));
   BASTION_RETURN_IF_ERROR(store_->Write(&wb, sync));
+  if (index_now) indexed_ = new_head.seq;
   std::lock_guard<std::mutex> lock(mu_);
   head_ = new_head;
+  return Status::OK();
+}
+
+Status Writer::WritePostings() {
+  uint64_t upto;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    upto = head_.seq;
+    if (!failed_.ok()) return failed_;
+  }
+  const bool wrote = indexed_ < upto;
+  if (wrote) {
+    rocksdb::WriteBatch wb;
+    PutPostingBlocks(store_, &postings_, upto, &wb);
+    BASTION_RETURN_IF_ERROR(store_->Write(&wb, /*sync=*/false));
+    indexed_ = upto;
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  index_due_ = {};
+  if (wrote && !unsynced_) {  // the postings reach the disk with the next fsync
+    unsynced_ = true;
+    sync_deadline_ = std::chrono::steady_clock::now() + options_.group_sync_interval;
+  }
   return Status::OK();
 }
 

@@ -10,9 +10,12 @@
 #include <cstdint>
 #include <deque>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
+
+#include <rocksdb/write_batch.h>
 
 #include "bastion/ledger.h"
 #include "ledger/index_keys.h"
@@ -31,20 +34,52 @@ struct PendingRecord {
 
 inline constexpr std::string_view kMetaHeadKey = "head";
 inline constexpr std::string_view kMetaFormatKey = "format";
+// The posting lists cover records 1..seq (u64le); records past it are found
+// by reading them. Absent: they cover every record up to the head.
+inline constexpr std::string_view kMetaIndexedKey = "indexed";
 inline constexpr std::string_view kFormatName = "bastion-ledger/1";
 std::string EncodeHead(const Head& head);
 bool DecodeHead(std::string_view value, Head* head);
+std::string EncodeIndexed(uint64_t seq);
+// The stored index mark as of `snapshot` (nullopt when absent); Corruption if
+// it is not 8 bytes.
+Result<std::optional<uint64_t>> ReadIndexMark(RocksStore* store,
+                                              const rocksdb::Snapshot* snapshot);
+// The last record the posting lists cover: the mark, or `head_seq` when it is
+// absent. Corruption if the mark is past the head.
+Result<uint64_t> ReadIndexed(RocksStore* store, const rocksdb::Snapshot* snapshot,
+                             uint64_t head_seq);
+
+// One record's entry in one posting list.
+struct PostingEntry {
+  uint8_t kind;
+  uint64_t hash;
+  uint64_t seq;
+};
+void AddPostingEntries(const index::IndexEntries& entries, uint64_t seq,
+                       std::vector<PostingEntry>* out);
+// Adds one posting block per distinct value of `entries` (in seq order per
+// value) to `wb`, and the indexed mark `upto`; clears `entries`.
+void PutPostingBlocks(RocksStore* store, std::vector<PostingEntry>* entries, uint64_t upto,
+                      rocksdb::WriteBatch* wb);
 
 class Writer {
  public:
-  Writer(RocksStore* store, const LedgerOptions& options, Head head);
+  // `indexed`: the last record whose postings are stored.
+  Writer(RocksStore* store, const LedgerOptions& options, Head head, uint64_t indexed);
   ~Writer();
 
+  // Who writes a submitted record.
+  enum class Handoff {
+    kWriter,    // the writer thread, woken now (records nobody waits for)
+    kCaller,    // the submitting thread, in the Wait that follows at once; the
+                // writer thread is not woken (it would only race the caller)
+    kDeferred,  // a later kCaller batch, or the writer thread once the record
+                // has waited group_sync_interval
+  };
   // Queues `records` with consecutive sequence numbers and returns the first.
   // Blocks while the queue is full. Fails if the writer has failed or stopped.
-  // Without `wake` the writer thread is not woken for them (a waited record
-  // will follow; the writer also wakes every group_sync_interval).
-  Result<uint64_t> Submit(std::vector<PendingRecord>* records, bool wake = true);
+  Result<uint64_t> Submit(std::vector<PendingRecord>* records, Handoff handoff);
   // Waits until `seq` is written (durable == false) or fsynced (durable == true).
   Status Wait(uint64_t seq, bool durable);
   // Waits until everything queued so far is written and fsynced.
@@ -60,6 +95,9 @@ class Writer {
   // there was one. Requires write_mu_, not mu_.
   Status WriteQueued(bool* wrote);
   Status WriteBatchOf(std::vector<PendingRecord>* batch, uint64_t first_seq, bool sync);
+  // Writes the postings gathered since the last such write. Requires
+  // write_mu_, not mu_.
+  Status WritePostings();
   Status Fail(Status s);  // requires mu_
 
   RocksStore* const store_;
@@ -84,6 +122,8 @@ class Writer {
   std::chrono::steady_clock::time_point sync_deadline_;  // guarded by mu_
   // When records queued without a wake-up started waiting; zero when none.
   std::chrono::steady_clock::time_point deferred_since_;  // guarded by mu_
+  // When gathered postings are due to be written; zero when none wait.
+  std::chrono::steady_clock::time_point index_due_;  // guarded by mu_
 
   // Whoever writes a batch holds write_mu_: the writer thread, or a producer
   // waiting for its own record that finds no write in progress and writes the
@@ -91,13 +131,8 @@ class Writer {
   std::mutex write_mu_;
   // Guarded by write_mu_.
   std::vector<PendingRecord> batch_;
-  struct PostingEntry {
-    uint8_t kind;
-    uint64_t hash;
-    uint64_t seq;
-  };
-  std::vector<PostingEntry> postings_;
-  std::string scratch_;
+  std::vector<PostingEntry> postings_;  // of records indexed_+1..head_.seq
+  uint64_t indexed_;
 
   std::thread thread_;
 };

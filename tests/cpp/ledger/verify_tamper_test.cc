@@ -44,11 +44,14 @@ std::string Describe(const VerifyReport& r) {
 class VerifyTamper : public ::testing::Test {
  protected:
   // One golden ledger per test program: 20 records, each appended on its own
-  // (so each record has its own posting blocks), then closed.
+  // and its postings written with it (so each record has its own posting
+  // blocks), then closed.
   static void SetUpTestSuite() {
     golden_dir_ = new TempDir();
     golden_ = golden_dir_->Sub("golden");
-    auto ledger = OpenOrDie(golden_);
+    LedgerOptions options;
+    options.index_batch_records = 0;
+    auto ledger = OpenOrDie(golden_, options);
     ASSERT_NE(ledger, nullptr);
     for (uint64_t i = 0; i < kRecords; ++i) {
       auto seq = ledger->Append(SampleRecord(static_cast<int>(i)), Durability::kSync);
@@ -506,6 +509,105 @@ TEST_F(VerifyTamperIndex, DetectsIndexEntriesThatPointPastTheHead) {
                 index::PostingKey(index::Kind::kAgent, index::ValueHash("agent-1"), 25), "\x01");
       },
       25, "agent posting for record 25");
+}
+
+// Postings are gathered in memory and written later than their records, with
+// the index mark (meta key "indexed") saying which records they cover. A crash
+// leaves the mark behind the head and the later records without postings:
+// that state is consistent, queries still find those records, and opening the
+// ledger writes their postings.
+class IndexMark : public VerifyTamperIndex {
+ protected:
+  // The golden ledger as a crash after record `mark` would leave it.
+  static void CrashedAfter(RawDb& raw, uint64_t mark) {
+    for (const auto& [key, value] : raw.Scan(raw.index())) {
+      if (key.size() == index::kPostingKeyBytes &&
+          key[0] != static_cast<char>(index::Kind::kTime) &&
+          codec::GetFixed64BE(key.data() + 9) > mark) {
+        raw.Delete(raw.index(), key);
+      }
+    }
+    raw.Put(raw.meta(), std::string(kMetaIndexedKey), EncodeIndexed(mark));
+  }
+
+  // Every agent's records, newest first and oldest first, two per page.
+  static std::vector<std::vector<uint64_t>> FindAllByAgent(Ledger& ledger) {
+    std::vector<std::vector<uint64_t>> out;
+    for (int agent = 0; agent < 5; ++agent) {  // SampleRecord's five agents
+      for (bool newest_first : {true, false}) {
+        Query q;
+        q.agent_id = fmt::format("agent-{}", agent);
+        q.newest_first = newest_first;
+        q.limit = 2;
+        std::vector<uint64_t> seqs;
+        for (int page = 0; page < 20; ++page) {
+          auto res = ledger.Find(q);
+          EXPECT_TRUE(res.ok()) << res.status().ToString();
+          if (!res.ok()) break;
+          for (const auto& e : res->encoded) seqs.push_back(Decoded(e).seq);
+          if (res->next_cursor.empty()) break;
+          q.cursor = res->next_cursor;
+        }
+        out.push_back(seqs);
+      }
+    }
+    return out;
+  }
+
+  static std::vector<std::vector<uint64_t>> FindAllByAgent(const std::string& path) {
+    auto reader = Ledger::OpenReader(path);
+    EXPECT_TRUE(reader.ok()) << reader.status().ToString();
+    if (!reader.ok()) return {};
+    return FindAllByAgent(**reader);
+  }
+};
+
+TEST_F(IndexMark, ACrashBeforeThePostingsAreWrittenLosesNoQueryResult) {
+  const auto expected = FindAllByAgent(Fresh());
+  ASSERT_EQ(expected.size(), 10u);
+  size_t found = 0;
+  for (const auto& seqs : expected) found += seqs.size();
+  ASSERT_EQ(found, 2 * kRecords);  // each record once per direction
+
+  VerifyReport r = Tampered([](RawDb& raw) { CrashedAfter(raw, 10); });
+  EXPECT_TRUE(r.ok) << Describe(r);
+  EXPECT_EQ(FindAllByAgent(last_path_), expected) << "records 11..20 are read, not looked up";
+
+  r = Tampered([](RawDb& raw) { CrashedAfter(raw, 0); });
+  EXPECT_TRUE(r.ok) << Describe(r);
+  EXPECT_EQ(FindAllByAgent(last_path_), expected) << "no postings at all";
+
+  // Opening as the writer rebuilds the missing postings.
+  auto ledger = OpenOrDie(last_path_);
+  ASSERT_NE(ledger, nullptr);
+  EXPECT_EQ(FindAllByAgent(*ledger), expected);
+  ASSERT_TRUE(ledger->Close().ok());
+  {
+    auto raw = RawDb::Open(last_path_);
+    ASSERT_NE(raw, nullptr);
+    EXPECT_EQ(raw->Get(raw->meta(), std::string(kMetaIndexedKey)), EncodeIndexed(kRecords));
+  }
+  r = VerifyWithReader(last_path_);
+  EXPECT_TRUE(r.ok) << Describe(r);
+  EXPECT_EQ(FindAllByAgent(last_path_), expected);
+}
+
+TEST_F(IndexMark, PostingsPastTheMarkOrAMarkPastTheHeadAreReported) {
+  // Postings of records 11..20 present but the mark at 10: the writer never
+  // leaves that (postings and mark are one write).
+  ExpectIndexProblem(
+      [](RawDb& raw) { raw.Put(raw.meta(), std::string(kMetaIndexedKey), EncodeIndexed(10)); },
+      11, "postings past the index mark");
+  ExpectIndexProblem(
+      [](RawDb& raw) {
+        raw.Put(raw.meta(), std::string(kMetaIndexedKey), EncodeIndexed(kRecords + 3));
+      },
+      kRecords + 3, "index mark past the head");
+  EXPECT_TRUE(Ledger::Open(last_path_).status().IsCorruption());
+  ExpectIndexProblem(
+      [](RawDb& raw) { raw.Put(raw.meta(), std::string(kMetaIndexedKey), "\x05"); }, kRecords,
+      "index mark of 1 byte", /*names_seq=*/false);
+  EXPECT_TRUE(Ledger::Open(last_path_).status().IsCorruption());
 }
 
 TEST_F(VerifyTamper, VerifiesOnlyTheRequestedRange) {

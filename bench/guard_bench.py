@@ -13,6 +13,7 @@ a noisy machine. Prints medians and p99 of both.
 from __future__ import annotations
 
 import argparse
+import shutil
 import statistics
 import tempfile
 import time
@@ -20,70 +21,9 @@ from pathlib import Path
 
 import bastion
 
-POLICIES = {
-    "pii_input.lua": """
-return {
-  id = "pii-input",
-  before_model = function(call)
-    local hits = pii.find(call.input, {"email", "phone", "credit_card"})
-    if #hits > 0 then return redact(hits, "personal data in the prompt") end
-  end,
-}""",
-    "budget_guard.lua": """
-return {
-  id = "budget-guard",
-  before_model = function(call)
-    if budget.remaining("per-user") < 0.01 then
-      return downgrade("gpt-4o-mini", "budget nearly spent")
-    end
-  end,
-}""",
-    "injection.lua": """
-local markers = {"ignore previous instructions", "disregard the system prompt"}
-return {
-  id = "prompt-injection",
-  before_model = function(call)
-    local text = string.lower(call.input)
-    for _, m in ipairs(markers) do
-      if string.find(text, m, 1, true) then return deny("prompt injection marker: " .. m) end
-    end
-  end,
-}""",
-    "pii_output.lua": """
-return {
-  id = "pii-output",
-  after_model = function(call, out)
-    local hits = pii.find(out.text, {"email", "phone"})
-    if #hits > 0 then return redact(hits, "personal data in the answer") end
-  end,
-}""",
-    "forbidden_output.lua": """
-return {
-  id = "forbidden-output",
-  after_model = function(call, out)
-    if string.find(out.text, "BEGIN PRIVATE KEY", 1, true) then return deny("key material") end
-  end,
-}""",
-}
-
-BUDGETS = """version: 1
-budgets:
-  - id: per-user
-    scope: user
-    limit_usd: 1000000
-    window: daily
-    alerts: [{at: 80%, action: notify}]
-"""
-
-SLOS = """version: 1
-slos:
-  - id: models
-    match: {kind: model}
-    group_by: [model]
-    latency: {p95: 2s, p99: 5s}
-    success: {target: 99.9%, window: 30d}
-    circuit_breaker: {}
-"""
+# The bundle, budget and SLO both guard benchmarks (this one and the C++
+# bench/guard_bench.cc) measure.
+CONFIG = Path(__file__).resolve().parent / "guard_config"
 
 PROMPT = "Customer asks: where is order A-1001? It was due on Monday."
 ANSWER = "Order A-1001 shipped yesterday and arrives tomorrow."
@@ -92,11 +32,7 @@ USAGE = {"input_tokens": 420, "output_tokens": 36, "total_tokens": 456,
 
 
 def make_guard(root: Path, durability: str) -> bastion.Guard:
-    (root / "policies").mkdir(parents=True)
-    for name, source in POLICIES.items():
-        (root / "policies" / name).write_text(source)
-    (root / "budgets.yaml").write_text(BUDGETS)
-    (root / "slos.yaml").write_text(SLOS)
+    shutil.copytree(CONFIG, root)
     return bastion.Guard.open(root, durability=durability)
 
 

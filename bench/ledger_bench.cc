@@ -18,6 +18,7 @@
 #include <rocksdb/write_batch.h>
 
 #include "bastion/ledger.h"
+#include "bench_stats.h"
 #include "ledger/hash_chain.h"
 #include "ledger/record_codec.h"
 #include "util/sha256.h"
@@ -190,7 +191,7 @@ BENCHMARK_CAPTURE(BM_Append, group_batches_of_100, Durability::kGroup, 1, 100)
 void BM_GroupAppendLatency(benchmark::State& state) {
   const auto& records = Records();
   const size_t n = std::min<size_t>(records.size(), 200'000);
-  std::vector<double> ours, floor_ns;
+  std::vector<double> ours, floor_ns;  // us
   const std::string dir = FreshDir("latency-base");
   rocksdb::Options o;
   o.create_if_missing = true;
@@ -220,15 +221,12 @@ void BM_GroupAppendLatency(benchmark::State& state) {
   }
   (void)ledger->Close();
   db->Close();
-  auto pct = [](std::vector<double>& v, double q) {
-    std::sort(v.begin(), v.end());
-    return v[static_cast<size_t>(q * (v.size() - 1))];
-  };
-  state.counters["median_us"] = pct(ours, 0.5);
-  state.counters["p99_us"] = pct(ours, 0.99);
-  state.counters["floor_median_us"] = pct(floor_ns, 0.5);
-  state.counters["floor_p99_us"] = pct(floor_ns, 0.99);
-  state.counters["ratio"] = pct(ours, 0.5) / pct(floor_ns, 0.5);
+  using bench::Percentile;
+  state.counters["median_us"] = Percentile(ours, 0.5);
+  state.counters["p99_us"] = Percentile(ours, 0.99);
+  state.counters["floor_median_us"] = Percentile(floor_ns, 0.5);
+  state.counters["floor_p99_us"] = Percentile(floor_ns, 0.99);
+  state.counters["ratio"] = Percentile(ours, 0.5) / Percentile(floor_ns, 0.5);
 }
 BENCHMARK(BM_GroupAppendLatency)->Iterations(50'000)->UseRealTime();
 

@@ -50,28 +50,60 @@ class PyGuardedCall {
     return py::make_tuple(c.stop, c.text);
   }
 
-  PyCallEnd End(const std::string& output, py::object usage, const std::string& usage_provider,
-                bool ok, const std::string& error_class, py::object latency) {
-    CallOutcome o;
-    o.output = output;
-    o.ok = ok;
-    o.error_class = error_class;
-    if (!usage.is_none()) o.usage = UsageFromPython(usage, usage_provider);
-    if (!latency.is_none()) {
-      const double seconds = latency.cast<double>();
-      if (!(seconds >= 0 && seconds < 9e9)) {
-        ThrowInvalid(fmt::format("latency must be a non-negative number of seconds, got {}",
-                                 seconds));
-      }
-      o.latency_ns = static_cast<int64_t>(seconds * 1e9);
+  // end(output="", *, usage=None, usage_provider="langchain", ok=True,
+  // error_class="", latency=None), parsed in one pass over the keywords: the
+  // call sits on every guarded call's path.
+  PyCallEnd End(py::args args, py::kwargs kwargs) {
+    if (args.size() > 1) {
+      throw py::type_error(fmt::format("end() takes at most 1 positional argument ({} given)",
+                                       args.size()));
     }
+    CallOutcome o;
+    if (args.size() == 1) o.output = StrArg(args[0], "output");
+    py::handle usage;
+    std::string usage_provider = "langchain";
+    PyObject *k, *v;
+    Py_ssize_t pos = 0;
+    while (PyDict_Next(kwargs.ptr(), &pos, &k, &v)) {
+      const std::string key = StrArg(k, "a keyword");
+      if (key == "output") {
+        if (args.size() == 1) throw py::type_error("end() got multiple values for argument 'output'");
+        o.output = StrArg(v, "output");
+      } else if (key == "usage") {
+        usage = v;
+      } else if (key == "usage_provider") {
+        usage_provider = StrArg(v, "usage_provider");
+      } else if (key == "ok") {
+        if (!PyBool_Check(v)) {
+          throw py::type_error(fmt::format("ok must be bool, got {}", Py_TYPE(v)->tp_name));
+        }
+        o.ok = v == Py_True;
+      } else if (key == "error_class") {
+        o.error_class = StrArg(v, "error_class");
+      } else if (key == "latency") {
+        if (v == Py_None) continue;
+        const double seconds = PyBool_Check(v) ? -1.0 : PyFloat_AsDouble(v);
+        if (PyBool_Check(v) || (seconds == -1.0 && PyErr_Occurred())) {
+          PyErr_Clear();
+          throw py::type_error(fmt::format("latency must be a number of seconds, got {}",
+                                           Py_TYPE(v)->tp_name));
+        }
+        if (!(seconds >= 0 && seconds < 9e9)) {
+          ThrowInvalid(fmt::format("latency must be a non-negative number of seconds, got {}",
+                                   seconds));
+        }
+        o.latency_ns = static_cast<int64_t>(seconds * 1e9);
+      } else {
+        throw py::type_error(fmt::format("end() got an unexpected keyword argument '{}'", key));
+      }
+    }
+    if (usage && usage.ptr() != Py_None) o.usage = UsageFromPython(usage, usage_provider);
     Result<EndResult> r = [&] {
       py::gil_scoped_release release;
       return guard_->End(begun_.call_id, o);
     }();
     return {Unwrap(std::move(r))};
   }
-
   void Resolve(bool approved, const std::string& by, const std::string& reason) {
     if (by.empty()) ThrowInvalid("an approval must name who decided (approved_by)");
     Result<BeginResult> r = [&] {
@@ -124,16 +156,16 @@ class PyGuard {
     return out;
   }
 
-  PyGuardedCall Begin(const std::string& hook, py::object call, py::object input_tokens,
-                      py::object max_output_tokens, const std::string& parent_span_id,
-                      const std::string& request_id, const std::string& idempotency_key,
-                      py::kwargs fields) {
-    if (hook != "before_model" && hook != "before_tool") {
-      ThrowInvalid(fmt::format("hook must be before_model or before_tool, got '{}'", hook));
+  // begin(hook, fields): the call's fields (as PolicyEngine.evaluate takes
+  // them) and input_tokens, max_output_tokens, parent_span_id, request_id,
+  // idempotency_key, in one dict read in one pass.
+  PyGuardedCall Begin(py::str hook, py::dict fields) {
+    const std::string hook_name = StrArg(hook, "hook");
+    if (hook_name != "before_model" && hook_name != "before_tool") {
+      ThrowInvalid(fmt::format("hook must be before_model or before_tool, got '{}'", hook_name));
     }
     CallRequest req;
-    req.call = CallFromFields(py::str(hook), call, fields);
-    auto count = [](py::object v, const char* what) -> std::optional<int64_t> {
+    auto count = [](py::handle v, std::string_view what) -> std::optional<int64_t> {
       if (v.is_none()) return std::nullopt;
       if (!PyLong_Check(v.ptr()) || PyBool_Check(v.ptr())) {
         throw py::type_error(fmt::format("{} must be int, got {}", what, Py_TYPE(v.ptr())->tp_name));
@@ -142,19 +174,29 @@ class PyGuard {
       if (n < 0) ThrowInvalid(fmt::format("{} must be >= 0", what));
       return n;
     };
-    req.input_tokens = count(input_tokens, "input_tokens");
-    req.max_output_tokens = count(max_output_tokens, "max_output_tokens");
-    req.parent_span_id = parent_span_id;
-    req.request_id = request_id;
-    req.idempotency_key = idempotency_key;
+    req.call = CallFromFields(hook, py::none(), fields, [&](std::string_view key, py::handle v) {
+      if (key == "input_tokens") {
+        req.input_tokens = count(v, key);
+      } else if (key == "max_output_tokens") {
+        req.max_output_tokens = count(v, key);
+      } else if (key == "parent_span_id") {
+        req.parent_span_id = StrArg(v, key);
+      } else if (key == "request_id") {
+        req.request_id = StrArg(v, key);
+      } else if (key == "idempotency_key") {
+        req.idempotency_key = StrArg(v, key);
+      } else {
+        return false;
+      }
+      return true;
+    });
     const std::shared_ptr<Guard> g = Get();
     Result<BeginResult> r = [&] {
       py::gil_scoped_release release;
       return g->Begin(std::move(req));
     }();
-    return PyGuardedCall(g, Unwrap(std::move(r)), hook == "before_model");
+    return PyGuardedCall(g, Unwrap(std::move(r)), hook_name == "before_model");
   }
-
   uint64_t AppendRecord(py::object record, py::kwargs fields) {
     Record r = RecordFromPython(record, fields);
     const std::shared_ptr<Guard> g = Get();
@@ -254,9 +296,9 @@ void RegisterGuard(py::module_& m) {
       .def_property_readonly("record_seq", [](const PyGuardedCall& c) { return c.begun().record_seq; })
       .def("chunk", &PyGuardedCall::Chunk, py::arg("text"),
            "Checks a streamed piece of output: (stop, text as it may be shown).")
-      .def("end", &PyGuardedCall::End, py::arg("output") = "", py::kw_only(),
-           py::arg("usage") = py::none(), py::arg("usage_provider") = "langchain",
-           py::arg("ok") = true, py::arg("error_class") = "", py::arg("latency") = py::none())
+      .def("end", &PyGuardedCall::End,
+           "end(output='', *, usage=None, usage_provider='langchain', ok=True, error_class='', "
+           "latency=None): after_* policies, cost, SLO record and the outcome record.")
       .def(
           "approve",
           [](PyGuardedCall& c, const std::string& by, const std::string& reason) {
@@ -281,10 +323,7 @@ void RegisterGuard(py::module_& m) {
                   py::arg("ledger_path"), py::arg("state_path"), py::arg("durability"),
                   py::arg("high_risk_durability"), py::arg("clock"),
                   py::arg("default_max_output_tokens"), py::arg("deny_unpriced_budgeted_calls"))
-      .def("begin", &PyGuard::Begin, py::arg("hook"), py::arg("call") = py::none(),
-           py::kw_only(), py::arg("input_tokens") = py::none(),
-           py::arg("max_output_tokens") = py::none(), py::arg("parent_span_id") = "",
-           py::arg("request_id") = "", py::arg("idempotency_key") = "")
+      .def("begin", &PyGuard::Begin, py::arg("hook"), py::arg("fields"), py::pos_only())
       .def("record", &PyGuard::AppendRecord, py::arg("record") = py::none())
       .def_property_readonly("budgets", &PyGuard::budgets)
       .def_property_readonly("slos", &PyGuard::slos)

@@ -21,17 +21,7 @@ namespace bastion::py_bindings {
 namespace {
 
 std::string Str(py::handle h, std::string_view field) {
-  if (!PyUnicode_Check(h.ptr())) {
-    throw py::type_error(fmt::format("call field '{}' must be str, got {}", field,
-                                     Py_TYPE(h.ptr())->tp_name));
-  }
-  Py_ssize_t n = 0;
-  const char* s = PyUnicode_AsUTF8AndSize(h.ptr(), &n);
-  if (s == nullptr) {
-    PyErr_Clear();
-    ThrowInvalid(fmt::format("call field '{}' is not valid UTF-8 (lone surrogate)", field));
-  }
-  return std::string(s, static_cast<size_t>(n));
+  return StrArg(h, fmt::format("call field '{}'", field));
 }
 
 int64_t Int(py::handle h, std::string_view field) {
@@ -147,7 +137,8 @@ void SetCallField(CallInfo& c, std::string_view key, py::handle v) {
   }
 }
 
-CallInfo CallFromPython(py::handle hook, py::handle mapping, py::handle kwargs) {
+CallInfo CallFromPython(py::handle hook, py::handle mapping, py::handle kwargs,
+                        const OtherField& other = nullptr) {
   CallInfo c;
   SetCallField(c, "hook", hook);
   for (py::handle source : {mapping, kwargs}) {
@@ -156,8 +147,22 @@ CallInfo CallFromPython(py::handle hook, py::handle mapping, py::handle kwargs) 
       throw py::type_error(fmt::format("a call must be a dict (or keyword arguments), got {}",
                                        Py_TYPE(source.ptr())->tp_name));
     }
-    for (auto [k, v] : py::reinterpret_borrow<py::dict>(source)) {
-      SetCallField(c, Str(k, "call field name"), v);
+    PyObject *k, *v;
+    Py_ssize_t pos = 0;
+    while (PyDict_Next(source.ptr(), &pos, &k, &v)) {
+      if (!PyUnicode_Check(k)) {
+        throw py::type_error(fmt::format("call field names must be str, got {}",
+                                         Py_TYPE(k)->tp_name));
+      }
+      Py_ssize_t n = 0;
+      const char* name = PyUnicode_AsUTF8AndSize(k, &n);
+      if (name == nullptr) {
+        PyErr_Clear();
+        ThrowInvalid("a call field name is not valid UTF-8 (lone surrogate)");
+      }
+      const std::string_view key(name, static_cast<size_t>(n));
+      if (other && other(key, v)) continue;
+      SetCallField(c, key, v);
     }
   }
   return c;
@@ -305,8 +310,22 @@ py::object FromValue(const Value& v) {
 
 py::object WrapDecision(Decision d) { return py::cast(PyDecision(std::move(d))); }
 
-CallInfo CallFromFields(py::handle hook, py::handle mapping, py::handle kwargs) {
-  return CallFromPython(hook, mapping, kwargs);
+CallInfo CallFromFields(py::handle hook, py::handle mapping, py::handle kwargs,
+                        const OtherField& other) {
+  return CallFromPython(hook, mapping, kwargs, other);
+}
+
+std::string StrArg(py::handle h, std::string_view what) {
+  if (!PyUnicode_Check(h.ptr())) {
+    throw py::type_error(fmt::format("{} must be str, got {}", what, Py_TYPE(h.ptr())->tp_name));
+  }
+  Py_ssize_t n = 0;
+  const char* s = PyUnicode_AsUTF8AndSize(h.ptr(), &n);
+  if (s == nullptr) {
+    PyErr_Clear();
+    ThrowInvalid(fmt::format("{} is not valid UTF-8 (lone surrogate)", what));
+  }
+  return std::string(s, static_cast<size_t>(n));
 }
 
 void RegisterPolicy(py::module_& m) {

@@ -2,6 +2,10 @@
 #ifndef BASTION_BINDINGS_POLICY_H_
 #define BASTION_BINDINGS_POLICY_H_
 
+#include <functional>
+#include <string>
+#include <string_view>
+
 #include <pybind11/pybind11.h>
 
 #include "bastion/policy.h"
@@ -12,8 +16,15 @@ namespace bastion::py_bindings {
 pybind11::object WrapDecision(Decision d);
 
 // A CallInfo from a hook name, an optional dict and keyword arguments, with
-// the same field names, checks and errors as PolicyEngine.evaluate.
-CallInfo CallFromFields(pybind11::handle hook, pybind11::handle mapping, pybind11::handle kwargs);
+// the same field names, checks and errors as PolicyEngine.evaluate. `other`,
+// when given, sees each key first and takes it by returning true (for
+// arguments that sit beside the call's fields).
+using OtherField = std::function<bool(std::string_view key, pybind11::handle value)>;
+CallInfo CallFromFields(pybind11::handle hook, pybind11::handle mapping, pybind11::handle kwargs,
+                        const OtherField& other = nullptr);
+
+// The str `h` as UTF-8; TypeError / InvalidArgument naming `what`.
+std::string StrArg(pybind11::handle h, std::string_view what);
 
 }  // namespace bastion::py_bindings
 

@@ -374,10 +374,7 @@ class _Guard:
         default_max_output_tokens: int, deny_unpriced_budgeted_calls: bool,
     ) -> _Guard: ...
     def begin(
-        self, hook: Literal["before_model", "before_tool"], call: dict[str, Any] | None = None,
-        *, input_tokens: int | None = None, max_output_tokens: int | None = None,
-        parent_span_id: str = "", request_id: str = "", idempotency_key: str = "",
-        **fields: Any,
+        self, hook: Literal["before_model", "before_tool"], fields: dict[str, Any], /,
     ) -> GuardedCall: ...
     def record(self, record: dict[str, Any] | None = None, **fields: Any) -> int: ...
     @property

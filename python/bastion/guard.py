@@ -160,15 +160,19 @@ class Guard:
         user_id, tenant_id, run_id, thread_id, trace_id, step_index, attributes,
         input_tokens, max_output_tokens, parent_span_id, request_id,
         idempotency_key."""
-        return self._core.begin("before_model", None, model=model, input=input, **fields)
+        fields["model"] = model
+        fields["input"] = input
+        return self._core.begin("before_model", fields)
 
     def begin_tool(self, tool: str, operation: str = "", args: Any = None, input: str = "",
                    **fields: Any) -> GuardedCall:
         """Checks a tool call (fields as begin_model, plus resource)."""
         if args is not None:
             fields["args"] = args
-        return self._core.begin("before_tool", None, tool=tool, operation=operation,
-                                input=input, **fields)
+        fields["tool"] = tool
+        fields["operation"] = operation
+        fields["input"] = input
+        return self._core.begin("before_tool", fields)
 
     # asyncio: the same calls run on the default executor, so a high-risk
     # decision's fsync never blocks the event loop.

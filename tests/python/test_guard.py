@@ -156,15 +156,42 @@ def test_concurrent_calls_from_threads(guard: bastion.Guard) -> None:
     assert len(records(guard)) == 200 + sum(allowed)
 
 
-@pytest.mark.parametrize("kwargs,error", [
-    ({"input_tokens": -1}, bastion.InvalidArgumentError),
-    ({"input_tokens": "10"}, TypeError),
-    ({"agent_id": 7}, TypeError),
-    ({"colour": "red"}, bastion.InvalidArgumentError),
+@pytest.mark.parametrize("kwargs,error,match", [
+    ({"input_tokens": -1}, bastion.InvalidArgumentError, "input_tokens must be >= 0"),
+    ({"input_tokens": "10"}, TypeError, "input_tokens must be int, got str"),
+    ({"max_output_tokens": True}, TypeError, "max_output_tokens must be int, got bool"),
+    ({"idempotency_key": b"k"}, TypeError, "idempotency_key must be str, got bytes"),
+    ({"agent_id": 7}, TypeError, "call field 'agent_id' must be str, got int"),
+    ({"user_id": "\ud800"}, bastion.InvalidArgumentError, "'user_id' is not valid UTF-8"),
+    ({"colour": "red"}, bastion.InvalidArgumentError, "unknown call field 'colour'"),
 ])
-def test_bad_arguments_are_clear_errors(guard: bastion.Guard, kwargs: dict, error: type) -> None:
-    with pytest.raises(error):
+def test_bad_arguments_are_clear_errors(guard: bastion.Guard, kwargs: dict, error: type,
+                                        match: str) -> None:
+    with pytest.raises(error, match=match):
         guard.begin_model("gpt-4o", "hi", **kwargs)
+    assert records(guard) == []  # nothing was checked, reserved or recorded
+
+
+@pytest.mark.parametrize("args,kwargs,error,match", [
+    ((1,), {}, TypeError, "output must be str, got int"),
+    (("a", "b"), {}, TypeError, "at most 1 positional argument"),
+    (("a",), {"output": "b"}, TypeError, "multiple values for argument 'output'"),
+    ((), {"colour": "red"}, TypeError, "unexpected keyword argument 'colour'"),
+    ((), {"ok": "yes"}, TypeError, "ok must be bool, got str"),
+    ((), {"latency": "fast"}, TypeError, "latency must be a number of seconds, got str"),
+    ((), {"latency": -1.0}, bastion.InvalidArgumentError, "non-negative"),
+    ((), {"usage": 5}, TypeError, None),
+    ((), {"usage_provider": "acme", "usage": {"input_tokens": 1}},
+     bastion.InvalidArgumentError, "acme"),
+])
+def test_bad_end_arguments_are_clear_errors(guard: bastion.Guard, args: tuple, kwargs: dict,
+                                            error: type, match: str | None) -> None:
+    call = guard.begin_model("gpt-4o", "hi", user_id="u-1")
+    with pytest.raises(error, match=match):
+        call.end(*args, **kwargs)
+    # The call is still open: a correct end() finishes it.
+    ended = call.end("hello", usage={"input_tokens": 3, "output_tokens": 2}, latency=0.5)
+    assert ended.cost_usd is not None
 
 
 def test_closed_guard_refuses_work(tmp_path: Path) -> None:

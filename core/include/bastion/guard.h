@@ -73,7 +73,9 @@ struct GuardOptions {
   // is not "read"), which is durable before the tool may run. With kGroup the
   // decision record of a low-risk call is queued at Begin and is written
   // (crash-safe) by the time End returns, which waits for its own record and
-  // with it every earlier one.
+  // with it every earlier one; with kAsync it is written with the outcome
+  // record. Either way it is written within LedgerOptions::group_sync_interval
+  // if the call takes longer.
   Durability durability = Durability::kGroup;
   Durability high_risk_durability = Durability::kSync;
 

@@ -140,6 +140,19 @@ struct BudgetLedger::Budget {
   std::unordered_map<std::string, KeyState> keys;          // GUARDED_BY(mu)
   std::unordered_map<uint64_t, Outstanding> outstanding;   // GUARDED_BY(mu)
   BudgetStats stats;                                       // GUARDED_BY(mu)
+  // DescribeWindow of the window `described` (a calendar window's text
+  // changes once per window, and budget.remaining reads it on every call).
+  WindowBounds described{INT64_MIN, INT64_MIN};            // GUARDED_BY(mu)
+  std::string description;                                 // GUARDED_BY(mu)
+
+  // Requires mu.
+  const std::string& Describe(const WindowBounds& bounds) {
+    if (!(bounds == described)) {
+      description = DescribeWindow(spec.window, bounds);
+      described = bounds;
+    }
+    return description;
+  }
 
   // Removes and returns an outstanding reservation; a second settle or
   // release of the same one fails here, so nothing is ever counted twice.
@@ -338,7 +351,7 @@ Result<BudgetLedger::KeyUsage> BudgetLedger::Usage(std::string_view budget_id,
   KeyUsage u;
   u.key = *k;
   u.window = b.spec.window.BoundsAt(now);
-  u.window_description = DescribeWindow(b.spec.window, u.window);
+  u.window_description = b.Describe(u.window);
   const Budget::WindowState c = b.Committed(b.Key(*k), u.window, now);
   u.spent_nanousd = c.spent;
   u.reserved_nanousd = c.reserved;

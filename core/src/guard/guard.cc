@@ -169,9 +169,11 @@ Result<uint64_t> Guard::Append(bastion::Record record, bool high_risk) {
 }
 
 Result<uint64_t> Guard::AppendDecision(bastion::Record record, bool high_risk) {
-  // A low-risk decision is queued without waiting: the writer writes records
-  // in sequence order, so the outcome record's wait at End covers it too.
-  if (!high_risk && ledger_ && options_.durability == Durability::kGroup) {
+  // A low-risk decision is queued without waiting or waking the writer: the
+  // writer writes records in sequence order, so the outcome record's write at
+  // End covers it too (and the writer writes it within group_sync_interval
+  // if the call runs longer).
+  if (!high_risk && ledger_ && options_.durability != Durability::kSync) {
     if (record.timestamp_ns == 0) record.timestamp_ns = clock_->NowNs();
     return ledger_->AppendDeferred(std::move(record));
   }
@@ -375,7 +377,9 @@ Result<BeginResult> Guard::Begin(CallRequest request) {
   for (const PolicyError& e : d.errors) {
     SetAttribute(&r, "policy_error:" + e.policy_id, Summary(e.kind + ": " + e.message, 512));
   }
-  const Record base = r;
+  // Alert records share the decision's context (copied only when needed).
+  std::optional<Record> base;
+  if (!out.budget_alerts.empty()) base = r;
   // Only calls that will End may leave their decision record to End's wait;
   // denials and approvals pending are waited for here.
   const bool ends = d.effect == Effect::kAllow || d.effect == Effect::kModify;
@@ -386,7 +390,7 @@ Result<BeginResult> Guard::Begin(CallRequest request) {
   }
   out.record_seq = *seq;
   for (const AlertEvent& a : out.budget_alerts) {
-    BASTION_RETURN_IF_ERROR(Append(AlertRecord(a, base), false).status());
+    BASTION_RETURN_IF_ERROR(Append(AlertRecord(a, *base), false).status());
   }
 
   if (d.effect != Effect::kDeny) {
@@ -545,15 +549,17 @@ Result<EndResult> Guard::End(uint64_t call_id, const CallOutcome& outcome) {
   if (out.overshoot_nanousd > 0) {
     SetAttribute(&r, "overshoot_usd", FormatUsd(out.overshoot_nanousd));
   }
-  const Record base = r;
+  // Alert and breach records share the outcome's context.
+  std::optional<Record> base;
+  if (!out.budget_alerts.empty() || !out.slo_events.empty()) base = r;
   auto seq = Append(std::move(r), false);
   if (!seq.ok()) return seq.status();
   out.record_seq = *seq;
   for (const AlertEvent& a : out.budget_alerts) {
-    BASTION_RETURN_IF_ERROR(Append(AlertRecord(a, base), false).status());
+    BASTION_RETURN_IF_ERROR(Append(AlertRecord(a, *base), false).status());
   }
   for (const SloEvent& e : out.slo_events) {
-    BASTION_RETURN_IF_ERROR(Append(BreachRecord(e, base), e.severity == "page").status());
+    BASTION_RETURN_IF_ERROR(Append(BreachRecord(e, *base), e.severity == "page").status());
   }
   return out;
 }

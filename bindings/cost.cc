@@ -298,11 +298,12 @@ class PyBudgets {
     s.tool = tool;
     for (const std::string& t : tags) s.tags.push_back(t);
     const std::shared_ptr<BudgetSet> set = Set();
+    std::string refused_by;
     Result<BudgetHold> r = [&] {
       py::gil_scoped_release release;
-      return set->Reserve(s, estimate);
+      return set->Reserve(s, estimate, &refused_by);
     }();
-    if (!r.ok()) ThrowBudgetStatus(r.status());
+    if (!r.ok()) ThrowBudgetStatus(r.status(), refused_by);
     return {std::move(*r)};
   }
 

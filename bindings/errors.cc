@@ -63,9 +63,22 @@ namespace {
 }
 }  // namespace
 
-void ThrowBudgetStatus(const Status& s) {
-  if (s.IsFailedPrecondition()) Raise(g_budget, s);
-  ThrowStatus(s);
+void ThrowBudgetStatus(const Status& s, const std::string& budget_id) {
+  if (!s.IsFailedPrecondition()) ThrowStatus(s);
+  PyObject* msg = PyUnicode_DecodeUTF8(s.message().data(), s.message().size(), "replace");
+  PyObject* exc = msg ? PyObject_CallOneArg(g_budget, msg) : nullptr;
+  Py_XDECREF(msg);
+  if (exc == nullptr) throw py::error_already_set();
+  PyObject* id = PyUnicode_DecodeUTF8(budget_id.data(), budget_id.size(), "replace");
+  if (id == nullptr || PyObject_SetAttrString(exc, "budget", id) != 0) {
+    Py_XDECREF(id);
+    Py_DECREF(exc);
+    throw py::error_already_set();
+  }
+  Py_DECREF(id);
+  PyErr_SetObject(g_budget, exc);
+  Py_DECREF(exc);
+  throw py::error_already_set();
 }
 
 void ThrowStatus(const Status& s) {

@@ -2,6 +2,8 @@
 #ifndef BASTION_BINDINGS_ERRORS_H_
 #define BASTION_BINDINGS_ERRORS_H_
 
+#include <string>
+
 #include <pybind11/pybind11.h>
 
 #include "bastion/status.h"
@@ -14,8 +16,8 @@ void RegisterErrors(pybind11::module_& m);
 [[noreturn]] void ThrowStatus(const Status& s);
 
 // As ThrowStatus, but a refusal (FailedPrecondition) is a
-// bastion.BudgetExceededError.
-[[noreturn]] void ThrowBudgetStatus(const Status& s);
+// bastion.BudgetExceededError whose `budget` is `budget_id`.
+[[noreturn]] void ThrowBudgetStatus(const Status& s, const std::string& budget_id);
 
 inline void ThrowIfError(const Status& s) {
   if (!s.ok()) ThrowStatus(s);

@@ -60,6 +60,7 @@ def test_refusal_is_a_typed_error_and_holds_nothing(clock: bastion.ManualClock) 
         with pytest.raises(bastion.BudgetExceededError, match="per-user-daily") as info:
             budgets.reserve(0.2, user="bob", tenant="t", agent="support-2")
         assert isinstance(info.value, bastion.StateError)
+        assert info.value.budget == "per-user-daily"
         assert budgets.usage_of("tenant-monthly", "t")["reserved_usd"] == 0
 
 

@@ -165,9 +165,10 @@ class BudgetSet {
 
   // Reserves `estimate_nanousd` on every budget covering `subject`, or on none:
   // FailedPrecondition naming the budget that refused (over budget, halted or
-  // throttled), after releasing what was already held. A call no budget covers
-  // gets an empty hold.
-  Result<BudgetHold> Reserve(const BudgetSubject& subject, int64_t estimate_nanousd);
+  // throttled), after releasing what was already held; that budget's id also
+  // goes to `refused_by` when given. A call no budget covers gets an empty hold.
+  Result<BudgetHold> Reserve(const BudgetSubject& subject, int64_t estimate_nanousd,
+                             std::string* refused_by = nullptr);
   // Settles every reservation of the hold at `actual_nanousd`.
   // FailedPrecondition when the hold was already settled or released.
   Result<HoldSettlement> Settle(const BudgetHold& hold, int64_t actual_nanousd);

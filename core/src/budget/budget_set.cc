@@ -417,7 +417,8 @@ std::vector<std::pair<size_t, std::string>> BudgetSet::Covering(
   return out;
 }
 
-Result<BudgetHold> BudgetSet::Reserve(const BudgetSubject& subject, int64_t estimate_nanousd) {
+Result<BudgetHold> BudgetSet::Reserve(const BudgetSubject& subject, int64_t estimate_nanousd,
+                                      std::string* refused_by) {
   if (estimate_nanousd < 0) {
     return Status::InvalidArgument(
         fmt::format("estimate must be >= 0 nUSD (got {})", estimate_nanousd));
@@ -434,6 +435,7 @@ Result<BudgetHold> BudgetSet::Reserve(const BudgetSubject& subject, int64_t esti
     changes_[index].fetch_add(1, std::memory_order_relaxed);
     if (!r.ok()) {
       undo();
+      if (refused_by != nullptr && r.status().IsFailedPrecondition()) *refused_by = rule.spec.id;
       return r.status();
     }
     // Responses in force at the committed level this reservation reached.
@@ -449,6 +451,7 @@ Result<BudgetHold> BudgetSet::Reserve(const BudgetSubject& subject, int64_t esti
         if (!throttle_->limiter.TryAcquire(bucket, rule.throttle_rates[t], now)) {
           (void)ledger_.Release(*r);
           undo();
+          if (refused_by != nullptr) *refused_by = rule.spec.id;
           return Status::FailedPrecondition(fmt::format(
               "budget '{}' key '{}' is throttled to {} above {}% of its limit", rule.spec.id, key,
               rule.throttle_rates[t].ToString(), th.percent));

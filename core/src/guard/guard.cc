@@ -334,15 +334,11 @@ Result<BeginResult> Guard::Begin(CallRequest request) {
                          covering.front()));
       }
       if (d.effect != Effect::kDeny) {
-        auto held = budgets_->Reserve(subject, out.estimate_nanousd);
+        std::string refused_by;
+        auto held = budgets_->Reserve(subject, out.estimate_nanousd, &refused_by);
         if (!held.ok()) {
           if (!held.status().IsFailedPrecondition()) return held.status();
-          const std::string& m = held.status().message();
-          const size_t q1 = m.find('\''), q2 = m.find('\'', q1 + 1);
-          const std::string id = q1 != std::string::npos && q2 != std::string::npos
-                                     ? m.substr(q1 + 1, q2 - q1 - 1)
-                                     : std::string();
-          Deny(&d, "budget:" + id, m);
+          Deny(&d, "budget:" + refused_by, held.status().message());
         } else {
           hold = std::move(*held);
           out.budget_alerts = hold.alerts;

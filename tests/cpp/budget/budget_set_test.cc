@@ -230,10 +230,12 @@ TEST(BudgetSet, ReservesOnEveryCoveringBudgetOrNone) {
 
   // $0.60 more would pass the tenant budget but not alice's $1/day: nothing
   // is held on either.
-  auto refused = set->Reserve(who, 600'000'000);
+  std::string refused_by;
+  auto refused = set->Reserve(who, 600'000'000, &refused_by);
   ASSERT_FALSE(refused.ok());
   EXPECT_TRUE(refused.status().IsFailedPrecondition());
   EXPECT_NE(refused.status().message().find("per-user-daily"), std::string::npos);
+  EXPECT_EQ(refused_by, "per-user-daily");
   auto tenant = set->UsageOf("tenant-monthly", "acme");
   ASSERT_TRUE(tenant.ok());
   EXPECT_EQ(tenant->spent_nanousd, 450'000'000);
@@ -331,9 +333,11 @@ budgets:
   ASSERT_TRUE(big.ok());
   ASSERT_TRUE(set->Settle(*big, 20 * kUsd).ok());
   ASSERT_TRUE(set->Reserve(who, 1).ok());
-  auto third = set->Reserve(who, 1);
+  std::string refused_by;
+  auto third = set->Reserve(who, 1, &refused_by);
   ASSERT_FALSE(third.ok());
   EXPECT_NE(third.status().message().find("throttled to 2/min"), std::string::npos);
+  EXPECT_EQ(refused_by, "t");
   // The refused reservation held nothing.
   auto u = set->UsageOf("t", "a");
   ASSERT_TRUE(u.ok());

@@ -17,7 +17,8 @@
 // permissions.yaml (declarative grants). docs/policies.md is the full guide.
 //
 // Thread safety: Evaluate may be called from any number of threads at once;
-// each thread evaluates in its own Lua state. Reload swaps the bundle
+// each evaluation borrows a Lua state from the engine's pool (never shared by
+// two evaluations at once, reused across threads). Reload swaps the bundle
 // atomically: evaluations already running finish on the version they began
 // with. Evaluation never throws; policy failures become part of the Decision.
 #ifndef BASTION_POLICY_H_

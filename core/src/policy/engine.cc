@@ -539,35 +539,8 @@ Decision Worker::Evaluate(const CallInfo& call) {
 
 // --- the engine ----------------------------------------------------------------
 
-namespace {
-
-// Engines alive now. Threads keep a Lua state per engine they evaluated on;
-// when an engine goes, each thread drops its state the next time it
-// evaluates anything (noticed through the destroyed-engines counter).
-std::mutex g_live_mu;
-std::vector<uint64_t> g_live_engines;  // guarded by g_live_mu
-std::atomic<uint64_t> g_engines_destroyed{0};
-
-bool EngineAlive(uint64_t id) {
-  std::lock_guard<std::mutex> lock(g_live_mu);
-  return std::find(g_live_engines.begin(), g_live_engines.end(), id) != g_live_engines.end();
-}
-
-}  // namespace
-
 class PolicyEngine::Impl {
  public:
-  Impl() : id(next_id.fetch_add(1)) {
-    std::lock_guard<std::mutex> lock(g_live_mu);
-    g_live_engines.push_back(id);
-  }
-  ~Impl() {
-    {
-      std::lock_guard<std::mutex> lock(g_live_mu);
-      std::erase(g_live_engines, id);
-    }
-    g_engines_destroyed.fetch_add(1, std::memory_order_release);
-  }
 
   Status Install(std::shared_ptr<policy::CompiledBundle> bundle) {
     // Compile once here so a broken bundle never replaces a working one.
@@ -584,46 +557,91 @@ class PolicyEngine::Impl {
     return current;
   }
 
-  // This thread's worker for the bundle in force, rebuilt after a reload.
-  policy::Worker* WorkerForThisThread(std::string* error) const {
-    struct Cached {
-      uint64_t engine;
-      std::unique_ptr<policy::Worker> worker;
-    };
-    thread_local std::vector<Cached> cache;
-    thread_local uint64_t destroyed_seen = 0;
-    if (const uint64_t d = g_engines_destroyed.load(std::memory_order_acquire);
-        d != destroyed_seen) {
-      destroyed_seen = d;
-      std::erase_if(cache, [](const Cached& c) { return !EngineAlive(c.engine); });
+  // A worker (Lua state) for the bundle in force, lent to one evaluation.
+  // Workers are pooled, not kept per thread: frameworks run calls on threads
+  // that come and go (executors, a thread per tool call), and a fresh Lua
+  // state costs about a hundred times an evaluation. A worker built for an
+  // earlier bundle is dropped when it comes back.
+  class Lease {
+   public:
+    Lease(const Impl* engine, std::unique_ptr<policy::Worker> w)
+        : engine_(engine), worker_(std::move(w)) {}
+    Lease(Lease&&) = default;
+    ~Lease() {
+      if (worker_) engine_->GiveBack(std::move(worker_));
     }
+    policy::Worker* get() const { return worker_.get(); }
+
+   private:
+    const Impl* engine_;
+    std::unique_ptr<policy::Worker> worker_;
+  };
+
+  // nullptr (and *error) only if a Lua state cannot be built.
+  Lease Borrow(std::string* error) const {
     const uint64_t e = epoch.load(std::memory_order_acquire);
-    Cached* slot = nullptr;
-    for (auto& c : cache) {
-      if (c.engine == id) slot = &c;
+    // This thread's slot first: without contention it is one atomic exchange,
+    // and threads evaluating at once mostly use different slots.
+    std::unique_ptr<policy::Worker> w(slots[SlotOfThisThread()].exchange(nullptr));
+    if (w && w->epoch == e) return Lease(this, std::move(w));
+    std::vector<std::unique_ptr<policy::Worker>> stale;  // destroyed unlocked
+    if (w) stale.push_back(std::move(w));
+    {
+      std::lock_guard<std::mutex> lock(pool_mu);
+      while (!idle.empty()) {
+        w = std::move(idle.back());
+        idle.pop_back();
+        if (w->epoch == e) return Lease(this, std::move(w));
+        stale.push_back(std::move(w));
+      }
     }
-    if (slot != nullptr && slot->worker && slot->worker->epoch == e) return slot->worker.get();
-    auto bundle = Current();
-    auto built = policy::Worker::Build(bundle, &shared);
+    for (auto& slot : slots) {  // idle in another thread's slot
+      w.reset(slot.exchange(nullptr));
+      if (w && w->epoch == e) return Lease(this, std::move(w));
+      if (w) stale.push_back(std::move(w));
+    }
+    auto built = policy::Worker::Build(Current(), &shared);
     if (!built.ok()) {
       *error = built.status().message();
-      return nullptr;
+      return Lease(this, nullptr);
     }
     (*built)->epoch = e;
-    if (slot == nullptr) {
-      cache.push_back({id, nullptr});
-      slot = &cache.back();
-    }
-    slot->worker = std::move(*built);
-    return slot->worker.get();
+    return Lease(this, std::move(*built));
   }
 
-  static inline std::atomic<uint64_t> next_id{1};
-  const uint64_t id;
+  void GiveBack(std::unique_ptr<policy::Worker> w) const {
+    if (w->epoch != epoch.load(std::memory_order_acquire)) return;  // a reload happened
+    policy::Worker* expected = nullptr;
+    if (slots[SlotOfThisThread()].compare_exchange_strong(expected, w.get())) {
+      w.release();
+      return;
+    }
+    std::lock_guard<std::mutex> lock(pool_mu);
+    // More idle workers than this were never needed at once.
+    if (idle.size() < kMaxIdleWorkers) idle.push_back(std::move(w));
+  }
+
+  static size_t SlotOfThisThread() {
+    static std::atomic<size_t> next{0};
+    thread_local const size_t slot = next.fetch_add(1, std::memory_order_relaxed) % kSlots;
+    return slot;
+  }
+
+  ~Impl() {
+    for (auto& slot : slots) delete slot.exchange(nullptr);
+  }
+
+  static constexpr size_t kSlots = 16;
+  static constexpr size_t kMaxIdleWorkers = 64;
   mutable std::mutex mu;
   std::shared_ptr<const policy::CompiledBundle> current;  // guarded by mu
   std::atomic<uint64_t> epoch{0};
   mutable policy::SharedState shared;  // counters and rate limits: shared, thread-safe
+  // Idle workers: one per slot (owned; taken and put back atomically), and
+  // the rest in `idle`.
+  mutable std::array<std::atomic<policy::Worker*>, kSlots> slots{};
+  mutable std::mutex pool_mu;
+  mutable std::vector<std::unique_ptr<policy::Worker>> idle;  // guarded by pool_mu
 };
 
 PolicyEngine::PolicyEngine(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -662,8 +680,8 @@ Status PolicyEngine::ReloadSources(std::vector<std::pair<std::string, std::strin
 
 Decision PolicyEngine::Evaluate(const CallInfo& call) const {
   std::string error;
-  policy::Worker* worker = impl_->WorkerForThisThread(&error);
-  if (worker == nullptr) {
+  const Impl::Lease worker = impl_->Borrow(&error);
+  if (worker.get() == nullptr) {
     // Cannot happen for an installed bundle short of running out of memory;
     // fail closed all the same.
     Decision d;
@@ -672,15 +690,15 @@ Decision PolicyEngine::Evaluate(const CallInfo& call) const {
     d.errors.push_back({"bastion", "runtime", error});
     return d;
   }
-  return worker->Evaluate(call);
+  return worker.get()->Evaluate(call);
 }
 
 std::string PolicyEngine::version() const { return impl_->Current()->version; }
 
 std::vector<std::string> PolicyEngine::policy_ids() const {
   std::string error;
-  policy::Worker* w = impl_->WorkerForThisThread(&error);
-  return w ? w->policy_ids() : std::vector<std::string>{};
+  const Impl::Lease w = impl_->Borrow(&error);
+  return w.get() ? w.get()->policy_ids() : std::vector<std::string>{};
 }
 
 std::shared_ptr<const Permissions> PolicyEngine::permissions() const {

@@ -213,8 +213,10 @@ class _Runs:
 _RUNS = _Runs()
 
 
+@functools.lru_cache(maxsize=4096)
 def _trace_id_of(run_id: str) -> str:
-    """A W3C-style trace id (32 hex digits) for a run id."""
+    """A W3C-style trace id (32 hex digits) for a run id (remembered: every
+    guarded call of a run asks for it)."""
     if not run_id:
         return ""
     try:
@@ -244,7 +246,7 @@ def _from_context(context: Any, name: str) -> str:
     return value if isinstance(value, str) else ""
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(slots=True)
 class _GraphInfo:
     run_id: str = ""
     thread_id: str = ""
@@ -502,7 +504,7 @@ def _parse_resume(value: Any, default_by: str) -> tuple[bool, str, str]:
 # --- per-process memory of keyed calls ---------------------------------------
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(slots=True)
 class _Memo:
     """What this process knows of one call of one task, so that a re-executed
     task (LangGraph reruns a node from the top on resume) neither runs nor
@@ -601,9 +603,28 @@ def _reasons(decision: Any) -> str:
         "no reason given")
 
 
+# Built once: json.dumps with any non-default argument builds its encoder anew.
+_JSON_WITH_STR_FALLBACK = json.JSONEncoder(default=str)
+_CANONICAL_JSON = json.JSONEncoder(sort_keys=True, ensure_ascii=False)
+
+# Ints up to 64 bits; larger ones take the round trip through JSON, which also
+# applies Python's limit on the digits of an int converted to text.
+_INT_RANGE = range(-(1 << 63), 1 << 64)
+
+
+def _is_json_scalar(value: Any) -> bool:
+    """A value that a round trip through JSON gives back as it is."""
+    kind = type(value)
+    return (kind is str or value is None or kind is bool or kind is float
+            or (kind is int and value in _INT_RANGE))
+
+
 def _jsonable(value: Any) -> Any:
     """Tool arguments as JSON types (what the guard accepts and interrupts store)."""
-    return json.loads(json.dumps(value, default=str))
+    if type(value) is dict and all(type(k) is str and _is_json_scalar(v)
+                                   for k, v in value.items()):
+        return dict(value)  # the round trip's result, without encoding and parsing
+    return json.loads(_JSON_WITH_STR_FALLBACK.encode(value))
 
 
 def _who(by: str, reason: str) -> str:
@@ -694,7 +715,7 @@ class _Base:
             **fields)
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(slots=True)
 class _Step:
     """One guarded call between before() and after()."""
 
@@ -769,7 +790,7 @@ class _ToolGuard(_Base):
         resource = self._resource(name, request.tool, args)
         risk = (getattr(request.tool, "metadata", None) or {}).get("risk_level")
         extra = {"risk_level": risk} if isinstance(risk, str) and risk else {}
-        input_text = json.dumps(args, sort_keys=True, ensure_ascii=False)
+        input_text = _CANONICAL_JSON.encode(args)
         call = self.guard.begin_tool(
             tool=name, operation=operation, args=args, input=input_text,
             **context.fields(resource=resource, request_id=call_id, idempotency_key=key, **extra))
@@ -854,7 +875,8 @@ class _ToolGuard(_Base):
 
     def during(self, step: _Step) -> RunContext:
         """The context while the tool runs: agents it invokes are its children."""
-        return dataclasses.replace(step.context, parent_span_id=step.call.span_id)
+        # dataclasses.replace, without its per-call walk over the fields' specs.
+        return RunContext(**{**vars(step.context), "parent_span_id": step.call.span_id})
 
     # -- the wrappers --
 
@@ -1094,45 +1116,68 @@ def _input_tokens(request: Any) -> int:
     return max(1, (chars + 3) // 4)
 
 
-def _message_key(message: BaseMessage) -> str:
-    """Identifies a message across model calls: its id and a digest of its text."""
-    digest = hashlib.sha256(_text(message.content).encode("utf-8", "surrogatepass")).hexdigest()
-    return f"{message.id or ''}/{digest}"
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+class _Redactions:
+    """Messages the guard redacted, with the text the model was shown instead:
+    the graph's state keeps what the user wrote, and every later model call
+    sends it again. A message is known by its id and a digest of its text (an
+    edited message is not shown as its old redaction). Only messages whose id
+    had a redaction are digested: digesting the whole history on every model
+    call would cost in proportion to its length."""
+
+    def __init__(self, size: int = 10_000) -> None:
+        self._size = size
+        self._lock = threading.Lock()
+        self._shown: OrderedDict[tuple[str, str], str] = OrderedDict()
+        self._per_id: dict[str, int] = {}  # message id -> its entries in _shown
+
+    def remember(self, message: BaseMessage, shown: str) -> None:
+        key = (message.id or "", _digest(_text(message.content)))
+        with self._lock:
+            if key not in self._shown:
+                self._per_id[key[0]] = self._per_id.get(key[0], 0) + 1
+            self._shown[key] = shown
+            self._shown.move_to_end(key)
+            while len(self._shown) > self._size:
+                (message_id, _), _ = self._shown.popitem(last=False)
+                if self._per_id[message_id] == 1:
+                    del self._per_id[message_id]
+                else:
+                    self._per_id[message_id] -= 1
+
+    def apply(self, messages: Sequence[BaseMessage]) -> list[BaseMessage] | None:
+        """A copy of `messages` in which those redacted before read as the model
+        was shown them then, or None when there are none."""
+        out: list[BaseMessage] | None = None
+        with self._lock:
+            if not self._per_id:
+                return None
+            for i, m in enumerate(messages):
+                if not isinstance(m, (HumanMessage, ToolMessage)):
+                    continue
+                message_id = m.id or ""
+                if message_id not in self._per_id:
+                    continue
+                text = _text(m.content)
+                shown = self._shown.get((message_id, _digest(text)))
+                if shown is not None and shown != text:
+                    if out is None:
+                        out = list(messages)
+                    out[i] = m.model_copy(update={"content": _with_text(m.content, shown)})
+        return out
 
 
 class _ModelGuard(_Base):
     kind = "model"
 
-    # Messages remembered with their redacted text: the graph's state keeps
-    # what the user wrote, and every later model call sends it again.
-    _MAX_REDACTED = 10_000
-
     def __init__(self, guard: Guard, agent: _Agent, *, models: Mapping[str, Any] | None,
                  on_deny: OnDeny, default_approver: str) -> None:
         super().__init__(guard, agent, on_deny, default_approver)
         self.models = dict(models or {})
-        self._redacted: OrderedDict[str, str] = OrderedDict()
-        self._redacted_lock = threading.Lock()
-
-    def _remember_redaction(self, message: BaseMessage, text: str) -> None:
-        with self._redacted_lock:
-            self._redacted[_message_key(message)] = text
-            self._redacted.move_to_end(_message_key(message))
-            while len(self._redacted) > self._MAX_REDACTED:
-                self._redacted.popitem(last=False)
-
-    def _redact_history(self, messages: list[BaseMessage]) -> bool:
-        """Replaces earlier messages that the guard redacted before; True if any."""
-        changed = False
-        with self._redacted_lock:
-            for i, m in enumerate(messages):
-                if not isinstance(m, (HumanMessage, ToolMessage)):
-                    continue
-                shown = self._redacted.get(_message_key(m))
-                if shown is not None and shown != _text(m.content):
-                    messages[i] = m.model_copy(update={"content": _with_text(m.content, shown)})
-                    changed = True
-        return changed
+        self._redactions = _Redactions()
 
     def before(self, request: Any) -> _Step:
         context, info = _resolve(self.guard, self.agent)
@@ -1161,12 +1206,13 @@ class _ModelGuard(_Base):
             step.memo.final = step.result
             self.memory.put(memo_key, step.memo)
             return step
+        call_input = call.input  # each read of a GuardedCall property converts it anew
         if call.resumed and step.memo.asked:
             self._replay(step.memo)
         elif call.needs_approval:
             payload = {
                 "type": APPROVAL_TYPE, "kind": "model_call", "call_id": call.id,
-                "model": name, "input": call.input, "agent_id": context.agent_id,
+                "model": name, "input": call_input, "agent_id": context.agent_id,
                 "thread_id": context.thread_id, "run_id": context.run_id,
                 "reasons": [dict(r) for r in call.decision.reasons],
             }
@@ -1181,21 +1227,22 @@ class _ModelGuard(_Base):
             call.approve(by, reason)
             self.memory.put(memo_key, step.memo)
         overrides: dict[str, Any] = {}
-        if call.model and call.model != name:
-            replacement = self.models.get(call.model)
+        chosen = call.model
+        if chosen and chosen != name:
+            replacement = self.models.get(chosen)
             if replacement is not None:
                 overrides["model"] = replacement
             else:
                 log.warning("the guard downgraded %s to %s, but `models` has no %s: "
-                            "keeping %s", name, call.model, call.model, name)
-        messages = list(request.messages)
-        changed = self._redact_history(messages)
-        if index is not None and call.input != input_text:
-            self._remember_redaction(request.messages[index], call.input)
+                            "keeping %s", name, chosen, chosen, name)
+        messages = self._redactions.apply(request.messages)
+        if index is not None and call_input != input_text:
+            self._redactions.remember(request.messages[index], call_input)
+            if messages is None:
+                messages = list(request.messages)
             messages[index] = messages[index].model_copy(
-                update={"content": _with_text(messages[index].content, call.input)})
-            changed = True
-        if changed:
+                update={"content": _with_text(messages[index].content, call_input)})
+        if messages is not None:
             overrides["messages"] = messages
         if overrides:
             step.request = request.override(**overrides)

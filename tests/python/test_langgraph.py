@@ -683,6 +683,46 @@ def test_agent_guards_model_and_tool_calls_with_usage_and_redaction(guard):
     assert (records[2]["resource_id"], records[2]["request_id"]) == ("order/A-1", "call_1")
 
 
+def test_messages_redacted_once_stay_redacted_in_later_model_calls(guard):
+    agent, model = agent_with(guard, [
+        asks(call("lookup_order", {"order_id": "A-1"}, "call_1")),
+        says("It ships today"),
+        says("Noted"),
+    ])
+    agent.invoke(user("Where is order A-1? I am ann@example.com"), thread("t-h"))
+    agent.invoke(user("Thanks, copy bob@example.com"), thread("t-h"))
+
+    def asked(seen: list) -> list[str]:
+        return [m.content for m in seen if isinstance(m, HumanMessage)]
+
+    assert asked(model.seen[0]) == ["Where is order A-1? I am [EMAIL]"]
+    assert asked(model.seen[1]) == ["Where is order A-1? I am [EMAIL]"]
+    assert asked(model.seen[2]) == ["Where is order A-1? I am [EMAIL]", "Thanks, copy [EMAIL]"]
+    state = agent.get_state(thread("t-h")).values["messages"]
+    assert [m.content for m in state if isinstance(m, HumanMessage)] == [
+        "Where is order A-1? I am ann@example.com", "Thanks, copy bob@example.com"]
+
+
+def test_redaction_memory_knows_messages_by_id_and_text_and_forgets_the_oldest():
+    from bastion.langgraph import _Redactions
+
+    memory = _Redactions(size=3)
+    a, b, c, d = (HumanMessage(f"{n}@example.com", id=n) for n in "abcd")
+    b_edited = HumanMessage("b2@example.com", id="b")
+    assert memory.apply([a, b, c, d]) is None
+    for message in (a, b, b_edited, c):  # c evicts a, the oldest
+        memory.remember(message, f"[{message.content}]")
+    memory.remember(b, "[b]")  # b again: now the newest
+    memory.remember(d, "[d]")  # evicts b_edited, the oldest now
+
+    def shown(messages: list) -> list[str]:
+        return [m.content for m in memory.apply(messages) or messages]
+
+    assert shown([a, b, b_edited, c, d, AIMessage("d@example.com", id="d")]) == [
+        "a@example.com", "[b]", "b2@example.com", "[c@example.com]", "[d]", "d@example.com"]
+    assert memory.apply([a, b_edited]) is None
+
+
 def test_agent_streams_tokens_and_records_the_aggregated_usage(guard):
     agent, _ = agent_with(guard, [
         asks(call("lookup_order", {"order_id": "A-1"}, "call_1")),

@@ -113,6 +113,14 @@ class PyGuardedCall {
     begun_ = Unwrap(std::move(r));
   }
 
+  // The verdict on output an after_* policy held: the output to show.
+  std::string ReviewOutput(bool approved, const std::string& by, const std::string& reason) {
+    Result<std::string> r = [&] {
+      py::gil_scoped_release release;
+      return guard_->ReviewOutput(begun_.call_id, approved, by, reason);
+    }();
+    return Unwrap(std::move(r));
+  }
   const BeginResult& begun() const { return begun_; }
   bool model_call() const { return model_call_; }
 
@@ -259,6 +267,9 @@ void RegisterGuard(py::module_& m) {
       .def_property_readonly("decision", [](const PyCallEnd& e) { return WrapDecision(e.end.decision); })
       .def_property_readonly("output", [](const PyCallEnd& e) { return e.end.output; })
       .def_property_readonly("withheld", [](const PyCallEnd& e) { return e.end.withheld; })
+      .def_property_readonly("awaiting_approval",
+                             [](const PyCallEnd& e) { return e.end.awaiting_approval; })
+      .def_property_readonly("held_output", [](const PyCallEnd& e) { return e.end.held_output; })
       .def_property_readonly("cost_usd",
                              [](const PyCallEnd& e) -> py::object {
                                if (!e.end.cost_nanousd) return py::none();
@@ -311,6 +322,20 @@ void RegisterGuard(py::module_& m) {
             c.Resolve(false, by, reason);
           },
           py::arg("rejected_by"), py::arg("reason") = "")
+      .def(
+          "approve_output",
+          [](PyGuardedCall& c, const std::string& by, const std::string& reason) {
+            return c.ReviewOutput(true, by, reason);
+          },
+          py::arg("approved_by"), py::arg("reason") = "",
+          "Releases output an after_* policy held for review; returns it.")
+      .def(
+          "reject_output",
+          [](PyGuardedCall& c, const std::string& by, const std::string& reason) {
+            return c.ReviewOutput(false, by, reason);
+          },
+          py::arg("rejected_by"), py::arg("reason") = "",
+          "Keeps back output an after_* policy held for review; returns the notice to show.")
       .def("__repr__", [](const PyGuardedCall& c) {
         return fmt::format("<GuardedCall {} {} {}>", c.begun().call_id,
                            c.model_call() ? "model " + c.begun().model : std::string("tool"),

@@ -76,7 +76,17 @@ async def _areject(call: GuardedCall, rejected_by: str, reason: str = "") -> Non
     await _in_executor(functools.partial(call.reject, rejected_by, reason))
 
 
+async def _aapprove_output(call: GuardedCall, approved_by: str, reason: str = "") -> str:
+    return await _in_executor(functools.partial(call.approve_output, approved_by, reason))
+
+
+async def _areject_output(call: GuardedCall, rejected_by: str, reason: str = "") -> str:
+    return await _in_executor(functools.partial(call.reject_output, rejected_by, reason))
+
+
 GuardedCall.aend = _aend  # type: ignore[attr-defined]
+GuardedCall.aapprove_output = _aapprove_output  # type: ignore[attr-defined]
+GuardedCall.areject_output = _areject_output  # type: ignore[attr-defined]
 GuardedCall.aapprove = _aapprove  # type: ignore[attr-defined]
 GuardedCall.areject = _areject  # type: ignore[attr-defined]
 

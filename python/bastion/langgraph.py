@@ -660,8 +660,8 @@ class _Base:
         """After end(): holds `result` for a human when the output guardrail asks
         for approval (`review()` makes the interrupt's payload); otherwise it is
         the step's final result."""
-        if end.decision.effect == "require_approval" and not end.withheld:
-            step.memo.held = (result, step.call, step.context)
+        if end.awaiting_approval:
+            step.memo.held = (result, step.call)
             step.memo.review = review()
             self.memory.put(step.memo_key, step.memo)
             return self._review(step)
@@ -677,14 +677,16 @@ class _Base:
                 "reasons": [dict(r) for r in end.decision.reasons]}
 
     def _review(self, step: _Step) -> Any:
-        """Asks a human about held output, records the verdict, and keeps the
-        output, or what replaces it when rejected."""
+        """Asks a human about held output, has the guard record the verdict, and
+        keeps the output, or what replaces it when rejected."""
         memo = step.memo
         review = memo.review or {}
         approved, by, reason = self._ask(review)
-        result, step.call, context = memo.held
-        self._record_review(context, step.call, self.kind, step.name, approved, by, reason)
-        if not approved:
+        result, step.call = memo.held
+        if approved:
+            step.call.approve_output(by, reason)
+        else:
+            step.call.reject_output(by, reason)
             result = self._withhold(step, result, review, _who(by, reason))
         memo.asked.append(review)
         memo.review, memo.held, memo.final = None, None, result
@@ -693,26 +695,6 @@ class _Base:
 
     def _withhold(self, step: _Step, result: Any, review: dict[str, Any], who: str) -> Any:
         raise NotImplementedError
-
-    def _record_review(self, context: RunContext, call: Any, kind: str, name: str,
-                       approved: bool, by: str, reason: str) -> None:
-        """A ledger record of a human's verdict on a call's output: the call has
-        ended, so this is a record of its own, on the call's trace and span."""
-        verdict = "approved" if approved else "rejected"
-        attributes = {**context.fields().get("attributes", {}), "call": f"{kind}_call",
-                      "stage": "output"}
-        fields: dict[str, Any] = {
-            name_: value for name_, value in context.fields().items()
-            if name_ in ("agent_id", "agent_role", "parent_agent_id", "user_id", "tenant_id",
-                         "run_id", "thread_id", "step_index")}
-        fields[kind] = name
-        self.guard.record(
-            action="approval", effect="allow" if approved else "deny",
-            approval_status=verdict, approved_by=by, trace_id=call.trace_id,
-            span_id=call.span_id, attributes=attributes,
-            reasons=[{"policy_id": "approval",
-                      "message": f"output {verdict} by {_who(by, reason)}"}],
-            **fields)
 
 
 @dataclasses.dataclass(slots=True)
@@ -842,10 +824,13 @@ class _ToolGuard(_Base):
         ok = message is None or message.status != "error"
         end = step.call.end(text, ok=ok, error_class="" if ok else "tool_error",
                             latency=time.monotonic() - step.started)
-        shown = end.output
-        if message is not None and (shown != text or end.withheld):
+        # Output held for review is shown as it would be if approved (_keep
+        # asks first); a rejection replaces it.
+        held = end.awaiting_approval
+        shown = end.held_output if held else end.output
+        if message is not None and (shown != text or (end.withheld and not held)):
             update: dict[str, Any] = {"content": _with_text(message.content, shown)}
-            if end.withheld:
+            if end.withheld and not held:
                 update["status"] = "error"
             result = _replace_tool_message(result, message, message.model_copy(update=update))
         # Output may be held for a human (e.g. an injection marker in a tool result).
@@ -1260,14 +1245,17 @@ class _ModelGuard(_Base):
         usage = getattr(message, "usage_metadata", None)
         end = step.call.end(text, usage=dict(usage) if usage else None,
                             latency=time.monotonic() - step.started)
-        if message is not None and (end.withheld or end.output != text):
-            update: dict[str, Any] = {"content": _with_text(message.content, end.output)}
-            if end.withheld:
+        held = end.awaiting_approval  # shown as if approved; _keep asks first
+        shown = end.held_output if held else end.output
+        withheld = end.withheld and not held
+        if message is not None and (withheld or shown != text):
+            update: dict[str, Any] = {"content": _with_text(message.content, shown)}
+            if withheld:
                 update.update(tool_calls=[], invalid_tool_calls=[])
             result[index] = message.model_copy(update=update)
         out = ModelResponse(result=result, structured_response=response.structured_response)
         return self._keep(step, out, end, lambda: self._review_payload(
-            step, "model_output", end, model=step.name, output=end.output))
+            step, "model_output", end, model=step.name, output=shown))
 
     def _withhold(self, step: _Step, out: Any, review: dict[str, Any], who: str) -> Any:
         result = list(out.result)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from decimal import Decimal
 from pathlib import Path
@@ -194,6 +195,56 @@ def test_bad_end_arguments_are_clear_errors(guard: bastion.Guard, args: tuple, k
     assert ended.cost_usd is not None
 
 
+def test_output_held_for_review_is_released_only_by_a_verdict(tmp_path: Path) -> None:
+    root = tmp_path / "bastion"
+    (root / "policies").mkdir(parents=True)
+    (root / "policies" / "review.lua").write_text("""
+return {
+  id = "payments-need-review",
+  after_model = function(call, out)
+    if string.find(out.text, "wire", 1, true) then
+      return require_approval("payment instructions need a human")
+    end
+  end,
+}""")
+    with bastion.Guard.open(root) as guard:
+        shown = []
+        for verdict in ("approve", "reject", "areject"):
+            call = guard.begin_model("gpt-4o", "how do I pay?", user_id="u-1")
+            ended = call.end("Send a wire transfer today", latency=0.1,
+                             usage={"input_tokens": 10, "output_tokens": 5})
+            assert ended.awaiting_approval and ended.withheld
+            assert "wire" not in ended.output and "need a human" in ended.output
+            assert ended.held_output == "Send a wire transfer today"
+            assert ended.cost_usd is not None  # the call ran: it is charged
+            with pytest.raises(bastion.StateError, match="awaits review"):
+                call.end("again")
+            with pytest.raises(bastion.InvalidArgumentError, match="approved_by"):
+                call.approve_output("")
+            if verdict == "approve":
+                shown.append(call.approve_output("ann"))
+            elif verdict == "reject":
+                shown.append(call.reject_output("bob", "fraud risk"))
+            else:
+                shown.append(asyncio.run(call.areject_output("carol")))
+            with pytest.raises(bastion.NotFoundError):
+                call.approve_output("ann")
+        assert shown == ["Send a wire transfer today",
+                         "[withheld: output rejected by bob: fraud risk]",
+                         "[withheld: output rejected by carol]"]
+        recs = records(guard)
+    assert [(r["action"], r["effect"], r["approval_status"], r["approved_by"])
+            for r in recs[1::3] + recs[2::3]] == [
+        ("model_call", "require_approval", "pending", None),
+        ("model_call", "require_approval", "pending", None),
+        ("model_call", "require_approval", "pending", None),
+        ("approval", "allow", "approved", "ann"),
+        ("approval", "deny", "rejected", "bob"),
+        ("approval", "deny", "rejected", "carol")]
+    assert all(r["attributes"]["stage"] == "output" for r in recs[2::3])
+    assert recs[1]["output_summary"] == "Send a wire transfer today"
+
+
 def test_closed_guard_refuses_work(tmp_path: Path) -> None:
     g = bastion.Guard.open(tmp_path / "g")
     g.close()
@@ -214,7 +265,6 @@ def test_bad_configuration_names_the_file(tmp_path: Path) -> None:
 
 
 def test_asyncio_calls(guard: bastion.Guard) -> None:
-    import asyncio
 
     async def run() -> list[str]:
         async def one(i: int) -> str:

@@ -592,10 +592,10 @@ def test_tool_results_with_injection_markers_wait_for_a_human(guard):
     records = guard_records(guard)
     assert shape(records) == [
         ("tool_call", "lookup_order", "allow", "decision", None),
-        ("tool_call", "lookup_order", "require_approval", "outcome", None),
+        ("tool_call", "lookup_order", "require_approval", "outcome", "pending"),
         ("approval", "lookup_order", "allow", "approval", "approved"),
         ("tool_call", "lookup_order", "allow", "decision", None),
-        ("tool_call", "lookup_order", "require_approval", "outcome", None),
+        ("tool_call", "lookup_order", "require_approval", "outcome", "pending"),
         ("approval", "lookup_order", "deny", "approval", "rejected")]
     assert records[2]["attributes"]["stage"] == "output"
     assert records[2]["approved_by"] == "alice"
@@ -1082,7 +1082,7 @@ def test_model_output_held_for_review(tmp_path, verdict):
         status = "approved" if verdict == "approve" else "rejected"
         assert shape(records) == [
             ("model_call", "gpt-4o", "allow", "decision", None),
-            ("model_call", "gpt-4o", "require_approval", "outcome", None),
+            ("model_call", "gpt-4o", "require_approval", "outcome", "pending"),
             ("approval", "gpt-4o", "allow" if verdict == "approve" else "deny", "approval",
              status)]
         assert records[2]["attributes"]["stage"] == "output"

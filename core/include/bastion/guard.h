@@ -31,7 +31,9 @@
 // End: the after_* hook (output guardrails, redaction) -> cost from the usage
 // (settling the reservation, or releasing it when the call failed without
 // usage) -> the SLO record -> an "outcome" ledger record, plus "budget_alert"
-// and "slo_breach" records for what fired.
+// and "slo_breach" records for what fired. An after_* require_approval holds
+// the output (End returns a withheld notice and awaiting_approval) until
+// ReviewOutput records the verdict and releases it or keeps it back.
 //
 // Every record of a call carries its run, trace and span ids and the policy
 // version; a call's span id is new, its parent span and trace come from the
@@ -137,8 +139,13 @@ struct CallOutcome {
 
 struct EndResult {
   Decision decision;   // the after_* hook's
-  std::string output;  // after redactions; withheld text when denied
+  // After redactions; the withheld text when denied or held for review.
+  std::string output;
   bool withheld = false;
+  // The after_* hook asked for approval: the output is held (held_output, after
+  // redactions) until ReviewOutput releases or rejects it.
+  bool awaiting_approval = false;
+  std::string held_output;
   std::optional<int64_t> cost_nanousd;  // unset: unpriced or no usage
   bool unpriced = false;
   int64_t overshoot_nanousd = 0;
@@ -180,7 +187,15 @@ class Guard {
   Result<BeginResult> Approve(uint64_t call_id, bool approved, const std::string& approved_by,
                               const std::string& reason);
 
-  // The call begun with this idempotency key and not ended, or NotFound.
+  // Resolves a call whose output an after_* policy held for review (End said
+  // awaiting_approval): records who decided, and returns the output to show
+  // (the held output when approved, a withheld notice when rejected).
+  // NotFound / FailedPrecondition (its output is not awaiting review);
+  // InvalidArgument without `reviewed_by`.
+  Result<std::string> ReviewOutput(uint64_t call_id, bool approved, const std::string& reviewed_by,
+                                   const std::string& reason);
+  // The call begun with this idempotency key and not ended (or ended with its
+  // output awaiting review), or NotFound.
   Result<uint64_t> FindByKey(const std::string& idempotency_key);
 
   // Appends a free-standing record (e.g. a run start) with the guard's policy

@@ -94,6 +94,11 @@ class Guard::Impl {
     bool awaiting_approval = false;
     std::chrono::steady_clock::time_point started;
     std::string chunk_window;
+    // Ended, with its output held for review (an after_* require_approval):
+    // what an approval releases, and the context of the verdict's record.
+    bool output_held = false;
+    std::string held_output;
+    std::string after_policy_version;
   };
 
   std::mutex mu;
@@ -220,6 +225,20 @@ Record CallRecord(const CallInfo& c, const std::string& action, const CallReques
   r.thread_id = c.thread_id;
   if (c.step_index != 0) r.step_index = c.step_index;
   r.policy_version = policy_version;
+  return r;
+}
+
+// The record of a human's verdict on an in-flight call, on its trace and span.
+Record VerdictRecord(const Guard::Impl::InFlight& f, const std::string& policy_version,
+                     bool approved, const std::string& by) {
+  const CallInfo& c = f.request.call;
+  Record r = CallRecord(c, "approval", f.request, policy_version);
+  r.model = f.begun.model;
+  r.span_id = f.begun.span_id;
+  r.approval_status = approved ? "approved" : "rejected";
+  r.approved_by = by;
+  SetAttribute(&r, "phase", "approval");
+  SetAttribute(&r, "call", IsModelHook(c.hook) ? "model_call" : "tool_call");
   return r;
 }
 
@@ -459,6 +478,10 @@ Result<EndResult> Guard::End(uint64_t call_id, const CallOutcome& outcome) {
       return Status::FailedPrecondition(
           fmt::format("call {} is awaiting approval; Approve it first", call_id));
     }
+    if (it->second.output_held) {
+      return Status::FailedPrecondition(fmt::format(
+          "call {} has ended; its output awaits review (ReviewOutput)", call_id));
+    }
     f = std::move(it->second);
     impl_->calls.erase(it);
     if (!f.request.idempotency_key.empty()) impl_->by_key.erase(f.request.idempotency_key);
@@ -482,6 +505,13 @@ Result<EndResult> Guard::End(uint64_t call_id, const CallOutcome& outcome) {
     out.withheld = true;
     out.output = fmt::format("[withheld by policy: {}]",
                              d.reasons.empty() ? std::string("denied") : d.reasons[0].message);
+  } else if (d.effect == Effect::kRequireApproval) {
+    // Held, not shown: ReviewOutput releases it (redacted) or keeps it back.
+    out.awaiting_approval = true;
+    out.withheld = true;
+    out.held_output = ApplyRedactions(outcome.output, d.redactions, "output");
+    out.output = fmt::format("[withheld pending approval: {}]",
+                             d.reasons.empty() ? std::string("review") : d.reasons[0].message);
   } else {
     out.output = ApplyRedactions(outcome.output, d.redactions, "output");
   }
@@ -529,7 +559,11 @@ Result<EndResult> Guard::End(uint64_t call_id, const CallOutcome& outcome) {
   Record r = CallRecord(c, model_call ? "model_call" : "tool_call", f.request,
                         f.begun.decision.policy_version);
   r.span_id = f.begun.span_id;
-  r.output_summary = Summary(out.output, options_.summary_bytes);
+  // A held output is recorded as produced (after redactions): the review is
+  // about it.
+  r.output_summary =
+      Summary(out.awaiting_approval ? out.held_output : out.output, options_.summary_bytes);
+  if (out.awaiting_approval) r.approval_status = "pending";
   if (outcome.usage) r.tokens = RecordTokens(*outcome.usage);
   if (out.cost_nanousd) r.cost_nanousd = *out.cost_nanousd;
   r.effect = std::string(EffectName(d.effect));
@@ -557,7 +591,54 @@ Result<EndResult> Guard::End(uint64_t call_id, const CallOutcome& outcome) {
   for (const SloEvent& e : out.slo_events) {
     BASTION_RETURN_IF_ERROR(Append(BreachRecord(e, *base), e.severity == "page").status());
   }
+  if (out.awaiting_approval) {
+    // Kept (its budget settled, its SLO recorded) until ReviewOutput; a Begin
+    // with its idempotency key finds it as begun.
+    c.hook = model_call ? Hook::kBeforeModel : Hook::kBeforeTool;
+    f.request.call = std::move(c);
+    f.hold = BudgetHold{};
+    f.output_held = true;
+    f.held_output = out.held_output;
+    f.after_policy_version = d.policy_version;
+    std::lock_guard lock(impl_->mu);
+    if (!f.request.idempotency_key.empty()) {
+      impl_->by_key.emplace(f.request.idempotency_key, call_id);
+    }
+    impl_->calls.emplace(call_id, std::move(f));
+  }
   return out;
+}
+
+Result<std::string> Guard::ReviewOutput(uint64_t call_id, bool approved,
+                                        const std::string& reviewed_by,
+                                        const std::string& reason) {
+  if (reviewed_by.empty()) {
+    return Status::InvalidArgument("a review must name who decided (approved_by)");
+  }
+  Impl::InFlight f;
+  {
+    std::lock_guard lock(impl_->mu);
+    auto it = impl_->calls.find(call_id);
+    if (it == impl_->calls.end()) {
+      return Status::NotFound(fmt::format("call {} is not in flight", call_id));
+    }
+    if (!it->second.output_held) {
+      return Status::FailedPrecondition(
+          fmt::format("call {}'s output is not awaiting review", call_id));
+    }
+    f = std::move(it->second);
+    impl_->calls.erase(it);
+    if (!f.request.idempotency_key.empty()) impl_->by_key.erase(f.request.idempotency_key);
+  }
+  const std::string who = reason.empty() ? reviewed_by : reviewed_by + ": " + reason;
+  Record r = VerdictRecord(f, f.after_policy_version, approved, reviewed_by);
+  r.effect = approved ? "allow" : "deny";
+  r.reasons = {Reason{"approval",
+                      fmt::format("output {} by {}", approved ? "approved" : "rejected", who)}};
+  SetAttribute(&r, "stage", "output");
+  BASTION_RETURN_IF_ERROR(Append(std::move(r), true).status());
+  if (approved) return std::move(f.held_output);
+  return fmt::format("[withheld: output rejected by {}]", who);
 }
 
 Result<BeginResult> Guard::Approve(uint64_t call_id, bool approved, const std::string& approved_by,
@@ -570,8 +651,9 @@ Result<BeginResult> Guard::Approve(uint64_t call_id, bool approved, const std::s
       return Status::NotFound(fmt::format("call {} is not in flight", call_id));
     }
     if (!it->second.awaiting_approval) {
-      return Status::FailedPrecondition(
-          fmt::format("call {} is not awaiting approval", call_id));
+      return Status::FailedPrecondition(fmt::format(
+          "call {} is not awaiting approval{}", call_id,
+          it->second.output_held ? " (its output awaits review: ReviewOutput)" : ""));
     }
     Impl::InFlight& f = it->second;
     Decision& d = f.begun.decision;
@@ -602,16 +684,9 @@ Result<BeginResult> Guard::Approve(uint64_t call_id, bool approved, const std::s
   if (!approved && !copy.hold.reservations.empty()) {
     BASTION_RETURN_IF_ERROR(budgets_->Release(copy.hold));
   }
-  const CallInfo& c = copy.request.call;
-  Record r = CallRecord(c, "approval", copy.request, copy.begun.decision.policy_version);
-  r.model = copy.begun.model;
-  r.span_id = copy.begun.span_id;
+  Record r = VerdictRecord(copy, copy.begun.decision.policy_version, approved, approved_by);
   r.effect = std::string(EffectName(copy.begun.decision.effect));
   r.reasons = copy.begun.decision.reasons;
-  r.approval_status = approved ? "approved" : "rejected";
-  r.approved_by = approved_by;
-  SetAttribute(&r, "phase", "approval");
-  SetAttribute(&r, "call", IsModelHook(c.hook) ? "model_call" : "tool_call");
   auto seq = Append(std::move(r), true);
   if (!seq.ok()) return seq.status();
   BeginResult out = copy.begun;

@@ -41,6 +41,16 @@ return {
   end,
 }
 )");
+    Write(dir + "/policies/payments.lua", R"(
+return {
+  id = "payments-need-review",
+  after_model = function(call, out)
+    if string.find(out.text, "WIRE", 1, true) then
+      return require_approval("payment instructions need a human")
+    end
+  end,
+}
+)");
     Write(dir + "/policies/approve.lua", R"(
 return {
   id = "refunds-need-approval",
@@ -331,6 +341,70 @@ TEST_F(GuardTest, OutputGuardrailWithholdsOutput) {
   EXPECT_TRUE(e->withheld);
   EXPECT_EQ(e->output, "[withheld by policy: leaks a secret]");
   EXPECT_EQ(Records().back().output_summary, "[withheld by policy: leaks a secret]");
+}
+
+// An output guardrail that asks for approval holds the output: End shows a
+// notice, not the output, until ReviewOutput records a verdict and releases
+// it (redacted) or keeps it back. Cost and SLO are settled at End: the call ran.
+TEST_F(GuardTest, OutputHeldForReviewIsReleasedOnlyByAVerdict) {
+  for (const bool approve : {true, false}) {
+    SCOPED_TRACE(approve ? "approved" : "rejected");
+    CallRequest req = Model("how do I pay?");
+    req.idempotency_key = approve ? "k-approve" : "k-reject";
+    auto b = guard_->Begin(req);
+    ASSERT_TRUE(b.ok()) << b.status().ToString();
+    CallOutcome o;
+    o.output = "WIRE the money to bob@example.com";
+    o.usage = Usage{.input = 1000, .output = 20};
+    auto e = guard_->End(b->call_id, o);
+    ASSERT_TRUE(e.ok()) << e.status().ToString();
+    EXPECT_EQ(e->decision.effect, Effect::kRequireApproval);
+    EXPECT_TRUE(e->awaiting_approval);
+    EXPECT_TRUE(e->withheld);
+    EXPECT_EQ(e->output.find("WIRE"), std::string::npos) << e->output;
+    EXPECT_NE(e->output.find("payment instructions need a human"), std::string::npos);
+    EXPECT_EQ(e->held_output, "WIRE the money to [EMAIL]");
+    EXPECT_TRUE(e->cost_nanousd.has_value());
+
+    // Held: not ended twice, not approved as a begin approval, and found by key.
+    EXPECT_TRUE(guard_->End(b->call_id, o).status().IsFailedPrecondition());
+    EXPECT_TRUE(guard_->Approve(b->call_id, true, "ann", "").status().IsFailedPrecondition());
+    auto again = guard_->Begin(req);
+    ASSERT_TRUE(again.ok()) << again.status().ToString();
+    EXPECT_TRUE(again->resumed);
+    EXPECT_EQ(again->call_id, b->call_id);
+    EXPECT_TRUE(guard_->ReviewOutput(b->call_id, true, "", "").status().IsInvalidArgument());
+
+    auto shown = guard_->ReviewOutput(b->call_id, approve, "ann", approve ? "" : "fraud risk");
+    ASSERT_TRUE(shown.ok()) << shown.status().ToString();
+    if (approve) {
+      EXPECT_EQ(*shown, "WIRE the money to [EMAIL]");
+    } else {
+      EXPECT_EQ(*shown, "[withheld: output rejected by ann: fraud risk]");
+    }
+    EXPECT_TRUE(guard_->ReviewOutput(b->call_id, true, "ann", "").status().IsNotFound());
+    EXPECT_TRUE(guard_->FindByKey(req.idempotency_key).status().IsNotFound());
+  }
+
+  const std::vector<Record> records = Records();
+  ASSERT_EQ(records.size(), 6u);
+  for (int i = 0; i < 2; ++i) {
+    const Record& decision = records[3 * i];
+    const Record& outcome = records[3 * i + 1];
+    const Record& verdict = records[3 * i + 2];
+    EXPECT_EQ(Attr(decision, "phase"), "decision");
+    EXPECT_EQ(outcome.effect, "require_approval");
+    EXPECT_EQ(outcome.approval_status, "pending");
+    EXPECT_EQ(outcome.output_summary, "WIRE the money to [EMAIL]");
+    EXPECT_EQ(verdict.action, "approval");
+    EXPECT_EQ(Attr(verdict, "stage"), "output");
+    EXPECT_EQ(Attr(verdict, "call"), "model_call");
+    EXPECT_EQ(verdict.approved_by, "ann");
+    EXPECT_EQ(verdict.approval_status, i == 0 ? "approved" : "rejected");
+    EXPECT_EQ(verdict.effect, i == 0 ? "allow" : "deny");
+    EXPECT_EQ(verdict.span_id, outcome.span_id);
+    EXPECT_EQ(verdict.trace_id, outcome.trace_id);
+  }
 }
 
 TEST_F(GuardTest, FailuresOpenTheBreakerAndTheNextCallIsRefused) {

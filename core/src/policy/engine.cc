@@ -541,7 +541,6 @@ Decision Worker::Evaluate(const CallInfo& call) {
 
 class PolicyEngine::Impl {
  public:
-
   Status Install(std::shared_ptr<policy::CompiledBundle> bundle) {
     // Compile once here so a broken bundle never replaces a working one.
     auto probe = policy::Worker::Build(bundle, &shared);
@@ -617,7 +616,7 @@ class PolicyEngine::Impl {
       return;
     }
     std::lock_guard<std::mutex> lock(pool_mu);
-    // More idle workers than this were never needed at once.
+    // After a burst of concurrent evaluations, keep a bounded number idle.
     if (idle.size() < kMaxIdleWorkers) idle.push_back(std::move(w));
   }
 

@@ -59,27 +59,27 @@ class PyGuardedCall {
                                        args.size()));
     }
     CallOutcome o;
-    if (args.size() == 1) o.output = StrArg(args[0], "output");
+    if (args.size() == 1) o.output = Utf8String(args[0], "output");
     py::handle usage;
     std::string usage_provider = "langchain";
     PyObject *k, *v;
     Py_ssize_t pos = 0;
     while (PyDict_Next(kwargs.ptr(), &pos, &k, &v)) {
-      const std::string key = StrArg(k, "a keyword");
+      const std::string_view key = Utf8View(k, "a keyword");
       if (key == "output") {
         if (args.size() == 1) throw py::type_error("end() got multiple values for argument 'output'");
-        o.output = StrArg(v, "output");
+        o.output = Utf8String(v, "output");
       } else if (key == "usage") {
         usage = v;
       } else if (key == "usage_provider") {
-        usage_provider = StrArg(v, "usage_provider");
+        usage_provider = Utf8String(v, "usage_provider");
       } else if (key == "ok") {
         if (!PyBool_Check(v)) {
           throw py::type_error(fmt::format("ok must be bool, got {}", Py_TYPE(v)->tp_name));
         }
         o.ok = v == Py_True;
       } else if (key == "error_class") {
-        o.error_class = StrArg(v, "error_class");
+        o.error_class = Utf8String(v, "error_class");
       } else if (key == "latency") {
         if (v == Py_None) continue;
         const double seconds = PyBool_Check(v) ? -1.0 : PyFloat_AsDouble(v);
@@ -168,7 +168,7 @@ class PyGuard {
   // them) and input_tokens, max_output_tokens, parent_span_id, request_id,
   // idempotency_key, in one dict read in one pass.
   PyGuardedCall Begin(py::str hook, py::dict fields) {
-    const std::string hook_name = StrArg(hook, "hook");
+    const std::string hook_name = Utf8String(hook, "hook");
     if (hook_name != "before_model" && hook_name != "before_tool") {
       ThrowInvalid(fmt::format("hook must be before_model or before_tool, got '{}'", hook_name));
     }
@@ -188,11 +188,11 @@ class PyGuard {
       } else if (key == "max_output_tokens") {
         req.max_output_tokens = count(v, key);
       } else if (key == "parent_span_id") {
-        req.parent_span_id = StrArg(v, key);
+        req.parent_span_id = Utf8String(v, key);
       } else if (key == "request_id") {
-        req.request_id = StrArg(v, key);
+        req.request_id = Utf8String(v, key);
       } else if (key == "idempotency_key") {
-        req.idempotency_key = StrArg(v, key);
+        req.idempotency_key = Utf8String(v, key);
       } else {
         return false;
       }

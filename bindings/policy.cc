@@ -13,6 +13,7 @@
 #include "errors.h"
 #include "policy.h"
 #include "policy/bundle.h"
+#include "record_convert.h"
 
 namespace py = pybind11;
 using namespace pybind11::literals;
@@ -21,7 +22,7 @@ namespace bastion::py_bindings {
 namespace {
 
 std::string Str(py::handle h, std::string_view field) {
-  return StrArg(h, fmt::format("call field '{}'", field));
+  return Utf8String(h, "call field", field);
 }
 
 int64_t Int(py::handle h, std::string_view field) {
@@ -150,17 +151,7 @@ CallInfo CallFromPython(py::handle hook, py::handle mapping, py::handle kwargs,
     PyObject *k, *v;
     Py_ssize_t pos = 0;
     while (PyDict_Next(source.ptr(), &pos, &k, &v)) {
-      if (!PyUnicode_Check(k)) {
-        throw py::type_error(fmt::format("call field names must be str, got {}",
-                                         Py_TYPE(k)->tp_name));
-      }
-      Py_ssize_t n = 0;
-      const char* name = PyUnicode_AsUTF8AndSize(k, &n);
-      if (name == nullptr) {
-        PyErr_Clear();
-        ThrowInvalid("a call field name is not valid UTF-8 (lone surrogate)");
-      }
-      const std::string_view key(name, static_cast<size_t>(n));
+      const std::string_view key = Utf8View(k, "a call field name");
       if (other && other(key, v)) continue;
       SetCallField(c, key, v);
     }
@@ -313,19 +304,6 @@ py::object WrapDecision(Decision d) { return py::cast(PyDecision(std::move(d)));
 CallInfo CallFromFields(py::handle hook, py::handle mapping, py::handle kwargs,
                         const OtherField& other) {
   return CallFromPython(hook, mapping, kwargs, other);
-}
-
-std::string StrArg(py::handle h, std::string_view what) {
-  if (!PyUnicode_Check(h.ptr())) {
-    throw py::type_error(fmt::format("{} must be str, got {}", what, Py_TYPE(h.ptr())->tp_name));
-  }
-  Py_ssize_t n = 0;
-  const char* s = PyUnicode_AsUTF8AndSize(h.ptr(), &n);
-  if (s == nullptr) {
-    PyErr_Clear();
-    ThrowInvalid(fmt::format("{} is not valid UTF-8 (lone surrogate)", what));
-  }
-  return std::string(s, static_cast<size_t>(n));
 }
 
 void RegisterPolicy(py::module_& m) {

@@ -23,9 +23,6 @@ using OtherField = std::function<bool(std::string_view key, pybind11::handle val
 CallInfo CallFromFields(pybind11::handle hook, pybind11::handle mapping, pybind11::handle kwargs,
                         const OtherField& other = nullptr);
 
-// The str `h` as UTF-8; TypeError / InvalidArgument naming `what`.
-std::string StrArg(pybind11::handle h, std::string_view what);
-
 }  // namespace bastion::py_bindings
 
 #endif  // BASTION_BINDINGS_POLICY_H_

@@ -51,17 +51,7 @@ Names& N() {
 std::string TypeName(py::handle h) { return Py_TYPE(h.ptr())->tp_name; }
 
 std::string_view Utf8(py::handle h, std::string_view field) {
-  if (!PyUnicode_Check(h.ptr())) {
-    throw py::type_error(fmt::format("field '{}' must be str, got {}", field, TypeName(h)));
-  }
-  Py_ssize_t size = 0;
-  const char* data = PyUnicode_AsUTF8AndSize(h.ptr(), &size);
-  if (data == nullptr) {
-    PyErr_Clear();
-    ThrowInvalid(fmt::format("field '{}' is not valid UTF-8 (it contains a lone surrogate)",
-                             field));
-  }
-  return {data, static_cast<size_t>(size)};
+  return Utf8View(h, "field", field);
 }
 
 int64_t Int(py::handle h, std::string_view field, int64_t lo) {
@@ -198,6 +188,24 @@ py::object Str(std::string_view s) {
 }
 
 }  // namespace
+
+std::string_view Utf8View(py::handle h, std::string_view what, std::string_view name) {
+  auto described = [&] {
+    return name.empty() ? std::string(what) : fmt::format("{} '{}'", what, name);
+  };
+  if (!PyUnicode_Check(h.ptr())) {
+    throw py::type_error(
+        fmt::format("{} must be str, got {}", described(), Py_TYPE(h.ptr())->tp_name));
+  }
+  Py_ssize_t size = 0;
+  const char* data = PyUnicode_AsUTF8AndSize(h.ptr(), &size);
+  if (data == nullptr) {
+    PyErr_Clear();
+    ThrowInvalid(
+        fmt::format("{} is not valid UTF-8 (it contains a lone surrogate)", described()));
+  }
+  return {data, static_cast<size_t>(size)};
+}
 
 int64_t CostToNanos(py::handle value) {
   if (PyBool_Check(value.ptr())) throw py::type_error("field 'cost_usd' must be a number, got bool");

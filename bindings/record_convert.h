@@ -3,6 +3,7 @@
 #define BASTION_BINDINGS_RECORD_CONVERT_H_
 
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <pybind11/pybind11.h>
@@ -10,6 +11,15 @@
 #include "bastion/ledger.h"
 
 namespace bastion::py_bindings {
+
+// The str `h` as UTF-8, a view valid while `h` lives. TypeError "<what> must be
+// str, got <type>", or InvalidArgumentError "<what> is not valid UTF-8 (it
+// contains a lone surrogate)"; with `name`, <what> reads "<what> '<name>'".
+std::string_view Utf8View(pybind11::handle h, std::string_view what, std::string_view name = {});
+inline std::string Utf8String(pybind11::handle h, std::string_view what,
+                              std::string_view name = {}) {
+  return std::string(Utf8View(h, what, name));
+}
 
 // Builds a Record from a mapping (or None) plus keyword fields. Unknown field
 // names, wrong types and out-of-range numbers raise TypeError or

@@ -136,7 +136,7 @@ namespace {
 Result<uint64_t> RecoverPostings(RocksStore* st, uint64_t head_seq) {
   auto mark = ReadIndexMark(st, nullptr);
   if (!mark.ok()) return mark.status();
-  auto indexed = ReadIndexed(st, nullptr, head_seq);
+  auto indexed = IndexedUpTo(*mark, head_seq);
   if (!indexed.ok()) return indexed.status();
   if (mark->has_value() && *indexed == head_seq) return head_seq;
   std::vector<PostingEntry> entries;

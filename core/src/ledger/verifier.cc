@@ -355,13 +355,10 @@ VerifyReport VerifyLedger(RocksStore* store, const VerifyOptions& options) {
       mark_problem.Offer(VerifyProblem::kIndexInconsistent, end, mark.status().message());
     } else if (!mark.ok()) {
       report.error = mark.status();
-    } else if (mark->value_or(end) > end) {
-      mark_problem.Offer(VerifyProblem::kIndexInconsistent, **mark,
-                         fmt::format("the index mark (meta key 'indexed') names record {}, "
-                                     "past the chain head {}",
-                                     **mark, end));
+    } else if (auto upto = IndexedUpTo(*mark, end); !upto.ok()) {
+      mark_problem.Offer(VerifyProblem::kIndexInconsistent, **mark, upto.status().message());
     } else {
-      indexed = mark->value_or(end);
+      indexed = *upto;
     }
   }
 

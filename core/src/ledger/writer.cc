@@ -45,17 +45,21 @@ Result<std::optional<uint64_t>> ReadIndexMark(RocksStore* store,
   return std::optional<uint64_t>(codec::GetFixed64(value.data()));
 }
 
-Result<uint64_t> ReadIndexed(RocksStore* store, const rocksdb::Snapshot* snapshot,
-                             uint64_t head_seq) {
-  auto mark = ReadIndexMark(store, snapshot);
-  if (!mark.ok()) return mark.status();
-  const uint64_t seq = mark->value_or(head_seq);
+Result<uint64_t> IndexedUpTo(std::optional<uint64_t> mark, uint64_t head_seq) {
+  const uint64_t seq = mark.value_or(head_seq);
   if (seq > head_seq) {
     return Status::Corruption(fmt::format(
         "the index mark (meta key 'indexed') names record {}, past the chain head {}", seq,
         head_seq));
   }
   return seq;
+}
+
+Result<uint64_t> ReadIndexed(RocksStore* store, const rocksdb::Snapshot* snapshot,
+                             uint64_t head_seq) {
+  auto mark = ReadIndexMark(store, snapshot);
+  if (!mark.ok()) return mark.status();
+  return IndexedUpTo(*mark, head_seq);
 }
 
 void AddPostingEntries(const index::IndexEntries& entries, uint64_t seq,

@@ -45,8 +45,10 @@ std::string EncodeIndexed(uint64_t seq);
 // it is not 8 bytes.
 Result<std::optional<uint64_t>> ReadIndexMark(RocksStore* store,
                                               const rocksdb::Snapshot* snapshot);
-// The last record the posting lists cover: the mark, or `head_seq` when it is
+// The last record the posting lists cover: `mark`, or `head_seq` when it is
 // absent. Corruption if the mark is past the head.
+Result<uint64_t> IndexedUpTo(std::optional<uint64_t> mark, uint64_t head_seq);
+// IndexedUpTo of the stored mark.
 Result<uint64_t> ReadIndexed(RocksStore* store, const rocksdb::Snapshot* snapshot,
                              uint64_t head_seq);
 

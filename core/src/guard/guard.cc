@@ -242,12 +242,19 @@ Record VerdictRecord(const Guard::Impl::InFlight& f, const std::string& policy_v
   return r;
 }
 
-Record AlertRecord(const AlertEvent& a, const Record& call) {
+// A record of something that happened to a call (an alert, a breach): the
+// call's context without its content or effect.
+Record EventRecord(const Record& call, const char* action) {
   Record r = call;
-  r.action = "budget_alert";
+  r.action = action;
   r.input_summary.clear();
   r.output_summary.clear();
   r.effect.clear();
+  return r;
+}
+
+Record AlertRecord(const AlertEvent& a, const Record& call) {
+  Record r = EventRecord(call, "budget_alert");
   r.reasons = {Reason{"budget:" + a.budget_id,
                       fmt::format("{}% of {} reached ({} committed): {}", a.percent,
                                   FormatUsd(a.limit_nanousd), FormatUsd(a.committed_nanousd),
@@ -263,11 +270,7 @@ Record AlertRecord(const AlertEvent& a, const Record& call) {
 }
 
 Record BreachRecord(const SloEvent& e, const Record& call) {
-  Record r = call;
-  r.action = "slo_breach";
-  r.input_summary.clear();
-  r.output_summary.clear();
-  r.effect.clear();
+  Record r = EventRecord(call, "slo_breach");
   r.reasons = {Reason{"slo:" + e.slo_id, e.detail}};
   r.risk_level = e.severity == "page" ? "high" : "";
   r.attributes = {{"phase", "slo_breach"}, {"slo", e.slo_id},
@@ -336,37 +339,42 @@ Result<BeginResult> Guard::Begin(CallRequest request) {
   if (d.effect != Effect::kDeny && model_call && budgets_) {
     BudgetSubject subject = BudgetSubjectOf(c);
     subject.model = out.model;
-    const std::vector<std::string> covering = budgets_->CoveringBudgets(subject);
-    if (!covering.empty()) {
-      Usage estimate_usage;
-      estimate_usage.input =
-          request.input_tokens.value_or(static_cast<int64_t>(c.input.size() / 4 + 1));
-      estimate_usage.output = request.max_output_tokens.value_or(options_.default_max_output_tokens);
-      auto priced = PriceCall(*pricing_, out.model, estimate_usage);
-      if (priced.ok()) {
-        out.estimate_nanousd = priced->total_nanousd;
-      } else if (!priced.status().IsNotFound()) {
+    // Priced before knowing whether a budget covers the call: Reserve finds
+    // the covering budgets itself, and an uncovered call holds nothing.
+    Usage estimate_usage;
+    estimate_usage.input =
+        request.input_tokens.value_or(static_cast<int64_t>(c.input.size() / 4 + 1));
+    estimate_usage.output = request.max_output_tokens.value_or(options_.default_max_output_tokens);
+    int64_t estimate = 0;
+    auto priced = PriceCall(*pricing_, out.model, estimate_usage);
+    if (priced.ok()) {
+      estimate = priced->total_nanousd;
+    } else if (const std::vector<std::string> covering = budgets_->CoveringBudgets(subject);
+               !covering.empty()) {  // only a budget needs the price
+      if (!priced.status().IsNotFound()) {
         Deny(&d, "budget", priced.status().message());
       } else if (options_.deny_unpriced_budgeted_calls) {
         Deny(&d, "budget:" + covering.front(),
              fmt::format("model '{}' has no price, so budget '{}' cannot be enforced", out.model,
                          covering.front()));
       }
-      if (d.effect != Effect::kDeny) {
-        std::string refused_by;
-        auto held = budgets_->Reserve(subject, out.estimate_nanousd, &refused_by);
-        if (!held.ok()) {
-          if (!held.status().IsFailedPrecondition()) return held.status();
-          Deny(&d, "budget:" + refused_by, held.status().message());
-        } else {
-          hold = std::move(*held);
-          out.budget_alerts = hold.alerts;
-          if (hold.downgrade_model && *hold.downgrade_model != out.model) {
-            Modify(&d, "budget:" + hold.downgrade_budget,
-                   fmt::format("downgraded from '{}' to '{}': budget '{}' is running low",
-                               out.model, *hold.downgrade_model, hold.downgrade_budget));
-            out.model = *hold.downgrade_model;
-          }
+    }
+    if (d.effect != Effect::kDeny) {
+      std::string refused_by;
+      auto held = budgets_->Reserve(subject, estimate, &refused_by);
+      if (!held.ok()) {
+        if (!held.status().IsFailedPrecondition()) return held.status();
+        out.estimate_nanousd = estimate;  // what the refusing budget could not hold
+        Deny(&d, "budget:" + refused_by, held.status().message());
+      } else if (!held->reservations.empty()) {
+        hold = std::move(*held);
+        out.estimate_nanousd = estimate;
+        out.budget_alerts = hold.alerts;
+        if (hold.downgrade_model && *hold.downgrade_model != out.model) {
+          Modify(&d, "budget:" + hold.downgrade_budget,
+                 fmt::format("downgraded from '{}' to '{}': budget '{}' is running low",
+                             out.model, *hold.downgrade_model, hold.downgrade_budget));
+          out.model = *hold.downgrade_model;
         }
       }
     }

@@ -221,6 +221,8 @@ TEST_F(GuardTest, BudgetDowngradesThenDenies) {
   EXPECT_EQ(c->decision.effect, Effect::kDeny);
   ASSERT_EQ(c->decision.reasons.size(), 1u);
   EXPECT_EQ(c->decision.reasons[0].policy_id, "budget:per-user");
+  // The refusal says what the call would have cost: 1M x $10/M + 500 x $30/M.
+  EXPECT_EQ(c->estimate_nanousd, 10'015'000'000);
   EXPECT_TRUE(guard_->End(c->call_id, {}).status().IsNotFound());  // over at Begin
 
   std::vector<Record> records = Records();
@@ -228,6 +230,7 @@ TEST_F(GuardTest, BudgetDowngradesThenDenies) {
   for (const Record& r : records) alerts += r.action == "budget_alert";
   EXPECT_EQ(alerts, 2);
   EXPECT_EQ(records.back().effect, "deny");
+  EXPECT_EQ(Attr(records.back(), "estimate_usd"), FormatUsd(10'015'000'000));
 }
 
 TEST_F(GuardTest, UnpricedModelsCoveredByABudgetAreDenied) {

@@ -4,7 +4,8 @@
 set -euo pipefail
 
 PACKAGES=(
-  build-essential pkg-config
+  build-essential pkg-config cmake
+  python3 python3-dev python3-venv  # the virtualenv the package is built and tested in
   librocksdb-dev   # the ledger's store
   liblua5.4-dev    # the policy engine
   libyaml-cpp-dev  # configuration
@@ -12,6 +13,7 @@ PACKAGES=(
   libssl-dev       # SHA-256 (OpenSSL libcrypto)
   libgtest-dev libgmock-dev  # C++ tests
   libbenchmark-dev # C++ benchmarks
+  ccache           # compiler cache: rebuilds reuse unchanged objects
   tzdata           # IANA time zones (/usr/share/zoneinfo) for calendar budget windows
 )
 

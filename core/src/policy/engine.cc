@@ -229,7 +229,9 @@ Status ReadScope(lua_State* L, int index, const std::string& where, std::string_
         return error(field, "", fmt::format("empty list (omit '{}' to leave it unrestricted)",
                                             dim));
       }
-      if (keys != n) return error(field, "", "expected a list of globs, found a table with keys");
+      if (keys != n) {
+        return error(field, "", "expected a list of globs, found a table that is not a list");
+      }
       for (lua_Integer i = 1; i <= n; ++i) {
         const std::string item = fmt::format("{}[{}]", field, i);
         if (lua_rawgeti(L, t, i) != LUA_TSTRING) {

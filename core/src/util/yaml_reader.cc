@@ -104,7 +104,8 @@ class BoundsCheck : public YAML::EventHandler {
   void Count(const YAML::Mark& mark, uint64_t nodes, int height) {
     const size_t depth = open_.size() + static_cast<size_t>(height);
     if (depth > static_cast<size_t>(limits_.max_depth)) {
-      throw OverLimit{mark, fmt::format("nested deeper than {} levels (the limit)", limits_.max_depth)};
+      throw OverLimit{mark,
+                      fmt::format("nested deeper than {} levels (the limit)", limits_.max_depth)};
     }
     total_ = nodes > limits_.max_nodes ? limits_.max_nodes + 1 : total_ + nodes;
     if (total_ > limits_.max_nodes) {

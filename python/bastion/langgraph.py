@@ -627,6 +627,26 @@ def _jsonable(value: Any) -> Any:
     return json.loads(_JSON_WITH_STR_FALLBACK.encode(value))
 
 
+# The error class of a tool call that did not run because the policies'
+# redactions left its arguments unusable (see _ToolGuard._refuse_redacted).
+_REDACTED_ARGS_ERROR = "redacted_arguments_invalid"
+
+
+def _redacted_args(text: str) -> tuple[dict[str, Any] | None, str]:
+    """The arguments a guard's rewritten input stands for, or None and why not:
+    a redaction that replaced a number or crossed a quote leaves text that is
+    not a JSON object."""
+    try:
+        args = json.loads(text)
+    except ValueError as e:
+        return None, f"not JSON: {e}"
+    if not isinstance(args, dict):
+        kind = {list: "an array", str: "a string", bool: "a boolean", type(None): "null"}.get(
+            type(args), "a number")
+        return None, f"JSON {kind}, not an object"
+    return args, ""
+
+
 def _who(by: str, reason: str) -> str:
     return f"{by}: {reason}" if reason else by
 
@@ -809,13 +829,29 @@ class _ToolGuard(_Base):
             call.approve(by, reason)
             self.memory.put(memo_key, step.memo)
         if call.input != input_text:  # the guard rewrote the arguments
-            try:
-                new_args = json.loads(call.input)
-            except ValueError:
-                new_args = None
-            if isinstance(new_args, dict):
-                step.request = request.override(tool_call={**tool_call, "args": new_args})
+            new_args, problem = _redacted_args(call.input)
+            if new_args is None:
+                return self._refuse_redacted(step, call, name, call_id, problem)
+            step.request = request.override(tool_call={**tool_call, "args": new_args})
         step.started = time.monotonic()
+        return step
+
+    def _refuse_redacted(self, step: _Step, call: Any, name: str, call_id: str,
+                         problem: str) -> _Step:
+        """Fails closed when the policies' rewrite of the arguments is not
+        arguments: running the tool with the originals would undo the
+        redaction. The call ends as failed (the ledger's outcome record carries
+        error=redacted_arguments_invalid) and the tool never runs."""
+        call.end("", ok=False, error_class=_REDACTED_ARGS_ERROR, latency=0.0)
+        message = (f"Tool call '{name}' not run: policy redactions left its arguments "
+                   f"unusable ({problem}); reasons: {_reasons(call.decision)}")
+        if self.on_deny == "raise":
+            self.memory.pop(step.memo_key)
+            raise GuardDenied(message, call.decision)
+        step.result = ToolMessage(content=message, tool_call_id=call_id, name=name,
+                                  status="error")
+        step.memo.final = step.result
+        self.memory.put(step.memo_key, step.memo)
         return step
 
     def after(self, step: _Step, result: Any) -> Any:

@@ -90,5 +90,6 @@ def test_cli_reports_a_broken_policy_with_file_and_line(tmp_path: Path) -> None:
 
 
 def test_yaml_errors_name_the_line() -> None:
-    with pytest.raises(bastion.InvalidArgumentError, match=r"cases\.yaml:3:1: end of sequence flow"):
+    with pytest.raises(bastion.InvalidArgumentError,
+                       match=r"cases\.yaml:3:1: malformed YAML: end of sequence flow"):
         bastion._core.parse_yaml("- a: 1\n- b: [1, 2\n", "cases.yaml")

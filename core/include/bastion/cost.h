@@ -115,7 +115,8 @@ class PricingTable {
   // more than 9 decimal places, a model listed twice, an alias that is already
   // a model or an alias of another model.
   static Result<PricingTable> FromYaml(const std::string& yaml, const std::string& source_name);
-  // As FromYaml, reading the file (IOError when it cannot be read).
+  // As FromYaml, reading the file (IOError when it cannot be read,
+  // InvalidArgument for a directory or a file over 16 MiB).
   static Result<PricingTable> FromYamlFile(const std::string& path);
 
   // LiteLLM's model_prices_and_context_window.json: per-token USD numbers,

@@ -1,14 +1,13 @@
 // PricingTable: lookup, and loading from our YAML and from LiteLLM's JSON.
 #include <algorithm>
 #include <cctype>
-#include <fstream>
-#include <sstream>
 #include <vector>
 
 #include <fmt/format.h>
 #include <yaml-cpp/yaml.h>
 
 #include "bastion/cost.h"
+#include "util/yaml_reader.h"
 
 namespace bastion {
 namespace {
@@ -259,25 +258,29 @@ Result<PricingTable::Match> PricingTable::Find(std::string_view model) const {
 Result<PricingTable> PricingTable::FromYaml(const std::string& yaml,
                                             const std::string& source_name) {
   try {
-    return ParseYamlTable(YAML::Load(yaml), source_name);
+    auto root = yaml::LoadDocument(yaml, source_name);
+    if (!root.ok()) return root.status();
+    return ParseYamlTable(*root, source_name);
   } catch (const YAML::Exception& e) {
     return Status::InvalidArgument(fmt::format("{}: {}", Where(source_name, e.mark), e.msg));
   }
 }
 
 Result<PricingTable> PricingTable::FromYamlFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return Status::IOError(fmt::format("{}: cannot be read", path));
-  std::ostringstream out;
-  out << in.rdbuf();
-  if (in.bad()) return Status::IOError(fmt::format("{}: read failed", path));
-  return FromYaml(out.str(), path);
+  auto text = yaml::ReadConfigFile(path, "pricing");
+  if (!text.ok()) {
+    if (text.status().IsNotFound()) return Status::IOError(text.status().message());
+    return text.status();
+  }
+  return FromYaml(*text, path);
 }
 
 Result<PricingTable> PricingTable::FromLiteLlmJson(const std::string& json,
                                                    const std::string& source_name) {
   try {
-    const YAML::Node root = YAML::Load(json);
+    auto loaded = yaml::LoadDocument(json, source_name);
+    if (!loaded.ok()) return loaded.status();
+    const YAML::Node root = *loaded;
     if (!root.IsMap()) return At(source_name, root, "(top level)", "expected a JSON object");
     PricingTable table;
     for (auto m = root.begin(); m != root.end(); ++m) {

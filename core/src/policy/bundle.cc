@@ -14,6 +14,7 @@
 #include "ledger/record_codec.h"
 #include "util/sha256.h"
 #include "util/utf8.h"
+#include "util/yaml_reader.h"
 
 namespace bastion::policy {
 namespace {
@@ -133,15 +134,48 @@ Result<std::string> ReadFile(const fs::path& path) {
   return out.str();
 }
 
+bool IsWordChar(char c) {
+  return std::isalnum(static_cast<unsigned char>(c)) || c == '_';
+}
+
+int LineOf(std::string_view code, size_t offset) {
+  return 1 + static_cast<int>(std::count(code.begin(), code.begin() + offset, '\n'));
+}
+
 }  // namespace
 
+int ScopeLine(std::string_view code, std::string_view glob) {
+  size_t scope = std::string_view::npos;
+  for (size_t at = code.find("scope"); at != std::string_view::npos;
+       at = code.find("scope", at + 1)) {
+    if (at > 0 && (IsWordChar(code[at - 1]) || code[at - 1] == '.')) continue;
+    size_t next = at + 5;
+    while (next < code.size() && (code[next] == ' ' || code[next] == '\t')) ++next;
+    if (next < code.size() && code[next] == '=' &&
+        (next + 1 == code.size() || code[next + 1] != '=')) {
+      scope = at;
+      break;
+    }
+  }
+  if (scope == std::string_view::npos) return 0;
+  size_t at = scope;
+  if (!glob.empty()) {
+    const size_t double_quoted = code.find(fmt::format("\"{}\"", glob), scope);
+    const size_t single_quoted = code.find(fmt::format("'{}'", glob), scope);
+    if (std::min(double_quoted, single_quoted) != std::string_view::npos) {
+      at = std::min(double_quoted, single_quoted);
+    }
+  }
+  return LineOf(code, at);
+}
+
 Result<Value> ParseYamlValue(const std::string& yaml, const std::string& source_name) {
+  auto node = yaml::LoadDocument(yaml, source_name);
+  if (!node.ok()) return node.status();
   try {
-    YAML::Node node = YAML::Load(yaml);
-    return ToValue(node, source_name, 0);
+    return ToValue(*node, source_name, 0);
   } catch (const YAML::Exception& e) {
-    return Status::InvalidArgument(
-        fmt::format("{}: {}", Where(source_name, e.mark), e.msg));
+    return Status::InvalidArgument(fmt::format("{}: {}", Where(source_name, e.mark), e.msg));
   }
 }
 

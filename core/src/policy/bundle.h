@@ -6,6 +6,7 @@
 
 #include <memory>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -34,6 +35,12 @@ Result<std::shared_ptr<CompiledBundle>> ReadBundleDir(const std::string& dir);
 Result<std::shared_ptr<CompiledBundle>> MakeBundle(
     std::string name, std::vector<std::pair<std::string, std::string>> sources,
     const std::string& bundle_yaml, const std::string& permissions_yaml);
+
+// The 1-based line of a policy's `scope = ...` in its Lua source, for load
+// errors: with `glob` not empty, the line of that glob written as a string
+// literal after it, if there is one. 0 when the source does not spell the
+// scope out (a scope built by code).
+int ScopeLine(std::string_view code, std::string_view glob);
 
 // YAML text -> Value (scalars typed as YAML 1.2 core: null, bool, int,
 // float, else string; quoted scalars stay strings). Errors name line:column.

@@ -208,8 +208,10 @@ int CallIndex(lua_State* L) {
     case 'a':
       if (key == "agent") return sub(Part::kAgent);
       if (key == "args") {
-        if (c.args.is_null()) return lua_pushnil(L), 1;
-        PushValue(L, ctx, &c.args, ctx->generation);
+        // A call without arguments reads as an empty table, so `call.args.x`
+        // is nil rather than an error that fails the policy.
+        static const Value kNoArgs{Value::Object{}};
+        PushValue(L, ctx, c.args.is_null() ? &kNoArgs : &c.args, ctx->generation);
         return 1;
       }
       if (key == "agent_id") return PushString(L, c.agent_id), 1;

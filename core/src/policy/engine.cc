@@ -168,26 +168,83 @@ int RawField(lua_State* L, int index, const char* key) {
   return lua_rawget(L, index < 0 ? index - 1 : index);
 }
 
-Status ReadGlobList(lua_State* L, int index, const char* what, const std::string& where,
-                    std::vector<std::string>* out) {
-  if (lua_type(L, index) == LUA_TNIL) return Status::OK();
-  if (lua_type(L, index) == LUA_TSTRING) {
-    out->emplace_back(lua_tostring(L, index));
-    return Status::OK();
-  }
-  if (lua_type(L, index) != LUA_TTABLE) {
-    return Status::InvalidArgument(
-        fmt::format("{}: scope.{}: expected a string or a list of strings", where, what));
-  }
-  const int t = PushUnproxied(L, index);  // e.g. scope = { tools = data.x }
-  const lua_Integer n = static_cast<lua_Integer>(lua_rawlen(L, t));
-  for (lua_Integer i = 1; i <= n; ++i) {
-    if (lua_rawgeti(L, t, i) != LUA_TSTRING) {
-      lua_settop(L, t - 1);
-      return Status::InvalidArgument(
-          fmt::format("{}: scope.{}[{}]: expected a string", where, what, i));
+// Reads a policy's scope, the table at `index` (or bundle data): each
+// dimension a glob or a non-empty list of globs. Anything else is a load error
+// naming the policy and the field: a glob that cannot match, or a value the
+// scope cannot read, would otherwise turn the policy off without a word.
+Status ReadScope(lua_State* L, int index, const std::string& where, std::string_view code,
+                 const std::string& id, Scope* scope) {
+  auto error = [&](std::string_view field, std::string_view glob, std::string_view what) {
+    const int line = policy::ScopeLine(code, glob);
+    return Status::InvalidArgument(fmt::format("{}{}: policy '{}': {}{}{}", where,
+                                               line > 0 ? fmt::format(":{}", line) : "", id,
+                                               field, field.empty() ? "" : ": ", what));
+  };
+  auto add = [&](std::string_view field, std::string glob, std::vector<std::string>* list) {
+    if (glob.empty()) return error(field, glob, "empty glob");
+    if (Status s = ValidateGlob(glob); !s.ok()) {
+      return error(field, glob, fmt::format("invalid glob '{}': {}", glob, s.message()));
     }
-    out->emplace_back(lua_tostring(L, -1));
+    list->push_back(std::move(glob));
+    return Status::OK();
+  };
+  auto text = [&](int i) {
+    size_t n = 0;
+    const char* s = lua_tolstring(L, i, &n);
+    return std::string(s, n);
+  };
+  if (lua_type(L, index) != LUA_TTABLE) {
+    return error("scope", "", fmt::format("expected a table, found a {}", luaL_typename(L, index)));
+  }
+  const int sc = PushUnproxied(L, index);  // scope = data.scope
+  lua_pushnil(L);
+  while (lua_next(L, sc) != 0) {
+    const std::string dim = lua_type(L, -2) == LUA_TSTRING ? text(-2) : "";
+    std::vector<std::string>* list = dim == "agents"    ? &scope->agents
+                                     : dim == "roles"   ? &scope->roles
+                                     : dim == "tools"   ? &scope->tools
+                                     : dim == "models"  ? &scope->models
+                                     : dim == "tenants" ? &scope->tenants
+                                                        : nullptr;
+    if (list == nullptr) {
+      const std::string key = lua_type(L, -2) == LUA_TSTRING
+                                  ? fmt::format("'{}'", dim)
+                                  : fmt::format("a {} key", luaL_typename(L, -2));
+      return error("", "", fmt::format("unknown scope {} (expected agents, roles, tools, "
+                                       "models, tenants)", key));
+    }
+    const std::string field = "scope." + dim;
+    if (lua_type(L, -1) == LUA_TSTRING) {
+      BASTION_RETURN_IF_ERROR(add(field, text(-1), list));
+    } else if (lua_type(L, -1) == LUA_TTABLE) {
+      const int t = PushUnproxied(L, -1);  // tools = data.network.url_tools
+      const lua_Integer n = static_cast<lua_Integer>(lua_rawlen(L, t));
+      lua_Integer keys = 0;
+      lua_pushnil(L);
+      while (lua_next(L, t) != 0) {
+        ++keys;
+        lua_pop(L, 1);
+      }
+      if (keys == 0) {
+        return error(field, "", fmt::format("empty list (omit '{}' to leave it unrestricted)",
+                                            dim));
+      }
+      if (keys != n) {
+        return error(field, "", "expected a list of globs, found a table that is not a list");
+      }
+      for (lua_Integer i = 1; i <= n; ++i) {
+        const std::string item = fmt::format("{}[{}]", field, i);
+        if (lua_rawgeti(L, t, i) != LUA_TSTRING) {
+          return error(item, "", fmt::format("expected a glob, found a {}", luaL_typename(L, -1)));
+        }
+        BASTION_RETURN_IF_ERROR(add(item, text(-1), list));
+        lua_pop(L, 1);
+      }
+      lua_pop(L, 1);
+    } else {
+      return error(field, "", fmt::format("expected a glob or a list of globs, found a {}",
+                                          luaL_typename(L, -1)));
+    }
     lua_pop(L, 1);
   }
   lua_pop(L, 1);
@@ -310,27 +367,7 @@ Status Worker::LoadPolicy(const std::string& file, const std::string& code) {
       }
       slot.fail_open = lua_toboolean(L, -1);
     } else if (key == "scope") {
-      if (lua_type(L, -1) != LUA_TTABLE) {
-        return Status::InvalidArgument(where + ": 'scope' must be a table");
-      }
-      const int sc = lua_gettop(L);
-      lua_pushnil(L);
-      while (lua_next(L, sc) != 0) {
-        const char* dim = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : "";
-        std::vector<std::string>* list = nullptr;
-        if (!std::strcmp(dim, "agents")) list = &slot.scope.agents;
-        if (!std::strcmp(dim, "roles")) list = &slot.scope.roles;
-        if (!std::strcmp(dim, "tools")) list = &slot.scope.tools;
-        if (!std::strcmp(dim, "models")) list = &slot.scope.models;
-        if (!std::strcmp(dim, "tenants")) list = &slot.scope.tenants;
-        if (list == nullptr) {
-          return Status::InvalidArgument(fmt::format(
-              "{}: unknown scope '{}' (expected agents, roles, tools, models, tenants)", where,
-              dim));
-        }
-        BASTION_RETURN_IF_ERROR(ReadGlobList(L, -1, dim, where, list));
-        lua_pop(L, 1);
-      }
+      // Read once the id is known, for its errors.
     } else if (key != "description") {
       return Status::InvalidArgument(fmt::format(
           "{}: unknown field '{}' (expected id, description, scope, fail_open, or a hook: "
@@ -341,6 +378,10 @@ Status Worker::LoadPolicy(const std::string& file, const std::string& code) {
     lua_pop(L, 1);
   }
   if (slot.id.empty()) slot.id = file.substr(0, file.size() - (file.ends_with(".lua") ? 4 : 0));
+  if (RawField(L, t, "scope") != LUA_TNIL) {
+    BASTION_RETURN_IF_ERROR(ReadScope(L, -1, where, code, slot.id, &slot.scope));
+  }
+  lua_pop(L, 1);
   if (std::all_of(slot.refs.begin(), slot.refs.end(), [](int r) { return r == LUA_NOREF; })) {
     return Status::InvalidArgument(where + ": the policy implements no hook");
   }

@@ -7,10 +7,14 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <sstream>
 #include <unordered_map>
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
+#include <yaml-cpp/anchor.h>
+#include <yaml-cpp/eventhandler.h>
+#include <yaml-cpp/parser.h>
 
 #include "bastion/cost.h"
 #include "bastion/glob.h"
@@ -36,7 +40,152 @@ std::string_view TrimSpaces(std::string_view s) {
   return s;
 }
 
+std::string At(std::string_view source, const YAML::Mark& mark) {
+  if (mark.line < 0) return std::string(source);
+  return fmt::format("{}:{}:{}", source, mark.line + 1, mark.column + 1);
+}
+
+// Raised by BoundsCheck to stop the parser at the node that crosses a limit.
+struct OverLimit {
+  YAML::Mark mark;
+  std::string what;
+};
+
+// Follows the parser's events and keeps, for each anchored node, the size and
+// height it has with its own aliases expanded; an alias then costs what it
+// refers to, without the tree ever being built or walked.
+class BoundsCheck : public YAML::EventHandler {
+ public:
+  explicit BoundsCheck(const LoadLimits& limits) : limits_(limits) {}
+
+  void OnDocumentStart(const YAML::Mark&) override {
+    anchors_.clear();
+    open_.clear();
+  }
+  void OnDocumentEnd() override {}
+  void OnNull(const YAML::Mark& mark, YAML::anchor_t anchor) override {
+    Node(mark, anchor, 1, 1);
+  }
+  void OnScalar(const YAML::Mark& mark, const std::string&, YAML::anchor_t anchor,
+                const std::string&) override {
+    Node(mark, anchor, 1, 1);
+  }
+  void OnAlias(const YAML::Mark& mark, YAML::anchor_t anchor) override {
+    if (++aliases_ > limits_.max_aliases) {
+      throw OverLimit{mark, fmt::format("more than {} aliases (the limit)", limits_.max_aliases)};
+    }
+    if (anchor >= anchors_.size() || anchors_[anchor].nodes == 0) {
+      throw OverLimit{mark, "an alias inside the node it refers to (a cycle)"};
+    }
+    const Size size = anchors_[anchor];
+    Node(mark, YAML::NullAnchor, size.nodes, size.height);
+  }
+  void OnSequenceStart(const YAML::Mark& mark, const std::string&, YAML::anchor_t anchor,
+                       YAML::EmitterStyle::value) override {
+    Open(mark, anchor);
+  }
+  void OnSequenceEnd() override { Close(); }
+  void OnMapStart(const YAML::Mark& mark, const std::string&, YAML::anchor_t anchor,
+                  YAML::EmitterStyle::value) override {
+    Open(mark, anchor);
+  }
+  void OnMapEnd() override { Close(); }
+
+ private:
+  struct Size {
+    uint64_t nodes = 0;  // 0: not complete yet
+    int height = 0;
+  };
+  struct Container {
+    YAML::anchor_t anchor;
+    Size size;
+  };
+
+  void Count(const YAML::Mark& mark, uint64_t nodes, int height) {
+    const size_t depth = open_.size() + static_cast<size_t>(height);
+    if (depth > static_cast<size_t>(limits_.max_depth)) {
+      throw OverLimit{mark,
+                      fmt::format("nested deeper than {} levels (the limit)", limits_.max_depth)};
+    }
+    total_ = nodes > limits_.max_nodes ? limits_.max_nodes + 1 : total_ + nodes;
+    if (total_ > limits_.max_nodes) {
+      throw OverLimit{mark, fmt::format("more than {} nodes once aliases are expanded (the limit)",
+                                        limits_.max_nodes)};
+    }
+  }
+  void Remember(YAML::anchor_t anchor, Size size) {
+    if (anchor == YAML::NullAnchor) return;
+    if (anchor >= anchors_.size()) anchors_.resize(anchor + 1);
+    anchors_[anchor] = size;
+  }
+  // Adds a complete node to the container it is in.
+  void AddToParent(Size size) {
+    if (open_.empty()) return;
+    Size& parent = open_.back().size;
+    parent.nodes = std::min(parent.nodes + size.nodes, limits_.max_nodes + 1);
+    parent.height = std::max(parent.height, size.height + 1);
+  }
+  void Node(const YAML::Mark& mark, YAML::anchor_t anchor, uint64_t nodes, int height) {
+    Count(mark, nodes, height);
+    Remember(anchor, {nodes, height});
+    AddToParent({nodes, height});
+  }
+  void Open(const YAML::Mark& mark, YAML::anchor_t anchor) {
+    Count(mark, 1, 1);
+    if (anchor != YAML::NullAnchor) Remember(anchor, {});  // known, not complete
+    open_.push_back({anchor, {1, 1}});
+  }
+  void Close() {
+    const Container done = open_.back();
+    open_.pop_back();
+    Remember(done.anchor, done.size);
+    AddToParent(done.size);
+  }
+
+  const LoadLimits& limits_;
+  std::vector<Size> anchors_;  // by the parser's anchor number, per document
+  std::vector<Container> open_;
+  uint64_t total_ = 0;    // over all documents
+  uint64_t aliases_ = 0;  // over all documents
+};
+
 }  // namespace
+
+Result<std::vector<YAML::Node>> LoadDocuments(std::string_view text, std::string_view source,
+                                              const LoadLimits& limits) {
+  if (text.size() > limits.max_bytes) {
+    return Status::InvalidArgument(fmt::format("{}: {} bytes, over the limit of {} bytes", source,
+                                               text.size(), limits.max_bytes));
+  }
+  const std::string copy(text);
+  try {
+    std::istringstream in(copy);
+    YAML::Parser parser(in);
+    BoundsCheck check(limits);
+    while (parser.HandleNextDocument(check)) {
+    }
+    return YAML::LoadAll(copy);
+  } catch (const OverLimit& e) {
+    return Status::InvalidArgument(
+        fmt::format("{}: {}", At(source, e.mark), e.what));
+  } catch (const YAML::Exception& e) {
+    return Status::InvalidArgument(
+        fmt::format("{}: malformed YAML: {}", At(source, e.mark), e.msg));
+  }
+}
+
+Result<YAML::Node> LoadDocument(std::string_view text, std::string_view source,
+                                const LoadLimits& limits) {
+  auto docs = LoadDocuments(text, source, limits);
+  if (!docs.ok()) return docs.status();
+  if (docs->empty()) return YAML::Node(YAML::NodeType::Null);
+  if (docs->size() > 1) {
+    return Status::InvalidArgument(
+        fmt::format("{}: more than one YAML document (remove the extra '---')",
+                    At(source, (*docs)[1].Mark())));
+  }
+  return std::move((*docs)[0]);
+}
 
 std::string ChildPath(std::string_view path, std::string_view key) {
   if (IsPlainKey(key)) return path.empty() ? std::string(key) : fmt::format("{}.{}", path, key);
@@ -87,12 +236,9 @@ bool HasControlChars(std::string_view s) {
 }
 
 Result<Field> Reader::Load(std::string_view text, std::string_view expected) const {
-  std::vector<YAML::Node> docs;
-  try {
-    docs = YAML::LoadAll(std::string(text));
-  } catch (const YAML::Exception& e) {
-    return Error(e.mark, "", fmt::format("malformed YAML: {}", e.msg));
-  }
+  auto loaded = LoadDocuments(text, source_);
+  if (!loaded.ok()) return loaded.status();
+  const std::vector<YAML::Node>& docs = *loaded;
   if (docs.empty() || docs[0].IsNull()) {
     YAML::Mark first;
     first.line = 0;
@@ -433,11 +579,18 @@ Result<Reader::ListDocument> Reader::LoadListDocument(std::string_view text, uin
   return doc;
 }
 
-Result<std::string> ReadConfigFile(const std::string& path, std::string_view what) {
+Result<std::string> ReadConfigFile(const std::string& path, std::string_view what,
+                                   size_t max_bytes) {
   std::error_code ec;
   if (std::filesystem::is_directory(path, ec)) {
     return Status::InvalidArgument(
         fmt::format("cannot read {} file '{}': it is a directory", what, path));
+  }
+  // Checked again while reading: the file may grow, or not be a regular file.
+  if (const auto size = std::filesystem::file_size(path, ec); !ec && size > max_bytes) {
+    return Status::InvalidArgument(fmt::format(
+        "cannot read {} file '{}': {} bytes, over the limit of {} bytes", what, path, size,
+        max_bytes));
   }
   std::FILE* file = std::fopen(path.c_str(), "rb");
   if (file == nullptr) {
@@ -449,7 +602,19 @@ Result<std::string> ReadConfigFile(const std::string& path, std::string_view wha
   std::string content;
   char buffer[1 << 14];
   size_t n;
-  while ((n = std::fread(buffer, 1, sizeof(buffer), file)) > 0) content.append(buffer, n);
+  bool too_large = false;
+  while ((n = std::fread(buffer, 1, sizeof(buffer), file)) > 0) {
+    if (content.size() + n > max_bytes) {
+      too_large = true;
+      break;
+    }
+    content.append(buffer, n);
+  }
+  if (too_large) {
+    std::fclose(file);
+    return Status::InvalidArgument(fmt::format(
+        "cannot read {} file '{}': over the limit of {} bytes", what, path, max_bytes));
+  }
   const bool failed = std::ferror(file) != 0;
   const int err = errno;
   std::fclose(file);

@@ -6,6 +6,14 @@
 // i.e. source:line:column, the field's path from the document root, and what
 // is wrong. yaml-cpp exceptions never escape: malformed YAML is an error like
 // any other.
+//
+// Every YAML text Bastion reads (these files, bundle.yaml, pricing tables,
+// LiteLLM's JSON, policy test cases) is parsed by LoadDocuments, which holds it
+// to LoadLimits before any code walks the tree. yaml-cpp shares an aliased
+// node instead of copying it, so a "billion laughs" document parses small and
+// only blows up when walked; LoadDocuments computes the size the tree has once
+// its aliases are expanded, from the parser's events, and refuses the text at
+// the alias that crosses a limit.
 #ifndef BASTION_UTIL_YAML_READER_H_
 #define BASTION_UTIL_YAML_READER_H_
 
@@ -41,6 +49,27 @@ std::string IndexPath(std::string_view path, size_t i);
 std::string_view KindName(const YAML::Node& node);
 size_t EditDistance(std::string_view a, std::string_view b);
 bool HasControlChars(std::string_view s);
+
+// The bounds on one YAML text. Nodes are counted as a walk of the tree meets
+// them: keys, values and list items each count one, and an alias counts every
+// node of what it refers to.
+struct LoadLimits {
+  size_t max_bytes = 16 << 20;     // the text
+  uint64_t max_nodes = 1'000'000;  // the tree with its aliases expanded
+  uint64_t max_aliases = 10'000;   // alias references ("*name")
+  int max_depth = 64;              // nesting of mappings and lists, aliases expanded
+};
+
+// Parses every document of `text`. InvalidArgument, naming
+// "source:line:column", for malformed YAML, for a text over the limits (at the
+// node that crosses them) and for an alias to a node that contains it (a cycle
+// that no walk of the tree would finish).
+Result<std::vector<YAML::Node>> LoadDocuments(std::string_view text, std::string_view source,
+                                              const LoadLimits& limits = {});
+// The one document of `text` (a Null node for an empty text); a second
+// document is an error.
+Result<YAML::Node> LoadDocument(std::string_view text, std::string_view source,
+                                const LoadLimits& limits = {});
 
 class Reader {
  public:
@@ -113,9 +142,11 @@ Result<int64_t> ParseDuration(std::string_view text);
 std::string FormatDuration(int64_t ns);
 
 // The bytes of a configuration file. Errors name `what` and the path: NotFound
-// when it does not exist, InvalidArgument for a directory, IOError otherwise
-// ("cannot read SLO file 'x': Permission denied").
-Result<std::string> ReadConfigFile(const std::string& path, std::string_view what);
+// when it does not exist, InvalidArgument for a directory or a file over
+// `max_bytes` (checked before reading it), IOError otherwise ("cannot read SLO
+// file 'x': Permission denied").
+Result<std::string> ReadConfigFile(const std::string& path, std::string_view what,
+                                   size_t max_bytes = LoadLimits{}.max_bytes);
 
 }  // namespace bastion::yaml
 

@@ -48,6 +48,7 @@
 #include <string_view>
 
 #include "bastion/status.h"
+#include "bastion/value.h"
 
 namespace bastion {
 
@@ -221,12 +222,15 @@ Result<Usage> NormalizeAnthropic(const AnthropicUsage& r);
 
 // Gemini `usageMetadata`: promptTokenCount INCLUDES cachedContentTokenCount;
 // candidatesTokenCount EXCLUDES thoughtsTokenCount (thoughts are billed as
-// output, separately reported).
+// output, separately reported); toolUsePromptTokenCount (the results of tools
+// such as search fed back into the prompt) is NOT in promptTokenCount and is
+// billed as input.
 struct GeminiUsage {
   int64_t prompt_token_count = 0;
   int64_t candidates_token_count = 0;
   int64_t cached_content_token_count = 0;
   int64_t thoughts_token_count = 0;
+  int64_t tool_use_prompt_token_count = 0;
 };
 Result<Usage> NormalizeGemini(const GeminiUsage& r);
 
@@ -245,6 +249,55 @@ struct LangChainUsage {
   int64_t reasoning = 0;  // output_token_details.reasoning
 };
 Result<Usage> NormalizeLangChain(const LangChainUsage& r);
+
+// --- usage reports as providers send them ---
+
+// A usage report as received (a JSON-like tree: the provider's `usage` dict),
+// read into a Usage by recognising its shape. The shapes, by provider name:
+//
+//   "openai"     OpenAI chat completions  prompt_tokens (required), completion_tokens,
+//                                         prompt_tokens_details.cached_tokens,
+//                                         completion_tokens_details.reasoning_tokens
+//                OpenAI responses         input_tokens, output_tokens (both required),
+//                                         input_tokens_details.cached_tokens,
+//                                         output_tokens_details.reasoning_tokens
+//   "anthropic"  Anthropic messages       input_tokens, output_tokens (both required),
+//                                         cache_read_input_tokens,
+//                                         cache_creation_input_tokens,
+//                                         cache_creation.ephemeral_{5m,1h}_input_tokens
+//   "gemini"     Gemini usageMetadata     promptTokenCount (required), candidatesTokenCount,
+//                                         cachedContentTokenCount, thoughtsTokenCount,
+//                                         toolUsePromptTokenCount; or the same in
+//                                         snake_case (prompt_token_count, ...)
+//   "langchain"  LangChain usage_metadata input_tokens, output_tokens (both required),
+//                                         input_token_details.{cache_read,
+//                                         cache_creation, ephemeral_5m_input_tokens,
+//                                         ephemeral_1h_input_tokens},
+//                                         output_token_details.reasoning
+//   "auto"       any of the above.
+//
+// Each shape also knows fields it does not bill separately (total_tokens,
+// OpenAI's audio and prediction token details, Anthropic's service_tier and
+// server_tool_use, Gemini's *TokensDetails lists and trafficType). A report
+// fits a shape when every top-level key is one of the shape's and its
+// required keys are present. Inside a breakdown of a count that already
+// includes them (OpenAI's *_details, LangChain's *_token_details, Anthropic's
+// cache_creation) other keys are allowed: their tokens are inside the total
+// and billed at its price. A report that fits several shapes is accepted only
+// when they all read it the same way (e.g. {input_tokens, output_tokens}).
+//
+// Counts are non-negative integers up to 2^53; null or absent is 0 (an
+// explicit {input_tokens: 0, output_tokens: 0} is an honest $0 call).
+// Errors are InvalidArgument, never a zero Usage: a report that is not a map;
+// an unknown provider name; a report that fits no shape (naming its keys and,
+// for the closest shape, the unknown and missing keys); a count that is
+// negative, too large, or not an integer (bool, float, string); the checks of
+// the Normalize* functions; several fitting shapes that disagree.
+struct ParsedUsage {
+  Usage usage;
+  std::string shape;  // "OpenAI chat completions", ... (several joined by " / ")
+};
+Result<ParsedUsage> ParseUsageReport(const Value& report, std::string_view provider);
 
 // --- pricing a call ---
 

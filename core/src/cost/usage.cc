@@ -484,7 +484,8 @@ Result<ParsedUsage> ParseUsageReport(const Value& report, std::string_view provi
     (fit.ok() ? fits : misfits).push_back(std::move(fit));
   }
   const std::string expected =
-      provider == "auto" ? std::string("a known usage report") : fmt::format("a {} usage report", provider);
+      provider == "auto" ? std::string("a known usage report")
+                         : fmt::format("a usage report of provider '{}'", provider);
   if (fits.empty()) {
     std::vector<std::string> keys;
     for (const auto& [k, v] : object) keys.push_back(k);

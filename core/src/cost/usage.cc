@@ -153,17 +153,6 @@ namespace {
 
 // --- usage reports: shapes ---
 
-enum class FieldKind {
-  kCount,      // a token count, read
-  kInfo,       // known, not billed separately; any value
-  kBreakdown,  // a map splitting a count that includes its parts: other keys allowed
-};
-
-struct FieldSpec {
-  std::string_view path;  // dotted, from the report's top level
-  FieldKind kind;
-};
-
 // Reads one count: 0 when absent or null; InvalidArgument naming the field
 // for anything but a non-negative integer.
 class ReportReader {
@@ -240,11 +229,13 @@ class ReportReader {
   Status status_;
 };
 
+// A report's shape: the top-level keys it may have (what they mean is in its
+// read function) and those it must have.
 struct ShapeSpec {
   std::string_view name;
   std::string_view provider;
   std::vector<std::string_view> required;
-  std::vector<FieldSpec> fields;
+  std::vector<std::string_view> keys;
   Result<Usage> (*read)(ReportReader& r);
 };
 
@@ -315,90 +306,75 @@ Result<Usage> ReadLangChain(ReportReader& r) {
   return Finish(r, u, &NormalizeLangChain);
 }
 
-constexpr FieldKind kCount = FieldKind::kCount;
-constexpr FieldKind kInfo = FieldKind::kInfo;
-constexpr FieldKind kBreakdown = FieldKind::kBreakdown;
-
 const std::vector<ShapeSpec>& Shapes() {
   static const std::vector<ShapeSpec>* const shapes = new std::vector<ShapeSpec>{
       {"OpenAI chat completions",
        "openai",
        {"prompt_tokens"},
-       {{"prompt_tokens", kCount},
-        {"completion_tokens", kCount},
-        {"total_tokens", kInfo},
-        {"prompt_tokens_details", kBreakdown},
-        {"prompt_tokens_details.cached_tokens", kCount},
-        {"completion_tokens_details", kBreakdown},
-        {"completion_tokens_details.reasoning_tokens", kCount}},
+       {"prompt_tokens",
+        "completion_tokens",
+        "total_tokens",
+        "prompt_tokens_details",
+        "completion_tokens_details"},
        &ReadOpenAIChat},
       {"OpenAI responses",
        "openai",
        {"input_tokens", "output_tokens"},
-       {{"input_tokens", kCount},
-        {"output_tokens", kCount},
-        {"total_tokens", kInfo},
-        {"input_tokens_details", kBreakdown},
-        {"input_tokens_details.cached_tokens", kCount},
-        {"output_tokens_details", kBreakdown},
-        {"output_tokens_details.reasoning_tokens", kCount}},
+       {"input_tokens",
+        "output_tokens",
+        "total_tokens",
+        "input_tokens_details",
+        "output_tokens_details"},
        &ReadOpenAIResponses},
       {"Anthropic messages",
        "anthropic",
        {"input_tokens", "output_tokens"},
-       {{"input_tokens", kCount},
-        {"output_tokens", kCount},
-        {"cache_read_input_tokens", kCount},
-        {"cache_creation_input_tokens", kCount},
-        {"cache_creation", kBreakdown},
-        {"cache_creation.ephemeral_5m_input_tokens", kCount},
-        {"cache_creation.ephemeral_1h_input_tokens", kCount},
-        {"server_tool_use", kInfo},
-        {"service_tier", kInfo}},
+       {"input_tokens",
+        "output_tokens",
+        "cache_read_input_tokens",
+        "cache_creation_input_tokens",
+        "cache_creation",
+        "server_tool_use",
+        "service_tier"},
        &ReadAnthropic},
       {"Gemini usageMetadata",
        "gemini",
        {"promptTokenCount"},
-       {{"promptTokenCount", kCount},
-        {"candidatesTokenCount", kCount},
-        {"cachedContentTokenCount", kCount},
-        {"thoughtsTokenCount", kCount},
-        {"toolUsePromptTokenCount", kCount},
-        {"totalTokenCount", kInfo},
-        {"promptTokensDetails", kInfo},
-        {"cacheTokensDetails", kInfo},
-        {"candidatesTokensDetails", kInfo},
-        {"toolUsePromptTokensDetails", kInfo},
-        {"trafficType", kInfo}},
+       {"promptTokenCount",
+        "candidatesTokenCount",
+        "cachedContentTokenCount",
+        "thoughtsTokenCount",
+        "toolUsePromptTokenCount",
+        "totalTokenCount",
+        "promptTokensDetails",
+        "cacheTokensDetails",
+        "candidatesTokensDetails",
+        "toolUsePromptTokensDetails",
+        "trafficType"},
        &ReadGeminiRest},
       {"Gemini usage_metadata (Python SDK)",
        "gemini",
        {"prompt_token_count"},
-       {{"prompt_token_count", kCount},
-        {"candidates_token_count", kCount},
-        {"cached_content_token_count", kCount},
-        {"thoughts_token_count", kCount},
-        {"tool_use_prompt_token_count", kCount},
-        {"total_token_count", kInfo},
-        {"prompt_tokens_details", kInfo},
-        {"cache_tokens_details", kInfo},
-        {"candidates_tokens_details", kInfo},
-        {"tool_use_prompt_tokens_details", kInfo},
-        {"traffic_type", kInfo}},
+       {"prompt_token_count",
+        "candidates_token_count",
+        "cached_content_token_count",
+        "thoughts_token_count",
+        "tool_use_prompt_token_count",
+        "total_token_count",
+        "prompt_tokens_details",
+        "cache_tokens_details",
+        "candidates_tokens_details",
+        "tool_use_prompt_tokens_details",
+        "traffic_type"},
        &ReadGeminiSdk},
       {"LangChain usage_metadata",
        "langchain",
        {"input_tokens", "output_tokens"},
-       {{"input_tokens", kCount},
-        {"output_tokens", kCount},
-        {"total_tokens", kInfo},
-        {"input_token_details", kBreakdown},
-        {"input_token_details.cache_read", kCount},
-        {"input_token_details.cache_creation", kCount},
-        {"input_token_details.ephemeral_5m_input_tokens", kCount},
-        {"input_token_details.ephemeral_1h_input_tokens", kCount},
-        {"output_token_details", kBreakdown},
-        {"output_token_details.reasoning", kCount}},
+       {"input_tokens",
+        "output_tokens",
+        "total_tokens",
+        "input_token_details",
+        "output_token_details"},
        &ReadLangChain},
   };
   return *shapes;
@@ -414,11 +390,8 @@ struct Fit {
   size_t problems() const { return unknown.size() + missing.size(); }
 };
 
-const FieldSpec* FindField(const ShapeSpec& shape, std::string_view path) {
-  for (const FieldSpec& f : shape.fields) {
-    if (f.path == path) return &f;
-  }
-  return nullptr;
+bool Knows(const ShapeSpec& shape, std::string_view key) {
+  return std::find(shape.keys.begin(), shape.keys.end(), key) != shape.keys.end();
 }
 
 // Only top-level keys decide the fit: a breakdown's unknown parts are
@@ -426,8 +399,8 @@ const FieldSpec* FindField(const ShapeSpec& shape, std::string_view path) {
 // checked when read.
 Fit FitOf(const ShapeSpec& shape, const Value::Object& report) {
   Fit fit{&shape, {}, {}};
-  for (const auto& [key, value] : report) {
-    if (FindField(shape, key) == nullptr) fit.unknown.push_back(key);
+  for (const auto& [key, unused] : report) {
+    if (!Knows(shape, key)) fit.unknown.push_back(key);
   }
   for (std::string_view key : shape.required) {
     const Value* v = nullptr;

@@ -29,16 +29,17 @@ CHILD = textwrap.dedent("""
 
 
 def run_and_kill(state: Path, flush_interval: float) -> None:
-    child = subprocess.Popen(
-        [sys.executable, "-c", CHILD, str(state), str(flush_interval), CONFIG],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        assert child.stdout is not None
-        line = child.stdout.readline()
-        assert line == "ready\n", child.stderr.read() if child.stderr else line
-    finally:
-        os.kill(child.pid, signal.SIGKILL)
-        child.wait(timeout=30)
+    with subprocess.Popen(
+            [sys.executable, "-c", CHILD, str(state), str(flush_interval), CONFIG],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            text=True) as child:
+        assert child.stdout is not None and child.stderr is not None
+        try:
+            line = child.stdout.readline()
+        finally:
+            os.kill(child.pid, signal.SIGKILL)
+            child.wait(timeout=30)
+        assert line == "ready\n", child.stderr.read()
     assert child.returncode == -signal.SIGKILL
 
 

@@ -10,6 +10,9 @@
 //   bastion::Result<bastion::Usage> usage = bastion::NormalizeOpenAI(reported);
 //   if (!usage.ok()) { report(usage.status()); return; }  // names the bad field
 //
+//   // Or straight from the provider's usage dict, its shape recognised:
+//   //   bastion::Result<bastion::ParsedUsage> parsed = bastion::ParseUsageReport(report, "auto");
+//
 //   bastion::Result<bastion::Cost> cost = bastion::PriceCall(*table, "openai/gpt-4o", *usage);
 //   if (cost.status().IsNotFound()) { /* unpriced: record "unknown", never $0 */ }
 //   record.cost_nanousd = cost->total_nanousd;
@@ -113,8 +116,9 @@ class PricingTable {
   //
   // Errors are InvalidArgument naming "source:line:col" and the field: syntax
   // errors, unknown keys, missing input/output, a negative or non-decimal price,
-  // more than 9 decimal places, a model listed twice, an alias that is already
-  // a model or an alias of another model.
+  // a positive price below 1e-15 USD per token (0.000000001 per 1M; 0 is a free
+  // model), more than 9 decimal places, a model or a key of one listed twice,
+  // an alias that is already a model or an alias of another model.
   static Result<PricingTable> FromYaml(const std::string& yaml, const std::string& source_name);
   // As FromYaml, reading the file (IOError when it cannot be read).
   static Result<PricingTable> FromYamlFile(const std::string& path);
@@ -128,6 +132,10 @@ class PricingTable {
   // output_cost_per_reasoning_token, and the same keys (but reasoning) with an
   // "_above_<N>k_tokens" suffix (-> the long-context tier above N x 1000 prompt
   // tokens). Other keys (e.g. "_priority"/"_flex" variants) are ignored.
+  // Errors (InvalidArgument naming "source:line:col"): a negative or
+  // non-decimal price, a positive price below 1e-15 USD per token (it would
+  // round to 0 or up; 0 itself is a free model), a model or a key of one
+  // listed twice.
   // Skipped, so those models stay unpriced: "sample_spec"; entries without both
   // input_cost_per_token and output_cost_per_token (image, audio, per-second
   // models); entries with more than one long-context threshold (one tier is

@@ -21,95 +21,62 @@ namespace {
 
 // --- usage dictionaries ---
 
-// A provider SDK object (pydantic) becomes its dict; dicts pass through.
-py::object AsMapping(py::handle h, std::string_view what) {
-  if (PyDict_Check(h.ptr())) return py::reinterpret_borrow<py::object>(h);
-  if (py::hasattr(h, "model_dump")) return h.attr("model_dump")();
-  throw py::type_error(fmt::format("{} must be a dict (or an SDK usage object), got {}", what,
-                                   Py_TYPE(h.ptr())->tp_name));
-}
-
-// The integer at `path` (nested keys) of `usage`; absent or None is 0.
-int64_t TokenField(py::handle usage, std::initializer_list<const char*> path) {
-  py::handle cur = usage;
-  std::string name = "usage";
-  for (const char* key : path) {
-    name += '.';
-    name += key;
-    if (!PyDict_Check(cur.ptr())) return 0;  // the parent is None
-    PyObject* v = PyDict_GetItemString(cur.ptr(), key);
-    if (v == nullptr || v == Py_None) return 0;
-    cur = v;
+// A usage report -> the core's JSON-like Value; the core recognises its
+// shape. A provider SDK object (pydantic) becomes its dict; other mappings
+// their dict. Integers beyond int64 are rejected here, naming the field.
+Value UsageValue(py::handle h, const std::string& path, int depth) {
+  if (depth > 8) ThrowInvalid(fmt::format("{} is nested too deeply for a usage report", path));
+  PyObject* o = h.ptr();
+  if (o == Py_None) return Value();
+  if (PyBool_Check(o)) return Value(o == Py_True);
+  if (PyLong_Check(o)) {
+    int overflow = 0;
+    const long long v = PyLong_AsLongLongAndOverflow(o, &overflow);
+    if (overflow) {
+      ThrowInvalid(fmt::format("{} is out of range ({})", path, py::str(h).cast<std::string>()));
+    }
+    return Value(static_cast<int64_t>(v));
   }
-  PyObject* o = cur.ptr();
-  if (!PyLong_Check(o) || PyBool_Check(o)) {
-    throw py::type_error(fmt::format("{} must be int, got {}", name, Py_TYPE(o)->tp_name));
+  if (PyFloat_Check(o)) return Value(PyFloat_AS_DOUBLE(o));
+  if (PyUnicode_Check(o)) return Value(py::str(h).cast<std::string>());
+  if (PyList_Check(o) || PyTuple_Check(o)) {
+    Value::Array arr;
+    size_t i = 0;
+    for (py::handle item : h) {
+      arr.push_back(UsageValue(item, fmt::format("{}[{}]", path, i++), depth + 1));
+    }
+    return Value(std::move(arr));
   }
-  int overflow = 0;
-  const long long v = PyLong_AsLongLongAndOverflow(o, &overflow);
-  if (overflow) ThrowInvalid(fmt::format("{} is out of range", name));
-  return v;
+  py::object mapping;
+  if (PyDict_Check(o)) {
+    mapping = py::reinterpret_borrow<py::object>(h);
+  } else if (py::hasattr(h, "model_dump")) {
+    mapping = h.attr("model_dump")();
+  } else if (py::isinstance(h, py::module_::import("collections.abc").attr("Mapping"))) {
+    mapping = py::dict(py::reinterpret_borrow<py::object>(h));
+  }
+  if (!mapping || !PyDict_Check(mapping.ptr())) {
+    ThrowInvalid(fmt::format("{} must be a dict of token counts (or an SDK usage object), got {}",
+                             path, Py_TYPE(o)->tp_name));
+  }
+  Value::Object obj;
+  PyObject *k, *v;
+  Py_ssize_t pos = 0;
+  while (PyDict_Next(mapping.ptr(), &pos, &k, &v)) {
+    if (!PyUnicode_Check(k)) {
+      ThrowInvalid(fmt::format("keys of {} must be str, got {}", path, Py_TYPE(k)->tp_name));
+    }
+    std::string key = py::str(k).cast<std::string>();
+    Value value = UsageValue(v, path + "." + key, depth + 1);
+    obj.emplace_back(std::move(key), std::move(value));
+  }
+  return Value(std::move(obj));
 }
 
 Usage UsageFromProvider(py::handle raw, const std::string& provider) {
-  const py::object u = AsMapping(raw, "usage");
-  if (provider == "openai") {
-    // Chat Completions names, or the Responses API's input/output names.
-    OpenAIUsage r;
-    const bool responses = PyDict_GetItemString(u.ptr(), "prompt_tokens") == nullptr &&
-                           PyDict_GetItemString(u.ptr(), "input_tokens") != nullptr;
-    if (responses) {
-      r.prompt_tokens = TokenField(u, {"input_tokens"});
-      r.completion_tokens = TokenField(u, {"output_tokens"});
-      r.cached_tokens = TokenField(u, {"input_tokens_details", "cached_tokens"});
-      r.reasoning_tokens = TokenField(u, {"output_tokens_details", "reasoning_tokens"});
-    } else {
-      r.prompt_tokens = TokenField(u, {"prompt_tokens"});
-      r.completion_tokens = TokenField(u, {"completion_tokens"});
-      r.cached_tokens = TokenField(u, {"prompt_tokens_details", "cached_tokens"});
-      r.reasoning_tokens = TokenField(u, {"completion_tokens_details", "reasoning_tokens"});
-    }
-    return Unwrap(NormalizeOpenAI(r));
-  }
-  if (provider == "anthropic") {
-    AnthropicUsage r;
-    r.input_tokens = TokenField(u, {"input_tokens"});
-    r.output_tokens = TokenField(u, {"output_tokens"});
-    r.cache_read_input_tokens = TokenField(u, {"cache_read_input_tokens"});
-    r.cache_creation_input_tokens = TokenField(u, {"cache_creation_input_tokens"});
-    r.ephemeral_5m_input_tokens = TokenField(u, {"cache_creation", "ephemeral_5m_input_tokens"});
-    r.ephemeral_1h_input_tokens = TokenField(u, {"cache_creation", "ephemeral_1h_input_tokens"});
-    return Unwrap(NormalizeAnthropic(r));
-  }
-  if (provider == "gemini") {
-    // The REST API's camelCase or the Python SDK's snake_case.
-    const bool snake = PyDict_GetItemString(u.ptr(), "prompt_token_count") != nullptr ||
-                       PyDict_GetItemString(u.ptr(), "candidates_token_count") != nullptr;
-    GeminiUsage r;
-    r.prompt_token_count = TokenField(u, {snake ? "prompt_token_count" : "promptTokenCount"});
-    r.candidates_token_count =
-        TokenField(u, {snake ? "candidates_token_count" : "candidatesTokenCount"});
-    r.cached_content_token_count =
-        TokenField(u, {snake ? "cached_content_token_count" : "cachedContentTokenCount"});
-    r.thoughts_token_count =
-        TokenField(u, {snake ? "thoughts_token_count" : "thoughtsTokenCount"});
-    return Unwrap(NormalizeGemini(r));
-  }
-  if (provider == "langchain") {
-    LangChainUsage r;
-    r.input_tokens = TokenField(u, {"input_tokens"});
-    r.output_tokens = TokenField(u, {"output_tokens"});
-    r.cache_read = TokenField(u, {"input_token_details", "cache_read"});
-    r.cache_creation = TokenField(u, {"input_token_details", "cache_creation"});
-    r.ephemeral_5m_input_tokens =
-        TokenField(u, {"input_token_details", "ephemeral_5m_input_tokens"});
-    r.ephemeral_1h_input_tokens =
-        TokenField(u, {"input_token_details", "ephemeral_1h_input_tokens"});
-    r.reasoning = TokenField(u, {"output_token_details", "reasoning"});
-    return Unwrap(NormalizeLangChain(r));
-  }
-  ThrowInvalid(fmt::format(
-      "unknown usage provider '{}' (use openai, anthropic, gemini or langchain)", provider));
+  // None is rejected by the core with the other non-maps ("got null").
+  const Value report = UsageValue(raw, "usage", 0);
+  return Unwrap(ParseUsageReport(report, provider)).usage;
 }
 
 py::dict UsageDict(const Usage& u) {
@@ -463,8 +430,10 @@ void RegisterCost(py::module_& m) {
            py::kw_only(), py::arg("input") = 0, py::arg("cached_input") = 0,
            py::arg("cache_write_5m") = 0, py::arg("cache_write_1h") = 0, py::arg("output") = 0,
            py::arg("reasoning") = 0)
-      .def_static("parse", &UsageFromProvider, py::arg("usage"), py::arg("provider"),
-                  "Normalizes a provider's usage report (openai, anthropic, gemini, langchain).")
+      .def_static("parse", &UsageFromProvider, py::arg("usage"), py::arg("provider") = "auto",
+                  "Normalizes a provider's usage report. provider: auto (recognise the shape), "
+                  "openai, anthropic, gemini or langchain. InvalidArgumentError for a report "
+                  "that fits no shape, naming its keys; never a silent zero.")
       .def_readonly("input", &Usage::input)
       .def_readonly("cached_input", &Usage::cached_input)
       .def_readonly("cache_write_5m", &Usage::cache_write_5m)
@@ -518,8 +487,9 @@ void RegisterCost(py::module_& m) {
       .def("resolve", &PyPricingTable::Find, py::arg("model"),
            "The table's name for `model`; NotFoundError when it has no price.")
       .def("price", &PyPricingTable::Price, py::arg("model"), py::arg("usage"),
-           py::arg("provider") = "langchain",
-           "The cost of one call: `usage` is a Usage or a provider's usage dict.")
+           py::arg("provider") = "auto",
+           "The cost of one call: `usage` is a Usage or a provider's usage dict (see "
+           "Usage.parse).")
       .def("__contains__", &PyPricingTable::Contains)
       .def("__len__", &PyPricingTable::Size);
 

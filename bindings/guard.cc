@@ -50,7 +50,7 @@ class PyGuardedCall {
     return py::make_tuple(c.stop, c.text);
   }
 
-  // end(output="", *, usage=None, usage_provider="langchain", ok=True,
+  // end(output="", *, usage=None, usage_provider="auto", ok=True,
   // error_class="", latency=None), parsed in one pass over the keywords: the
   // call sits on every guarded call's path.
   PyCallEnd End(py::args args, py::kwargs kwargs) {
@@ -61,7 +61,7 @@ class PyGuardedCall {
     CallOutcome o;
     if (args.size() == 1) o.output = Utf8String(args[0], "output");
     py::handle usage;
-    std::string usage_provider = "langchain";
+    std::string usage_provider = "auto";
     PyObject *k, *v;
     Py_ssize_t pos = 0;
     while (PyDict_Next(kwargs.ptr(), &pos, &k, &v)) {
@@ -308,7 +308,7 @@ void RegisterGuard(py::module_& m) {
       .def("chunk", &PyGuardedCall::Chunk, py::arg("text"),
            "Checks a streamed piece of output: (stop, text as it may be shown).")
       .def("end", &PyGuardedCall::End,
-           "end(output='', *, usage=None, usage_provider='langchain', ok=True, error_class='', "
+           "end(output='', *, usage=None, usage_provider='auto', ok=True, error_class='', "
            "latency=None): after_* policies, cost, SLO record and the outcome record.")
       .def(
           "approve",

@@ -138,16 +138,20 @@ def test_litellm_json_and_merge(table: bastion.PricingTable) -> None:
 
 
 @pytest.mark.parametrize("usage,provider,error,match", [
-    ({"prompt_tokens": "12"}, "openai", TypeError, r"usage.prompt_tokens must be int"),
-    ({"prompt_tokens": True}, "openai", TypeError, r"usage.prompt_tokens must be int"),
+    ({"prompt_tokens": "12"}, "openai", bastion.InvalidArgumentError,
+     r"usage.prompt_tokens must be an integer token count, got str"),
+    ({"prompt_tokens": True}, "openai", bastion.InvalidArgumentError,
+     r"usage.prompt_tokens must be an integer token count, got bool"),
     ({"prompt_tokens": 10, "prompt_tokens_details": {"cached_tokens": 11}}, "openai",
      bastion.InvalidArgumentError, "cached_tokens"),
-    ({"input_tokens": -1}, "anthropic", bastion.InvalidArgumentError, "input_tokens"),
-    ({"input_tokens": 2**70}, "langchain", bastion.InvalidArgumentError, "out of range"),
-    ({"cache_creation_input_tokens": 10,
+    ({"input_tokens": -1, "output_tokens": 1}, "anthropic", bastion.InvalidArgumentError,
+     "input_tokens is negative"),
+    ({"input_tokens": 2**70, "output_tokens": 1}, "langchain", bastion.InvalidArgumentError,
+     "out of range"),
+    ({"input_tokens": 0, "output_tokens": 0, "cache_creation_input_tokens": 10,
       "cache_creation": {"ephemeral_5m_input_tokens": 3, "ephemeral_1h_input_tokens": 3}},
-     "anthropic", bastion.InvalidArgumentError, "cache_creation"),
-    ([1, 2], "openai", TypeError, "usage must be a dict"),
+     "anthropic", bastion.InvalidArgumentError, r"!= cache_creation_input_tokens \(10\)"),
+    ([1, 2], "openai", bastion.InvalidArgumentError, "usage must be a map of token counts"),
     ({}, "cohere", bastion.InvalidArgumentError, "unknown usage provider 'cohere'"),
 ])
 def test_bad_usage_is_a_clear_error(usage: object, provider: str, error: type,

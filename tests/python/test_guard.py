@@ -181,7 +181,7 @@ def test_bad_arguments_are_clear_errors(guard: bastion.Guard, kwargs: dict, erro
     ((), {"ok": "yes"}, TypeError, "ok must be bool, got str"),
     ((), {"latency": "fast"}, TypeError, "latency must be a number of seconds, got str"),
     ((), {"latency": -1.0}, bastion.InvalidArgumentError, "non-negative"),
-    ((), {"usage": 5}, TypeError, None),
+    ((), {"usage": 5}, bastion.InvalidArgumentError, "usage must be a map"),
     ((), {"usage_provider": "acme", "usage": {"input_tokens": 1}},
      bastion.InvalidArgumentError, "acme"),
 ])

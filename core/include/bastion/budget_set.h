@@ -150,10 +150,16 @@ class BudgetSet {
     // A RocksDB directory for the state ("" = in memory only). Created when
     // missing. One process at a time (BusyError otherwise).
     std::string state_path;
-    // How often dirty budgets are written in the background. 0 = after every
-    // Settle and Release (slower, nothing lost on a crash). A crash otherwise
-    // loses at most this much time of spend; Close() and the destructor save
-    // everything.
+    // How often dirty budgets are written in the background.
+    //   0  write-through: every Reserve (before it returns the hold), Settle
+    //      and Release is written with a disk sync, so nothing is lost on a
+    //      crash: reservations open at the crash are charged at their estimate
+    //      on restart (RestoreReport), and a restart never admits more than
+    //      the limit. Costs one synced write per call.
+    //   >0 a crash (kill -9, power loss) loses at most this much time of
+    //      reservations, settlements and releases: a restart may then admit
+    //      up to that much more than the limit.
+    // Close() and the destructor save everything in either mode.
     int64_t flush_interval_ns = 1'000'000'000;
   };
 
@@ -167,6 +173,8 @@ class BudgetSet {
   // FailedPrecondition naming the budget that refused (over budget, halted or
   // throttled), after releasing what was already held; that budget's id also
   // goes to `refused_by` when given. A call no budget covers gets an empty hold.
+  // With flush_interval_ns == 0 the hold is saved before it is returned; when
+  // that write fails, the hold is released and the store's error returned.
   Result<BudgetHold> Reserve(const BudgetSubject& subject, int64_t estimate_nanousd,
                              std::string* refused_by = nullptr);
   // Settles every reservation of the hold at `actual_nanousd`.

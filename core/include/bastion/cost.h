@@ -10,6 +10,9 @@
 //   bastion::Result<bastion::Usage> usage = bastion::NormalizeOpenAI(reported);
 //   if (!usage.ok()) { report(usage.status()); return; }  // names the bad field
 //
+//   // Or straight from the provider's usage dict, its shape recognised:
+//   //   bastion::Result<bastion::ParsedUsage> parsed = bastion::ParseUsageReport(report, "auto");
+//
 //   bastion::Result<bastion::Cost> cost = bastion::PriceCall(*table, "openai/gpt-4o", *usage);
 //   if (cost.status().IsNotFound()) { /* unpriced: record "unknown", never $0 */ }
 //   record.cost_nanousd = cost->total_nanousd;
@@ -48,6 +51,7 @@
 #include <string_view>
 
 #include "bastion/status.h"
+#include "bastion/value.h"
 
 namespace bastion {
 
@@ -112,8 +116,9 @@ class PricingTable {
   //
   // Errors are InvalidArgument naming "source:line:col" and the field: syntax
   // errors, unknown keys, missing input/output, a negative or non-decimal price,
-  // more than 9 decimal places, a model listed twice, an alias that is already
-  // a model or an alias of another model.
+  // a positive price below 1e-15 USD per token (0.000000001 per 1M; 0 is a free
+  // model), more than 9 decimal places, a model or a key of one listed twice,
+  // an alias that is already a model or an alias of another model.
   static Result<PricingTable> FromYaml(const std::string& yaml, const std::string& source_name);
   // As FromYaml, reading the file (IOError when it cannot be read,
   // InvalidArgument for a directory or a file over 16 MiB).
@@ -128,6 +133,10 @@ class PricingTable {
   // output_cost_per_reasoning_token, and the same keys (but reasoning) with an
   // "_above_<N>k_tokens" suffix (-> the long-context tier above N x 1000 prompt
   // tokens). Other keys (e.g. "_priority"/"_flex" variants) are ignored.
+  // Errors (InvalidArgument naming "source:line:col"): a negative or
+  // non-decimal price, a positive price below 1e-15 USD per token (it would
+  // round to 0 or up; 0 itself is a free model), a model or a key of one
+  // listed twice.
   // Skipped, so those models stay unpriced: "sample_spec"; entries without both
   // input_cost_per_token and output_cost_per_token (image, audio, per-second
   // models); entries with more than one long-context threshold (one tier is
@@ -222,12 +231,15 @@ Result<Usage> NormalizeAnthropic(const AnthropicUsage& r);
 
 // Gemini `usageMetadata`: promptTokenCount INCLUDES cachedContentTokenCount;
 // candidatesTokenCount EXCLUDES thoughtsTokenCount (thoughts are billed as
-// output, separately reported).
+// output, separately reported); toolUsePromptTokenCount (the results of tools
+// such as search fed back into the prompt) is NOT in promptTokenCount and is
+// billed as input.
 struct GeminiUsage {
   int64_t prompt_token_count = 0;
   int64_t candidates_token_count = 0;
   int64_t cached_content_token_count = 0;
   int64_t thoughts_token_count = 0;
+  int64_t tool_use_prompt_token_count = 0;
 };
 Result<Usage> NormalizeGemini(const GeminiUsage& r);
 
@@ -246,6 +258,55 @@ struct LangChainUsage {
   int64_t reasoning = 0;  // output_token_details.reasoning
 };
 Result<Usage> NormalizeLangChain(const LangChainUsage& r);
+
+// --- usage reports as providers send them ---
+
+// A usage report as received (a JSON-like tree: the provider's `usage` dict),
+// read into a Usage by recognising its shape. The shapes, by provider name:
+//
+//   "openai"     OpenAI chat completions  prompt_tokens (required), completion_tokens,
+//                                         prompt_tokens_details.cached_tokens,
+//                                         completion_tokens_details.reasoning_tokens
+//                OpenAI responses         input_tokens, output_tokens (both required),
+//                                         input_tokens_details.cached_tokens,
+//                                         output_tokens_details.reasoning_tokens
+//   "anthropic"  Anthropic messages       input_tokens, output_tokens (both required),
+//                                         cache_read_input_tokens,
+//                                         cache_creation_input_tokens,
+//                                         cache_creation.ephemeral_{5m,1h}_input_tokens
+//   "gemini"     Gemini usageMetadata     promptTokenCount (required), candidatesTokenCount,
+//                                         cachedContentTokenCount, thoughtsTokenCount,
+//                                         toolUsePromptTokenCount; or the same in
+//                                         snake_case (prompt_token_count, ...)
+//   "langchain"  LangChain usage_metadata input_tokens, output_tokens (both required),
+//                                         input_token_details.{cache_read,
+//                                         cache_creation, ephemeral_5m_input_tokens,
+//                                         ephemeral_1h_input_tokens},
+//                                         output_token_details.reasoning
+//   "auto"       any of the above.
+//
+// Each shape also knows fields it does not bill separately (total_tokens,
+// OpenAI's audio and prediction token details, Anthropic's service_tier and
+// server_tool_use, Gemini's *TokensDetails lists and trafficType). A report
+// fits a shape when every top-level key is one of the shape's and its
+// required keys are present. Inside a breakdown of a count that already
+// includes them (OpenAI's *_details, LangChain's *_token_details, Anthropic's
+// cache_creation) other keys are allowed: their tokens are inside the total
+// and billed at its price. A report that fits several shapes is accepted only
+// when they all read it the same way (e.g. {input_tokens, output_tokens}).
+//
+// Counts are non-negative integers up to 2^53; null or absent is 0 (an
+// explicit {input_tokens: 0, output_tokens: 0} is an honest $0 call).
+// Errors are InvalidArgument, never a zero Usage: a report that is not a map;
+// an unknown provider name; a report that fits no shape (naming its keys and,
+// for the closest shape, the unknown and missing keys); a count that is
+// negative, too large, or not an integer (bool, float, string); the checks of
+// the Normalize* functions; several fitting shapes that disagree.
+struct ParsedUsage {
+  Usage usage;
+  std::string shape;  // "OpenAI chat completions", ... (several joined by " / ")
+};
+Result<ParsedUsage> ParseUsageReport(const Value& report, std::string_view provider);
 
 // --- pricing a call ---
 

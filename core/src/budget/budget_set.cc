@@ -461,6 +461,16 @@ Result<BudgetHold> BudgetSet::Reserve(const BudgetSubject& subject, int64_t esti
     hold.alerts.insert(hold.alerts.end(), r->alerts.begin(), r->alerts.end());
     hold.reservations.push_back(std::move(*r));
   }
+  // Write-through: the reservation is on disk before the call it admits can
+  // run, so a crash cannot hand its money back on restart. A hold that cannot
+  // be saved is not granted.
+  if (options_.flush_interval_ns == 0 && store_ && !hold.reservations.empty()) {
+    if (Status s = FlushDirty(false); !s.ok()) {
+      undo();
+      for (const Reservation& r : hold.reservations) Touch(r.budget_id);
+      return s;
+    }
+  }
   return hold;
 }
 

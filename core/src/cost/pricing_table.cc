@@ -1,6 +1,7 @@
 // PricingTable: lookup, and loading from our YAML and from LiteLLM's JSON.
 #include <algorithm>
 #include <cctype>
+#include <set>
 #include <vector>
 
 #include <fmt/format.h>
@@ -33,6 +34,48 @@ Result<int64_t> ScalarNumber(const YAML::Node& node, const std::string& source,
   Result<int64_t> v = ParseScaledDecimal(node.Scalar(), scale, allow_rounding);
   if (!v.ok()) return At(source, node, field, v.status().message());
   return v;
+}
+
+// The smallest price a table holds: 1 fUSD per token. A smaller positive
+// price would be stored as 0 (or rounded up by half), silently changing it.
+constexpr int kMinPriceCheckScaleExtra = 9;
+
+// A price: ScalarNumber, and a positive price below 1e-15 USD per token is
+// an error rather than a silent $0 (or a silent rounding up).
+Result<int64_t> PriceNumber(const YAML::Node& node, const std::string& source,
+                            const std::string& field, int scale, bool allow_rounding) {
+  if (node.IsScalar()) {
+    // At 10^9 times the table's resolution every price below 1 fUSD/token is
+    // a value below 10^9 and fits an int64 easily.
+    Result<int64_t> fine =
+        ParseScaledDecimal(node.Scalar(), scale + kMinPriceCheckScaleExtra, true);
+    const std::string& text = node.Scalar();
+    const std::string_view mantissa = std::string_view(text).substr(0, text.find_first_of("eE"));
+    const bool nonzero = mantissa.find_first_of("123456789") != std::string_view::npos;
+    if (fine.ok() && nonzero && *fine < 1'000'000'000) {
+      return At(source, node, field,
+                fmt::format("price '{}' is below the smallest price a table holds, 1e-15 USD per "
+                            "token{} (use 0 for a free model)",
+                            text, scale == kYamlScale ? " (0.000000001 USD per 1M tokens)" : ""));
+    }
+  }
+  return ScalarNumber(node, source, field, scale, allow_rounding);
+}
+
+// InvalidArgument naming the second occurrence of a key `map` lists twice
+// (YAML and JSON parsers keep both; the lookups would see only one). `what`
+// names such a key: "model", "key".
+Status NoDuplicateKeys(const YAML::Node& map, const std::string& source, const std::string& path,
+                       std::string_view what = "key") {
+  std::set<std::string, std::less<>> seen;
+  for (auto it = map.begin(); it != map.end(); ++it) {
+    const std::string key = it->first.Scalar();
+    if (!seen.insert(key).second) {
+      return At(source, it->first, path.empty() ? key : path + "." + key,
+                fmt::format("{} listed twice", what));
+    }
+  }
+  return Status::OK();
 }
 
 bool AllDigits(std::string_view s) {
@@ -99,6 +142,7 @@ std::vector<int64_t> LiteLlmThresholds(const YAML::Node& entry) {
 // YAML map, rejecting unknown keys. `extra` lists keys the caller handles.
 Status ReadYamlTier(const YAML::Node& map, const std::string& source, const std::string& path,
                     const std::vector<std::string_view>& extra, TierPrices* tier) {
+  BASTION_RETURN_IF_ERROR(NoDuplicateKeys(map, source, path));
   bool have_input = false, have_output = false;
   for (auto it = map.begin(); it != map.end(); ++it) {
     const std::string key = it->first.Scalar();
@@ -124,7 +168,7 @@ Status ReadYamlTier(const YAML::Node& map, const std::string& source, const std:
     } else {
       return At(source, it->first, field, "unknown key");
     }
-    Result<int64_t> v = ScalarNumber(it->second, source, field, kYamlScale, false);
+    Result<int64_t> v = PriceNumber(it->second, source, field, kYamlScale, false);
     if (!v.ok()) return v.status();
     if (slot) *slot = *v;
     if (optional_slot) *optional_slot = *v;
@@ -136,6 +180,7 @@ Status ReadYamlTier(const YAML::Node& map, const std::string& source, const std:
 
 Result<PricingTable> ParseYamlTable(const YAML::Node& root, const std::string& source) {
   if (!root.IsMap()) return At(source, root, "(top level)", "expected a map with 'models'");
+  BASTION_RETURN_IF_ERROR(NoDuplicateKeys(root, source, ""));
   PricingTable table;
   struct PendingAlias {
     std::string alias, model;
@@ -147,6 +192,7 @@ Result<PricingTable> ParseYamlTable(const YAML::Node& root, const std::string& s
     if (key != "models") return At(source, top->first, key, "unknown key");
     const YAML::Node models = top->second;  // a copy: the iterator proxy is a temporary
     if (!models.IsMap()) return At(source, models, "models", "expected a map of model names");
+    BASTION_RETURN_IF_ERROR(NoDuplicateKeys(models, source, "models", "model"));
     for (auto m = models.begin(); m != models.end(); ++m) {
       const std::string name = m->first.Scalar();
       const std::string path = "models." + name;
@@ -282,16 +328,18 @@ Result<PricingTable> PricingTable::FromLiteLlmJson(const std::string& json,
     if (!loaded.ok()) return loaded.status();
     const YAML::Node root = *loaded;
     if (!root.IsMap()) return At(source_name, root, "(top level)", "expected a JSON object");
+    BASTION_RETURN_IF_ERROR(NoDuplicateKeys(root, source_name, "", "model"));
     PricingTable table;
     for (auto m = root.begin(); m != root.end(); ++m) {
       const std::string name = m->first.Scalar();
       const YAML::Node entry = m->second;  // a copy: the iterator proxy is a temporary
       if (name == "sample_spec" || !entry.IsMap()) continue;
+      BASTION_RETURN_IF_ERROR(NoDuplicateKeys(entry, source_name, name));
       // Reads one optional price; an absent or null key leaves `out` empty.
       auto read = [&](const char* key, std::optional<int64_t>* out) -> Status {
         const YAML::Node v = entry[key];
         if (!v || v.IsNull()) return Status::OK();
-        Result<int64_t> n = ScalarNumber(v, source_name, name + "." + key, kLiteLlmScale, true);
+        Result<int64_t> n = PriceNumber(v, source_name, name + "." + key, kLiteLlmScale, true);
         if (!n.ok()) return n.status();
         *out = *n;
         return Status::OK();

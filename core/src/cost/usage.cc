@@ -1,7 +1,9 @@
 // Provider usage reports -> normalized Usage, and pricing one call.
+#include <algorithm>
 #include <cstdint>
 #include <limits>
 #include <string>
+#include <vector>
 
 #include <fmt/format.h>
 
@@ -112,8 +114,9 @@ Result<Usage> NormalizeGemini(const GeminiUsage& r) {
   BASTION_RETURN_IF_ERROR(InRange(p, "thoughtsTokenCount", r.thoughts_token_count));
   BASTION_RETURN_IF_ERROR(PartOf(p, "cachedContentTokenCount", r.cached_content_token_count,
                                  "promptTokenCount", r.prompt_token_count));
+  BASTION_RETURN_IF_ERROR(InRange(p, "toolUsePromptTokenCount", r.tool_use_prompt_token_count));
   Usage u;
-  u.input = r.prompt_token_count - r.cached_content_token_count;
+  u.input = r.prompt_token_count - r.cached_content_token_count + r.tool_use_prompt_token_count;
   u.cached_input = r.cached_content_token_count;
   u.output = r.candidates_token_count;
   u.reasoning = r.thoughts_token_count;
@@ -144,6 +147,351 @@ Result<Usage> NormalizeLangChain(const LangChainUsage& r) {
   u.output = r.output_tokens - r.reasoning;
   u.reasoning = r.reasoning;
   return u;
+}
+
+namespace {
+
+// --- usage reports: shapes ---
+
+// Reads one count: 0 when absent or null; InvalidArgument naming the field
+// for anything but a non-negative integer.
+class ReportReader {
+ public:
+  explicit ReportReader(const Value& report) : report_(report) {}
+
+  int64_t Count(std::string_view path) {
+    const Value* v = &report_;
+    std::string name = "usage";
+    size_t start = 0;
+    while (true) {
+      const size_t dot = path.find('.', start);
+      const std::string_view key = path.substr(start, dot == std::string_view::npos
+                                                          ? std::string_view::npos
+                                                          : dot - start);
+      if (v->type() != Value::Type::kObject) {
+        Fail(fmt::format("{} must be a map, got {}", name, TypeName(*v)));
+        return 0;
+      }
+      v = v->Find(key);
+      name += '.';
+      name += key;
+      if (v == nullptr || v->is_null()) return 0;
+      if (dot == std::string_view::npos) break;
+      start = dot + 1;
+    }
+    if (v->type() != Value::Type::kInt) {
+      Fail(fmt::format("{} must be an integer token count, got {}", name, Describe(*v)));
+      return 0;
+    }
+    return v->as_int();
+  }
+
+  const Status& status() const { return status_; }
+
+  static std::string_view TypeName(const Value& v) {
+    switch (v.type()) {
+      case Value::Type::kNull:
+        return "null";
+      case Value::Type::kBool:
+        return "bool";
+      case Value::Type::kInt:
+        return "int";
+      case Value::Type::kDouble:
+        return "float";
+      case Value::Type::kString:
+        return "str";
+      case Value::Type::kArray:
+        return "list";
+      case Value::Type::kObject:
+        return "map";
+    }
+    return "?";
+  }
+
+ private:
+  static std::string Describe(const Value& v) {
+    switch (v.type()) {
+      case Value::Type::kBool:
+        return fmt::format("bool {}", v.as_bool() ? "true" : "false");
+      case Value::Type::kDouble:
+        return fmt::format("float {}", v.as_double());
+      case Value::Type::kString:
+        return fmt::format("str '{}'", v.as_string().substr(0, 40));
+      default:
+        return std::string(TypeName(v));
+    }
+  }
+  void Fail(std::string message) {
+    if (status_.ok()) status_ = Status::InvalidArgument(std::move(message));
+  }
+
+  const Value& report_;
+  Status status_;
+};
+
+// A report's shape: the top-level keys it may have (what they mean is in its
+// read function) and those it must have.
+struct ShapeSpec {
+  std::string_view name;
+  std::string_view provider;
+  std::vector<std::string_view> required;
+  std::vector<std::string_view> keys;
+  Result<Usage> (*read)(ReportReader& r);
+};
+
+template <typename T>
+Result<Usage> Finish(ReportReader& r, const T& raw, Result<Usage> (*normalize)(const T&)) {
+  if (!r.status().ok()) return r.status();
+  return normalize(raw);
+}
+
+Result<Usage> ReadOpenAIChat(ReportReader& r) {
+  OpenAIUsage u;
+  u.prompt_tokens = r.Count("prompt_tokens");
+  u.completion_tokens = r.Count("completion_tokens");
+  u.cached_tokens = r.Count("prompt_tokens_details.cached_tokens");
+  u.reasoning_tokens = r.Count("completion_tokens_details.reasoning_tokens");
+  return Finish(r, u, &NormalizeOpenAI);
+}
+
+Result<Usage> ReadOpenAIResponses(ReportReader& r) {
+  OpenAIUsage u;
+  u.prompt_tokens = r.Count("input_tokens");
+  u.completion_tokens = r.Count("output_tokens");
+  u.cached_tokens = r.Count("input_tokens_details.cached_tokens");
+  u.reasoning_tokens = r.Count("output_tokens_details.reasoning_tokens");
+  return Finish(r, u, &NormalizeOpenAI);
+}
+
+Result<Usage> ReadAnthropic(ReportReader& r) {
+  AnthropicUsage u;
+  u.input_tokens = r.Count("input_tokens");
+  u.output_tokens = r.Count("output_tokens");
+  u.cache_read_input_tokens = r.Count("cache_read_input_tokens");
+  u.cache_creation_input_tokens = r.Count("cache_creation_input_tokens");
+  u.ephemeral_5m_input_tokens = r.Count("cache_creation.ephemeral_5m_input_tokens");
+  u.ephemeral_1h_input_tokens = r.Count("cache_creation.ephemeral_1h_input_tokens");
+  return Finish(r, u, &NormalizeAnthropic);
+}
+
+Result<Usage> ReadGeminiRest(ReportReader& r) {
+  GeminiUsage u;
+  u.prompt_token_count = r.Count("promptTokenCount");
+  u.candidates_token_count = r.Count("candidatesTokenCount");
+  u.cached_content_token_count = r.Count("cachedContentTokenCount");
+  u.thoughts_token_count = r.Count("thoughtsTokenCount");
+  u.tool_use_prompt_token_count = r.Count("toolUsePromptTokenCount");
+  return Finish(r, u, &NormalizeGemini);
+}
+
+Result<Usage> ReadGeminiSdk(ReportReader& r) {
+  GeminiUsage u;
+  u.prompt_token_count = r.Count("prompt_token_count");
+  u.candidates_token_count = r.Count("candidates_token_count");
+  u.cached_content_token_count = r.Count("cached_content_token_count");
+  u.thoughts_token_count = r.Count("thoughts_token_count");
+  u.tool_use_prompt_token_count = r.Count("tool_use_prompt_token_count");
+  return Finish(r, u, &NormalizeGemini);
+}
+
+Result<Usage> ReadLangChain(ReportReader& r) {
+  LangChainUsage u;
+  u.input_tokens = r.Count("input_tokens");
+  u.output_tokens = r.Count("output_tokens");
+  u.cache_read = r.Count("input_token_details.cache_read");
+  u.cache_creation = r.Count("input_token_details.cache_creation");
+  u.ephemeral_5m_input_tokens = r.Count("input_token_details.ephemeral_5m_input_tokens");
+  u.ephemeral_1h_input_tokens = r.Count("input_token_details.ephemeral_1h_input_tokens");
+  u.reasoning = r.Count("output_token_details.reasoning");
+  return Finish(r, u, &NormalizeLangChain);
+}
+
+const std::vector<ShapeSpec>& Shapes() {
+  static const std::vector<ShapeSpec>* const shapes = new std::vector<ShapeSpec>{
+      {"OpenAI chat completions",
+       "openai",
+       {"prompt_tokens"},
+       {"prompt_tokens",
+        "completion_tokens",
+        "total_tokens",
+        "prompt_tokens_details",
+        "completion_tokens_details"},
+       &ReadOpenAIChat},
+      {"OpenAI responses",
+       "openai",
+       {"input_tokens", "output_tokens"},
+       {"input_tokens",
+        "output_tokens",
+        "total_tokens",
+        "input_tokens_details",
+        "output_tokens_details"},
+       &ReadOpenAIResponses},
+      {"Anthropic messages",
+       "anthropic",
+       {"input_tokens", "output_tokens"},
+       {"input_tokens",
+        "output_tokens",
+        "cache_read_input_tokens",
+        "cache_creation_input_tokens",
+        "cache_creation",
+        "server_tool_use",
+        "service_tier"},
+       &ReadAnthropic},
+      {"Gemini usageMetadata",
+       "gemini",
+       {"promptTokenCount"},
+       {"promptTokenCount",
+        "candidatesTokenCount",
+        "cachedContentTokenCount",
+        "thoughtsTokenCount",
+        "toolUsePromptTokenCount",
+        "totalTokenCount",
+        "promptTokensDetails",
+        "cacheTokensDetails",
+        "candidatesTokensDetails",
+        "toolUsePromptTokensDetails",
+        "trafficType"},
+       &ReadGeminiRest},
+      {"Gemini usage_metadata (Python SDK)",
+       "gemini",
+       {"prompt_token_count"},
+       {"prompt_token_count",
+        "candidates_token_count",
+        "cached_content_token_count",
+        "thoughts_token_count",
+        "tool_use_prompt_token_count",
+        "total_token_count",
+        "prompt_tokens_details",
+        "cache_tokens_details",
+        "candidates_tokens_details",
+        "tool_use_prompt_tokens_details",
+        "traffic_type"},
+       &ReadGeminiSdk},
+      {"LangChain usage_metadata",
+       "langchain",
+       {"input_tokens", "output_tokens"},
+       {"input_tokens",
+        "output_tokens",
+        "total_tokens",
+        "input_token_details",
+        "output_token_details"},
+       &ReadLangChain},
+  };
+  return *shapes;
+}
+
+// How well a report's keys fit a shape: keys the shape does not know (dotted
+// paths), and required keys that are absent or null.
+struct Fit {
+  const ShapeSpec* shape;
+  std::vector<std::string> unknown;
+  std::vector<std::string> missing;
+  bool ok() const { return unknown.empty() && missing.empty(); }
+  size_t problems() const { return unknown.size() + missing.size(); }
+};
+
+bool Knows(const ShapeSpec& shape, std::string_view key) {
+  return std::find(shape.keys.begin(), shape.keys.end(), key) != shape.keys.end();
+}
+
+// Only top-level keys decide the fit: a breakdown's unknown parts are
+// already billed within the count it splits, and its known parts are type
+// checked when read.
+Fit FitOf(const ShapeSpec& shape, const Value::Object& report) {
+  Fit fit{&shape, {}, {}};
+  for (const auto& [key, unused] : report) {
+    if (!Knows(shape, key)) fit.unknown.push_back(key);
+  }
+  for (std::string_view key : shape.required) {
+    const Value* v = nullptr;
+    for (const auto& [k, value] : report) {
+      if (k == key) v = &value;
+    }
+    if (v == nullptr || v->is_null()) fit.missing.emplace_back(key);
+  }
+  return fit;
+}
+
+std::string QuotedList(const std::vector<std::string>& items) {
+  std::string out;
+  for (const std::string& s : items) {
+    if (!out.empty()) out += ", ";
+    out += "'" + s + "'";
+  }
+  return out;
+}
+
+std::string FitProblems(const Fit& fit) {
+  std::string out;
+  if (!fit.unknown.empty()) {
+    out += fmt::format("unknown key{} {}", fit.unknown.size() > 1 ? "s" : "",
+                       QuotedList(fit.unknown));
+  }
+  if (!fit.missing.empty()) {
+    if (!out.empty()) out += "; ";
+    out += fmt::format("missing {}", QuotedList(fit.missing));
+  }
+  return out;
+}
+
+constexpr std::string_view kProviders[] = {"auto", "openai", "anthropic", "gemini", "langchain"};
+
+}  // namespace
+
+Result<ParsedUsage> ParseUsageReport(const Value& report, std::string_view provider) {
+  if (std::find(std::begin(kProviders), std::end(kProviders), provider) == std::end(kProviders)) {
+    return Status::InvalidArgument(fmt::format(
+        "unknown usage provider '{}' (use auto, openai, anthropic, gemini or langchain)",
+        provider));
+  }
+  if (report.type() != Value::Type::kObject) {
+    return Status::InvalidArgument(fmt::format(
+        "usage must be a map of token counts (a provider's usage report), got {}",
+        ReportReader::TypeName(report)));
+  }
+  const Value::Object& object = report.as_object();
+  std::vector<Fit> fits, misfits;
+  for (const ShapeSpec& shape : Shapes()) {
+    if (provider != "auto" && shape.provider != provider) continue;
+    Fit fit = FitOf(shape, object);
+    (fit.ok() ? fits : misfits).push_back(std::move(fit));
+  }
+  const std::string expected =
+      provider == "auto" ? std::string("a known usage report")
+                         : fmt::format("a usage report of provider '{}'", provider);
+  if (fits.empty()) {
+    std::vector<std::string> keys;
+    for (const auto& [k, v] : object) keys.push_back(k);
+    const Fit& closest = *std::min_element(
+        misfits.begin(), misfits.end(),
+        [](const Fit& a, const Fit& b) { return a.problems() < b.problems(); });
+    if (keys.empty()) {
+      return Status::InvalidArgument(fmt::format(
+          "usage is empty: expected {} (closest shape {}: {})", expected, closest.shape->name,
+          FitProblems(closest)));
+    }
+    return Status::InvalidArgument(fmt::format(
+        "usage with keys {} is not {}; closest shape {}: {}", QuotedList(keys), expected,
+        closest.shape->name, FitProblems(closest)));
+  }
+  ParsedUsage out;
+  for (size_t i = 0; i < fits.size(); ++i) {
+    ReportReader reader(report);
+    Result<Usage> u = fits[i].shape->read(reader);
+    if (!u.ok()) return u.status();
+    if (i == 0) {
+      out.usage = *u;
+      out.shape = std::string(fits[i].shape->name);
+    } else if (*u == out.usage) {
+      out.shape += " / " + std::string(fits[i].shape->name);
+    } else {
+      return Status::InvalidArgument(fmt::format(
+          "usage is ambiguous: it reads as {} and as {} with different token counts; pass the "
+          "provider",
+          out.shape, fits[i].shape->name));
+    }
+  }
+  return out;
 }
 
 ResolvedPrices ResolvePrices(const ModelPrice& price, int64_t prompt_tokens, bool* long_tier) {

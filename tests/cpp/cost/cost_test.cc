@@ -463,8 +463,19 @@ TEST(CostYaml, ErrorsNameFileLineAndField) {
        "prices.yaml:3:12: models.gpt-4o.input: '2.5x' is not a decimal number"},
       {"negative", "models:\n  gpt-4o:\n    input: 1\n    output: -1\n",
        "prices.yaml:4:13: models.gpt-4o.output: '-1' is negative"},
-      {"too precise", "models:\n  m:\n    input: 0.0000000001\n    output: 1\n",
-       "prices.yaml:3:12: models.m.input: '0.0000000001' has more than 9 decimal places"},
+      {"too precise", "models:\n  m:\n    input: 1.0000000001\n    output: 1\n",
+       "prices.yaml:3:12: models.m.input: '1.0000000001' has more than 9 decimal places"},
+      {"below 1e-15 USD per token", "models:\n  m:\n    input: 1\n    output: 0.0000000004\n",
+       "prices.yaml:4:13: models.m.output: price '0.0000000004' is below the smallest price a "
+       "table holds, 1e-15 USD per token"},
+      {"a price key twice", "models:\n  m:\n    input: 1\n    output: 1\n    input: 0.5\n",
+       "prices.yaml:5:5: models.m.input: key listed twice"},
+      {"a long_context key twice",
+       "models:\n  m:\n    input: 1\n    output: 1\n    long_context:\n"
+       "      above_input_tokens: 5\n      input: 2\n      output: 2\n      output: 3\n",
+       "prices.yaml:9:7: models.m.long_context.output: key listed twice"},
+      {"models twice", "models:\n  a: {input: 1, output: 1}\nmodels:\n  b: {input: 1, output: 1}\n",
+       "prices.yaml:3:1: models: key listed twice"},
       {"price is a list", "models:\n  m:\n    input: [1]\n    output: 1\n",
        "prices.yaml:3:12: models.m.input: expected a number"},
       {"alias is a model", "models:\n  a:\n    input: 1\n    output: 1\n  b:\n    input: 1\n"
@@ -655,6 +666,25 @@ TEST(CostLiteLlm, ErrorsNameFileLineAndModel) {
       {"string", "{\"m\": {\"input_cost_per_token\": \"cheap\", \"output_cost_per_token\": 0}}",
        "m.input_cost_per_token: 'cheap' is not a decimal number"},
       {"not an object", "[1, 2]", "expected a JSON object"},
+      {"model twice",
+       "{\"m\": {\"input_cost_per_token\": 1e-6, \"output_cost_per_token\": 2e-6},\n"
+       " \"m\": {\"input_cost_per_token\": 1e-7, \"output_cost_per_token\": 2e-7}}",
+       "litellm.json:2:2: m: model listed twice"},
+      {"a price key twice",
+       "{\"m\": {\"input_cost_per_token\": 1e-6,\n  \"output_cost_per_token\": 2e-6, "
+       "\"input_cost_per_token\": 0}}",
+       "litellm.json:2:34: m.input_cost_per_token: key listed twice"},
+      {"price rounding to zero",
+       "{\"m\": {\"input_cost_per_token\": 1e-6,\n  \"output_cost_per_token\": 4e-16}}",
+       "litellm.json:2:28: m.output_cost_per_token: price '4e-16' is below the smallest price a "
+       "table holds, 1e-15 USD per token"},
+      {"price rounding up to 1e-15",
+       "{\"m\": {\"input_cost_per_token\": 7e-16, \"output_cost_per_token\": 1e-6}}",
+       "m.input_cost_per_token: price '7e-16' is below the smallest price"},
+      {"a tiny long-context price",
+       "{\"m\": {\"input_cost_per_token\": 1e-6, \"output_cost_per_token\": 1e-6,\n"
+       "  \"input_cost_per_token_above_200k_tokens\": 0.0000000000000001}}",
+       "m.input_cost_per_token_above_200k_tokens: price '0.0000000000000001' is below"},
   };
   for (const Case& c : cases) {
     Result<PricingTable> t = PricingTable::FromLiteLlmJson(c.json, "litellm.json");
@@ -663,6 +693,27 @@ TEST(CostLiteLlm, ErrorsNameFileLineAndModel) {
     EXPECT_NE(t.status().message().find(c.message_part), std::string::npos)
         << c.name << ": " << t.status().message();
   }
+}
+
+// The smallest price, 1e-15 USD per token, and an explicit 0 (a free model)
+// load; only positive prices below the smallest are refused.
+TEST(CostLiteLlm, SmallestPriceAndZeroLoad) {
+  Result<PricingTable> t = PricingTable::FromLiteLlmJson(
+      R"({"smallest": {"input_cost_per_token": 1e-15, "output_cost_per_token": 0.0000000000000015},
+          "free": {"input_cost_per_token": 0, "output_cost_per_token": 0.0}})",
+      "litellm.json");
+  ASSERT_TRUE(t.ok()) << t.status().ToString();
+  auto smallest = t->Find("smallest");
+  ASSERT_TRUE(smallest.ok());
+  EXPECT_EQ(smallest->price->base.input, 1);
+  EXPECT_EQ(smallest->price->base.output, 2);  // 1.5 fUSD, half to even
+  auto free = t->Find("free");
+  ASSERT_TRUE(free.ok());
+  EXPECT_EQ(free->price->base.input, 0);
+  Result<PricingTable> yaml = PricingTable::FromYaml(
+      "models:\n  m: {input: 0.000000001, output: 0}\n", "prices.yaml");
+  ASSERT_TRUE(yaml.ok()) << yaml.status().ToString();
+  EXPECT_EQ(yaml->Find("m")->price->base.input, 1);
 }
 
 TEST(CostPriceCall, RejectsBadUsageAndOverflow) {

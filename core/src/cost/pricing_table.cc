@@ -9,6 +9,7 @@
 #include <yaml-cpp/yaml.h>
 
 #include "bastion/cost.h"
+#include "util/path_arg.h"
 
 namespace bastion {
 namespace {
@@ -266,6 +267,7 @@ Result<PricingTable> PricingTable::FromYaml(const std::string& yaml,
 }
 
 Result<PricingTable> PricingTable::FromYamlFile(const std::string& path) {
+  BASTION_RETURN_IF_ERROR(CheckPathArgument(path, "the pricing file path"));
   std::ifstream in(path, std::ios::binary);
   if (!in) return Status::IOError(fmt::format("{}: cannot be read", path));
   std::ostringstream out;

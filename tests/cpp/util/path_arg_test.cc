@@ -55,7 +55,8 @@ TEST(PathArguments, EveryLoaderRejectsANul) {
 }
 
 TEST(PathArguments, PolicyReloadRejectsANul) {
-  auto engine = PolicyEngine::FromSources({{"p.lua", "return {id = 'p'}"}}, "", "");
+  auto engine = PolicyEngine::FromSources(
+      {{"p.lua", "return {id = 'p', before_tool = function(call) end}"}}, "", "");
   ASSERT_TRUE(engine.ok()) << engine.status().ToString();
   ExpectRejected((*engine)->Reload("/tmp" + kNul), "policy bundle path", "Reload");
 }

@@ -258,7 +258,10 @@ class Ledger {
   const std::string& path() const;
 
   // Drains the queue, writes and fsyncs everything, stops the writer thread
-  // and closes the store. Idempotent. Later calls fail with FailedPrecondition.
+  // and closes the store, releasing the directory. Idempotent. Later calls
+  // fail with FailedPrecondition. IOError if the store cannot recover from a
+  // failed write (the disk is still full: what was acknowledged is in the log
+  // and the next Open recovers it), or if async records were discarded.
   Status Close();
 
   class Impl;

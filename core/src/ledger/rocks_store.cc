@@ -112,8 +112,7 @@ Result<std::unique_ptr<DirLock>> DirLock::Acquire(const std::string& dir, std::s
   std::error_code ec;
   const fs::path canonical = fs::canonical(dir, ec);
   if (ec) {
-    return Status::IOError(
-        fmt::format("cannot open {} at '{}': {}", what, dir, ec.message()));
+    return Status::IOError(fmt::format("cannot open {} at '{}': {}", what, dir, ec.message()));
   }
   const std::string file = (canonical / kFileName).string();
   int fd;
@@ -121,8 +120,10 @@ Result<std::unique_ptr<DirLock>> DirLock::Acquire(const std::string& dir, std::s
     fd = ::open(file.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
   } while (fd < 0 && errno == EINTR);
   if (fd < 0) {
-    return Status::IOError(fmt::format("cannot open {} at '{}': cannot create its lock file '{}': {}",
-                                       what, dir, file, strerror(errno)));
+    const int err = errno;
+    return Status::IOError(
+        fmt::format("cannot open {} at '{}': cannot create its lock file '{}': {}", what, dir,
+                    file, strerror(err)));
   }
   int rc;
   do {
@@ -158,7 +159,8 @@ Status RocksStore::Convert(const rocksdb::Status& s, std::string_view context) {
 Result<std::unique_ptr<RocksStore>> RocksStore::OpenPrimary(const std::string& path,
                                                             const LedgerOptions& lo) {
   std::error_code ec;
-  const fs::path p(path);
+  fs::path p(path);
+  if (!p.has_filename() && p.has_parent_path()) p = p.parent_path();  // "x/led/" is "x/led"
   const fs::path parent = p.has_parent_path() ? p.parent_path() : fs::path(".");
   if (!fs::is_directory(parent, ec)) {
     return Status::NotFound(fmt::format(
@@ -176,7 +178,8 @@ Result<std::unique_ptr<RocksStore>> RocksStore::OpenPrimary(const std::string& p
   // that another writer is using.
   fs::create_directory(p, ec);
   if (ec) {
-    return Status::IOError(fmt::format("cannot create ledger directory '{}': {}", path, ec.message()));
+    return Status::IOError(
+        fmt::format("cannot create ledger directory '{}': {}", path, ec.message()));
   }
   auto lock = DirLock::Acquire(path, "ledger");
   if (!lock.ok()) {

@@ -12,7 +12,7 @@
 
 #include <gtest/gtest.h>
 
-#include "bastion/budget_set.h"
+#include "bastion/guard.h"
 #include "bastion/ledger.h"
 #include "test_util.h"
 
@@ -130,12 +130,39 @@ TEST(SingleWriter, ASecondProcessIsBusy) {
   EXPECT_TRUE(ledger->Verify({}).ok);
 }
 
+TEST(SingleWriter, AGuardsLedgerCannotBeOpenedAgain) {
+  TempDir tmp;
+  GuardOptions o;
+  o.ledger_path = tmp.Sub("guard") + "/ledger";
+  fs::create_directory(tmp.Sub("guard"));
+  auto guard = Guard::Open(o);
+  ASSERT_TRUE(guard.ok()) << guard.status().ToString();
+  const std::string canonical = fs::canonical(o.ledger_path).string();
+  for (const std::string& alias :
+       {o.ledger_path, tmp.Sub("guard") + "/./ledger/", tmp.path() + "//guard//ledger"}) {
+    ExpectInUse(Ledger::Open(alias).status(), alias, canonical);
+  }
+  // A second guard on the same directory is refused the same way.
+  GuardOptions again = o;
+  again.ledger_path = tmp.Sub("guard") + "/ledger/";
+  ExpectInUse(Guard::Open(again).status(), again.ledger_path, canonical);
+  EXPECT_TRUE(Ledger::OpenReader(o.ledger_path).ok());
+}
+
 TEST(SingleWriter, TheLockFileIsDocumentedByName) {
   TempDir tmp;
   auto ledger = OpenOrDie(tmp.Sub("l"));
   EXPECT_TRUE(fs::exists(tmp.Sub("l") + "/bastion.lock"));
   // RocksDB's info log is not written into the ledger's directory.
   EXPECT_FALSE(fs::exists(tmp.Sub("l") + "/LOG"));
+}
+
+TEST(SingleWriter, ANewLedgerMayBeNamedWithATrailingSlash) {
+  TempDir tmp;
+  auto ledger = OpenOrDie(tmp.Sub("new") + "/");
+  ASSERT_NE(ledger, nullptr);
+  ASSERT_TRUE(ledger->Append(SampleRecord(1)).ok());
+  EXPECT_TRUE(Ledger::Open(tmp.Sub("new")).status().IsBusy());
 }
 
 TEST(SingleWriter, OpenWithoutCreateDoesNotCreateTheDirectory) {

@@ -1,8 +1,12 @@
 // A ledger on a file system that runs full: every affected call reports an
 // IOError, the process lives on, nothing acknowledged is lost, and appends
 // work again once there is room.
+#include <atomic>
 #include <map>
+#include <mutex>
 #include <string>
+#include <thread>
+#include <vector>
 
 #include <fmt/format.h>
 #include <gtest/gtest.h>
@@ -58,10 +62,16 @@ class FullDisk : public ::testing::TestWithParam<Durability> {
     EXPECT_TRUE(report.ok) << report.message;
   }
 
+  size_t acked_size() {
+    std::lock_guard<std::mutex> lock(acked_mu_);
+    return acked_.size();
+  }
+
   TempDir tmp_;
   std::unique_ptr<SmallFs> fs_;
   std::string path_;
-  std::map<uint64_t, int> acked_;  // seq -> record number
+  std::mutex acked_mu_;
+  std::map<uint64_t, int> acked_;  // seq -> record number; guarded by acked_mu_ when shared
 };
 
 TEST_P(FullDisk, ReportsEveryRefusedAppendAndRecoversWhenSpaceReturns) {
@@ -121,6 +131,53 @@ TEST_P(FullDisk, CloseOnAFullDiskKeepsWhatWasAcknowledged) {
   ASSERT_FALSE(refusal.ok());
   (void)ledger->Close();  // may report the full disk; must not lose anything
   fs_->Free();
+  auto reopened = Ledger::Open(path_);
+  ASSERT_TRUE(reopened.ok()) << reopened.status().ToString();
+  ExpectEveryAckedRecordKept(reopened->get());
+}
+
+TEST_P(FullDisk, ConcurrentAppendersKeepEveryAcknowledgedRecord) {
+  auto opened = Ledger::Open(path_);
+  ASSERT_TRUE(opened.ok()) << opened.status().ToString();
+  std::unique_ptr<Ledger> ledger = std::move(*opened);
+  constexpr int kThreads = 4;
+  std::atomic<int> refusals{0};
+  std::atomic<bool> freed{false};
+  std::atomic<int> after_free{0};
+  std::vector<std::string> unexpected;
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = t * 1'000'000; after_free.load() < kThreads * 50; ++i) {
+        // An append that starts once space is back must succeed.
+        const bool space = freed.load();
+        auto seq = ledger->Append(Numbered(i), GetParam());
+        std::lock_guard<std::mutex> lock(acked_mu_);
+        if (seq.ok()) {
+          acked_[*seq] = i;
+          if (freed.load()) after_free.fetch_add(1);
+        } else if (space || !seq.status().IsIOError()) {
+          unexpected.push_back(seq.status().ToString());
+          return;
+        } else {
+          refusals.fetch_add(1);
+        }
+      }
+    });
+  }
+  while (acked_size() < 200) std::this_thread::yield();
+  fs_->Fill();
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (refusals.load() < 20 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::yield();
+  }
+  fs_->Free();
+  freed = true;
+  for (auto& th : threads) th.join();
+  EXPECT_GE(refusals.load(), 20) << "the full disk did not refuse appends";
+  EXPECT_TRUE(unexpected.empty()) << unexpected.front();
+  ExpectEveryAckedRecordKept(ledger.get());
+  ASSERT_TRUE(ledger->Close().ok());
   auto reopened = Ledger::Open(path_);
   ASSERT_TRUE(reopened.ok()) << reopened.status().ToString();
   ExpectEveryAckedRecordKept(reopened->get());

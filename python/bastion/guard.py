@@ -34,6 +34,7 @@ from bastion._core import (
     Decision,
     Error,
     GuardedCall,
+    InvalidArgumentError,
     ManualClock,
     PricingTable,
     SloMonitor,
@@ -123,6 +124,13 @@ class Guard:
         """Opens a guard on the directory `path` (created if missing); explicit
         arguments override the files found there. Without `path` and `ledger`,
         nothing is recorded."""
+        named = [("path", path), ("policies", policies), ("budgets", budgets), ("slos", slos),
+                 ("ledger", ledger), ("state", state)]
+        named += [(f"pricing[{i}]", p) for i, p in enumerate(pricing or [])]
+        for name, value in named:
+            if value is not None and "\0" in str(os.fspath(value)):
+                raise InvalidArgumentError(
+                    f"Guard.open: {name} holds a NUL byte; a path cannot contain one")
         root = Path(path) if path is not None else None
         if root is not None:
             if root.exists() and not root.is_dir():

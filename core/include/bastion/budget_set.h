@@ -148,7 +148,9 @@ class BudgetSet {
     // "now" in UTC nanoseconds; null = the system clock.
     BudgetLedger::Clock clock;
     // A RocksDB directory for the state ("" = in memory only). Created when
-    // missing. One process at a time (BusyError otherwise).
+    // missing. One BudgetSet at a time, whatever path leads to it and in
+    // whichever process (Busy otherwise). A failed save (a full disk) returns
+    // IOError, keeps the state in memory and is retried by the next save.
     std::string state_path;
     // How often dirty budgets are written in the background.
     //   0  write-through: every Reserve (before it returns the hold), Settle

@@ -18,8 +18,9 @@
 //
 // Thread safety: every method may be called from any number of threads at
 // once. Appends are serialized by a writer thread; sequence order is chain
-// order. A path can be open for writing by one Ledger in one process at a
-// time; any number of readers (OpenReader) may follow it from other processes.
+// order. A ledger directory can be open for writing by one Ledger at a time,
+// whatever path leads to it (symlinks, "./", "//", a trailing "/") and in
+// whichever process; any number of readers (OpenReader) may follow it.
 #ifndef BASTION_LEDGER_H_
 #define BASTION_LEDGER_H_
 
@@ -188,7 +189,10 @@ struct LedgerStats {
 class Ledger {
  public:
   // Opens (or creates) the ledger at `path` for appending. Errors:
-  //   Busy                 another Ledger (this or another process) writes there
+  //   Busy                 another Ledger (this or another process) writes to
+  //                        the same directory, by whatever path; the message
+  //                        names the directory. Held until Close.
+  //   InvalidArgument      `path` is empty or holds a NUL byte
   //   NotFound             no ledger there and create_if_missing is false, or
   //                        the parent directory is missing
   //   Corruption           the store's files (CURRENT, MANIFEST, ...) are damaged,
@@ -211,8 +215,12 @@ class Ledger {
   // Returns the record's sequence number (1-based, gap-free). `record` is taken
   // by value: it is moved into the queue; its timestamp is set to now if 0.
   // Errors: InvalidArgument (validation; nothing is written), FailedPrecondition
-  // (closed or read-only), or the store's error, after which every later
-  // Append fails with it too (the ledger must be reopened).
+  // (closed or read-only), or the store's error (IOError for a full disk).
+  // A failed write discards that record and every record queued behind it
+  // (their appends fail too; async ones are reported by the next Append, Flush
+  // or Close); records written before it are kept. Each later Append first
+  // resumes the store and fails with its error while that fails (the disk is
+  // still full); once it succeeds, appends continue the chain where it ended.
   Result<uint64_t> Append(Record record);
   Result<uint64_t> Append(Record record, Durability durability);
   // Queues the record without waking the writer thread, for a record that a
@@ -226,7 +234,9 @@ class Ledger {
   Result<uint64_t> AppendBatch(std::vector<Record> records, Durability durability);
   Result<uint64_t> AppendBatch(std::vector<Record> records);
 
-  // Blocks until every record appended so far is written and fsynced.
+  // Blocks until every record appended so far is written and fsynced. After a
+  // failed write: resumes the store as Append does, and reports async records
+  // the failure discarded.
   Status Flush();
 
   // The last appended record's place. For a reader, as of the last Refresh.
@@ -248,7 +258,10 @@ class Ledger {
   const std::string& path() const;
 
   // Drains the queue, writes and fsyncs everything, stops the writer thread
-  // and closes the store. Idempotent. Later calls fail with FailedPrecondition.
+  // and closes the store, releasing the directory. Idempotent. Later calls
+  // fail with FailedPrecondition. IOError if the store cannot recover from a
+  // failed write (the disk is still full: what was acknowledged is in the log
+  // and the next Open recovers it), or if async records were discarded.
   Status Close();
 
   class Impl;

@@ -19,6 +19,7 @@
 
 #include "bastion/glob.h"
 #include "ledger/rocks_store.h"
+#include "util/path_arg.h"
 
 namespace bastion {
 
@@ -237,11 +238,12 @@ class BudgetSet::Store {
       return Status::IOError(
           fmt::format("cannot create budget state directory '{}': {}", path, ec.message()));
     }
+    auto lock = DirLock::Acquire(path, "budget state");
+    if (!lock.ok()) return lock.status();
     rocksdb::Options options;
+    SetWriterOptions(&options);
     options.create_if_missing = true;
     options.max_background_jobs = 1;
-    options.keep_log_file_num = 2;
-    options.info_log_level = rocksdb::InfoLogLevel::WARN_LEVEL;
     rocksdb::DB* raw = nullptr;
     rocksdb::Status s = rocksdb::DB::Open(options, path, &raw);
     if (!s.ok()) {
@@ -255,6 +257,7 @@ class BudgetSet::Store {
       return st;
     }
     auto store = std::unique_ptr<Store>(new Store());
+    store->lock_ = std::move(*lock);
     store->db_.reset(raw);
     store->path_ = path;
     return store;
@@ -283,21 +286,33 @@ class BudgetSet::Store {
     for (const auto& [id, value] : values) batch.Put(std::string(kKeyPrefix) + id, value);
     rocksdb::WriteOptions wo;
     wo.sync = sync;
-    return RocksStore::Convert(db_->Write(wo, &batch),
-                               fmt::format("writing budget state to '{}'", path_));
+    // A failed write (a full disk) stops RocksDB's writes until Resume, which
+    // succeeds once there is room again; the unsaved state stays in memory.
+    if (resume_) {
+      BASTION_RETURN_IF_ERROR(RocksStore::Convert(
+          db_->Resume(), fmt::format("writing budget state to '{}'", path_)));
+      resume_ = false;
+    }
+    Status s = RocksStore::Convert(db_->Write(wo, &batch),
+                                   fmt::format("writing budget state to '{}'", path_));
+    resume_ = !s.ok();
+    return s;
   }
 
   Status Close() {
     if (!db_) return Status::OK();
     Status s = RocksStore::Convert(db_->Close(), "closing budget state");
     db_.reset();
+    lock_.reset();
     return s;
   }
 
  private:
   Store() = default;
+  std::unique_ptr<DirLock> lock_;  // released after the db closes
   std::unique_ptr<rocksdb::DB> db_;
   std::string path_;
+  bool resume_ = false;  // the last write failed; guarded by the caller's flush_mu_
 };
 
 struct BudgetSet::Throttle {
@@ -335,6 +350,7 @@ Result<std::unique_ptr<BudgetSet>> BudgetSet::Open(BudgetConfig config, Options 
     BASTION_RETURN_IF_ERROR(set->ledger_.AddBudget(rule.spec));
   }
   if (set->options_.state_path.empty()) return set;
+  BASTION_RETURN_IF_ERROR(CheckPathArgument(set->options_.state_path, "state_path"));
 
   auto store = Store::Open(set->options_.state_path);
   if (!store.ok()) return store.status();

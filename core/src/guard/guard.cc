@@ -13,6 +13,7 @@
 #include <fmt/format.h>
 
 #include "bastion/policy_state.h"
+#include "util/path_arg.h"
 
 namespace bastion {
 
@@ -115,6 +116,17 @@ Guard::~Guard() { (void)Close(); }
 Result<std::unique_ptr<Guard>> Guard::Open(GuardOptions options) {
   auto guard = std::unique_ptr<Guard>(new Guard(std::move(options)));
   const GuardOptions& o = guard->options_;
+  for (const auto& [path, name] : {std::pair{&o.policy_dir, "policy_dir"},
+                                   {&o.budgets_file, "budgets_file"},
+                                   {&o.slos_file, "slos_file"},
+                                   {&o.ledger_path, "ledger_path"},
+                                   {&o.state_path, "state_path"}}) {
+    BASTION_RETURN_IF_ERROR(CheckPathArgument(*path, name, /*allow_empty=*/true));
+  }
+  for (size_t i = 0; i < o.pricing_files.size(); ++i) {
+    BASTION_RETURN_IF_ERROR(CheckPathArgument(o.pricing_files[i],
+                                              fmt::format("pricing_files[{}]", i)));
+  }
   guard->clock_ = o.clock ? o.clock : std::make_shared<WallClock>();
   auto clock = guard->clock_;
 

@@ -14,6 +14,7 @@
 #include "ledger/rocks_store.h"
 #include "ledger/verifier.h"
 #include "ledger/writer.h"
+#include "util/path_arg.h"
 
 namespace bastion {
 
@@ -117,14 +118,21 @@ class Ledger::Impl {
 
   Result<uint64_t> Submit(std::vector<PendingRecord>* pending, Durability d,
                           bool deferred = false) {
-    for (auto& p : *pending) p.sync = d == Durability::kSync;
+    const bool awaited = !deferred && d != Durability::kAsync;
+    for (auto& p : *pending) {
+      p.sync = d == Durability::kSync;
+      p.awaited = awaited;
+    }
     using Handoff = Writer::Handoff;
-    auto first = writer->Submit(pending, deferred                  ? Handoff::kDeferred
-                                         : d == Durability::kAsync ? Handoff::kWriter
-                                                                   : Handoff::kCaller);
-    if (!first.ok() || d == Durability::kAsync) return first;
-    BASTION_RETURN_IF_ERROR(writer->Wait(*first + pending->size() - 1, d == Durability::kSync));
-    return first;
+    const size_t n = pending->size();
+    auto ticket = writer->Submit(pending, deferred                  ? Handoff::kDeferred
+                                          : d == Durability::kAsync ? Handoff::kWriter
+                                                                    : Handoff::kCaller);
+    if (!ticket.ok()) return ticket.status();
+    if (!awaited) return ticket->first;
+    BASTION_RETURN_IF_ERROR(
+        writer->Wait(ticket->first + n - 1, ticket->epoch, d == Durability::kSync));
+    return ticket->first;
   }
 };
 
@@ -156,6 +164,7 @@ Result<uint64_t> RecoverPostings(RocksStore* st, uint64_t head_seq) {
   rocksdb::WriteBatch wb;
   PutPostingBlocks(st, &entries, head_seq, &wb);
   BASTION_RETURN_IF_ERROR(st->Write(&wb, /*sync=*/true));
+  entries.clear();
   return head_seq;
 }
 
@@ -166,6 +175,7 @@ Ledger::Ledger(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Ledger::~Ledger() { (void)Close(); }
 
 Result<std::unique_ptr<Ledger>> Ledger::Open(const std::string& path, const LedgerOptions& options) {
+  BASTION_RETURN_IF_ERROR(CheckPathArgument(path, "ledger path"));
   if (options.queue_capacity == 0 || options.max_batch_records == 0) {
     return Status::InvalidArgument("queue_capacity and max_batch_records must be positive");
   }
@@ -229,6 +239,9 @@ Result<std::unique_ptr<Ledger>> Ledger::Open(const std::string& path, const Ledg
 
 Result<std::unique_ptr<Ledger>> Ledger::OpenReader(const std::string& path,
                                                    const ReaderOptions& options) {
+  BASTION_RETURN_IF_ERROR(CheckPathArgument(path, "ledger path"));
+  BASTION_RETURN_IF_ERROR(
+      CheckPathArgument(options.secondary_path, "secondary_path", /*allow_empty=*/true));
   auto store = RocksStore::OpenSecondary(path, options);
   if (!store.ok()) return store.status();
   auto impl = std::make_unique<Impl>();

@@ -2,7 +2,12 @@
 
 #include "ledger/index_keys.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
@@ -12,6 +17,8 @@
 
 #include <fmt/format.h>
 #include <rocksdb/cache.h>
+#include <rocksdb/env.h>
+#include <rocksdb/listener.h>
 #include <rocksdb/slice_transform.h>
 #include <rocksdb/table.h>
 #include <rocksdb/utilities/options_util.h>
@@ -42,6 +49,22 @@ class InsertNeighbourPrefix final : public rocksdb::SliceTransform {
     return key;  // meta keys: the key itself
   }
   bool InDomain(const rocksdb::Slice& key) const override { return !key.empty(); }
+};
+
+class DiscardLogger final : public rocksdb::Logger {
+ public:
+  DiscardLogger() : rocksdb::Logger(rocksdb::InfoLogLevel::HEADER_LEVEL) {}
+  using rocksdb::Logger::Logv;
+  void Logv(const char*, va_list) override {}
+};
+
+class ManualRecovery final : public rocksdb::EventListener {
+ public:
+  const char* Name() const override { return "bastion.ManualRecovery"; }
+  void OnErrorRecoveryBegin(rocksdb::BackgroundErrorReason, rocksdb::Status,
+                            bool* auto_recovery) override {
+    *auto_recovery = false;
+  }
 };
 
 rocksdb::Options BaseOptions() {
@@ -79,6 +102,50 @@ bool IsLockError(const rocksdb::Status& s) {
 
 }  // namespace
 
+void SetWriterOptions(rocksdb::DBOptions* options) {
+  static const auto logger = std::make_shared<DiscardLogger>();
+  options->info_log = logger;
+  options->listeners.push_back(std::make_shared<ManualRecovery>());
+}
+
+Result<std::unique_ptr<DirLock>> DirLock::Acquire(const std::string& dir, std::string_view what) {
+  std::error_code ec;
+  const fs::path canonical = fs::canonical(dir, ec);
+  if (ec) {
+    return Status::IOError(fmt::format("cannot open {} at '{}': {}", what, dir, ec.message()));
+  }
+  const std::string file = (canonical / kFileName).string();
+  int fd;
+  do {
+    fd = ::open(file.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  } while (fd < 0 && errno == EINTR);
+  if (fd < 0) {
+    const int err = errno;
+    return Status::IOError(
+        fmt::format("cannot open {} at '{}': cannot create its lock file '{}': {}", what, dir,
+                    file, strerror(err)));
+  }
+  int rc;
+  do {
+    rc = ::flock(fd, LOCK_EX | LOCK_NB);
+  } while (rc != 0 && errno == EINTR);
+  if (rc != 0) {
+    const int err = errno;
+    ::close(fd);
+    if (err == EWOULDBLOCK) {
+      return Status::Busy(fmt::format(
+          "{} at '{}' is in use: the directory '{}' is already open for writing by another "
+          "writer, in this or another process",
+          what, dir, canonical.string()));
+    }
+    return Status::IOError(
+        fmt::format("cannot lock {} at '{}' ('{}'): {}", what, dir, file, strerror(err)));
+  }
+  return std::unique_ptr<DirLock>(new DirLock(fd));
+}
+
+DirLock::~DirLock() { ::close(fd_); }  // closing the last descriptor releases the flock
+
 Status RocksStore::Convert(const rocksdb::Status& s, std::string_view context) {
   if (s.ok()) return Status::OK();
   const std::string msg = fmt::format("{}: {}", context, s.ToString());
@@ -92,7 +159,8 @@ Status RocksStore::Convert(const rocksdb::Status& s, std::string_view context) {
 Result<std::unique_ptr<RocksStore>> RocksStore::OpenPrimary(const std::string& path,
                                                             const LedgerOptions& lo) {
   std::error_code ec;
-  const fs::path p(path);
+  fs::path p(path);
+  if (!p.has_filename() && p.has_parent_path()) p = p.parent_path();  // "x/led/" is "x/led"
   const fs::path parent = p.has_parent_path() ? p.parent_path() : fs::path(".");
   if (!fs::is_directory(parent, ec)) {
     return Status::NotFound(fmt::format(
@@ -103,10 +171,23 @@ Result<std::unique_ptr<RocksStore>> RocksStore::OpenPrimary(const std::string& p
     return Status::InvalidArgument(
         fmt::format("cannot open ledger at '{}': it is a file, not a directory", path));
   }
-  const bool has_db = fs::exists(p / "CURRENT", ec);
-  if (!has_db && !lo.create_if_missing) {
+  if (!lo.create_if_missing && !fs::exists(p / "CURRENT", ec)) {
     return Status::NotFound(fmt::format("no ledger at '{}'", path));
   }
+  // The writer's claim comes first: nothing below may read or create a store
+  // that another writer is using.
+  fs::create_directory(p, ec);
+  if (ec) {
+    return Status::IOError(
+        fmt::format("cannot create ledger directory '{}': {}", path, ec.message()));
+  }
+  auto lock = DirLock::Acquire(path, "ledger");
+  if (!lock.ok()) {
+    if (!lock.status().IsBusy()) return lock.status();
+    return Status::Busy(lock.status().message() +
+                        "; open it with OpenReader / Ledger.open(..., reader=True) to read it");
+  }
+  const bool has_db = fs::exists(p / "CURRENT", ec);
   if (has_db) {
     std::vector<std::string> families;
     rocksdb::Status ls = rocksdb::DB::ListColumnFamilies(BaseOptions(), path, &families);
@@ -138,10 +219,12 @@ Result<std::unique_ptr<RocksStore>> RocksStore::OpenPrimary(const std::string& p
   }
 
   rocksdb::DBOptions options(BaseOptions());
+  SetWriterOptions(&options);
   options.create_if_missing = lo.create_if_missing;
   options.create_missing_column_families = !has_db;
   auto store = std::unique_ptr<RocksStore>(new RocksStore());
   store->path_ = path;
+  store->lock_ = std::move(*lock);
   rocksdb::DB* raw = nullptr;
   rocksdb::Status s = rocksdb::DB::Open(options, path, Descriptors(lo), &store->handles_, &raw);
   if (!s.ok()) {
@@ -220,6 +303,7 @@ Status RocksStore::Close() {
     if (result.ok() && !s.ok() && !s.IsAborted()) result = Convert(s, "closing ledger");
     db_.reset();
   }
+  lock_.reset();
   if (remove_secondary_path_) {  // also after a failed open
     std::error_code ec;
     fs::remove_all(secondary_path_, ec);
@@ -289,6 +373,8 @@ Status RocksStore::IteratorStatus(rocksdb::Iterator* it, std::string_view contex
 Status RocksStore::CatchUpWithPrimary() {
   return Convert(db_->TryCatchUpWithPrimary(), "catching up with the ledger's writer");
 }
+
+Status RocksStore::Resume() { return Convert(db_->Resume(), "recovering the ledger's store"); }
 
 uint64_t RocksStore::DiskBytes() const {
   uint64_t total = 0;

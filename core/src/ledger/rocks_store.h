@@ -1,7 +1,8 @@
 // The ledger's RocksDB database: column families "records", "index" and
 // "meta", opened as the primary (read-write) or as a secondary instance that
 // follows a primary in another process. The only place that turns
-// rocksdb::Status into bastion::Status.
+// rocksdb::Status into bastion::Status. The budget state's store shares the
+// writer's lock and options from here.
 #ifndef BASTION_LEDGER_ROCKS_STORE_H_
 #define BASTION_LEDGER_ROCKS_STORE_H_
 
@@ -17,6 +18,40 @@
 #include "bastion/status.h"
 
 namespace bastion {
+
+// The one-writer claim on a store directory: an exclusive flock on the file
+// `bastion.lock` inside it, held until the object dies. flock conflicts
+// between any two open file descriptions of the file, so a second claim fails
+// whatever path spelling (symlink, "./", "//", trailing "/") leads to the
+// directory, in this process or another. (RocksDB's own LOCK file is tracked
+// per process by path string and misses such aliases.) The kernel drops the
+// claim when the process dies.
+class DirLock {
+ public:
+  // `what` names the store in messages ("ledger", "budget state"). Busy if
+  // the directory is claimed; IOError if the lock file cannot be created.
+  // The directory must exist.
+  static Result<std::unique_ptr<DirLock>> Acquire(const std::string& dir, std::string_view what);
+  ~DirLock();
+  DirLock(const DirLock&) = delete;
+  DirLock& operator=(const DirLock&) = delete;
+
+  static constexpr const char* kFileName = "bastion.lock";
+
+ private:
+  explicit DirLock(int fd) : fd_(fd) {}
+  int fd_;
+};
+
+// Sets what every RocksDB database Bastion writes needs beside its tuning:
+//  - RocksDB's own info log is discarded. Its default, a LOG file in the
+//    store's directory written by background threads, is one more file a full
+//    disk breaks outside any call that could report it; every failure that
+//    matters reaches a caller as a Status.
+//  - No automatic recovery after a failed write: RocksDB would retry in a
+//    background thread every few seconds and refuse Resume() meanwhile. The
+//    store recovers through Resume(), called by the next write.
+void SetWriterOptions(rocksdb::DBOptions* options);
 
 class RocksStore {
  public:
@@ -53,6 +88,10 @@ class RocksStore {
   // Status of an iterator once it is no longer Valid().
   Status IteratorStatus(rocksdb::Iterator* it, std::string_view context);
   Status CatchUpWithPrimary();
+  // After a failed write RocksDB refuses writes (a "background error") until
+  // this succeeds: it writes the memtables out and starts a new log, so it
+  // needs free space. OK when there was no error.
+  Status Resume();
   uint64_t DiskBytes() const;
   Status Close();
 
@@ -65,6 +104,7 @@ class RocksStore {
   std::string secondary_path_;
   bool remove_secondary_path_ = false;
   bool secondary_ = false;
+  std::unique_ptr<DirLock> lock_;  // the primary's claim; released after the db closes
   std::unique_ptr<rocksdb::DB> db_;
   std::vector<rocksdb::ColumnFamilyHandle*> handles_;
 };

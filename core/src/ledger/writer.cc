@@ -73,7 +73,8 @@ void AddPostingEntries(const index::IndexEntries& entries, uint64_t seq,
 
 void PutPostingBlocks(RocksStore* store, std::vector<PostingEntry>* entries, uint64_t upto,
                       rocksdb::WriteBatch* wb) {
-  // Entries arrive in seq order; a stable sort keeps it within each value.
+  // Entries arrive in seq order, or sorted by a previous call with later
+  // entries appended; a stable sort keeps seq order within each value.
   std::stable_sort(entries->begin(), entries->end(), [](const auto& a, const auto& b) {
     return a.kind != b.kind ? a.kind < b.kind : a.hash < b.hash;
   });
@@ -93,7 +94,6 @@ void PutPostingBlocks(RocksStore* store, std::vector<PostingEntry>* entries, uin
             index::PostingKey(static_cast<index::Kind>(first.kind), first.hash, seqs[0]), block);
   }
   wb->Put(store->meta(), kMetaIndexedKey, EncodeIndexed(upto));
-  entries->clear();
 }
 
 Writer::Writer(RocksStore* store, const LedgerOptions& options, Head head, uint64_t indexed)
@@ -114,26 +114,81 @@ Head Writer::head() const {
   return head_;
 }
 
-Status Writer::Fail(Status s) {
-  if (failed_.ok()) {
-    failed_ = s.WithContext("the ledger's writer failed; reopen the ledger");
+Status Writer::Break(Status s, std::vector<PendingRecord>* batch) {
+  const uint64_t first = head_.seq + 1, last = next_seq_ - 1;
+  bool unawaited = false;
+  if (batch != nullptr) {
+    for (const PendingRecord& r : *batch) unawaited |= !r.awaited;
+    batch->clear();
   }
+  for (const PendingRecord& r : queue_) unawaited |= !r.awaited;
+  queue_.clear();
+  const Status error = s.WithContext(fmt::format("ledger at '{}'", store_->path()));
+  if (unawaited && lost_.ok() && first <= last) {
+    lost_ = Status::IOError(fmt::format(
+        "records {}..{}, appended without waiting for the write (async or deferred), were "
+        "not written: {}",
+        first, last, error.message()));
+  }
+  ends_.push_back({error, head_.seq, durable_seq_.load(std::memory_order_relaxed)});
+  if (broken_.ok()) broken_ = error;
+  // Records that come after the failure take the discarded numbers, so the
+  // chain stays gap-free.
+  next_seq_ = head_.seq + 1;
+  flush_target_ = std::min(flush_target_, head_.seq);
+  deferred_since_ = {};
+  epoch_.store(ends_.size(), std::memory_order_seq_cst);
   done_cv_.notify_all();
   not_full_cv_.notify_all();
-  return failed_;
+  return error;
 }
 
-Result<uint64_t> Writer::Submit(std::vector<PendingRecord>* records, Handoff handoff) {
+Status Writer::Recover() {
+  std::lock_guard<std::mutex> w(write_mu_);
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (broken_.ok()) return Status::OK();
+  }
+  Status s = store_->Resume();
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!s.ok()) {
+      return s.WithContext(fmt::format(
+          "ledger at '{}' cannot write until its store recovers from a failed write ({})",
+          store_->path(), broken_.message()));
+    }
+    broken_ = Status::OK();
+    // Resume wrote the memtables out; records the log held unsynced are
+    // fsynced by the writer thread as usual.
+    if (unsynced_) sync_deadline_ = std::chrono::steady_clock::now();
+  }
+  work_cv_.notify_one();
+  return Status::OK();
+}
+
+Status Writer::TakeLoss() {
+  Status loss = std::move(lost_);
+  lost_ = Status::OK();
+  return loss;
+}
+
+Result<Writer::Ticket> Writer::Submit(std::vector<PendingRecord>* records, Handoff handoff) {
   const size_t n = records->size();
   std::unique_lock<std::mutex> lock(mu_);
+  if (!broken_.ok() && !stopping_) {
+    lock.unlock();
+    BASTION_RETURN_IF_ERROR(Recover());
+    lock.lock();
+  }
+  if (!lost_.ok()) return TakeLoss();
   not_full_cv_.wait(lock, [&] {
-    return stopping_ || !failed_.ok() || queue_.empty() ||
+    return stopping_ || !broken_.ok() || queue_.empty() ||
            queue_.size() + n <= options_.queue_capacity;
   });
-  if (!failed_.ok()) return failed_;
   if (stopping_) return Status::FailedPrecondition("the ledger is closed");
+  if (!broken_.ok()) return broken_;  // broke while this producer waited for room
   const bool was_empty = queue_.empty();
-  const uint64_t first = next_seq_;
+  const Ticket ticket{next_seq_, epoch_.load(std::memory_order_relaxed)};
   next_seq_ += n;
   for (auto& r : *records) queue_.push_back(std::move(r));
   bool notify = false;
@@ -158,31 +213,41 @@ Result<uint64_t> Writer::Submit(std::vector<PendingRecord>* records, Handoff han
   }
   lock.unlock();
   if (notify) work_cv_.notify_one();
-  return first;
+  return ticket;
 }
 
-Status Writer::Wait(uint64_t seq, bool durable) {
+Status Writer::Wait(uint64_t seq, uint64_t epoch, bool durable) {
   std::atomic<uint64_t>& target = durable ? durable_seq_ : written_seq_;
-  while (target.load(std::memory_order_acquire) < seq) {
+  // Sequence numbers are reused after a discard: a target reached counts only
+  // if the epoch is the record's before and after reading it.
+  auto reached = [&] {
+    if (epoch_.load(std::memory_order_seq_cst) != epoch) return false;
+    const bool r = target.load(std::memory_order_seq_cst) >= seq;
+    return r && epoch_.load(std::memory_order_seq_cst) == epoch;
+  };
+  while (!reached()) {
+    if (epoch_.load(std::memory_order_seq_cst) != epoch) {
+      std::lock_guard<std::mutex> lock(mu_);
+      const EpochEnd& end = ends_[epoch];
+      return seq <= (durable ? end.durable : end.written) ? Status::OK() : end.error;
+    }
     if (written_seq_.load(std::memory_order_acquire) < seq) {
       // Write the queue ourselves unless a write is already under way. (A
       // batch holding a sync record is written synced, so this serves
-      // durable waits too.)
+      // durable waits too.) A failure ends the epoch: the loop reports it.
       std::unique_lock<std::mutex> w(write_mu_, std::try_to_lock);
       if (w.owns_lock()) {
-        while (written_seq_.load(std::memory_order_acquire) < seq) {
+        while (epoch_.load(std::memory_order_seq_cst) == epoch &&
+               written_seq_.load(std::memory_order_acquire) < seq) {
           bool wrote = false;
-          Status s = WriteQueued(&wrote);
-          if (!s.ok()) return s;
-          if (!wrote) break;
+          if (!WriteQueued(&wrote).ok() || !wrote) break;
         }
         w.unlock();
         continue;
       }
     }
     std::unique_lock<std::mutex> lock(mu_);
-    if (target.load(std::memory_order_acquire) >= seq) break;
-    if (!failed_.ok()) return failed_;
+    if (reached() || epoch_.load(std::memory_order_relaxed) != epoch) continue;
     if (stopped_) {
       return Status::FailedPrecondition("the ledger was closed before the record was written");
     }
@@ -198,7 +263,7 @@ Status Writer::WriteQueued(bool* wrote) {
   bool sync = false;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    if (!failed_.ok()) return failed_;
+    if (!broken_.ok()) return broken_;
     if (queue_.empty()) return Status::OK();
     const size_t n = std::min(queue_.size(), options_.max_batch_records);
     first = next_seq_ - queue_.size();  // seq of queue_.front()
@@ -215,7 +280,7 @@ Status Writer::WriteQueued(bool* wrote) {
   bool wake_writer = false;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    if (!s.ok()) return Fail(s);
+    if (!s.ok()) return Break(s, &batch_);
     written_seq_.store(head_.seq, std::memory_order_release);
     if (sync) {
       // A synced write makes every earlier write durable too.
@@ -243,21 +308,33 @@ Status Writer::WriteQueued(bool* wrote) {
 }
 
 Status Writer::Flush() {
-  uint64_t last;
+  uint64_t last, epoch;
   {
-    std::lock_guard<std::mutex> lock(mu_);
-    if (!failed_.ok()) return failed_;
+    std::unique_lock<std::mutex> lock(mu_);
+    if (!broken_.ok()) {
+      lock.unlock();
+      BASTION_RETURN_IF_ERROR(Recover());
+      lock.lock();
+    }
+    if (!lost_.ok()) return TakeLoss();
     last = next_seq_ - 1;
+    epoch = epoch_.load(std::memory_order_relaxed);
     flush_target_ = std::max(flush_target_, last);
   }
   work_cv_.notify_one();
-  return Wait(last, /*durable=*/true);
+  return Wait(last, epoch, /*durable=*/true);
 }
 
 Status Writer::Stop() {
   {
     std::lock_guard<std::mutex> lock(mu_);
-    if (stopped_) return failed_;
+    if (stopped_) return stop_status_;
+  }
+  // A store broken by a full disk may have room again: what is still unsynced
+  // is then written out.
+  Status recovered = Recover();
+  {
+    std::lock_guard<std::mutex> lock(mu_);
     stopping_ = true;
   }
   work_cv_.notify_one();
@@ -266,27 +343,40 @@ Status Writer::Stop() {
   std::lock_guard<std::mutex> lock(mu_);
   stopped_ = true;
   done_cv_.notify_all();
-  return failed_;
+  stop_status_ = TakeLoss();
+  if (stop_status_.ok()) stop_status_ = recovered.ok() ? broken_ : recovered;
+  return stop_status_;
 }
 
 void Writer::Run() {
   using Clock = std::chrono::steady_clock;
   std::unique_lock<std::mutex> lock(mu_);
-  while (failed_.ok()) {
+  while (true) {
+    // A broken store writes nothing until a producer recovers it.
+    const bool broken = !broken_.ok();
+    if (stopping_ && (broken || (queue_.empty() && !unsynced_ &&
+                                 index_due_ == Clock::time_point()))) {
+      break;
+    }
     const bool flush_wanted = flush_target_ > durable_seq_.load(std::memory_order_relaxed);
-    const bool sync_due = unsynced_ && (flush_wanted || Clock::now() >= sync_deadline_);
-    const bool index_due = index_due_ != Clock::time_point() &&
+    const bool sync_due =
+        !broken && unsynced_ && (stopping_ || flush_wanted || Clock::now() >= sync_deadline_);
+    const bool index_due = !broken && index_due_ != Clock::time_point() &&
                            (stopping_ || flush_wanted || Clock::now() >= index_due_);
     // Records queued without a wake-up wait up to one interval for a producer
     // waiting on a later record to write them in its own batch.
     const bool deferring = !queue_.empty() && !stopping_ && !flush_wanted &&
                            deferred_since_ != Clock::time_point() &&
                            Clock::now() < deferred_since_ + options_.group_sync_interval;
-    if ((queue_.empty() || deferring) && !stopping_ && !sync_due && !index_due) {
+    if ((queue_.empty() || deferring || broken) && !sync_due && !index_due) {
       Clock::time_point deadline = Clock::time_point::max();
-      if (unsynced_) deadline = sync_deadline_;
-      if (index_due_ != Clock::time_point()) deadline = std::min(deadline, index_due_);
-      if (deferring) deadline = std::min(deadline, deferred_since_ + options_.group_sync_interval);
+      if (!broken) {
+        if (unsynced_) deadline = sync_deadline_;
+        if (index_due_ != Clock::time_point()) deadline = std::min(deadline, index_due_);
+        if (deferring) {
+          deadline = std::min(deadline, deferred_since_ + options_.group_sync_interval);
+        }
+      }
       if (deadline == Clock::time_point::max()) {
         work_cv_.wait(lock);
       } else {
@@ -297,42 +387,42 @@ void Writer::Run() {
 
     if (!queue_.empty()) {
       lock.unlock();
-      Status s;
       {
         std::lock_guard<std::mutex> w(write_mu_);
         bool wrote = false;
-        s = WriteQueued(&wrote);
+        (void)WriteQueued(&wrote);  // a failure breaks the store: see the top
       }
       lock.lock();
-      if (!s.ok()) break;
+      continue;
     }
 
-    if (index_due_ != Clock::time_point() &&
-        (stopping_ || flush_target_ > durable_seq_.load(std::memory_order_relaxed) ||
-         Clock::now() >= index_due_)) {
+    if (index_due) {
       lock.unlock();
-      Status s;
       {
         std::lock_guard<std::mutex> w(write_mu_);
-        s = WritePostings();
+        Status s = WritePostings();
+        if (!s.ok()) {
+          std::lock_guard<std::mutex> relock(mu_);
+          Break(s, nullptr);
+        }
       }
       lock.lock();
-      if (!s.ok()) {
-        Fail(s);
-        break;
-      }
+      continue;
     }
 
-    if (unsynced_ && (stopping_ || flush_target_ > durable_seq_.load(std::memory_order_relaxed) ||
-                      Clock::now() >= sync_deadline_)) {
+    if (sync_due) {
       const uint64_t upto = head_.seq;
       lock.unlock();
       Status s = store_->SyncWal();
-      lock.lock();
       if (!s.ok()) {
-        Fail(s);
-        break;
+        // Discarding the queue needs the write lock: a producer may be
+        // writing a batch of it.
+        std::lock_guard<std::mutex> w(write_mu_);
+        std::lock_guard<std::mutex> relock(mu_);
+        Break(s, nullptr);
       }
+      lock.lock();
+      if (!s.ok()) continue;
       if (durable_seq_.load(std::memory_order_relaxed) < upto) {
         durable_seq_.store(upto, std::memory_order_release);
       }
@@ -341,7 +431,6 @@ void Writer::Run() {
       if (unsynced_) sync_deadline_ = Clock::now() + options_.group_sync_interval;
       done_cv_.notify_all();
     }
-    if (stopping_ && queue_.empty() && !unsynced_ && index_due_ == Clock::time_point()) break;
   }
   done_cv_.notify_all();
 }
@@ -362,8 +451,15 @@ Status Writer::WriteBatchOf(std::vector<PendingRecord>* batch, uint64_t first_se
   const bool index_now = new_head.seq - indexed_ >= options_.index_batch_records;
   if (index_now) PutPostingBlocks(store_, &postings_, new_head.seq, &wb);
   wb.Put(store_->meta(), kMetaHeadKey, EncodeHead(new_head));
-  BASTION_RETURN_IF_ERROR(store_->Write(&wb, sync));
-  if (index_now) indexed_ = new_head.seq;
+  if (Status s = store_->Write(&wb, sync); !s.ok()) {
+    // The batch is discarded: so are its postings.
+    std::erase_if(postings_, [&](const PostingEntry& e) { return e.seq >= first_seq; });
+    return s;
+  }
+  if (index_now) {
+    indexed_ = new_head.seq;
+    postings_.clear();
+  }
   std::lock_guard<std::mutex> lock(mu_);
   head_ = new_head;
   return Status::OK();
@@ -374,7 +470,7 @@ Status Writer::WritePostings() {
   {
     std::lock_guard<std::mutex> lock(mu_);
     upto = head_.seq;
-    if (!failed_.ok()) return failed_;
+    if (!broken_.ok()) return broken_;
   }
   const bool wrote = indexed_ < upto;
   if (wrote) {
@@ -382,6 +478,7 @@ Status Writer::WritePostings() {
     PutPostingBlocks(store_, &postings_, upto, &wb);
     BASTION_RETURN_IF_ERROR(store_->Write(&wb, /*sync=*/false));
     indexed_ = upto;
+    postings_.clear();
   }
   std::lock_guard<std::mutex> lock(mu_);
   index_due_ = {};

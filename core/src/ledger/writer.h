@@ -30,6 +30,7 @@ struct PendingRecord {
   index::IndexEntries index;
   int64_t timestamp_ns = 0;
   bool sync = false;
+  bool awaited = false;  // its producer waits for it (not an async append)
 };
 
 inline constexpr std::string_view kMetaHeadKey = "head";
@@ -61,7 +62,8 @@ struct PostingEntry {
 void AddPostingEntries(const index::IndexEntries& entries, uint64_t seq,
                        std::vector<PostingEntry>* out);
 // Adds one posting block per distinct value of `entries` (in seq order per
-// value) to `wb`, and the indexed mark `upto`; clears `entries`.
+// value) to `wb`, and the indexed mark `upto`. Sorts `entries` by value; the
+// caller clears them once the batch is written.
 void PutPostingBlocks(RocksStore* store, std::vector<PostingEntry>* entries, uint64_t upto,
                       rocksdb::WriteBatch* wb);
 
@@ -79,14 +81,29 @@ class Writer {
     kDeferred,  // a later kCaller batch, or the writer thread once the record
                 // has waited group_sync_interval
   };
-  // Queues `records` with consecutive sequence numbers and returns the first.
-  // Blocks while the queue is full. Fails if the writer has failed or stopped.
-  Result<uint64_t> Submit(std::vector<PendingRecord>* records, Handoff handoff);
-  // Waits until `seq` is written (durable == false) or fsynced (durable == true).
-  Status Wait(uint64_t seq, bool durable);
-  // Waits until everything queued so far is written and fsynced.
+  // Where submitted records went: the first's sequence number, and the
+  // writer's epoch then. A failed write discards every record not yet written
+  // and starts a new epoch, whose records reuse the discarded numbers.
+  struct Ticket {
+    uint64_t first = 0;
+    uint64_t epoch = 0;
+  };
+  // Queues `records` with consecutive sequence numbers. Blocks while the queue
+  // is full. After a failed write it first recovers the store (RocksStore::
+  // Resume) and fails with the store's error while that fails, and it fails
+  // once with the loss of records that nobody waited for (async appends)
+  // that the failed write discarded. FailedPrecondition once stopped.
+  Result<Ticket> Submit(std::vector<PendingRecord>* records, Handoff handoff);
+  // Waits until record `seq` of `epoch` is written (durable == false) or
+  // fsynced (durable == true). The store's error if a failed write discarded
+  // it (or, durable, failed before its fsync).
+  Status Wait(uint64_t seq, uint64_t epoch, bool durable);
+  // Waits until everything queued so far is written and fsynced; recovers and
+  // reports a discard as Submit does.
   Status Flush();
-  // Drains the queue, fsyncs, and joins the thread. Idempotent.
+  // Drains the queue, fsyncs, and joins the thread. Idempotent. The store's
+  // error if it cannot recover from a failed write, or if records nobody
+  // waited for were discarded and not yet reported.
   Status Stop();
 
   Head head() const;
@@ -100,7 +117,14 @@ class Writer {
   // Writes the postings gathered since the last such write. Requires
   // write_mu_, not mu_.
   Status WritePostings();
-  Status Fail(Status s);  // requires mu_
+  // A write or fsync failed with `s`: discards the queue and `batch` (the
+  // records after the head), starts a new epoch and refuses writes until
+  // Recover. Requires write_mu_ and mu_.
+  Status Break(Status s, std::vector<PendingRecord>* batch);
+  // Resumes the store after Break; OK if nothing is broken. Takes write_mu_.
+  Status Recover();
+  // The unreported discard of records nobody waited for, cleared. Requires mu_.
+  Status TakeLoss();
 
   RocksStore* const store_;
   const LedgerOptions options_;
@@ -114,8 +138,24 @@ class Writer {
   bool stopping_ = false;                // guarded by mu_
   bool stopped_ = false;                 // guarded by mu_
   uint64_t flush_target_ = 0;            // guarded by mu_: Flush wants this seq fsynced
-  Status failed_;                        // guarded by mu_
   Head head_;                            // guarded by mu_: last written record
+  // Non-OK from a failed write until the store recovers; guarded by mu_.
+  Status broken_;
+  // A discard of records nobody waits for, reported by the next Submit,
+  // Flush or Stop; guarded by mu_.
+  Status lost_;
+  // How each ended epoch ended: its error and the last record it wrote and
+  // fsynced. Guarded by mu_; ends_[e] is epoch e's.
+  struct EpochEnd {
+    Status error;
+    uint64_t written = 0;
+    uint64_t durable = 0;
+  };
+  std::vector<EpochEnd> ends_;
+  // The current epoch (== ends_.size()); written under mu_, read by waiters
+  // around their check of written_seq_ / durable_seq_.
+  std::atomic<uint64_t> epoch_{0};
+  Status stop_status_;  // guarded by mu_: what Stop returned
 
   std::atomic<uint64_t> written_seq_;
   std::atomic<uint64_t> durable_seq_;

@@ -14,6 +14,7 @@
 #include "policy/call_view.h"
 #include "policy/lua_helpers.h"
 #include "policy/lua_sandbox.h"
+#include "util/path_arg.h"
 #include "bastion/glob.h"
 
 namespace bastion {
@@ -688,6 +689,7 @@ PolicyEngine::PolicyEngine(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) 
 PolicyEngine::~PolicyEngine() = default;
 
 Result<std::unique_ptr<PolicyEngine>> PolicyEngine::Load(const std::string& dir) {
+  BASTION_RETURN_IF_ERROR(CheckPathArgument(dir, "the policy bundle path"));
   auto bundle = policy::ReadBundleDir(dir);
   if (!bundle.ok()) return bundle.status();
   auto impl = std::make_unique<Impl>();
@@ -706,6 +708,7 @@ Result<std::unique_ptr<PolicyEngine>> PolicyEngine::FromSources(
 }
 
 Status PolicyEngine::Reload(const std::string& dir) {
+  BASTION_RETURN_IF_ERROR(CheckPathArgument(dir, "the policy bundle path"));
   auto bundle = policy::ReadBundleDir(dir);
   if (!bundle.ok()) return bundle.status();
   return impl_->Install(std::move(*bundle));

@@ -18,6 +18,7 @@
 
 #include "bastion/cost.h"
 #include "bastion/glob.h"
+#include "util/path_arg.h"
 
 namespace bastion::yaml {
 
@@ -581,6 +582,7 @@ Result<Reader::ListDocument> Reader::LoadListDocument(std::string_view text, uin
 
 Result<std::string> ReadConfigFile(const std::string& path, std::string_view what,
                                    size_t max_bytes) {
+  BASTION_RETURN_IF_ERROR(CheckPathArgument(path, fmt::format("the {} file path", what)));
   std::error_code ec;
   if (std::filesystem::is_directory(path, ec)) {
     return Status::InvalidArgument(

@@ -85,6 +85,7 @@ bool InClass(int c, int cls) {
     case 'u': in = std::isupper(c); break;
     case 'w': in = std::isalnum(c); break;
     case 'x': in = std::isxdigit(c); break;
+    case 'z': in = c == 0; break;  // deprecated, but still in Lua 5.4
     default: return cls == c;  // an escaped character stands for itself
   }
   return std::isupper(cls) ? !in : in;
@@ -172,7 +173,7 @@ const char* MatchBalance(Matcher* m, const char* s, const char* p) {
 const char* MatchBackReference(Matcher* m, const char* s, int digit) {
   const int i = digit - '1';
   if (i < 0 || i >= m->level || m->capture[i].len == kUnfinished) {
-    luaL_error(m->L, "invalid capture index %%%d in pattern", i + 1);
+    luaL_error(m->L, "invalid capture index %%%d", i + 1);
   }
   const ptrdiff_t len = m->capture[i].len;
   if (len < 0) return nullptr;  // a position capture matches no text

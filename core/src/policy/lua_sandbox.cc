@@ -199,13 +199,18 @@ void Sandbox::CountHook(lua_State* L, lua_Debug* ar) {
   if (self->tripped_ == Stop::kNone) {
     self->budget_ -= kHookInterval;
     if (self->budget_ >= 0) return;
-    if (lua_getinfo(L, "Sl", ar) != 0 && ar->currentline > 0) {
-      fmt::format_to_n(self->trip_where_, sizeof(self->trip_where_) - 1, "{}:{}", ar->short_src,
-                       ar->currentline);
-    }
+    self->NoteWhere(L, ar);
     self->Trip(Stop::kInstructions);
   }
   self->RaiseTripped(L);
+}
+
+void Sandbox::NoteWhere(lua_State* L, lua_Debug* ar) {
+  if (lua_getinfo(L, "Sl", ar) != 0 && ar->currentline > 0) {
+    *fmt::format_to_n(trip_where_, sizeof(trip_where_) - 1, "{}:{}", ar->short_src,
+                      ar->currentline)
+         .out = '\0';
+  }
 }
 
 void Sandbox::ChargeInstructions(lua_State* L, int64_t n) {
@@ -214,6 +219,8 @@ void Sandbox::ChargeInstructions(lua_State* L, int64_t n) {
   if (self->tripped_ == Stop::kNone) {
     self->budget_ -= n;
     if (self->budget_ >= 0) return;
+    lua_Debug ar;
+    if (lua_getstack(L, 1, &ar) != 0) self->NoteWhere(L, &ar);  // the C function's caller
     self->Trip(Stop::kInstructions);
   }
   self->RaiseTripped(L);

@@ -87,6 +87,8 @@ class Sandbox {
   static void CountHook(lua_State* L, lua_Debug* ar);
   // Records the first limit hit and makes every later instruction raise.
   void Trip(Stop why);
+  // Remembers "file:line" of the function `ar` describes, if it has a line.
+  void NoteWhere(lua_State* L, lua_Debug* ar);
   // Raises the error of the limit that stopped the evaluation.
   [[noreturn]] void RaiseTripped(lua_State* L);
 

@@ -196,6 +196,38 @@ TEST(HostilePolicyState, AViewStashedAtLoadOrInAnUpvalueFailsCleanlyLater) {
       << d.errors[0].message;
 }
 
+TEST(HostilePolicyState, LimitMessagesNameTheLimitAndWhereItWasHit) {
+  auto e = PolicyEngine::FromSources(
+      {{"loop.lua", "return { id = 'loop', before_tool = function(call)\n"
+                    "  if call.tool == 'match' then\n"
+                    "    return string.find(string.rep('a', 100000), '.-.-.-x')\n"
+                    "  end\n"
+                    "  if call.tool == 'loop' then while true do end end\n"
+                    "end }\n"},
+       {"a_long_file_name_for_the_first_message.lua",
+        "return { before_tool = function(call)\n"
+        "  if call.tool == 'long' then while true do end end\n"
+        "end }\n"}},
+      "limits:\n  instructions: 100000\n");
+  ASSERT_TRUE(e.ok()) << e.status().ToString();
+  CallInfo c;
+  c.hook = Hook::kBeforeTool;
+  const std::pair<const char*, const char*> cases[] = {
+      {"long", "a_long_file_name_for_the_first_message.lua:2"},
+      {"loop", "loop.lua:5"},
+      {"match", "loop.lua:3"},
+  };
+  for (const auto& [tool, where] : cases) {
+    c.tool = tool;
+    Decision d = (*e)->Evaluate(c);
+    ASSERT_EQ(d.errors.size(), 1u) << tool;
+    EXPECT_EQ(d.errors[0].kind, "instruction_limit") << tool;
+    EXPECT_EQ(d.errors[0].message,
+              fmt::format("instruction limit exceeded (100000 per evaluation) at {}", where))
+        << tool;
+  }
+}
+
 TEST(HostilePolicyState, MemoryIsReclaimedBetweenCalls) {
   // Each call allocates close to the limit; garbage from earlier calls must
   // not count against later ones.

@@ -363,6 +363,32 @@ bool HasSpecials(const char* p, size_t lp) {
   return false;
 }
 
+// The character every match of the unanchored pattern must start with (a
+// literal first item that cannot repeat zero times), or -1. Searches skip to
+// it with memchr instead of trying every position.
+int FirstLiteral(const char* p, size_t lp) {
+  if (lp == 0) return -1;
+  switch (p[0]) {
+    case '^': case '$': case '*': case '+': case '?': case '.': case '(': case ')': case '[':
+    case '%': case '-':
+      return -1;
+    default:
+      break;
+  }
+  if (lp > 1 && (p[1] == '*' || p[1] == '?' || p[1] == '-')) return -1;
+  return U(p[0]);
+}
+
+// The first position from `from` where a match may start: `from` itself, or
+// with a first literal the next occurrence of it (nullptr if none).
+const char* NextCandidate(Matcher* m, const char* from, int first) {
+  if (first < 0) return from;
+  const void* hit = std::memchr(from, first, static_cast<size_t>(m->src_end - from));
+  const char* at = hit ? static_cast<const char*>(hit) : m->src_end;
+  Charge(m, (at - from) / 8);
+  return hit ? at : nullptr;
+}
+
 int FindOrMatch(lua_State* L, bool find) {
   size_t ls, lp;
   const char* s = luaL_checklstring(L, 1, &ls);
@@ -395,8 +421,10 @@ int FindOrMatch(lua_State* L, bool find) {
     --lp;
     m.p_end = p + lp;
   }
-  const char* from = s + init;
-  do {
+  const int first = anchored ? -1 : FirstLiteral(p, lp);
+  for (const char* from = s + init;; ++from) {
+    from = NextCandidate(&m, from, first);
+    if (from == nullptr) break;
     Restart(&m);
     if (const char* e = Match(&m, from, p)) {
       Settle(&m);
@@ -407,7 +435,8 @@ int FindOrMatch(lua_State* L, bool find) {
       }
       return PushCaptures(&m, from, e);
     }
-  } while (from++ < m.src_end && !anchored);
+    if (from >= m.src_end || anchored) break;
+  }
   Settle(&m);
   lua_pushnil(L);
   return 1;
@@ -430,7 +459,10 @@ int GmatchStep(lua_State* L) {
   auto* st = static_cast<GmatchState*>(lua_touserdata(L, lua_upvalueindex(3)));
   Matcher m;
   InitMatcher(&m, L, s, ls, p, lp, ChargeOf(L, 4));
+  const int first = FirstLiteral(p, lp);
   for (const char* from = s + st->next; from <= m.src_end; ++from) {
+    from = NextCandidate(&m, from, first);
+    if (from == nullptr) break;
     Restart(&m);
     const char* e = Match(&m, from, p);
     if (e != nullptr && static_cast<size_t>(e - s) != st->last) {

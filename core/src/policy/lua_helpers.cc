@@ -83,6 +83,7 @@ Counters::AddResult Counters::Add(const std::string& policy, std::string_view ke
   }
   w.length = window_ns;
   w.current += amount;
+  pc->next_sweep_ns = std::min(pc->next_sweep_ns, w.start + 2 * w.length);
   const double elapsed = static_cast<double>(now_ns - start) / static_cast<double>(window_ns);
   out.ok = true;
   out.count = w.previous * (1.0 - elapsed) + w.current;

@@ -48,6 +48,18 @@ TEST(Counters, DropsKeysWhoseWindowHasPassedWhenRoomIsNeeded) {
   EXPECT_FALSE(r.ok);  // "a" was dropped, and there is no room for it now
 }
 
+TEST(Counters, AShortWindowAddedAfterASweepIsDroppedInTime) {
+  Counters c;
+  const Counters::Limits limits{2, 64, 1 << 20};
+  ASSERT_TRUE(c.Add("p", "long", 100 * kSecond, 1, 0, limits).ok);
+  ASSERT_TRUE(c.Add("p", "short", kSecond, 1, 0, limits).ok);
+  EXPECT_FALSE(c.Add("p", "x", kSecond, 1, kSecond, limits).ok);  // sweeps; nothing expired
+  ASSERT_TRUE(c.Add("p", "y", kSecond, 1, 3 * kSecond, limits).ok);  // "short" expired
+  // "y" came after the last sweep; it expires long before "long" does.
+  Counters::AddResult r = c.Add("p", "z", kSecond, 1, 6 * kSecond, limits);
+  EXPECT_TRUE(r.ok) << r.error;
+}
+
 TEST(Counters, BoundsKeySizeAndTotalBytes) {
   Counters c;
   const size_t per_key = 9 + Counters::kKeyOverhead;  // "key-00000"

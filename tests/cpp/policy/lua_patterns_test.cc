@@ -238,6 +238,17 @@ for _ = 1, 6000 do
   check("gsub", s, p, "[%0]")
   check("gsub", s, p, function(a) return "<" .. tostring(a) .. ">" end)
 end
+-- Character soup: mostly malformed patterns, and every byte where it can be.
+local soup = {"%", "[", "]", "^", "-", "(", ")", "$", ".", "*", "+", "?", "a", "b", "f", "1",
+              "\0", "\255", "%b", "%f"}
+for _ = 1, 3000 do
+  local parts = {}
+  for i = 1, math.random(1, 10) do parts[i] = soup[math.random(#soup)] end
+  local p, s = table.concat(parts), subject() .. "\255\0"
+  check("find", s, p)
+  check("match", s, p)
+  check("gsub", s, p, "%0")
+end
 )lua";
 
 TEST(LuaPatterns, AgreeWithTheStandardLibraryOnTheCorpus) {

@@ -565,7 +565,15 @@ int Gsub(lua_State* L) {
   luaL_buffinit(L, &b);
   const char* last = nullptr;
   lua_Integer n = 0;
+  const int first = anchored ? -1 : FirstLiteral(p, lp);
   while (n < max) {
+    if (first >= 0) {  // copy up to the next place a match may start
+      const char* at = NextCandidate(&m, src, first);
+      const char* stop = at != nullptr ? at : m.src_end;
+      luaL_addlstring(&b, src, static_cast<size_t>(stop - src));
+      src = stop;
+      if (at == nullptr) break;
+    }
     Restart(&m);
     const char* e = Match(&m, src, p);
     if (e != nullptr && e != last) {

@@ -203,6 +203,19 @@ check("gsub", "a", "a")
 check("gsub", "a", "a", "x", "y")
 check("gmatch", {}, "a")
 check("find", "a", {})
+-- Patterns that start with a literal character (searches skip to it).
+for _, s in ipairs({"password=hunter2; password=x", "aXbXcX", "", "pppp", "p", "x=1 p"}) do
+  for _, p in ipairs({"p", "password=%S+", "p+", "p%w*", "X", "X$", "pa(%a+)", "=", "p()"}) do
+    for _, n in ipairs({0, 1, 2, 100}) do
+      check("gsub", s, p, "<%0>", n)
+      check("gsub", s, p, string.upper, n)
+    end
+    check("find", s, p, 2)
+    check("match", s, p, -3)
+    check("gmatch", s, p)
+    check("gmatch", s, p, 3)
+  end
+end
 -- A caret is no anchor in gmatch.
 check("gmatch", "^a^a", "^a")
 check("gsub", "hello", "^h", "j")

@@ -176,8 +176,8 @@ const char* MatchBackReference(Matcher* m, const char* s, int digit) {
     luaL_error(m->L, "invalid capture index %%%d", i + 1);
   }
   const ptrdiff_t len = m->capture[i].len;
+  Charge(m, len > 0 ? len + 1 : 1);
   if (len < 0) return nullptr;  // a position capture matches no text
-  Charge(m, len);
   if (m->src_end - s >= len && std::memcmp(m->capture[i].init, s, static_cast<size_t>(len)) == 0) {
     return s + len;
   }
@@ -226,8 +226,8 @@ const char* CloseCapture(Matcher* m, const char* s, const char* p) {
 // returns the end of the match or nullptr.
 const char* Match(Matcher* m, const char* s, const char* p) {
   if (m->depth-- == 0) luaL_error(m->L, "pattern too complex");
+  Charge(m, 1);  // every item charges its own tests below
   for (;;) {
-    Charge(m, 1);
     if (p == m->p_end) break;
     // The items that are more than one character class.
     if (*p == '(') {

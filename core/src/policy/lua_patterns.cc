@@ -2,6 +2,7 @@
 
 #include <cctype>
 #include <cstddef>
+#include <cstdlib>
 #include <cstring>
 #include <string.h>  // memmem
 #include <utility>
@@ -70,6 +71,15 @@ void Settle(Matcher* m) {
   if (m->left < kPatternChargeInterval) Refill(m);
 }
 
+// Raises a Lua error, the work so far charged first: a policy catching the
+// error with pcall must not get that work for free.
+template <typename... Args>
+[[noreturn]] void Fail(Matcher* m, const char* fmt, Args... args) {
+  Settle(m);
+  luaL_error(m->L, fmt, args...);
+  std::abort();  // luaL_error does not return
+}
+
 inline unsigned char U(char c) { return static_cast<unsigned char>(c); }
 
 bool InClass(int c, int cls) {
@@ -117,14 +127,14 @@ bool InSet(int c, const char* p, const char* close) {
 const char* ItemEnd(Matcher* m, const char* p) {
   const char c = *p++;
   if (c == kEsc) {
-    if (p >= m->p_end) luaL_error(m->L, "malformed pattern (ends with '%%')");
+    if (p >= m->p_end) Fail(m, "malformed pattern (ends with '%%')");
     return p + 1;
   }
   if (c == '[') {
     if (p < m->p_end && *p == '^') ++p;
     // The first character of a set is never its end: "[]]" is a set of ']'.
     do {
-      if (p >= m->p_end) luaL_error(m->L, "malformed pattern (missing ']')");
+      if (p >= m->p_end) Fail(m, "malformed pattern (missing ']')");
       const char d = *p++;
       if (d == kEsc && p < m->p_end) ++p;
     } while (p >= m->p_end || *p != ']');
@@ -150,7 +160,7 @@ const char* Match(Matcher* m, const char* s, const char* p);
 
 // %bxy at `p` (just after "%b").
 const char* MatchBalance(Matcher* m, const char* s, const char* p) {
-  if (p + 1 >= m->p_end) luaL_error(m->L, "malformed pattern (missing arguments to '%%b')");
+  if (p + 1 >= m->p_end) Fail(m, "malformed pattern (missing arguments to '%%b')");
   if (s >= m->src_end || *s != p[0]) return nullptr;
   const char open = p[0], close = p[1];
   int depth = 1;
@@ -173,7 +183,7 @@ const char* MatchBalance(Matcher* m, const char* s, const char* p) {
 const char* MatchBackReference(Matcher* m, const char* s, int digit) {
   const int i = digit - '1';
   if (i < 0 || i >= m->level || m->capture[i].len == kUnfinished) {
-    luaL_error(m->L, "invalid capture index %%%d", i + 1);
+    Fail(m, "invalid capture index %%%d", i + 1);
   }
   const ptrdiff_t len = m->capture[i].len;
   Charge(m, len > 0 ? len + 1 : 1);
@@ -204,7 +214,7 @@ const char* Shortest(Matcher* m, const char* s, const char* p, const char* ep) {
 }
 
 const char* OpenCapture(Matcher* m, const char* s, const char* p, ptrdiff_t what) {
-  if (m->level >= kMaxCaptures) luaL_error(m->L, "too many captures");
+  if (m->level >= kMaxCaptures) Fail(m, "too many captures");
   m->capture[m->level] = {s, what};
   ++m->level;
   const char* r = Match(m, s, p);
@@ -215,7 +225,7 @@ const char* OpenCapture(Matcher* m, const char* s, const char* p, ptrdiff_t what
 const char* CloseCapture(Matcher* m, const char* s, const char* p) {
   int i = m->level - 1;
   while (i >= 0 && m->capture[i].len != kUnfinished) --i;
-  if (i < 0) luaL_error(m->L, "invalid pattern capture");
+  if (i < 0) Fail(m, "invalid pattern capture");
   m->capture[i].len = s - m->capture[i].init;
   const char* r = Match(m, s, p);
   if (r == nullptr) m->capture[i].len = kUnfinished;
@@ -225,7 +235,7 @@ const char* CloseCapture(Matcher* m, const char* s, const char* p) {
 // Matches the pattern from `p` to its end against the subject from `s`;
 // returns the end of the match or nullptr.
 const char* Match(Matcher* m, const char* s, const char* p) {
-  if (m->depth-- == 0) luaL_error(m->L, "pattern too complex");
+  if (m->depth-- == 0) Fail(m, "pattern too complex");
   Charge(m, 1);  // every item charges its own tests below
   for (;;) {
     if (p == m->p_end) break;
@@ -256,7 +266,7 @@ const char* Match(Matcher* m, const char* s, const char* p) {
       }
       if (what == 'f') {
         p += 2;
-        if (p >= m->p_end || *p != '[') luaL_error(m->L, "missing '[' after '%%f' in pattern");
+        if (p >= m->p_end || *p != '[') Fail(m, "missing '[' after '%%f' in pattern");
         const char* ep = ItemEnd(m, p);
         Charge(m, ep - p);
         const int before = s == m->src_init ? 0 : U(s[-1]);
@@ -316,12 +326,12 @@ const char* Match(Matcher* m, const char* s, const char* p) {
 // Pushes capture `i` (or the whole match [s, e) when there are none).
 void PushCapture(Matcher* m, int i, const char* s, const char* e) {
   if (i >= m->level) {
-    if (i != 0) luaL_error(m->L, "invalid capture index %%%d", i + 1);
+    if (i != 0) Fail(m, "invalid capture index %%%d", i + 1);
     lua_pushlstring(m->L, s, static_cast<size_t>(e - s));
     return;
   }
   const Capture& c = m->capture[i];
-  if (c.len == kUnfinished) luaL_error(m->L, "unfinished capture");
+  if (c.len == kUnfinished) Fail(m, "unfinished capture");
   if (c.len == kPosition) {
     lua_pushinteger(m->L, static_cast<lua_Integer>(c.init - m->src_init) + 1);
   } else {
@@ -514,7 +524,7 @@ void AppendTemplate(Matcher* m, luaL_Buffer* b, const char* s, const char* e) {
       PushCapture(m, c - '1', s, e);
       luaL_addvalue(b);  // converts a position capture to text
     } else {
-      luaL_error(L, "invalid use of '%c' in replacement string", kEsc);
+      Fail(m, "invalid use of '%c' in replacement string", kEsc);
     }
     t = esc + 2;
   }
@@ -523,6 +533,8 @@ void AppendTemplate(Matcher* m, luaL_Buffer* b, const char* s, const char* e) {
 // Appends the replacement of the match [s, e): by template, table or function.
 void AppendReplacement(Matcher* m, luaL_Buffer* b, const char* s, const char* e, int kind) {
   lua_State* L = m->L;
+  // The function or an __index metamethod runs policy code, which may raise.
+  if (kind == LUA_TFUNCTION || kind == LUA_TTABLE) Settle(m);
   if (kind == LUA_TFUNCTION) {
     lua_pushvalue(L, 3);
     const int n = PushCaptures(m, s, e);
@@ -538,7 +550,7 @@ void AppendReplacement(Matcher* m, luaL_Buffer* b, const char* s, const char* e,
     lua_pop(L, 1);
     luaL_addlstring(b, s, static_cast<size_t>(e - s));
   } else if (!lua_isstring(L, -1)) {
-    luaL_error(L, "invalid replacement value (a %s)", luaL_typename(L, -1));
+    Fail(m, "invalid replacement value (a %s)", luaL_typename(L, -1));
   } else {
     luaL_addvalue(b);
   }

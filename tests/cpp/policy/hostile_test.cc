@@ -122,6 +122,14 @@ const HostileCase kCases[] = {
     {"pattern limit caught by pcall",
      "pcall(string.find, string.rep('a', 100000), '.-.-.-.-x') return allow()",
      "instruction_limit", "instruction limit exceeded"},
+    {"pattern errors caught by pcall after long matches",
+     "local s = string.rep('a', 1000) .. 'x' "
+     "for i = 1, 1000 do pcall(string.find, s, '.-x%') end return allow()",
+     "instruction_limit", "instruction limit exceeded"},
+    {"gsub function errors caught by pcall after long matches",
+     "local s = string.rep('a', 1000) .. 'x' "
+     "for i = 1, 1000 do pcall(string.gsub, s, '.-x', error) end return allow()",
+     "instruction_limit", "instruction limit exceeded"},
     {"gsub with a function that loops",
      "return string.gsub('abc', '%a', function() while true do end end)", "instruction_limit",
      "instruction limit exceeded"},

@@ -42,8 +42,9 @@ Counters::AddResult Counters::Add(const std::string& policy, std::string_view ke
                                   const Limits& limits) {
   AddResult out;
   if (key.size() > limits.max_key_bytes) {
-    out.error = fmt::format("counter key of {} bytes, over the {}-byte limit (limits.counter_key_bytes)",
-                            key.size(), limits.max_key_bytes);
+    out.error = fmt::format(
+        "counter key of {} bytes, over the {}-byte limit (limits.counter_key_bytes)", key.size(),
+        limits.max_key_bytes);
     return out;
   }
   PolicyCounters* pc = ForPolicy(policy);

@@ -116,7 +116,8 @@ TEST(CounterLimits, AKeyPerCallerFailsClosedPastTheBoundAndKnownKeysStillCount) 
 TEST(CounterLimits, UniqueKeysInALoopAreStoppedEvenInsidePcall) {
   // Each call tries 10 000 unique 1 KB keys: refused at once (key size) or
   // at the key bound, never growing the process.
-  for (const char* limits : {"  counter_key_bytes: 256\n", "  counter_key_bytes: 2048\n  counter_keys: 1000\n"}) {
+  for (const char* limits :
+       {"  counter_key_bytes: 256\n", "  counter_key_bytes: 2048\n  counter_keys: 1000\n"}) {
     auto e = CountingEngine(
         "local pad = string.rep('k', 1000) for i = 1, 10000 do "
         "pcall(counter.add, pad .. i, 3600) end return allow('survived')",

@@ -83,7 +83,8 @@ struct Redaction {
 
 struct PolicyError {
   std::string policy_id;
-  std::string kind;  // "runtime", "instruction_limit", "memory_limit", "bad_return"
+  // "runtime", "instruction_limit", "memory_limit", "counter_limit", "bad_return"
+  std::string kind;
   std::string message;
 };
 
@@ -116,10 +117,17 @@ std::string ApplyRedactions(std::string_view text, const std::vector<Redaction>&
                             std::string_view target);
 
 struct PolicyLimits {
-  // VM instructions one policy may run per evaluation.
+  // VM instructions one policy may run per evaluation; pattern matching
+  // (string.find, match, gmatch, gsub) is charged to the same budget.
   int64_t instructions = 1'000'000;
-  // Bytes one policy may allocate per evaluation, beyond what its state holds.
+  // Bytes one policy may allocate per evaluation, beyond what its state holds;
+  // new counter keys are charged to it too.
   size_t memory_bytes = 8 << 20;
+  // counter.add: live keys per policy, bytes per key, and bytes of counter
+  // state all policies of an engine hold together (keys plus bookkeeping).
+  size_t counter_keys = 10'000;
+  size_t counter_key_bytes = 256;
+  size_t counter_memory_bytes = 16 << 20;
 };
 
 class Permissions;

@@ -103,9 +103,17 @@ Status ParseSettings(const std::string& yaml, const std::string& source, Compile
           b->limits.instructions = lv.as_int();
         } else if (lk == "memory_kb") {
           b->limits.memory_bytes = static_cast<size_t>(lv.as_int()) * 1024;
+        } else if (lk == "counter_keys") {
+          b->limits.counter_keys = static_cast<size_t>(lv.as_int());
+        } else if (lk == "counter_key_bytes") {
+          b->limits.counter_key_bytes = static_cast<size_t>(lv.as_int());
+        } else if (lk == "counter_memory_kb") {
+          b->limits.counter_memory_bytes = static_cast<size_t>(lv.as_int()) * 1024;
         } else {
-          return Status::InvalidArgument(fmt::format(
-              "{}: limits.{}: unknown setting (expected instructions, memory_kb)", source, lk));
+          return Status::InvalidArgument(
+              fmt::format("{}: limits.{}: unknown setting (expected instructions, memory_kb, "
+                          "counter_keys, counter_key_bytes, counter_memory_kb)",
+                          source, lk));
         }
       }
     } else if (key == "data") {

@@ -334,7 +334,11 @@ Status Worker::LoadPolicy(const std::string& file, const std::string& code) {
   // Loading runs the chunk once, under the same limits as a call.
   Sandbox::Stop stop;
   Status s = sandbox_.Call(0, bundle_->limits.instructions, bundle_->limits.memory_bytes, &stop);
-  if (!s.ok()) return Status::InvalidArgument(s.message());
+  if (!s.ok()) {
+    // Errors raised by the code say "file:line:"; a limit's message may not.
+    if (s.message().rfind(where, 0) == 0) return Status::InvalidArgument(s.message());
+    return Status::InvalidArgument(where + ": " + std::string(s.message()));
+  }
   if (lua_type(L, -1) != LUA_TTABLE) {
     return Status::InvalidArgument(fmt::format(
         "{}: the file must return a policy table (got {})", where, luaL_typename(L, -1)));
@@ -536,9 +540,12 @@ Decision Worker::Evaluate(const CallInfo& call) {
     Sandbox::Stop stop;
     Status s = sandbox_.Call(2, bundle_->limits.instructions, bundle_->limits.memory_bytes, &stop);
     if (!s.ok()) {
+      // A limit hit decides the failure even if the policy caught its error
+      // and returned a decision: Call reports the limit, not the return.
       Fail(slot,
            stop == Sandbox::Stop::kInstructions ? "instruction_limit"
            : stop == Sandbox::Stop::kMemory     ? "memory_limit"
+           : stop == Sandbox::Stop::kCounters   ? "counter_limit"
                                                 : "runtime",
            s.message(), &outcome, &d);
     } else {

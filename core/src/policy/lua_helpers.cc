@@ -11,19 +11,84 @@
 
 namespace bastion::policy {
 
-double Counters::Add(const std::string& key, int64_t window_ns, double amount, int64_t now_ns) {
-  Shard& shard = shards_[std::hash<std::string>()(key) % kShards];
-  std::lock_guard<std::mutex> lock(shard.mu);
-  Window& w = shard.windows[key];
+Counters::PolicyCounters* Counters::ForPolicy(const std::string& policy) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto& pc = policies_[policy];
+  if (pc == nullptr) pc = std::make_unique<PolicyCounters>();
+  return pc.get();
+}
+
+void Counters::Sweep(PolicyCounters* pc, int64_t now_ns) {
+  if (now_ns < pc->next_sweep_ns) return;
+  int64_t next = INT64_MAX;
+  size_t freed = 0;
+  for (auto it = pc->windows.begin(); it != pc->windows.end();) {
+    // Events older than two windows no longer count.
+    const int64_t expires = it->second.start + 2 * it->second.length;
+    if (now_ns >= expires) {
+      freed += it->first.size() + kKeyOverhead;
+      it = pc->windows.erase(it);
+    } else {
+      next = std::min(next, expires);
+      ++it;
+    }
+  }
+  pc->next_sweep_ns = next;
+  bytes_.fetch_sub(freed, std::memory_order_relaxed);
+}
+
+Counters::AddResult Counters::Add(const std::string& policy, std::string_view key,
+                                  int64_t window_ns, double amount, int64_t now_ns,
+                                  const Limits& limits) {
+  AddResult out;
+  if (key.size() > limits.max_key_bytes) {
+    out.error = fmt::format(
+        "counter key of {} bytes, over the {}-byte limit (limits.counter_key_bytes)", key.size(),
+        limits.max_key_bytes);
+    return out;
+  }
+  PolicyCounters* pc = ForPolicy(policy);
+  std::lock_guard<std::mutex> lock(pc->mu);
+  std::string k(key);
+  auto it = pc->windows.find(k);
+  if (it == pc->windows.end()) {
+    const size_t cost = key.size() + kKeyOverhead;
+    if (pc->windows.size() >= limits.max_keys ||
+        bytes_.load(std::memory_order_relaxed) + cost > limits.max_bytes) {
+      Sweep(pc, now_ns);
+    }
+    if (pc->windows.size() >= limits.max_keys) {
+      out.error = fmt::format("policy '{}' holds {} live counter keys, the limit "
+                              "(limits.counter_keys)",
+                              policy, pc->windows.size());
+      return out;
+    }
+    // Reserve the bytes first, so concurrent adds of other policies cannot
+    // pass the bound together.
+    if (bytes_.fetch_add(cost, std::memory_order_relaxed) + cost > limits.max_bytes) {
+      bytes_.fetch_sub(cost, std::memory_order_relaxed);
+      out.error = fmt::format("counters hold {} KB, the limit (limits.counter_memory_kb: {})",
+                              bytes_.load(std::memory_order_relaxed) / 1024,
+                              limits.max_bytes / 1024);
+      return out;
+    }
+    it = pc->windows.emplace(std::move(k), Window{}).first;
+    out.new_bytes = cost;
+  }
+  Window& w = it->second;
   const int64_t start = now_ns - (now_ns % window_ns);
   if (start != w.start) {
     w.previous = start - w.start == window_ns ? w.current : 0;
     w.current = 0;
     w.start = start;
   }
+  w.length = window_ns;
   w.current += amount;
+  pc->next_sweep_ns = std::min(pc->next_sweep_ns, w.start + 2 * w.length);
   const double elapsed = static_cast<double>(now_ns - start) / static_cast<double>(window_ns);
-  return w.previous * (1.0 - elapsed) + w.current;
+  out.ok = true;
+  out.count = w.previous * (1.0 - elapsed) + w.current;
+  return out;
 }
 
 namespace {
@@ -235,7 +300,9 @@ int PermissionsMaxTokens(lua_State* L) {
 }
 
 // counter.add(key, window_seconds [, amount]) -> events in the last window,
-// counted across every thread; keys are private to the calling policy.
+// counted across every thread; keys are private to the calling policy. A new
+// key is charged to the evaluation's memory; past a counter bound the
+// evaluation stops (counter_limit), whatever the policy catches.
 int CounterAdd(lua_State* L) {
   HelperContext* ctx = Ctx(L);
   if (ctx->policy_id == nullptr) return luaL_error(L, "counter.add outside a hook");
@@ -246,9 +313,24 @@ int CounterAdd(lua_State* L) {
     return luaL_error(L, "counter window must be between 0 and 366 days, in seconds");
   }
   if (!std::isfinite(amount)) return luaL_error(L, "counter amount must be finite");
-  const std::string full = *ctx->policy_id + '\0' + std::string(key);
-  const double n = ctx->shared->counters.Add(full, static_cast<int64_t>(window * 1e9), amount,
-                                             ctx->shared->now_ns());
+  bool ok = false, charged = true;
+  double n = 0;
+  {
+    const PolicyLimits& limits = ctx->bundle->limits;
+    Counters::AddResult r = ctx->shared->counters.Add(
+        *ctx->policy_id, key, static_cast<int64_t>(window * 1e9), amount, ctx->shared->now_ns(),
+        {limits.counter_keys, limits.counter_key_bytes, limits.counter_memory_bytes});
+    ok = r.ok;
+    n = r.count;
+    if (!ok) {
+      Sandbox::Abort(L, Sandbox::Stop::kCounters, "counter.add: " + r.error);
+    } else if (r.new_bytes > 0) {
+      charged = Sandbox::ChargeMemory(L, r.new_bytes);
+    }
+  }
+  // No C++ object is alive past this point: raising is safe.
+  if (!ok) return luaL_error(L, "counter limit exceeded");
+  if (!charged) return luaL_error(L, "not enough memory");
   lua_pushnumber(L, n);
   return 1;
 }

@@ -11,6 +11,7 @@
 #include <functional>
 #include <mutex>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 
 #include "bastion/permissions.h"
@@ -24,25 +25,54 @@ struct lua_State;
 namespace bastion::policy {
 
 // Sliding-window event counters shared by every thread of an engine, keyed
-// by policy id and the policy's own key.
+// by policy id and the policy's own key. Their state is bounded: keys per
+// policy, bytes per key and bytes in all (PolicyLimits); a key whose window
+// has passed holds no events and is dropped when room is needed.
 class Counters {
  public:
+  struct Limits {
+    size_t max_keys = 0;       // per policy
+    size_t max_key_bytes = 0;  // per key
+    size_t max_bytes = 0;      // every policy's keys together
+  };
+  // The accounted size of one key: its bytes plus the map's bookkeeping.
+  static constexpr size_t kKeyOverhead = 96;
+
+  struct AddResult {
+    bool ok = false;
+    double count = 0;      // if ok: the estimated events in the last window
+    size_t new_bytes = 0;  // if ok: bytes a new key took (0 for a known key)
+    std::string error;     // if not ok: which bound refused a new key
+  };
   // Adds `amount` at `now_ns` and returns the estimated count in the last
   // `window_ns` (the previous fixed window weighted by its overlap, plus the
   // current one: exact for steady rates, within one window's share otherwise).
-  double Add(const std::string& key, int64_t window_ns, double amount, int64_t now_ns);
+  // A new key that would pass a bound is refused, and nothing is added.
+  AddResult Add(const std::string& policy, std::string_view key, int64_t window_ns,
+                double amount, int64_t now_ns, const Limits& limits);
+
+  // Bytes held by every policy's keys, as accounted against max_bytes.
+  size_t bytes() const { return bytes_.load(std::memory_order_relaxed); }
 
  private:
   struct Window {
     int64_t start = 0;
+    int64_t length = 0;
     double current = 0, previous = 0;
   };
-  static constexpr int kShards = 16;
-  struct Shard {
+  struct PolicyCounters {
     std::mutex mu;
-    std::unordered_map<std::string, Window> windows;
+    std::unordered_map<std::string, Window> windows;  // GUARDED_BY(mu)
+    // No key has expired before this time: skip sweeping until then.
+    int64_t next_sweep_ns = 0;  // GUARDED_BY(mu)
   };
-  std::array<Shard, kShards> shards_;
+  PolicyCounters* ForPolicy(const std::string& policy);
+  // Drops the keys whose windows have passed (their count is 0).
+  void Sweep(PolicyCounters* pc, int64_t now_ns);
+
+  std::mutex mu_;
+  std::unordered_map<std::string, std::unique_ptr<PolicyCounters>> policies_;  // GUARDED_BY(mu_)
+  std::atomic<size_t> bytes_{0};
 };
 
 // State shared by all workers of one engine.

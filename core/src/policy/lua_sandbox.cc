@@ -6,6 +6,8 @@
 #include <fmt/format.h>
 #include <lua.hpp>
 
+#include "policy/lua_patterns.h"
+
 namespace bastion::policy {
 namespace {
 
@@ -156,8 +158,10 @@ void* Sandbox::Alloc(void* ud, void* ptr, size_t osize, size_t nsize) {
     self->used_ -= old;
     return nullptr;
   }
-  if (self->limited_ && nsize > old && self->used_ + (nsize - old) > self->limit_) {
-    self->memory_hit_ = true;
+  if (self->limited_ && nsize > old &&
+      (self->tripped_ == Stop::kMemory ||
+       self->used_ + self->charged_ + (nsize - old) > self->limit_)) {
+    self->Trip(Stop::kMemory);
     return nullptr;  // Lua raises "not enough memory"
   }
   void* p = std::realloc(ptr, nsize);
@@ -166,19 +170,78 @@ void* Sandbox::Alloc(void* ud, void* ptr, size_t osize, size_t nsize) {
   return p;
 }
 
-void Sandbox::CountHook(lua_State* L, lua_Debug*) {
+void Sandbox::Trip(Stop why) {
+  if (tripped_ != Stop::kNone) return;
+  tripped_ = why;
+  // From now on every instruction raises again, so a pcall inside the policy
+  // cannot swallow the limit and carry on. (lua_sethook may be called at any
+  // time, even from a signal handler; here it may be from the allocator.)
+  lua_sethook(L_, CountHook, LUA_MASKCOUNT, 1);
+}
+
+void Sandbox::RaiseTripped(lua_State* L) {
+  // Under the memory limit pushing the message fails too, which raises
+  // "not enough memory": the same error.
+  if (tripped_ == Stop::kInstructions) {
+    lua_pushliteral(L, "instruction limit exceeded");
+  } else if (tripped_ == Stop::kMemory) {
+    lua_pushliteral(L, "not enough memory");
+  } else {
+    lua_pushlstring(L, trip_message_.data(), trip_message_.size());
+  }
+  lua_error(L);
+  std::abort();  // lua_error does not return
+}
+
+void Sandbox::CountHook(lua_State* L, lua_Debug* ar) {
   Sandbox* self = Self(L);
   if (!self->armed_) return;
-  self->budget_ -= self->killed_ ? 1 : kHookInterval;
-  if (self->budget_ < 0) {
-    // From now on every instruction raises again, so a pcall inside the
-    // policy cannot swallow the limit and carry on.
-    if (!self->killed_) {
-      self->killed_ = true;
-      lua_sethook(L, CountHook, LUA_MASKCOUNT, 1);
-    }
-    luaL_error(L, "instruction limit exceeded");
+  if (self->tripped_ == Stop::kNone) {
+    self->budget_ -= kHookInterval;
+    if (self->budget_ >= 0) return;
+    self->NoteWhere(L, ar);
+    self->Trip(Stop::kInstructions);
   }
+  self->RaiseTripped(L);
+}
+
+void Sandbox::NoteWhere(lua_State* L, lua_Debug* ar) {
+  if (lua_getinfo(L, "Sl", ar) != 0 && ar->currentline > 0) {
+    *fmt::format_to_n(trip_where_, sizeof(trip_where_) - 1, "{}:{}", ar->short_src,
+                      ar->currentline)
+         .out = '\0';
+  }
+}
+
+void Sandbox::ChargeInstructions(lua_State* L, int64_t n) {
+  Sandbox* self = Self(L);
+  if (!self->armed_) return;
+  if (self->tripped_ == Stop::kNone) {
+    self->budget_ -= n;
+    if (self->budget_ >= 0) return;
+    lua_Debug ar;
+    if (lua_getstack(L, 1, &ar) != 0) self->NoteWhere(L, &ar);  // the C function's caller
+    self->Trip(Stop::kInstructions);
+  }
+  self->RaiseTripped(L);
+}
+
+bool Sandbox::ChargeMemory(lua_State* L, size_t bytes) {
+  Sandbox* self = Self(L);
+  if (!self->limited_) return true;
+  if (self->tripped_ == Stop::kMemory || self->used_ + self->charged_ + bytes > self->limit_) {
+    self->Trip(Stop::kMemory);
+    return false;
+  }
+  self->charged_ += bytes;
+  return true;
+}
+
+void Sandbox::Abort(lua_State* L, Stop why, std::string message) {
+  Sandbox* self = Self(L);
+  if (!self->armed_ || self->tripped_ != Stop::kNone) return;
+  self->trip_message_ = std::move(message);
+  self->Trip(why);
 }
 
 Sandbox::Sandbox() {
@@ -200,6 +263,12 @@ Sandbox::Sandbox() {
   lua_getglobal(L, LUA_STRLIBNAME);
   lua_pushnil(L);
   lua_setfield(L, -2, "dump");
+  // The pattern functions: the stock ones cannot be interrupted (the count
+  // hook never fires inside a C function); ours charge each matching step
+  // as one instruction. Strings reach them through their metatable too.
+  InstallPatternFunctions(L, -1, [](lua_State* L, int64_t steps) {
+    Sandbox::ChargeInstructions(L, steps);
+  });
   lua_pop(L, 1);
   // Lock the string metatable: getmetatable("") returns "locked".
   lua_pushliteral(L, "");
@@ -310,20 +379,24 @@ void Sandbox::FreezeChunks() {
 
 void Sandbox::Arm(int64_t instructions, size_t memory_bytes) {
   budget_ = instructions;
-  killed_ = false;
+  instruction_limit_ = instructions;
   armed_ = true;
-  memory_hit_ = false;
+  tripped_ = Stop::kNone;
+  trip_message_.clear();
+  trip_where_[0] = '\0';
+  charged_ = 0;
   limit_ = used_ + memory_bytes;
+  memory_limit_ = memory_bytes;
   limited_ = true;
 }
 
 Sandbox::Stop Sandbox::Disarm() {
   armed_ = false;
   limited_ = false;
-  Stop stop = killed_ ? Stop::kInstructions : memory_hit_ ? Stop::kMemory : Stop::kNone;
-  if (killed_) lua_sethook(L_, CountHook, LUA_MASKCOUNT, kHookInterval);
-  killed_ = false;
-  memory_hit_ = false;
+  charged_ = 0;
+  const Stop stop = tripped_;
+  if (stop != Stop::kNone) lua_sethook(L_, CountHook, LUA_MASKCOUNT, kHookInterval);
+  tripped_ = Stop::kNone;
   return stop;
 }
 
@@ -331,9 +404,26 @@ Status Sandbox::Call(int nargs, int64_t instructions, size_t memory_bytes, Stop*
   Arm(instructions, memory_bytes);
   const int rc = lua_pcall(L_, nargs, 1, 0);
   *stop = Disarm();
-  if (rc == LUA_OK) return Status::OK();
+  if (rc == LUA_OK && *stop == Stop::kNone) return Status::OK();
   if (rc == LUA_ERRMEM && *stop == Stop::kNone) *stop = Stop::kMemory;
-  std::string msg = ErrorText(L_, -1);
+  // The limit's own message: what reached the top may be whatever the
+  // policy raised (or returned) after catching it.
+  std::string msg;
+  switch (*stop) {
+    case Stop::kInstructions:
+      msg = fmt::format("instruction limit exceeded ({} per evaluation){}{}", instruction_limit_,
+                        trip_where_[0] != '\0' ? " at " : "", trip_where_);
+      break;
+    case Stop::kMemory:
+      msg = fmt::format("not enough memory ({} KB per evaluation)", memory_limit_ / 1024);
+      break;
+    case Stop::kCounters:
+      msg = trip_message_;
+      break;
+    case Stop::kNone:
+      msg = ErrorText(L_, -1);
+      break;
+  }
   lua_pop(L_, 1);
   lua_pushnil(L_);  // keep "one result" on the stack
   return Status::FailedPrecondition(msg);

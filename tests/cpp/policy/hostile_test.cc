@@ -63,6 +63,82 @@ const HostileCase kCases[] = {
      "instruction_limit", "instruction limit"},
     {"coroutine", "return coroutine.wrap(function() end)", "runtime", "coroutine"},
     {"view kept past its call", "stash_view = call", "runtime", "read-only"},
+    // A limit hit inside pcall stays hit: whatever the policy does next (return
+    // a decision, raise something else, call a handler), the evaluation fails.
+    {"memory limit caught by pcall", "pcall(string.rep, 'x', 1 << 30) return allow('fine')",
+     "memory_limit", "not enough memory"},
+    {"pii.find result caught by pcall",
+     "local ok, hits = pcall(pii.find, string.rep('card 4111 1111 1111 1111 ', 20000)) "
+     "if ok then return redact(hits) end",
+     "memory_limit", "not enough memory"},
+    {"memory limit then error with a table", "pcall(string.rep, 'x', 1 << 30) error({})",
+     "memory_limit", "not enough memory"},
+    {"memory limit then a loop without allocations",
+     "pcall(string.rep, 'x', 1 << 30) local n = 0 for i = 1, 10 do n = n + i end return nil",
+     "memory_limit", "not enough memory"},
+    {"memory limit in xpcall with a handler",
+     "xpcall(string.rep, function(e) return 'handled' end, 'x', 1 << 30) return allow()",
+     "memory_limit", "not enough memory"},
+    {"memory limit in xpcall with an allocating handler",
+     "xpcall(string.rep, function(e) local t = {} for i = 1, 100 do t[i] = {i} end return t end, "
+     "'x', 1 << 30) return allow()",
+     "memory_limit", "not enough memory"},
+    {"memory limit in nested pcalls",
+     "pcall(pcall, pcall, string.rep, 'x', 1 << 30) return allow()", "memory_limit",
+     "not enough memory"},
+    {"memory limit then a to-be-closed variable",
+     "do local c <close> = setmetatable({}, {__close = function() end}) "
+     "pcall(string.rep, 'x', 1 << 30) end return allow()",
+     "memory_limit", "not enough memory"},
+    {"table growth caught by pcall",
+     "pcall(function() local t = {} for i = 1, 1e9 do t[i] = i end end) return allow()",
+     "memory_limit", "not enough memory"},
+    {"coroutine to escape the limits",
+     "local co = coroutine.wrap(function() pcall(string.rep, 'x', 1 << 30) end) co() "
+     "return allow()",
+     "runtime", "coroutine"},
+    {"instruction limit then error with a table",
+     "pcall(function() while true do end end) error({})", "instruction_limit",
+     "instruction limit exceeded"},
+    {"instruction limit then return", "pcall(function() while true do end end) return allow()",
+     "instruction_limit", "instruction limit exceeded"},
+    // Pattern matching is charged to the instruction budget: the attacker's
+    // text cannot make a match run past it.
+    {"backtracking pattern", "return string.find(string.rep('x = ', 500), '(.-)%s*=%s*(.-)%s*;')",
+     "instruction_limit", "instruction limit exceeded"},
+    {"nested lazy repetitions", "return string.find(string.rep('a', 100000), '.-.-.-.-x')",
+     "instruction_limit", "instruction limit exceeded"},
+    {"balance over many parentheses", "return string.find(string.rep('(', 500000), '%b()')",
+     "instruction_limit", "instruction limit exceeded"},
+    {"pattern as a string method", "return (string.rep('a', 100000)):match('.-.-.-.-x')",
+     "instruction_limit", "instruction limit exceeded"},
+    {"pattern through the string metatable",
+     "local find = getmetatable('').__index.find return find(string.rep('a', 100000), '.-.-.-x')",
+     "runtime", "index"},
+    {"gsub", "return (string.gsub(string.rep('a', 50000), '.-.-b', ''))", "instruction_limit",
+     "instruction limit exceeded"},
+    {"gmatch", "for m in string.gmatch(string.rep('a', 50000), '.-.-b') do end",
+     "instruction_limit", "instruction limit exceeded"},
+    {"pattern limit caught by pcall",
+     "pcall(string.find, string.rep('a', 100000), '.-.-.-.-x') return allow()",
+     "instruction_limit", "instruction limit exceeded"},
+    {"pattern errors caught by pcall after long matches",
+     "local s = string.rep('a', 1000) .. 'x' "
+     "for i = 1, 1000 do pcall(string.find, s, '.-x%') end return allow()",
+     "instruction_limit", "instruction limit exceeded"},
+    {"gsub function errors caught by pcall after long matches",
+     "local s = string.rep('a', 1000) .. 'x' "
+     "for i = 1, 1000 do pcall(string.gsub, s, '.-x', error) end return allow()",
+     "instruction_limit", "instruction limit exceeded"},
+    {"gsub with a function that loops",
+     "return string.gsub('abc', '%a', function() while true do end end)", "instruction_limit",
+     "instruction limit exceeded"},
+    // Counter state lives outside Lua: it is bounded, and charged.
+    {"counter key too long", "return counter.add(string.rep('k', 1024), 60)", "counter_limit",
+     "limits.counter_key_bytes"},
+    {"counter key bound caught by pcall",
+     "pcall(counter.add, string.rep('k', 1024), 60) return allow()", "counter_limit",
+     "limits.counter_key_bytes"},
 };
 
 class HostilePolicy : public ::testing::TestWithParam<HostileCase> {};
@@ -126,6 +202,38 @@ TEST(HostilePolicyState, AViewStashedAtLoadOrInAnUpvalueFailsCleanlyLater) {
   ASSERT_EQ(d.errors.size(), 1u);
   EXPECT_NE(d.errors[0].message.find("used after its call ended"), std::string::npos)
       << d.errors[0].message;
+}
+
+TEST(HostilePolicyState, LimitMessagesNameTheLimitAndWhereItWasHit) {
+  auto e = PolicyEngine::FromSources(
+      {{"loop.lua", "return { id = 'loop', before_tool = function(call)\n"
+                    "  if call.tool == 'match' then\n"
+                    "    return string.find(string.rep('a', 100000), '.-.-.-x')\n"
+                    "  end\n"
+                    "  if call.tool == 'loop' then while true do end end\n"
+                    "end }\n"},
+       {"a_long_file_name_for_the_first_message.lua",
+        "return { before_tool = function(call)\n"
+        "  if call.tool == 'long' then while true do end end\n"
+        "end }\n"}},
+      "limits:\n  instructions: 100000\n");
+  ASSERT_TRUE(e.ok()) << e.status().ToString();
+  CallInfo c;
+  c.hook = Hook::kBeforeTool;
+  const std::pair<const char*, const char*> cases[] = {
+      {"long", "a_long_file_name_for_the_first_message.lua:2"},
+      {"loop", "loop.lua:5"},
+      {"match", "loop.lua:3"},
+  };
+  for (const auto& [tool, where] : cases) {
+    c.tool = tool;
+    Decision d = (*e)->Evaluate(c);
+    ASSERT_EQ(d.errors.size(), 1u) << tool;
+    EXPECT_EQ(d.errors[0].kind, "instruction_limit") << tool;
+    EXPECT_EQ(d.errors[0].message,
+              fmt::format("instruction limit exceeded (100000 per evaluation) at {}", where))
+        << tool;
+  }
 }
 
 TEST(HostilePolicyState, MemoryIsReclaimedBetweenCalls) {

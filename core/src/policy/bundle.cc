@@ -95,9 +95,12 @@ Status ParseSettings(const std::string& yaml, const std::string& source, Compile
         return Status::InvalidArgument(source + ": limits: expected a mapping");
       }
       for (const auto& [lk, lv] : v.as_object()) {
-        if (lv.type() != Value::Type::kInt || lv.as_int() <= 0) {
-          return Status::InvalidArgument(
-              fmt::format("{}: limits.{}: expected a positive integer", source, lk));
+        // 2^40 bounds every limit far above any real one, and keeps the
+        // byte counts (kilobytes times 1024) within 64 bits.
+        constexpr int64_t kMaxLimit = int64_t{1} << 40;
+        if (lv.type() != Value::Type::kInt || lv.as_int() <= 0 || lv.as_int() > kMaxLimit) {
+          return Status::InvalidArgument(fmt::format(
+              "{}: limits.{}: expected a positive integer of at most {}", source, lk, kMaxLimit));
         }
         if (lk == "instructions") {
           b->limits.instructions = lv.as_int();

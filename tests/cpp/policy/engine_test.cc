@@ -244,6 +244,8 @@ TEST(PolicyEngine, LoadErrorsNameFileAndLine) {
       {{{"l.lua", "while true do end"}}, "", "instruction limit exceeded"},
       {{{"ok.lua", Policy("ok", "before_tool", "")}}, "limits:\n  instructions: -5\n",
        "bundle.yaml: limits.instructions: expected a positive integer"},
+      {{{"ok.lua", Policy("ok", "before_tool", "")}}, "limits:\n  memory_kb: 18014398509481984\n",
+       "bundle.yaml: limits.memory_kb: expected a positive integer of at most 1099511627776"},
       {{{"ok.lua", Policy("ok", "before_tool", "")}}, "fail_closed: true\n",
        "unknown setting 'fail_closed'"},
       {{{"ok.lua", Policy("ok", "before_tool", "")}}, "data: [1, 2\n", "bundle.yaml:"},

@@ -6,12 +6,16 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdarg>
+#include <cstdio>
 #include <filesystem>
 #include <thread>
 #include <system_error>
 
 #include <fmt/format.h>
 #include <rocksdb/cache.h>
+#include <rocksdb/env.h>
+#include <rocksdb/metadata.h>
 #include <rocksdb/slice_transform.h>
 #include <rocksdb/table.h>
 #include <rocksdb/utilities/options_util.h>
@@ -72,6 +76,29 @@ std::vector<rocksdb::ColumnFamilyDescriptor> Descriptors(const LedgerOptions& lo
   return out;
 }
 
+// Keeps what RocksDB's recovery says about damaged write-ahead logs
+// ("<path>/000004.log: dropping 123 bytes; Corruption: checksum mismatch").
+class WalDamageLogger final : public rocksdb::Logger {
+ public:
+  explicit WalDamageLogger(std::vector<WalDamage>* damage)
+      : rocksdb::Logger(rocksdb::InfoLogLevel::WARN_LEVEL), damage_(damage) {}
+  using rocksdb::Logger::Logv;
+  void Logv(const char* format, va_list ap) override {
+    char line[1024];
+    vsnprintf(line, sizeof(line), format, ap);
+    const std::string_view text(line);
+    const size_t at = text.find(".log: dropping ");
+    if (at == std::string_view::npos) return;
+    const size_t start = text.rfind('/', at);
+    const size_t name_begin = start == std::string_view::npos ? text.rfind(' ', at) + 1 : start + 1;
+    damage_->push_back({std::string(text.substr(name_begin, at + 4 - name_begin)),
+                        std::string(text.substr(at + 6))});
+  }
+
+ private:
+  std::vector<WalDamage>* damage_;
+};
+
 bool IsLockError(const rocksdb::Status& s) {
   const std::string& m = s.ToString();
   return s.IsIOError() && (m.find("lock") != std::string::npos || m.find("LOCK") != std::string::npos);
@@ -90,7 +117,8 @@ Status RocksStore::Convert(const rocksdb::Status& s, std::string_view context) {
 }
 
 Result<std::unique_ptr<RocksStore>> RocksStore::OpenPrimary(const std::string& path,
-                                                            const LedgerOptions& lo) {
+                                                            const LedgerOptions& lo,
+                                                            WalRecovery wal_recovery) {
   std::error_code ec;
   const fs::path p(path);
   const fs::path parent = p.has_parent_path() ? p.parent_path() : fs::path(".");
@@ -140,6 +168,12 @@ Result<std::unique_ptr<RocksStore>> RocksStore::OpenPrimary(const std::string& p
   rocksdb::DBOptions options(BaseOptions());
   options.create_if_missing = lo.create_if_missing;
   options.create_missing_column_families = !has_db;
+  // RocksDB's default (point-in-time) silently drops every record after a
+  // damaged one, acknowledged or not. This mode still tolerates a last record
+  // cut short by a crash (never acknowledged), and fails on anything else.
+  options.wal_recovery_mode = wal_recovery == WalRecovery::kStrict
+                                  ? rocksdb::WALRecoveryMode::kTolerateCorruptedTailRecords
+                                  : rocksdb::WALRecoveryMode::kPointInTimeRecovery;
   auto store = std::unique_ptr<RocksStore>(new RocksStore());
   store->path_ = path;
   rocksdb::DB* raw = nullptr;
@@ -204,6 +238,44 @@ Result<std::unique_ptr<RocksStore>> RocksStore::OpenSecondary(const std::string&
   }
   store->db_.reset(raw);
   return store;
+}
+
+Result<std::unique_ptr<RocksStore>> RocksStore::OpenReadOnly(const std::string& path,
+                                                             rocksdb::WALRecoveryMode mode,
+                                                             std::vector<WalDamage>* damage) {
+  rocksdb::DBOptions options(BaseOptions());
+  options.wal_recovery_mode = mode;
+  options.info_log = std::make_shared<WalDamageLogger>(damage);
+  auto store = std::unique_ptr<RocksStore>(new RocksStore());
+  store->path_ = path;
+  store->secondary_ = true;  // no snapshots needed: nothing writes to it
+  rocksdb::DB* raw = nullptr;
+  rocksdb::Status s = rocksdb::DB::OpenForReadOnly(options, path, Descriptors(LedgerOptions{}),
+                                                   &store->handles_, &raw);
+  if (!s.ok()) return Convert(s, fmt::format("cannot read ledger at '{}'", path));
+  store->db_.reset(raw);
+  return store;
+}
+
+Status RocksStore::CheckTableFiles() {
+  std::vector<rocksdb::LiveFileMetaData> files;
+  db_->GetLiveFilesMetaData(&files);
+  std::error_code ec;
+  for (const auto& f : files) {
+    const fs::path file = fs::path(f.db_path) / fs::path(f.name).relative_path();
+    const uint64_t size = fs::file_size(file, ec);
+    if (ec) {
+      return Status::Corruption(fmt::format(
+          "ledger at '{}': table file {} is missing ({}); its MANIFEST lists it", path_,
+          file.filename().string(), ec.message()));
+    }
+    if (size != f.size) {
+      return Status::Corruption(fmt::format(
+          "ledger at '{}': table file {} has {} bytes, its MANIFEST says {}", path_,
+          file.filename().string(), size, f.size));
+    }
+  }
+  return Status::OK();
 }
 
 RocksStore::~RocksStore() { Close(); }

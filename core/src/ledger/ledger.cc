@@ -366,10 +366,12 @@ Result<std::unique_ptr<Ledger>> Ledger::OpenReader(const std::string& path,
   BASTION_RETURN_IF_ERROR(st->CheckTableFiles());
   bool fresh = false;
   BASTION_RETURN_IF_ERROR(CheckFormatMarker(st, path, &fresh));
-  // The head is read (not only decoded) so that a damaged table holding it
-  // fails here; a head out of step with the records is left to Verify.
-  if (auto head = StoredHeadSeq(st); !head.ok() && !head.status().IsCorruption()) {
-    return head.status().WithContext(fmt::format("ledger at '{}': reading the chain head", path));
+  // The head is read so that a damaged table holding it fails here; a head
+  // that is missing, undecodable or out of step with the records is left to
+  // Verify to describe.
+  std::string head_value;
+  if (Status hs = st->Get(st->meta(), kMetaHeadKey, &head_value); !hs.ok() && !hs.IsNotFound()) {
+    return hs.WithContext(fmt::format("ledger at '{}': reading the chain head", path));
   }
   return std::unique_ptr<Ledger>(new Ledger(std::move(impl)));
 }

@@ -96,7 +96,7 @@ def test_repair_needs_consent_then_keeps_the_intact_records_and_records_the_loss
     assert verify.returncode == 0, verify.stderr
     assert json.loads(verify.stdout)["records_checked"] == last + 1
     with bastion.Ledger.open(path, reader=True) as reader:
-        assert reader.get(last)["input_summary"] == realistic_record(last - 1)["input_summary"]
+        assert reader.get(last)["request_id"] == f"req-{last - 1}"
         (record,) = reader.query(action="repair")
     assert record["seq"] == last + 1
     assert record["agent_id"] == "oncall"
@@ -117,11 +117,14 @@ def test_repair_needs_consent_then_keeps_the_intact_records_and_records_the_loss
 
 
 def with_tables(ledger_path: str) -> str:
-    """A ledger whose records are in table files (reopening flushes the log)."""
+    """A ledger with records in table files (reopening flushes the log) and, after
+    them, in the write-ahead log: every kind of file exists."""
     with bastion.Ledger.open(ledger_path) as led:
-        led.append_many([realistic_record(i) for i in range(50)], durability="sync")
-    bastion.Ledger.open(ledger_path).close()
+        led.append_many([realistic_record(i) for i in range(40)], durability="sync")
+    with bastion.Ledger.open(ledger_path) as led:
+        led.append_many([realistic_record(i) for i in range(40, 50)], durability="sync")
     assert list(Path(ledger_path).glob("*.sst"))
+    assert all(log.stat().st_size > 0 for log in Path(ledger_path).glob("*.log"))
     return ledger_path
 
 

@@ -283,8 +283,15 @@ class Ledger {
   // The record at `seq`: NotFound if none, Corruption if it does not decode.
   Result<StoredRecord> Get(uint64_t seq);
 
+  // InvalidArgument, naming the filter, for a value that can match no record:
+  // an effect not in kEffects, a risk_level other than low, medium, high or
+  // critical, an empty or over-long (> kMaxIdBytes) filter, since after until,
+  // or a cursor of another query.
   Result<QueryResult> Find(const Query& query);
 
+  // A reversed range (from_seq > to_seq) is an error (report.error is
+  // InvalidArgument); a range past the head checks nothing and passes. A store
+  // that fails while reading (a damaged table file) sets report.error.
   VerifyReport Verify(const VerifyOptions& options);
 
   Result<LedgerStats> Stats();

@@ -255,12 +255,12 @@ Status ExplainOpenError(const std::string& path, const Status& error) {
   auto d = DiagnoseWal(path);
   if (!d.ok() || d->damage.empty()) return error;
   return Status::Corruption(fmt::format(
-      "ledger at '{}': write-ahead log {} is damaged ({}); the last intact record is {} and "
-      "{} if the ledger is repaired. Nothing was changed. To keep records 1..{} and record the "
-      "loss in the chain, run `bastion ledger repair {} --accept-loss` "
-      "(Ledger.repair / Ledger::Repair with accept_loss)",
-      path, DamagedFiles(*d), d->damage.front().what, d->last_intact_seq, LossText(*d),
-      d->last_intact_seq, path));
+      "ledger at '{}': write-ahead log {} is damaged ({}); the last intact record is {}. "
+      "Nothing was changed. A repair keeps records 1..{} and records the loss in the chain; "
+      "{}. Run `bastion ledger repair {} --accept-loss` (Ledger.repair / Ledger::Repair with "
+      "accept_loss)",
+      path, DamagedFiles(*d), d->damage.front().what, d->last_intact_seq, d->last_intact_seq,
+      LossText(*d), path));
 }
 
 // Writes the postings of records a crash left out of the posting lists (they
@@ -472,7 +472,8 @@ Result<RepairReport> Ledger::Repair(const std::string& path, const RepairOptions
                                  LossText(*d));
     if (!options.accept_loss) {
       return Status::FailedPrecondition(fmt::format(
-          "ledger at '{}': {}. Repair with accept_loss (--accept-loss) to accept that loss",
+          "ledger at '{}': {}. Nothing was changed: repair with accept_loss (--accept-loss) to "
+          "accept that loss",
           path, report.message));
     }
   }

@@ -104,6 +104,28 @@ class WalDamageLogger final : public rocksdb::Logger {
   std::vector<WalDamage>* damage_;
 };
 
+// A directory without CURRENT is a new ledger only if it holds none of the
+// files a RocksDB database keeps: opening would otherwise create an empty
+// database over them (and delete their tables as obsolete).
+Status CheckNoOrphanedFiles(const std::string& path) {
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(path, ec)) {
+    const std::string name = entry.path().filename().string();
+    const auto ends_with = [&](std::string_view suffix) {
+      return name.size() > suffix.size() &&
+             name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0;
+    };
+    if (name.rfind("MANIFEST-", 0) == 0 || ends_with(".sst") || ends_with(".log") ||
+        ends_with(".ldb")) {
+      return Status::Corruption(fmt::format(
+          "ledger at '{}' has no CURRENT file but holds a ledger's files ({}, ...): CURRENT was "
+          "deleted or the directory is damaged; nothing was changed",
+          path, name));
+    }
+  }
+  return Status::OK();
+}
+
 bool IsLockError(const rocksdb::Status& s) {
   const std::string& m = s.ToString();
   return s.IsIOError() && (m.find("lock") != std::string::npos || m.find("LOCK") != std::string::npos);
@@ -137,6 +159,7 @@ Result<std::unique_ptr<RocksStore>> RocksStore::OpenPrimary(const std::string& p
         fmt::format("cannot open ledger at '{}': it is a file, not a directory", path));
   }
   const bool has_db = fs::exists(p / "CURRENT", ec);
+  if (!has_db && fs::is_directory(p, ec)) BASTION_RETURN_IF_ERROR(CheckNoOrphanedFiles(path));
   if (!has_db && !lo.create_if_missing) {
     return Status::NotFound(fmt::format("no ledger at '{}'", path));
   }
@@ -200,6 +223,7 @@ Result<std::unique_ptr<RocksStore>> RocksStore::OpenSecondary(const std::string&
                                                               const ReaderOptions& ro) {
   std::error_code ec;
   if (!fs::exists(fs::path(path) / "CURRENT", ec)) {
+    if (fs::is_directory(path, ec)) BASTION_RETURN_IF_ERROR(CheckNoOrphanedFiles(path));
     return Status::NotFound(fmt::format("no ledger at '{}'", path));
   }
   auto store = std::unique_ptr<RocksStore>(new RocksStore());

@@ -267,6 +267,18 @@ TEST(LedgerDamage, DeletedTablesAreReported) {
   ExpectMentions(reader.status(), "damaged");
 }
 
+TEST(LedgerDamage, DeletedCurrentFileIsReportedAndNoNewLedgerIsCreatedOverTheFiles) {
+  TempDir dir;
+  const std::string path = LedgerWithTables(dir);
+  fs::remove(path + "/CURRENT");
+  const auto before = DataFiles(path);
+  for (const Status& s : {Ledger::Open(path).status(), Ledger::OpenReader(path).status()}) {
+    EXPECT_TRUE(s.IsCorruption()) << s.ToString();
+    ExpectMentions(s, "has no CURRENT file but holds a ledger's files");
+  }
+  EXPECT_EQ(DataFiles(path), before) << "no new database may be created over the old files";
+}
+
 TEST(LedgerDamage, FlippedBytesInEveryKindOfFileAreReported) {
   struct Kind {
     const char* name;

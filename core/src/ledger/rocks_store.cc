@@ -15,7 +15,6 @@
 #include <fmt/format.h>
 #include <rocksdb/cache.h>
 #include <rocksdb/env.h>
-#include <rocksdb/metadata.h>
 #include <rocksdb/slice_transform.h>
 #include <rocksdb/table.h>
 #include <rocksdb/utilities/options_util.h>
@@ -284,27 +283,6 @@ Result<std::unique_ptr<RocksStore>> RocksStore::OpenReadOnly(const std::string& 
   if (!s.ok()) return Convert(s, fmt::format("cannot read ledger at '{}'", path));
   store->db_.reset(raw);
   return store;
-}
-
-Status RocksStore::CheckTableFiles() {
-  std::vector<rocksdb::LiveFileMetaData> files;
-  db_->GetLiveFilesMetaData(&files);
-  std::error_code ec;
-  for (const auto& f : files) {
-    const fs::path file = fs::path(f.db_path) / fs::path(f.name).relative_path();
-    const uint64_t size = fs::file_size(file, ec);
-    if (ec) {
-      return Status::Corruption(fmt::format(
-          "ledger at '{}': table file {} is missing ({}); its MANIFEST lists it", path_,
-          file.filename().string(), ec.message()));
-    }
-    if (size != f.size) {
-      return Status::Corruption(fmt::format(
-          "ledger at '{}': table file {} has {} bytes, its MANIFEST says {}", path_,
-          file.filename().string(), size, f.size));
-    }
-  }
-  return Status::OK();
 }
 
 RocksStore::~RocksStore() { Close(); }

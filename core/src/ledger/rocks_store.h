@@ -50,10 +50,6 @@ class RocksStore {
                                                           std::vector<WalDamage>* damage);
   ~RocksStore();
 
-  // Corruption naming the first table file the store's MANIFEST lists that is
-  // missing or has another size than the MANIFEST says.
-  Status CheckTableFiles();
-
   rocksdb::ColumnFamilyHandle* records() const { return handles_[1]; }
   rocksdb::ColumnFamilyHandle* index() const { return handles_[2]; }
   rocksdb::ColumnFamilyHandle* meta() const { return handles_[3]; }

@@ -58,6 +58,28 @@ class PyQueryResult {
 
 class PyLedger {
  public:
+  static RepairReport Repair(const std::string& path, bool accept_loss, py::object by,
+                             py::object reason) {
+    RepairOptions o;
+    o.accept_loss = accept_loss;
+    const std::pair<const char*, std::pair<py::object*, std::string*>> texts[] = {
+        {"by", {&by, &o.by}}, {"reason", {&reason, &o.reason}}};
+    for (const auto& [name, slot] : texts) {
+      if (slot.first->is_none()) continue;
+      if (!PyUnicode_Check(slot.first->ptr())) {
+        throw py::type_error(fmt::format("{} must be str or None, got {}", name,
+                                         Py_TYPE(slot.first->ptr())->tp_name));
+      }
+      *slot.second = slot.first->cast<std::string>();
+    }
+    Result<RepairReport> r = Status::Internal("unset");
+    {
+      py::gil_scoped_release release;
+      r = Ledger::Repair(path, o);
+    }
+    return Unwrap(std::move(r));
+  }
+
   static std::unique_ptr<PyLedger> Open(const std::string& path, bool create, py::object durability,
                                         double group_sync_interval_ms, size_t queue_capacity,
                                         bool reader) {
@@ -335,6 +357,34 @@ void RegisterLedger(py::module_& m) {
                            VerifyProblemName(r.problem), r.message);
       });
 
+  py::class_<RepairReport>(m, "RepairReport",
+                           "The outcome of Ledger.repair(); true when something was repaired.")
+      .def_readonly("repaired", &RepairReport::repaired)
+      .def_readonly("last_intact_seq", &RepairReport::last_intact_seq)
+      .def_property_readonly("lost_through_seq",
+                             [](const RepairReport& r) -> py::object {
+                               if (r.lost_through_seq == 0) return py::none();
+                               return py::int_(r.lost_through_seq);
+                             })
+      .def_property_readonly("repair_seq",
+                             [](const RepairReport& r) -> py::object {
+                               if (!r.repaired) return py::none();
+                               return py::int_(r.repair_seq);
+                             })
+      .def_readonly("damaged_files", &RepairReport::damaged_files)
+      .def_property_readonly("quarantine_path",
+                             [](const RepairReport& r) -> py::object {
+                               if (r.quarantine_path.empty()) return py::none();
+                               return py::str(r.quarantine_path);
+                             })
+      .def_readonly("message", &RepairReport::message)
+      .def("__bool__", [](const RepairReport& r) { return r.repaired; })
+      .def("__repr__", [](const RepairReport& r) {
+        if (!r.repaired) return fmt::format("<RepairReport nothing repaired: {}>", r.message);
+        return fmt::format("<RepairReport repaired: kept 1..{}, repair record {}>",
+                           r.last_intact_seq, r.repair_seq);
+      });
+
   py::class_<PyQueryResult>(m, "QueryResult",
                             "Records matching a query, as dicts; see to_pandas() and to_arrow().")
       .def("__len__", &PyQueryResult::size)
@@ -356,6 +406,9 @@ void RegisterLedger(py::module_& m) {
                   py::arg("create") = true, py::arg("durability") = py::none(),
                   py::arg("group_sync_interval_ms") = 10.0,
                   py::arg("queue_capacity") = 65536, py::arg("reader") = false)
+      .def_static("repair", &PyLedger::Repair, py::arg("path"), py::kw_only(),
+                  py::arg("accept_loss") = false, py::arg("by") = py::none(),
+                  py::arg("reason") = py::none())
       .def("append", &PyLedger::Append, py::arg("record") = py::none(), py::pos_only(),
            py::kw_only(), py::arg("durability") = py::none())
       .def("append_many", &PyLedger::AppendMany, py::arg("records"), py::kw_only(),

@@ -4,10 +4,13 @@
     bastion ledger query PATH [filters]  find records
     bastion ledger tail PATH [-n N] [-f] the newest records, optionally following
     bastion ledger stats PATH            counts, head, size
+    bastion ledger repair PATH --accept-loss
+                                         recover from a damaged write-ahead log
     bastion test POLICY_DIR              run a policy bundle's test cases
 
-Every ledger command opens PATH as a reader, so it is safe beside a running
-agent that is writing to the ledger. ``--json`` prints machine-readable output.
+Every ledger command but repair opens PATH as a reader, so it is safe beside a
+running agent that is writing to the ledger. ``--json`` prints machine-readable
+output.
 """
 
 from __future__ import annotations
@@ -280,6 +283,32 @@ def _cmd_stats(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_repair(args: argparse.Namespace) -> int:
+    report = Ledger.repair(args.path, accept_loss=args.accept_loss, by=args.by,
+                           reason=args.reason)
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "repaired": report.repaired,
+                    "last_intact_seq": report.last_intact_seq,
+                    "lost_through_seq": report.lost_through_seq,
+                    "repair_seq": report.repair_seq,
+                    "damaged_files": report.damaged_files,
+                    "quarantine_path": report.quarantine_path,
+                    "message": report.message,
+                }
+            )
+        )
+    elif not report.repaired:
+        print(f"nothing to repair: {report.message}")
+    else:
+        print(f"REPAIRED: {report.message}")
+        print(f"the damaged files are kept in {report.quarantine_path}")
+        print(f"record {report.repair_seq} (action 'repair') records the loss")
+    return 0
+
+
 def _cmd_test(args: argparse.Namespace) -> int:
     from bastion import policytest
 
@@ -303,9 +332,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     ledger = top.add_parser(
         "ledger",
-        help="verify, query, tail and summarize an audit ledger",
+        help="verify, query, tail, summarize and repair an audit ledger",
         description="Work with a hash-chained audit ledger. PATH is opened read-only, "
-        "so these commands are safe while an agent is writing.",
+        "so these commands are safe while an agent is writing; repair alone opens it for "
+        "writing.",
     )
     cmds = ledger.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
@@ -350,6 +380,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = add("stats", "record counts by action, effect and agent; head; size on disk")
     s.set_defaults(func=_cmd_stats)
+
+    r = add("repair", "recover a ledger whose write-ahead log is damaged, recording the loss "
+            "(opens PATH for writing: stop the agent first)")
+    r.add_argument("--accept-loss", action="store_true",
+                   help="required: the records after the damage are dropped; without it, "
+                   "repair only says what would be lost")
+    r.add_argument("--by", metavar="NAME", help="who repairs (default: $USER)")
+    r.add_argument("--reason", metavar="TEXT", help="why, kept in the repair record")
+    r.set_defaults(func=_cmd_repair)
 
     pt = top.add_parser(
         "test",

@@ -282,11 +282,11 @@ def test_cli_help_reads_well():
     assert top.returncode == 0
     assert top.stdout.startswith("usage: bastion")
     assert "ledger" in top.stdout
-    assert "verify, query, tail and summarize an audit ledger" in words(top.stdout)
+    assert "verify, query, tail, summarize and repair an audit ledger" in words(top.stdout)
     assert "Run 'bastion ledger COMMAND --help' for a command's options." in words(top.stdout)
     sub = bastion_cli("ledger", "--help")
     assert sub.returncode == 0
-    for command in ("verify", "query", "tail", "stats"):
+    for command in ("verify", "query", "tail", "stats", "repair"):
         assert re.search(rf"^\s+{command}\s+\S", sub.stdout, re.M), (command, sub.stdout)
     assert "PATH is opened read-only, so these commands are safe while an agent is writing" \
         in words(sub.stdout)

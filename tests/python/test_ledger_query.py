@@ -79,7 +79,11 @@ def test_each_equality_filter(qledger, field):
         assert seqs_of(result) == want
         assert all(r[field] == value for r in result)
         assert result.next_cursor is None
-    assert len(qledger.query(**{field: "no-such-value"}, limit=None)) == 0
+    if field in ("effect", "risk_level"):  # enumerated: other values are errors
+        with pytest.raises(bastion.InvalidArgumentError, match=f"query filter '{field}'"):
+            qledger.query(**{field: "no-such-value"}, limit=None)
+    else:
+        assert len(qledger.query(**{field: "no-such-value"}, limit=None)) == 0
 
 
 @pytest.mark.parametrize(
@@ -117,7 +121,7 @@ def test_all_equality_filters_at_once(qledger):
 @pytest.mark.parametrize(
     ("since", "until"),
     [(ts(10), ts(20)), (ts(10), None), (None, ts(7)), (ts(0), ts(0)), (ts(29), None),
-     (ts(10) + 1, ts(20) - 1), (ts(30), None), (ts(20), ts(10))],
+     (ts(10) + 1, ts(20) - 1), (ts(30), None)],
 )
 @pytest.mark.parametrize("newest_first", [True, False], ids=["newest", "oldest"])
 def test_time_range_is_inclusive_and_in_timestamp_order(qledger, since, until, newest_first):
@@ -133,7 +137,8 @@ def test_time_range_boundaries(qledger):
     at_10 = qledger.query(since=ts(10), until=ts(10), limit=None)
     assert len(at_10) == 2 and {r["timestamp_ns"] for r in at_10} == {ts(10)}
     assert len(qledger.query(since=ts(10) + 1, until=ts(11) - 1, limit=None)) == 0
-    assert len(qledger.query(since=ts(20), until=ts(10), limit=None)) == 0
+    with pytest.raises(bastion.InvalidArgumentError, match="'since' .* is after 'until'"):
+        qledger.query(since=ts(20), until=ts(10), limit=None)
 
 
 def test_since_and_until_as_datetimes(qledger):

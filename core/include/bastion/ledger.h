@@ -186,6 +186,36 @@ struct LedgerStats {
   std::map<std::string, uint64_t> by_action, by_effect, by_agent;
 };
 
+struct RepairOptions {
+  // Repair keeps the records before the damage and drops the rest; it refuses
+  // (FailedPrecondition, naming what would be lost) unless this is true.
+  bool accept_loss = false;
+  // Who repairs, stored as the repair record's agent_id. Empty: the user
+  // running the process ($USER, else the uid).
+  std::string by;
+  // Why, stored as the repair record's "reason" attribute. Optional.
+  std::string reason;
+  // Used to open the ledger for the repair and the repair record's append.
+  LedgerOptions ledger;
+};
+
+struct RepairReport {
+  // false: the ledger opened cleanly and nothing was changed.
+  bool repaired = false;
+  // The last record kept, and the last record the damaged log still showed
+  // past the damage (records last_intact_seq+1 .. lost_through_seq are lost;
+  // later ones may have been lost too, unseen).
+  uint64_t last_intact_seq = 0;
+  uint64_t lost_through_seq = 0;
+  // The "repair" record appended to the chain.
+  uint64_t repair_seq = 0;
+  // The damaged write-ahead logs (file names), kept byte for byte in
+  // quarantine_path with the MANIFEST, CURRENT and OPTIONS files of the time.
+  std::vector<std::string> damaged_files;
+  std::string quarantine_path;
+  std::string message;
+};
+
 class Ledger {
  public:
   // Opens (or creates) the ledger at `path` for appending. Errors:
@@ -195,15 +225,33 @@ class Ledger {
   //   InvalidArgument      `path` is empty or holds a NUL byte
   //   NotFound             no ledger there and create_if_missing is false, or
   //                        the parent directory is missing
-  //   Corruption           the store's files (CURRENT, MANIFEST, ...) are damaged,
-  //                        or the chain head is inconsistent
-  //   InvalidArgument      the directory holds something that is not a ledger
+  //   Corruption           the store's files (CURRENT, MANIFEST, table files,
+  //                        write-ahead log, ...) are damaged or missing, the
+  //                        format marker or the chain head is missing, or the
+  //                        head does not match the records. Nothing is changed.
+  //                        A damaged write-ahead log is named with the last
+  //                        intact record: Repair() recovers up to it.
+  //   InvalidArgument      the directory holds something that is not a ledger,
+  //                        or a ledger of another format
+  // A log whose last record was cut short by a crash while it was written
+  // (never acknowledged) is not damage: that record is dropped silently.
   static Result<std::unique_ptr<Ledger>> Open(const std::string& path,
                                               const LedgerOptions& options = {});
 
+  // Repairs a ledger whose write-ahead log is damaged: copies the logs (and
+  // the MANIFEST, CURRENT and OPTIONS files) to <path>/quarantine/<UTC time>/,
+  // recovers the records before the first damaged one, and appends (sync) a
+  // "repair" record saying what was lost, when and by whom. A ledger that
+  // opens cleanly is left alone (repaired = false). Errors: FailedPrecondition
+  // without accept_loss; Busy if a writer has it open; NotFound; and the open
+  // error itself for damage a repair cannot fix (tables, MANIFEST, head).
+  static Result<RepairReport> Repair(const std::string& path, const RepairOptions& options);
+
   // Opens a read-only view that follows a ledger another process may be
   // writing to (a RocksDB secondary instance). It sees the state as of open or
-  // the last Refresh(). Append fails with FailedPrecondition.
+  // the last Refresh(). Append fails with FailedPrecondition. Opening checks
+  // what Open checks, except that a chain head out of step with the records
+  // is left to Verify to describe.
   static Result<std::unique_ptr<Ledger>> OpenReader(const std::string& path,
                                                     const ReaderOptions& options = {});
 
@@ -245,8 +293,15 @@ class Ledger {
   // The record at `seq`: NotFound if none, Corruption if it does not decode.
   Result<StoredRecord> Get(uint64_t seq);
 
+  // InvalidArgument, naming the filter, for a value that can match no record:
+  // an effect not in kEffects, a risk_level other than low, medium, high or
+  // critical, an empty or over-long (> kMaxIdBytes) filter, since after until,
+  // or a cursor of another query.
   Result<QueryResult> Find(const Query& query);
 
+  // A reversed range (from_seq > to_seq) is an error (report.error is
+  // InvalidArgument); a range past the head checks nothing and passes. A store
+  // that fails while reading (a damaged table file) sets report.error.
   VerifyReport Verify(const VerifyOptions& options);
 
   Result<LedgerStats> Stats();
@@ -268,6 +323,11 @@ class Ledger {
 
  private:
   explicit Ledger(std::unique_ptr<Impl> impl);
+  // Open; with point_in_time_recovery (Repair only), a damaged write-ahead
+  // log is cut at its first damaged record instead of failing the open.
+  static Result<std::unique_ptr<Ledger>> OpenWriter(const std::string& path,
+                                                    const LedgerOptions& options,
+                                                    bool point_in_time_recovery);
   std::unique_ptr<Impl> impl_;
 };
 

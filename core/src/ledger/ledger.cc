@@ -1,9 +1,16 @@
 #include "bastion/ledger.h"
 
 #include <openssl/rand.h>
+#include <fcntl.h>
+#include <pwd.h>
+#include <stdlib.h>
+#include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstring>
+#include <ctime>
+#include <filesystem>
 #include <shared_mutex>
 
 #include <fmt/format.h>
@@ -138,6 +145,132 @@ class Ledger::Impl {
 
 namespace {
 
+namespace fs = std::filesystem;
+
+// The sequence number the stored chain head names; 0 when there is none.
+Result<uint64_t> StoredHeadSeq(RocksStore* st) {
+  std::string value;
+  Status s = st->Get(st->meta(), kMetaHeadKey, &value);
+  if (s.IsNotFound()) return uint64_t{0};
+  if (!s.ok()) return s;
+  Head head;
+  if (!DecodeHead(value, &head)) return Status::Corruption("the chain head is unreadable");
+  return head.seq;
+}
+
+// The last stored record's sequence number, if any.
+Result<std::optional<uint64_t>> LastStoredSeq(RocksStore* st) {
+  auto it = st->NewIterator(st->records());
+  it->SeekToLast();
+  if (it->Valid()) {
+    if (it->key().size() != 8) return std::optional<uint64_t>();  // verify describes it
+    return std::optional<uint64_t>(codec::GetFixed64BE(it->key().data()));
+  }
+  BASTION_RETURN_IF_ERROR(st->IteratorStatus(it.get(), "reading the ledger's last record"));
+  return std::optional<uint64_t>();
+}
+
+// Checks the format marker. `*fresh` is set when there is none because the
+// store was never written to (a writer is creating it).
+Status CheckFormatMarker(RocksStore* st, const std::string& path, bool* fresh) {
+  *fresh = false;
+  std::string format;
+  Status s = st->Get(st->meta(), kMetaFormatKey, &format);
+  if (s.IsNotFound()) {
+    if (st->LatestSequenceNumber() == 0) {
+      *fresh = true;
+      return Status::OK();
+    }
+    return Status::Corruption(fmt::format(
+        "ledger at '{}' has no format marker (meta key 'format') although it has been written "
+        "to: its files are damaged or were changed behind the ledger's back",
+        path));
+  }
+  if (!s.ok()) return s.WithContext(fmt::format("ledger at '{}': reading the format marker", path));
+  if (format == kFormatName) return Status::OK();
+  constexpr std::string_view kPrefix = "bastion-ledger/";
+  const bool other_version =
+      format.size() > kPrefix.size() && format.compare(0, kPrefix.size(), kPrefix) == 0 &&
+      std::all_of(format.begin() + kPrefix.size(), format.end(),
+                  [](char c) { return c >= '0' && c <= '9'; });
+  if (other_version) {
+    return Status::InvalidArgument(fmt::format(
+        "ledger at '{}' has format '{}'; this version of Bastion reads '{}'", path,
+        format.substr(0, 64), kFormatName));
+  }
+  std::string shown;
+  for (char c : format.substr(0, 64)) {
+    shown += c >= 0x20 && c < 0x7f ? std::string(1, c)
+                                   : fmt::format("\\x{:02x}", static_cast<uint8_t>(c));
+  }
+  return Status::Corruption(fmt::format(
+      "ledger at '{}': the format marker (meta key 'format') is garbled: '{}' ({} bytes); "
+      "expected '{}'",
+      path, shown, format.size(), kFormatName));
+}
+
+// What replaying a damaged write-ahead log read-only finds.
+struct WalDiagnosis {
+  std::vector<WalDamage> damage;  // empty: the logs replay cleanly
+  uint64_t last_intact_seq = 0;   // the head before the first damaged record
+  uint64_t lost_through_seq = 0;  // the last record seen past the damage; 0: none
+};
+
+// Changes nothing on disk.
+Result<WalDiagnosis> DiagnoseWal(const std::string& path) {
+  WalDiagnosis d;
+  {
+    auto st = RocksStore::OpenReadOnly(path, rocksdb::WALRecoveryMode::kPointInTimeRecovery,
+                                       &d.damage);
+    if (!st.ok()) return st.status();
+    auto seq = StoredHeadSeq(st->get());
+    if (!seq.ok()) return seq.status();
+    d.last_intact_seq = *seq;
+  }
+  if (d.damage.empty()) return d;
+  std::vector<WalDamage> ignored;
+  auto st = RocksStore::OpenReadOnly(path, rocksdb::WALRecoveryMode::kSkipAnyCorruptedRecords,
+                                     &ignored);
+  if (st.ok()) {
+    auto seq = StoredHeadSeq(st->get());
+    if (seq.ok() && *seq > d.last_intact_seq) d.lost_through_seq = *seq;
+  }
+  return d;
+}
+
+std::string DamagedFiles(const WalDiagnosis& d) {
+  std::string out;
+  for (const auto& w : d.damage) {
+    if (out.find(w.file) != std::string::npos) continue;
+    if (!out.empty()) out += ", ";
+    out += w.file;
+  }
+  return out;
+}
+
+std::string LossText(const WalDiagnosis& d) {
+  if (d.lost_through_seq == 0) {
+    return fmt::format("records after {} are lost, if there were any", d.last_intact_seq);
+  }
+  return fmt::format("records {}..{} are lost (and any later ones the damage hides)",
+                     d.last_intact_seq + 1, d.lost_through_seq);
+}
+
+// Explains a failed open: when the write-ahead log is what is damaged, names
+// it, the last intact record and the repair; otherwise returns `error`.
+Status ExplainOpenError(const std::string& path, const Status& error) {
+  if (!error.IsCorruption()) return error;
+  auto d = DiagnoseWal(path);
+  if (!d.ok() || d->damage.empty()) return error;
+  return Status::Corruption(fmt::format(
+      "ledger at '{}': write-ahead log {} is damaged ({}); the last intact record is {}. "
+      "Nothing was changed. A repair keeps records 1..{} and records the loss in the chain; "
+      "{}. Run `bastion ledger repair {} --accept-loss` (Ledger.repair / Ledger::Repair with "
+      "accept_loss)",
+      path, DamagedFiles(*d), d->damage.front().what, d->last_intact_seq, d->last_intact_seq,
+      LossText(*d), path));
+}
+
 // Writes the postings of records a crash left out of the posting lists (they
 // are gathered in memory for a while), and the index mark where it is absent,
 // so that every batch written from now on can rely on it. Returns the mark.
@@ -179,42 +312,34 @@ Result<std::unique_ptr<Ledger>> Ledger::Open(const std::string& path, const Ledg
   if (options.queue_capacity == 0 || options.max_batch_records == 0) {
     return Status::InvalidArgument("queue_capacity and max_batch_records must be positive");
   }
-  auto store = RocksStore::OpenPrimary(path, options);
-  if (!store.ok()) return store.status();
+  return OpenWriter(path, options, /*point_in_time_recovery=*/false);
+}
+
+Result<std::unique_ptr<Ledger>> Ledger::OpenWriter(const std::string& path,
+                                                   const LedgerOptions& options,
+                                                   bool point_in_time_recovery) {
+  auto store = RocksStore::OpenPrimary(
+      path, options, point_in_time_recovery ? WalRecovery::kPointInTime : WalRecovery::kStrict);
+  if (!store.ok()) return ExplainOpenError(path, store.status());
   auto impl = std::make_unique<Impl>();
   impl->store = std::move(*store);
   impl->options = options;
   impl->path = path;
   RocksStore* st = impl->store.get();
 
-  auto last_record = [&]() -> std::optional<uint64_t> {
-    auto it = st->NewIterator(st->records());
-    it->SeekToLast();
-    if (!it->Valid() || it->key().size() != 8) return std::nullopt;
-    return codec::GetFixed64BE(it->key().data());
-  };
-
-  std::string format;
-  Status s = st->Get(st->meta(), kMetaFormatKey, &format);
-  if (s.IsNotFound()) {
-    if (last_record()) {
-      return Status::Corruption(fmt::format(
-          "ledger at '{}' has records but no format marker (meta key 'format')", path));
-    }
+  bool fresh = false;
+  BASTION_RETURN_IF_ERROR(CheckFormatMarker(st, path, &fresh));
+  if (fresh) {
     rocksdb::WriteBatch wb;
     wb.Put(st->meta(), kMetaFormatKey, kFormatName);
     BASTION_RETURN_IF_ERROR(st->Write(&wb, /*sync=*/true));
-  } else if (!s.ok()) {
-    return s;
-  } else if (format != kFormatName) {
-    return Status::InvalidArgument(fmt::format(
-        "ledger at '{}' has format '{}'; this version of Bastion reads '{}'", path,
-        format.substr(0, 64), kFormatName));
   }
 
   auto head = impl->ReadStoredHead();
   if (!head.ok()) return head.status();
-  const std::optional<uint64_t> last = last_record();
+  auto last_stored = LastStoredSeq(st);
+  if (!last_stored.ok()) return last_stored.status().WithContext(fmt::format("ledger at '{}'", path));
+  const std::optional<uint64_t> last = *last_stored;
   if (last.value_or(0) != head->seq) {
     return Status::Corruption(fmt::format(
         "ledger at '{}': the chain head names record {} but the last stored record is {}; "
@@ -222,6 +347,7 @@ Result<std::unique_ptr<Ledger>> Ledger::Open(const std::string& path, const Ledg
         path, head->seq, last.value_or(0)));
   }
   if (head->seq > 0) {
+    std::string format;
     auto rec = st->Get(st->records(), codec::RecordKey(head->seq), &format);
     codec::ValueView view;
     if (!rec.ok() || !codec::ParseValue(format, &view).ok() ||
@@ -243,20 +369,175 @@ Result<std::unique_ptr<Ledger>> Ledger::OpenReader(const std::string& path,
   BASTION_RETURN_IF_ERROR(
       CheckPathArgument(options.secondary_path, "secondary_path", /*allow_empty=*/true));
   auto store = RocksStore::OpenSecondary(path, options);
-  if (!store.ok()) return store.status();
+  if (!store.ok()) return ExplainOpenError(path, store.status());
   auto impl = std::make_unique<Impl>();
   impl->store = std::move(*store);
   impl->path = path;
   impl->reader = true;
-  std::string format;
-  Status s = impl->store->Get(impl->store->meta(), kMetaFormatKey, &format);
-  if (s.ok() && format != kFormatName) {
-    return Status::InvalidArgument(fmt::format(
-        "ledger at '{}' has format '{}'; this version of Bastion reads '{}'", path,
-        format.substr(0, 64), kFormatName));
+  RocksStore* st = impl->store.get();
+  // A table file the MANIFEST lists but that is gone fails a writer's open
+  // (RocksDB opens every table); a secondary skips it, and what it held (the
+  // marker, the head, records) is then missing: reported here or by Verify.
+  bool fresh = false;
+  BASTION_RETURN_IF_ERROR(CheckFormatMarker(st, path, &fresh));
+  // The head is read so that a damaged table holding it fails here; a head
+  // that is missing, undecodable or out of step with the records is left to
+  // Verify to describe.
+  std::string head_value;
+  if (Status hs = st->Get(st->meta(), kMetaHeadKey, &head_value); !hs.ok() && !hs.IsNotFound()) {
+    return hs.WithContext(fmt::format("ledger at '{}': reading the chain head", path));
   }
-  if (!s.ok() && !s.IsNotFound()) return s;
   return std::unique_ptr<Ledger>(new Ledger(std::move(impl)));
+}
+
+namespace {
+
+std::string CurrentUser() {
+  if (const char* user = getenv("USER"); user != nullptr && *user != '\0') return user;
+  if (const passwd* pw = getpwuid(getuid()); pw != nullptr && pw->pw_name != nullptr) {
+    return pw->pw_name;
+  }
+  return fmt::format("uid {}", getuid());
+}
+
+std::string UtcStamp(std::time_t t, const char* format) {
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char out[32];
+  std::strftime(out, sizeof(out), format, &tm);
+  return out;
+}
+
+Status SyncPath(const fs::path& p, bool directory) {
+  const int fd = ::open(p.c_str(), directory ? O_RDONLY | O_DIRECTORY : O_RDONLY);
+  if (fd < 0) return Status::IOError(fmt::format("cannot open '{}' to sync it", p.string()));
+  const int rc = ::fsync(fd);
+  ::close(fd);
+  if (rc != 0) return Status::IOError(fmt::format("cannot sync '{}'", p.string()));
+  return Status::OK();
+}
+
+// Copies the write-ahead logs and the files that describe the store
+// (CURRENT, MANIFEST-*, OPTIONS-*) into a new <path>/quarantine/<UTC time>/.
+Result<std::string> Quarantine(const std::string& path, std::time_t now) {
+  const fs::path base = fs::path(path) / "quarantine";
+  const std::string stamp = UtcStamp(now, "%Y%m%dT%H%M%SZ");
+  std::error_code ec;
+  fs::create_directories(base, ec);
+  if (ec) {
+    return Status::IOError(
+        fmt::format("cannot create '{}' for the damaged files: {}", base.string(), ec.message()));
+  }
+  fs::path dir = base / stamp;
+  for (int n = 2; fs::exists(dir, ec); ++n) dir = base / fmt::format("{}-{}", stamp, n);
+  if (!fs::create_directory(dir, ec) || ec) {
+    return Status::IOError(fmt::format("cannot create '{}': {}", dir.string(), ec.message()));
+  }
+  for (const auto& entry : fs::directory_iterator(path, ec)) {
+    if (!entry.is_regular_file(ec)) continue;
+    const std::string name = entry.path().filename().string();
+    const bool keep = name == "CURRENT" || name.rfind("MANIFEST-", 0) == 0 ||
+                      name.rfind("OPTIONS-", 0) == 0 ||
+                      (name.size() > 4 && name.compare(name.size() - 4, 4, ".log") == 0);
+    if (!keep) continue;
+    fs::copy_file(entry.path(), dir / name, ec);
+    if (ec) {
+      return Status::IOError(fmt::format("cannot copy '{}' to '{}': {}", entry.path().string(),
+                                         dir.string(), ec.message()));
+    }
+    BASTION_RETURN_IF_ERROR(SyncPath(dir / name, false));
+  }
+  if (ec) return Status::IOError(fmt::format("cannot list '{}': {}", path, ec.message()));
+  BASTION_RETURN_IF_ERROR(SyncPath(dir, true));
+  BASTION_RETURN_IF_ERROR(SyncPath(base, true));
+  return dir.string();
+}
+
+}  // namespace
+
+Result<RepairReport> Ledger::Repair(const std::string& path, const RepairOptions& options) {
+  LedgerOptions lo = options.ledger;
+  lo.create_if_missing = false;
+  RepairReport report;
+  {
+    auto opened = Open(path, lo);
+    if (opened.ok()) {
+      BASTION_RETURN_IF_ERROR((*opened)->Close());
+      report.message = fmt::format("ledger at '{}' opens cleanly; nothing to repair", path);
+      return report;
+    }
+    if (!opened.status().IsCorruption()) return opened.status();
+    auto d = DiagnoseWal(path);
+    if (!d.ok() || d->damage.empty()) {
+      return opened.status().WithContext(
+          "repair recovers from a damaged write-ahead log only; this damage is elsewhere "
+          "(restore the ledger from a copy)");
+    }
+    report.last_intact_seq = d->last_intact_seq;
+    report.lost_through_seq = d->lost_through_seq;
+    for (const auto& w : d->damage) {
+      if (std::find(report.damaged_files.begin(), report.damaged_files.end(), w.file) ==
+          report.damaged_files.end()) {
+        report.damaged_files.push_back(w.file);
+      }
+    }
+    report.message = fmt::format("write-ahead log {} is damaged ({}); records 1..{} are kept, {}",
+                                 DamagedFiles(*d), d->damage.front().what, d->last_intact_seq,
+                                 LossText(*d));
+    if (!options.accept_loss) {
+      return Status::FailedPrecondition(fmt::format(
+          "ledger at '{}': {}. Nothing was changed: repair with accept_loss (--accept-loss) to "
+          "accept that loss",
+          path, report.message));
+    }
+  }
+
+  const std::time_t now = std::time(nullptr);
+  auto quarantine = Quarantine(path, now);
+  if (!quarantine.ok()) return quarantine.status();
+  report.quarantine_path = *quarantine;
+
+  auto opened = OpenWriter(path, lo, /*point_in_time_recovery=*/true);
+  if (!opened.ok()) {
+    return opened.status().WithContext(fmt::format(
+        "repairing ledger at '{}' (the damaged files are kept in '{}')", path,
+        report.quarantine_path));
+  }
+  std::unique_ptr<Ledger> ledger = std::move(*opened);
+  auto head = ledger->GetHead();
+  if (!head.ok()) return head.status();
+  // The writer's own recovery decides what is kept; it replays exactly what
+  // the read-only diagnosis did.
+  report.last_intact_seq = head->seq;
+
+  Record r;
+  r.action = "repair";
+  r.agent_id = options.by.empty() ? CurrentUser() : options.by;
+  r.resource_id = fs::relative(report.quarantine_path, path).string();
+  r.risk_level = "critical";
+  const std::string lost_from = std::to_string(report.last_intact_seq + 1);
+  const std::string lost_through =
+      report.lost_through_seq > report.last_intact_seq ? std::to_string(report.lost_through_seq)
+                                                       : "unknown";
+  std::string damaged;
+  for (const auto& f : report.damaged_files) damaged += (damaged.empty() ? "" : ",") + f;
+  r.reasons.push_back(
+      {"bastion.repair",
+       fmt::format("repaired on {} by {}: {}; the damaged files are kept in {}",
+                   UtcStamp(now, "%Y-%m-%dT%H:%M:%SZ"), r.agent_id, report.message,
+                   r.resource_id)});
+  r.attributes = {{"last_intact_seq", std::to_string(report.last_intact_seq)},
+                  {"lost_from_seq", lost_from},
+                  {"lost_through_seq", lost_through},
+                  {"damaged_files", damaged},
+                  {"quarantine", r.resource_id}};
+  if (!options.reason.empty()) r.attributes.emplace_back("reason", options.reason);
+  auto seq = ledger->Append(std::move(r), Durability::kSync);
+  if (!seq.ok()) return seq.status().WithContext("appending the repair record");
+  report.repair_seq = *seq;
+  report.repaired = true;
+  BASTION_RETURN_IF_ERROR(ledger->Close());
+  return report;
 }
 
 Result<uint64_t> Ledger::Append(Record record) {

@@ -13,6 +13,48 @@
 namespace bastion {
 namespace {
 
+// The levels policies decide with (strictest last).
+constexpr std::string_view kRiskLevels[] = {"low", "medium", "high", "critical"};
+
+template <size_t N>
+Status CheckOneOf(std::string_view filter, const std::optional<std::string>& value,
+                  const std::string_view (&valid)[N]) {
+  if (!value || value->empty()) return Status::OK();
+  if (std::find(std::begin(valid), std::end(valid), *value) != std::end(valid)) {
+    return Status::OK();
+  }
+  std::string names;
+  for (std::string_view v : valid) names += fmt::format("{}{}", names.empty() ? "" : ", ", v);
+  return Status::InvalidArgument(fmt::format("query filter '{}' is '{}'; expected one of {}",
+                                             filter, value->substr(0, 64), names));
+}
+
+// Values that can match no record are mistakes, reported as such rather than
+// answered with an empty page.
+Status ValidateQuery(const Query& q) {
+  BASTION_RETURN_IF_ERROR(CheckOneOf("effect", q.effect, kEffects));
+  BASTION_RETURN_IF_ERROR(CheckOneOf("risk_level", q.risk_level, kRiskLevels));
+  const std::pair<const char*, const std::optional<std::string>*> ids[] = {
+      {"user_id", &q.user_id}, {"agent_id", &q.agent_id}, {"tenant_id", &q.tenant_id},
+      {"action", &q.action},   {"tool", &q.tool},         {"run_id", &q.run_id},
+      {"trace_id", &q.trace_id},
+  };
+  for (const auto& [name, value] : ids) {
+    if (*value && (*value)->size() > kMaxIdBytes) {
+      return Status::InvalidArgument(
+          fmt::format("query filter '{}' is {} bytes; a stored value has at most {}", name,
+                      (*value)->size(), kMaxIdBytes));
+    }
+  }
+  if (q.since_ns && q.until_ns && *q.since_ns > *q.until_ns) {
+    return Status::InvalidArgument(fmt::format(
+        "query filter 'since' ({} ns) is after 'until' ({} ns); the range is inclusive, "
+        "since <= until",
+        *q.since_ns, *q.until_ns));
+  }
+  return Status::OK();
+}
+
 struct EqualityFilter {
   index::Kind kind;
   std::string_view value;
@@ -156,6 +198,7 @@ class Runner {
   }
 
   Result<QueryResult> Run() {
+    BASTION_RETURN_IF_ERROR(ValidateQuery(q_));
     if (!bad_filter_.empty()) {
       return Status::InvalidArgument(fmt::format(
           "query filter '{}' is empty; leave it unset to match every record", bad_filter_));
@@ -166,7 +209,6 @@ class Runner {
     if (cursor->kind != 0 && cursor->kind != (time_only ? 't' : 's')) {
       return Status::InvalidArgument("cursor belongs to a query with different filters");
     }
-    if (q_.since_ns && q_.until_ns && *q_.since_ns > *q_.until_ns) return std::move(result_);
     Status s;
     if (!filters_.empty()) {
       s = RunPostings(cursor->kind ? std::optional<uint64_t>(cursor->seq) : std::nullopt);

@@ -11,6 +11,8 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdarg>
+#include <cstdio>
 #include <filesystem>
 #include <thread>
 #include <system_error>
@@ -95,6 +97,56 @@ std::vector<rocksdb::ColumnFamilyDescriptor> Descriptors(const LedgerOptions& lo
   return out;
 }
 
+// Keeps what RocksDB's recovery says about damaged write-ahead logs
+// ("<path>/000004.log: dropping 123 bytes; Corruption: checksum mismatch").
+class WalDamageLogger final : public rocksdb::Logger {
+ public:
+  explicit WalDamageLogger(std::vector<WalDamage>* damage)
+      : rocksdb::Logger(rocksdb::InfoLogLevel::WARN_LEVEL), damage_(damage) {}
+  using rocksdb::Logger::Logv;
+  void Logv(const char* format, va_list ap) override {
+    char line[1024];
+    vsnprintf(line, sizeof(line), format, ap);
+    const std::string_view text(line);
+    const size_t at = text.find(".log: dropping ");
+    if (at == std::string_view::npos) return;
+    // A last record cut short by a crash is not damage (strict opens accept it).
+    if (text.find("trailing data", at) != std::string_view::npos ||
+        text.find("truncated", at) != std::string_view::npos) {
+      return;
+    }
+    const size_t start = text.rfind('/', at);
+    const size_t name_begin = start == std::string_view::npos ? text.rfind(' ', at) + 1 : start + 1;
+    damage_->push_back({std::string(text.substr(name_begin, at + 4 - name_begin)),
+                        std::string(text.substr(at + 6))});
+  }
+
+ private:
+  std::vector<WalDamage>* damage_;
+};
+
+// A directory without CURRENT is a new ledger only if it holds none of the
+// files a RocksDB database keeps: opening would otherwise create an empty
+// database over them (and delete their tables as obsolete).
+Status CheckNoOrphanedFiles(const std::string& path) {
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(path, ec)) {
+    const std::string name = entry.path().filename().string();
+    const auto ends_with = [&](std::string_view suffix) {
+      return name.size() > suffix.size() &&
+             name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0;
+    };
+    if (name.rfind("MANIFEST-", 0) == 0 || ends_with(".sst") || ends_with(".log") ||
+        ends_with(".ldb")) {
+      return Status::Corruption(fmt::format(
+          "ledger at '{}' has no CURRENT file but holds a ledger's files ({}, ...): CURRENT was "
+          "deleted or the directory is damaged; nothing was changed",
+          path, name));
+    }
+  }
+  return Status::OK();
+}
+
 bool IsLockError(const rocksdb::Status& s) {
   const std::string& m = s.ToString();
   return s.IsIOError() && (m.find("lock") != std::string::npos || m.find("LOCK") != std::string::npos);
@@ -157,7 +209,8 @@ Status RocksStore::Convert(const rocksdb::Status& s, std::string_view context) {
 }
 
 Result<std::unique_ptr<RocksStore>> RocksStore::OpenPrimary(const std::string& path,
-                                                            const LedgerOptions& lo) {
+                                                            const LedgerOptions& lo,
+                                                            WalRecovery wal_recovery) {
   std::error_code ec;
   fs::path p(path);
   if (!p.has_filename() && p.has_parent_path()) p = p.parent_path();  // "x/led/" is "x/led"
@@ -171,8 +224,9 @@ Result<std::unique_ptr<RocksStore>> RocksStore::OpenPrimary(const std::string& p
     return Status::InvalidArgument(
         fmt::format("cannot open ledger at '{}': it is a file, not a directory", path));
   }
-  if (!lo.create_if_missing && !fs::exists(p / "CURRENT", ec)) {
-    return Status::NotFound(fmt::format("no ledger at '{}'", path));
+  if (!fs::exists(p / "CURRENT", ec)) {
+    if (fs::is_directory(p, ec)) BASTION_RETURN_IF_ERROR(CheckNoOrphanedFiles(path));
+    if (!lo.create_if_missing) return Status::NotFound(fmt::format("no ledger at '{}'", path));
   }
   // The writer's claim comes first: nothing below may read or create a store
   // that another writer is using.
@@ -222,6 +276,12 @@ Result<std::unique_ptr<RocksStore>> RocksStore::OpenPrimary(const std::string& p
   SetWriterOptions(&options);
   options.create_if_missing = lo.create_if_missing;
   options.create_missing_column_families = !has_db;
+  // RocksDB's default (point-in-time) silently drops every record after a
+  // damaged one, acknowledged or not. This mode still tolerates a last record
+  // cut short by a crash (never acknowledged), and fails on anything else.
+  options.wal_recovery_mode = wal_recovery == WalRecovery::kStrict
+                                  ? rocksdb::WALRecoveryMode::kTolerateCorruptedTailRecords
+                                  : rocksdb::WALRecoveryMode::kPointInTimeRecovery;
   auto store = std::unique_ptr<RocksStore>(new RocksStore());
   store->path_ = path;
   store->lock_ = std::move(*lock);
@@ -244,6 +304,7 @@ Result<std::unique_ptr<RocksStore>> RocksStore::OpenSecondary(const std::string&
                                                               const ReaderOptions& ro) {
   std::error_code ec;
   if (!fs::exists(fs::path(path) / "CURRENT", ec)) {
+    if (fs::is_directory(path, ec)) BASTION_RETURN_IF_ERROR(CheckNoOrphanedFiles(path));
     return Status::NotFound(fmt::format("no ledger at '{}'", path));
   }
   auto store = std::unique_ptr<RocksStore>(new RocksStore());
@@ -285,6 +346,23 @@ Result<std::unique_ptr<RocksStore>> RocksStore::OpenSecondary(const std::string&
     }
     return out;
   }
+  store->db_.reset(raw);
+  return store;
+}
+
+Result<std::unique_ptr<RocksStore>> RocksStore::OpenReadOnly(const std::string& path,
+                                                             rocksdb::WALRecoveryMode mode,
+                                                             std::vector<WalDamage>* damage) {
+  rocksdb::DBOptions options(BaseOptions());
+  options.wal_recovery_mode = mode;
+  options.info_log = std::make_shared<WalDamageLogger>(damage);
+  auto store = std::unique_ptr<RocksStore>(new RocksStore());
+  store->path_ = path;
+  store->secondary_ = true;  // no snapshots needed: nothing writes to it
+  rocksdb::DB* raw = nullptr;
+  rocksdb::Status s = rocksdb::DB::OpenForReadOnly(options, path, Descriptors(LedgerOptions{}),
+                                                   &store->handles_, &raw);
+  if (!s.ok()) return Convert(s, fmt::format("cannot read ledger at '{}'", path));
   store->db_.reset(raw);
   return store;
 }

@@ -53,12 +53,36 @@ class DirLock {
 //    store recovers through Resume(), called by the next write.
 void SetWriterOptions(rocksdb::DBOptions* options);
 
+// What a primary open does with a damaged write-ahead log.
+enum class WalRecovery {
+  // Fails with Corruption (and changes nothing); only a last record cut short
+  // by a crash while it was written is dropped.
+  kStrict,
+  // Recovers the records before the first damaged one and drops the rest
+  // (Ledger::Repair only).
+  kPointInTime,
+};
+
+// One damaged write-ahead log as RocksDB's recovery reported it.
+struct WalDamage {
+  std::string file;  // file name, e.g. "000004.log"
+  std::string what;  // e.g. "dropping 21847 bytes; Corruption: checksum mismatch"
+};
+
 class RocksStore {
  public:
-  static Result<std::unique_ptr<RocksStore>> OpenPrimary(const std::string& path,
-                                                         const LedgerOptions& options);
+  static Result<std::unique_ptr<RocksStore>> OpenPrimary(
+      const std::string& path, const LedgerOptions& options,
+      WalRecovery wal_recovery = WalRecovery::kStrict);
   static Result<std::unique_ptr<RocksStore>> OpenSecondary(const std::string& path,
                                                            const ReaderOptions& options);
+  // A read-only instance that changes nothing on disk (not even RocksDB's
+  // info log), for finding out what a damaged log still holds: its write-ahead
+  // logs are replayed with `mode`, and the damage replaying met is added to
+  // `damage`. Not for use beside a writer.
+  static Result<std::unique_ptr<RocksStore>> OpenReadOnly(const std::string& path,
+                                                          rocksdb::WALRecoveryMode mode,
+                                                          std::vector<WalDamage>* damage);
   ~RocksStore();
 
   rocksdb::ColumnFamilyHandle* records() const { return handles_[1]; }
@@ -93,6 +117,8 @@ class RocksStore {
   // needs free space. OK when there was no error.
   Status Resume();
   uint64_t DiskBytes() const;
+  // RocksDB's sequence number of the last write: 0 for a store never written.
+  uint64_t LatestSequenceNumber() const { return db_->GetLatestSequenceNumber(); }
   Status Close();
 
   // The single conversion point from RocksDB's status.

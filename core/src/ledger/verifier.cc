@@ -306,6 +306,13 @@ void LocateIndexProblem(RocksStore* store, const rocksdb::Snapshot* snap, uint64
 
 VerifyReport VerifyLedger(RocksStore* store, const VerifyOptions& options) {
   VerifyReport report;
+  if (options.from_seq && options.to_seq && *options.from_seq > *options.to_seq) {
+    report.error = Status::InvalidArgument(fmt::format(
+        "verify: from_seq {} is after to_seq {}; the range is inclusive, from_seq <= to_seq",
+        *options.from_seq, *options.to_seq));
+    report.message = report.error.ToString();
+    return report;
+  }
   auto snapshot = store->Snapshot();
   const rocksdb::Snapshot* snap = snapshot.get();
   Problem problem;
@@ -313,11 +320,13 @@ VerifyReport VerifyLedger(RocksStore* store, const VerifyOptions& options) {
   // The head, as stored.
   Head head;
   bool head_readable = true;
+  bool head_missing = false;
   {
     std::string value;
     Status s = store->Get(store->meta(), kMetaHeadKey, &value, snap);
     if (s.IsNotFound()) {
       head = Head{};
+      head_missing = true;  // an empty ledger has none; with records, it is damage
     } else if (!s.ok()) {
       report.error = s;
       report.message = s.ToString();
@@ -333,7 +342,16 @@ VerifyReport VerifyLedger(RocksStore* store, const VerifyOptions& options) {
     auto it = store->NewIterator(store->records(), snap);
     it->SeekToLast();
     if (it->Valid() && it->key().size() == 8) last_stored = codec::GetFixed64BE(it->key().data());
+    if (!it->Valid()) {
+      Status s = store->IteratorStatus(it.get(), "reading the ledger's last record");
+      if (!s.ok()) {
+        report.error = s;
+        report.message = s.ToString();
+        return report;
+      }
+    }
   }
+  if (head_missing && last_stored > 0) head_readable = false;
   const uint64_t end = head_readable ? head.seq : last_stored;
   const uint64_t from = std::max<uint64_t>(1, options.from_seq.value_or(1));
   const uint64_t to = std::min(options.to_seq.value_or(end), end);
@@ -343,8 +361,9 @@ VerifyReport VerifyLedger(RocksStore* store, const VerifyOptions& options) {
   Problem head_problem;
   if (!head_readable) {
     head_problem.Offer(VerifyProblem::kHeadMismatch, end,
-                  fmt::format("the chain head (meta key 'head') is unreadable; "
-                              "the last stored record is {}", last_stored));
+                  fmt::format("the chain head (meta key 'head') is {}; "
+                              "the last stored record is {}",
+                              head_missing ? "missing" : "unreadable", last_stored));
   }
   // Postings cover records up to the index mark.
   uint64_t indexed = end;

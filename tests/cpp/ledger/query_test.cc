@@ -1,6 +1,7 @@
 // Ledger::Find against a brute-force filter over every record read with Get.
 #include <algorithm>
 #include <cstdint>
+#include <functional>
 #include <limits>
 #include <map>
 #include <set>
@@ -8,6 +9,7 @@
 #include <vector>
 
 #include <fmt/format.h>
+
 #include <gtest/gtest.h>
 
 #include "bastion/ledger.h"
@@ -34,6 +36,7 @@ Record QueryRecord(int i) {
   if (i % 7 == 3) r.effect = "modify";
   if (i % 11 == 5) r.effect = "require_approval";
   if (i % 13 == 0) r.user_id.clear();
+  if (i % 19 == 6) r.risk_level = "medium";
   if (i % 9 == 4) r.risk_level.clear();
   if (i % 17 == 2) r.trace_id.clear();
   return r;
@@ -231,7 +234,10 @@ class LedgerFind : public ::testing::TestWithParam<AppendMode> {
 
 TEST_P(LedgerFind, EachEqualityFilterMatchesBruteForce) {
   for (const FilterField& f : kFilters) {
-    std::set<std::string> values = {"no-such-value"};
+    // Enumerated filters reject other values (FilterValuesThatCanMatchNothing...).
+    const bool enumerated = std::string(f.name) == "effect" || std::string(f.name) == "risk_level";
+    std::set<std::string> values;
+    if (!enumerated) values.insert("no-such-value");
     for (const auto& s : all_) {
       if (!(s.record.*f.record).empty()) values.insert(s.record.*f.record);
     }
@@ -311,7 +317,6 @@ TEST_P(LedgerFind, TimeRangeAloneIsOrderedByTimestamp) {
       {"between instants", kBaseNs + 5 * us + 1, kBaseNs + 6 * us - 1},
       {"before everything", std::nullopt, kBaseNs - 1},
       {"after everything", kBaseNs + 100 * us + 1, std::nullopt},
-      {"since after until", kBaseNs + 50 * us, kBaseNs + 40 * us},
   };
   for (const Range& r : ranges) {
     SCOPED_TRACE(r.name);
@@ -336,6 +341,53 @@ TEST_P(LedgerFind, TimeRangeAloneIsOrderedByTimestamp) {
     if (a.timestamp_ns == b.timestamp_ns) {
       ASSERT_LT(by_time[i - 1], by_time[i]) << "ties by seq";
     }
+  }
+}
+
+TEST_P(LedgerFind, FilterValuesThatCanMatchNothingAreInvalidArguments) {
+  const int64_t us = 1000;
+  struct Case {
+    const char* name;
+    std::function<void(Query*)> set;
+    const char* message;
+  } cases[] = {
+      {"effect 'denied'", [](Query* q) { q->effect = "denied"; },
+       "query filter 'effect' is 'denied'; expected one of allow, modify, require_approval, deny"},
+      {"effect in capitals", [](Query* q) { q->effect = "DENY"; },
+       "query filter 'effect' is 'DENY'; expected one of allow, modify, require_approval, deny"},
+      {"risk 'severe'", [](Query* q) { q->risk_level = "severe"; },
+       "query filter 'risk_level' is 'severe'; expected one of low, medium, high, critical"},
+      {"empty action", [](Query* q) { q->action = ""; },
+       "query filter 'action' is empty; leave it unset to match every record"},
+      {"oversized agent id", [](Query* q) { q->agent_id = std::string(1025, 'a'); },
+       "query filter 'agent_id' is 1025 bytes; a stored value has at most 1024"},
+      {"since after until",
+       [&](Query* q) {
+         q->since_ns = kBaseNs + 50 * us;
+         q->until_ns = kBaseNs + 40 * us;
+       },
+       "since <= until"},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.name);
+    Query q;
+    q.agent_id = "agent-1";
+    c.set(&q);
+    auto found = ledger_->Find(q);
+    ASSERT_TRUE(found.status().IsInvalidArgument()) << found.status().ToString();
+    EXPECT_NE(found.status().message().find(c.message), std::string::npos)
+        << found.status().message();
+  }
+  // The valid values of the same filters are accepted.
+  for (const char* effect : {"allow", "modify", "require_approval", "deny"}) {
+    Query q;
+    q.effect = effect;
+    EXPECT_TRUE(ledger_->Find(q).ok()) << effect;
+  }
+  for (const char* risk : {"low", "medium", "high", "critical"}) {
+    Query q;
+    q.risk_level = risk;
+    EXPECT_TRUE(ledger_->Find(q).ok()) << risk;
   }
 }
 

@@ -422,7 +422,8 @@ TEST_F(VerifyTamper, DetectsACorruptedHead) {
   ExpectProblem(r, VerifyProblem::kTruncated, kRecords + 1, "head moved forward to 25");
 
   r = Tampered([](RawDb& raw) { raw.Delete(raw.meta(), std::string(kMetaHeadKey)); });
-  ExpectProblem(r, VerifyProblem::kExtraRecords, 1, "head deleted");
+  ExpectProblem(r, VerifyProblem::kHeadMismatch, kRecords, "head deleted");
+  EXPECT_EQ(r.message, "the chain head (meta key 'head') is missing; the last stored record is 20");
 }
 
 // Index tampering. The golden ledger appends one record per write batch, so
@@ -648,9 +649,12 @@ TEST_F(VerifyTamper, VerifiesOnlyTheRequestedRange) {
   EXPECT_EQ(r.to_seq, kRecords);
   EXPECT_EQ(r.from_seq, 1u);
   EXPECT_EQ(r.bad_seq, 15u);
-  // Empty ranges pass and check nothing.
+  // A reversed range is a mistake, not an empty range that passes.
   r = verify(10, 5);
-  EXPECT_TRUE(r.ok) << Describe(r);
+  EXPECT_FALSE(r.ok) << Describe(r);
+  EXPECT_TRUE(r.error.IsInvalidArgument()) << Describe(r);
+  EXPECT_EQ(r.error.message(),
+            "verify: from_seq 10 is after to_seq 5; the range is inclusive, from_seq <= to_seq");
   EXPECT_EQ(r.records_checked, 0u);
 }
 

@@ -6,8 +6,8 @@
 // its bundle.yaml, where the last setting wins).
 // Invariants: loading errors name what failed; an evaluation that hit a
 // policy error fails closed (deny) unless the bundle or a policy opts into
-// failing open; a deny carries a reason; every policy appears in explain;
-// redactions apply to the text they target, whatever their spans.
+// failing open; a deny carries a reason; every policy appears in explain, in
+// order; redactions change only the text they target, whatever their spans.
 #include <unistd.h>
 
 #include <cstddef>
@@ -86,8 +86,18 @@ CallInfo FixedCall(Hook hook) {
 void CheckDecision(const PolicyEngine& engine, const policy::CompiledBundle& bundle,
                    const CallInfo& call) {
   const Decision d = engine.Evaluate(call);
-  FUZZ_CHECK(d.explain.size() == engine.policy_ids().size(), "explain has %zu of %zu policies",
-             d.explain.size(), engine.policy_ids().size());
+  // explain: every policy in order, plus the bundle's permissions if it has any.
+  const std::vector<std::string> ids = engine.policy_ids();
+  size_t next = 0;
+  for (const PolicyOutcome& o : d.explain) {
+    if (next < ids.size() && o.policy_id == ids[next]) {
+      ++next;
+    } else {
+      FUZZ_CHECK(o.policy_id == "permissions" && bundle.permissions != nullptr,
+                 "explain names '%s' out of order", o.policy_id.c_str());
+    }
+  }
+  FUZZ_CHECK(next == ids.size(), "explain has %zu of %zu policies", next, ids.size());
   FUZZ_CHECK(d.policy_version == engine.version(), "decision names another bundle version");
   bool may_fail_open = bundle.fail_open;
   for (const auto& [file, code] : bundle.sources) {

@@ -7,10 +7,13 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <sstream>
 #include <unordered_map>
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
+#include <yaml-cpp/eventhandler.h>
+#include <yaml-cpp/parser.h>
 
 #include "bastion/cost.h"
 #include "bastion/glob.h"
@@ -86,23 +89,75 @@ bool HasControlChars(std::string_view s) {
   return false;
 }
 
+namespace {
+
+// Where each document starts and where its root node is. Reading stops after
+// three documents: enough to tell one from several and to see the parser
+// stall, which yaml-cpp's LoadAll never does (a stray ',' at the top level
+// makes it return empty documents forever without moving on).
+class DocumentScan final : public YAML::EventHandler {
+ public:
+  std::vector<YAML::Mark> starts, roots;
+  void OnDocumentStart(const YAML::Mark& m) override { starts.push_back(m); }
+  void OnDocumentEnd() override {}
+  void OnNull(const YAML::Mark& m, YAML::anchor_t) override { Node(m); }
+  void OnAlias(const YAML::Mark& m, YAML::anchor_t) override { Node(m); }
+  void OnScalar(const YAML::Mark& m, const std::string&, YAML::anchor_t,
+                const std::string&) override {
+    Node(m);
+  }
+  void OnSequenceStart(const YAML::Mark& m, const std::string&, YAML::anchor_t,
+                       YAML::EmitterStyle::value) override {
+    Node(m);
+  }
+  void OnSequenceEnd() override {}
+  void OnMapStart(const YAML::Mark& m, const std::string&, YAML::anchor_t,
+                  YAML::EmitterStyle::value) override {
+    Node(m);
+  }
+  void OnMapEnd() override {}
+
+ private:
+  void Node(const YAML::Mark& m) {
+    if (roots.size() < starts.size()) roots.push_back(m);
+  }
+};
+
+}  // namespace
+
 Result<Field> Reader::Load(std::string_view text, std::string_view expected) const {
-  std::vector<YAML::Node> docs;
+  const std::string yaml(text);
+  DocumentScan scan;
+  YAML::Node root;
   try {
-    docs = YAML::LoadAll(std::string(text));
+    std::istringstream in(yaml);
+    YAML::Parser parser(in);
+    while (scan.starts.size() < 3 && parser.HandleNextDocument(scan)) {
+      const size_t n = scan.starts.size();
+      if (n > 1 && scan.starts[n - 1].pos == scan.starts[n - 2].pos) {
+        const YAML::Mark& at = scan.starts[n - 1];
+        const size_t pos = static_cast<size_t>(at.pos);
+        return Error(at, "",
+                     pos < yaml.size()
+                         ? fmt::format("malformed YAML: unexpected '{}'", yaml[pos])
+                         : std::string("malformed YAML"));
+      }
+    }
+    root = YAML::Load(yaml);  // the first document
   } catch (const YAML::Exception& e) {
     return Error(e.mark, "", fmt::format("malformed YAML: {}", e.msg));
   }
-  if (docs.empty() || docs[0].IsNull()) {
+  if (scan.starts.empty() || root.IsNull()) {
     YAML::Mark first;
     first.line = 0;
     first.column = 0;
     return Error(first, "", fmt::format("empty document (expected {})", expected));
   }
-  if (docs.size() > 1) {
-    return Error(docs[1].Mark(), "", "more than one YAML document (remove the extra '---')");
+  if (scan.starts.size() > 1) {
+    const YAML::Mark& at = scan.roots.size() > 1 ? scan.roots[1] : scan.starts[1];
+    return Error(at, "", "more than one YAML document (remove the extra '---')");
   }
-  return Field{docs[0], docs[0].Mark(), docs[0].Mark(), ""};
+  return Field{root, root.Mark(), root.Mark(), ""};
 }
 
 Status Reader::Error(const YAML::Mark& mark, std::string_view path, std::string_view what) const {

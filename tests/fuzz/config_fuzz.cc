@@ -45,7 +45,8 @@ void CheckPermissions(std::string_view yaml) {
   auto perms = Permissions::Parse(yaml, kSource);
   if (!perms.ok()) return CheckError(perms.status());
   const ToolRequest requests[] = {
-      {"support-bot", "support", "issue_refund", "write", "orders/A-1", "https://api.example.com/x"},
+      {"support-bot", "support", "issue_refund", "write", "orders/A-1",
+       "https://api.example.com/x"},
       {"", "", "", "", "", ""},
       {"agent", "", "http_get", "read", "", "not a url"},
   };

@@ -140,11 +140,12 @@ void CheckBundle(std::string_view data) {
     return;
   }
   const policy::CompiledBundle& bundle = **read;
+  const bool small_limits = bundle.limits.instructions <= kMaxInstructions &&
+                            bundle.limits.memory_bytes <= kMaxMemoryBytes;
   Result<std::unique_ptr<PolicyEngine>> engine =
-      bundle.limits.instructions <= kMaxInstructions && bundle.limits.memory_bytes <= kMaxMemoryBytes
-          ? PolicyEngine::Load(dir)
-          : PolicyEngine::FromSources(bundle.sources, bundle_yaml + std::string(kLimits),
-                                      permissions_yaml);
+      small_limits ? PolicyEngine::Load(dir)
+                   : PolicyEngine::FromSources(bundle.sources, bundle_yaml + std::string(kLimits),
+                                               permissions_yaml);
   if (!engine.ok()) {
     FUZZ_CHECK(!engine.status().message().empty(), "an error without a message");
     return;

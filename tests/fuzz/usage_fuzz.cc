@@ -96,7 +96,9 @@ void CheckUsage(const Result<Usage>& u, int64_t prompt_side, int64_t output_side
 int64_t Sum(std::initializer_list<int64_t> xs) {
   __int128 s = 0;
   for (int64_t x : xs) s += x;
-  return s > std::numeric_limits<int64_t>::max() || s < std::numeric_limits<int64_t>::min() ? int64_t{-1} : static_cast<int64_t>(s);
+  constexpr int64_t kMax = std::numeric_limits<int64_t>::max();
+  constexpr int64_t kMin = std::numeric_limits<int64_t>::min();
+  return s > kMax || s < kMin ? int64_t{-1} : static_cast<int64_t>(s);
 }
 
 // Mirrors the binding: a missing field is 0; anything but an integer is an

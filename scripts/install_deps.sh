@@ -14,6 +14,7 @@ PACKAGES=(
   libgtest-dev libgmock-dev  # C++ tests
   libbenchmark-dev # C++ benchmarks
   ccache           # compiler cache: rebuilds reuse unchanged objects
+  clang libclang-rt-14-dev  # the ASan+UBSan suite and the fuzz targets (libFuzzer, sanitizer runtimes)
   tzdata           # IANA time zones (/usr/share/zoneinfo) for calendar budget windows
 )
 

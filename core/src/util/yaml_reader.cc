@@ -57,9 +57,18 @@ struct OverLimit {
 // refers to, without the tree ever being built or walked.
 class BoundsCheck : public YAML::EventHandler {
  public:
-  explicit BoundsCheck(const LoadLimits& limits) : limits_(limits) {}
+  BoundsCheck(const LoadLimits& limits, std::string_view text) : limits_(limits), text_(text) {}
 
-  void OnDocumentStart(const YAML::Mark&) override {
+  void OnDocumentStart(const YAML::Mark& mark) override {
+    // yaml-cpp's parser stalls on some input (a stray ',' at the top level):
+    // it starts empty documents at the same place forever without moving on.
+    if (documents_++ > 0 && mark.pos == last_start_) {
+      const size_t pos = static_cast<size_t>(mark.pos);
+      throw OverLimit{mark, pos < text_.size()
+                                ? fmt::format("malformed YAML: unexpected '{}'", text_[pos])
+                                : std::string("malformed YAML")};
+    }
+    last_start_ = mark.pos;
     anchors_.clear();
     open_.clear();
   }
@@ -144,6 +153,9 @@ class BoundsCheck : public YAML::EventHandler {
   }
 
   const LoadLimits& limits_;
+  std::string_view text_;
+  uint64_t documents_ = 0;
+  int last_start_ = -1;
   std::vector<Size> anchors_;  // by the parser's anchor number, per document
   std::vector<Container> open_;
   uint64_t total_ = 0;    // over all documents
@@ -162,7 +174,7 @@ Result<std::vector<YAML::Node>> LoadDocuments(std::string_view text, std::string
   try {
     std::istringstream in(copy);
     YAML::Parser parser(in);
-    BoundsCheck check(limits);
+    BoundsCheck check(limits, copy);
     while (parser.HandleNextDocument(check)) {
     }
     return YAML::LoadAll(copy);
@@ -246,10 +258,11 @@ Result<Field> Reader::Load(std::string_view text, std::string_view expected) con
     first.column = 0;
     return Error(first, "", fmt::format("empty document (expected {})", expected));
   }
-  if (docs.size() > 1) {
-    return Error(docs[1].Mark(), "", "more than one YAML document (remove the extra '---')");
+  if (scan.starts.size() > 1) {
+    const YAML::Mark& at = scan.roots.size() > 1 ? scan.roots[1] : scan.starts[1];
+    return Error(at, "", "more than one YAML document (remove the extra '---')");
   }
-  return Field{docs[0], docs[0].Mark(), docs[0].Mark(), ""};
+  return Field{root, root.Mark(), root.Mark(), ""};
 }
 
 Status Reader::Error(const YAML::Mark& mark, std::string_view path, std::string_view what) const {

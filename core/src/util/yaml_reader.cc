@@ -258,11 +258,10 @@ Result<Field> Reader::Load(std::string_view text, std::string_view expected) con
     first.column = 0;
     return Error(first, "", fmt::format("empty document (expected {})", expected));
   }
-  if (scan.starts.size() > 1) {
-    const YAML::Mark& at = scan.roots.size() > 1 ? scan.roots[1] : scan.starts[1];
-    return Error(at, "", "more than one YAML document (remove the extra '---')");
+  if (docs.size() > 1) {
+    return Error(docs[1].Mark(), "", "more than one YAML document (remove the extra '---')");
   }
-  return Field{root, root.Mark(), root.Mark(), ""};
+  return Field{docs[0], docs[0].Mark(), docs[0].Mark(), ""};
 }
 
 Status Reader::Error(const YAML::Mark& mark, std::string_view path, std::string_view what) const {

@@ -31,10 +31,7 @@ if [ "${BASTION_SANITIZERS:-1}" != "0" ]; then
     cpp_suite asan-clang RelWithDebInfo -DBASTION_ASAN=ON -DBASTION_FUZZ=ON \
     -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ \
     -DBASTION_FUZZ_SECONDS="${BASTION_FUZZ_SECONDS:-15}"
-  # clang compiles the instrumented code several times faster than g++.
-  # TSAN_OPTIONS (suppressions) come from CTest.
-  cpp_suite tsan-clang RelWithDebInfo -DBASTION_TSAN=ON \
-    -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++
+  cpp_suite tsan RelWithDebInfo -DBASTION_TSAN=ON  # TSAN_OPTIONS (suppressions) come from CTest
 fi
 
 start=$SECONDS

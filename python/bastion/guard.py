@@ -128,7 +128,7 @@ class Guard:
                  ("ledger", ledger), ("state", state)]
         named += [(f"pricing[{i}]", p) for i, p in enumerate(pricing or [])]
         for name, value in named:
-            if value is not None and "\0" in str(os.fspath(value)):
+            if value is not None and b"\0" in os.fsencode(value):
                 raise InvalidArgumentError(
                     f"Guard.open: {name} holds a NUL byte; a path cannot contain one")
         root = Path(path) if path is not None else None

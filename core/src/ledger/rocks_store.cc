@@ -147,9 +147,13 @@ Status CheckNoOrphanedFiles(const std::string& path) {
   return Status::OK();
 }
 
+// RocksDB's own LOCK file is held by another process (one that does not take
+// bastion.lock). Only RocksDB's message prefix is matched: a path or an I/O
+// error naming, say, "/srv/blockstore" is not a lock conflict.
 bool IsLockError(const rocksdb::Status& s) {
-  const std::string& m = s.ToString();
-  return s.IsIOError() && (m.find("lock") != std::string::npos || m.find("LOCK") != std::string::npos);
+  const char* state = s.getState();
+  return s.IsIOError() && state != nullptr &&
+         std::string_view(state).starts_with("While lock file");
 }
 
 }  // namespace
@@ -204,7 +208,7 @@ Status RocksStore::Convert(const rocksdb::Status& s, std::string_view context) {
   if (s.IsNotFound()) return Status::NotFound(msg);
   if (s.IsCorruption()) return Status::Corruption(msg);
   if (s.IsInvalidArgument()) return Status::InvalidArgument(msg);
-  if (s.IsBusy() || s.IsTryAgain() || IsLockError(s)) return Status::Busy(msg);
+  if (s.IsBusy() || s.IsTryAgain()) return Status::Busy(msg);
   return Status::IOError(msg);
 }
 

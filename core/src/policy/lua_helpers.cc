@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <vector>
 
 #include <fmt/format.h>
 #include <lua.hpp>
@@ -37,10 +38,31 @@ void Counters::Sweep(PolicyCounters* pc, int64_t now_ns) {
   bytes_.fetch_sub(freed, std::memory_order_relaxed);
 }
 
+void Counters::SweepOthers(PolicyCounters* self, int64_t now_ns) {
+  std::vector<PolicyCounters*> all;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    all.reserve(policies_.size());
+    for (const auto& [id, pc] : policies_) all.push_back(pc.get());
+  }
+  // The caller holds its own policy's mutex: another policy's is only tried,
+  // so two policies sweeping each other cannot deadlock (one in use now is
+  // skipped; its keys are swept by its own next add).
+  for (PolicyCounters* pc : all) {
+    if (pc == self || !pc->mu.try_lock()) continue;
+    Sweep(pc, now_ns);
+    pc->mu.unlock();
+  }
+}
+
 Counters::AddResult Counters::Add(const std::string& policy, std::string_view key,
                                   int64_t window_ns, double amount, int64_t now_ns,
                                   const Limits& limits) {
   AddResult out;
+  if (window_ns <= 0) {
+    out.error = "counter window must be positive";
+    return out;
+  }
   if (key.size() > limits.max_key_bytes) {
     out.error = fmt::format(
         "counter key of {} bytes, over the {}-byte limit (limits.counter_key_bytes)", key.size(),
@@ -56,6 +78,9 @@ Counters::AddResult Counters::Add(const std::string& policy, std::string_view ke
     if (pc->windows.size() >= limits.max_keys ||
         bytes_.load(std::memory_order_relaxed) + cost > limits.max_bytes) {
       Sweep(pc, now_ns);
+    }
+    if (bytes_.load(std::memory_order_relaxed) + cost > limits.max_bytes) {
+      SweepOthers(pc, now_ns);  // the byte bound is shared by every policy
     }
     if (pc->windows.size() >= limits.max_keys) {
       out.error = fmt::format("policy '{}' holds {} live counter keys, the limit "
@@ -309,8 +334,8 @@ int CounterAdd(lua_State* L) {
   const std::string_view key = CheckView(L, 1);
   const double window = luaL_checknumber(L, 2);
   const double amount = luaL_optnumber(L, 3, 1.0);
-  if (!(window > 0 && window <= 366 * 86400.0)) {
-    return luaL_error(L, "counter window must be between 0 and 366 days, in seconds");
+  if (!(window >= 0.001 && window <= 366 * 86400.0)) {
+    return luaL_error(L, "counter window must be between 1 ms and 366 days, in seconds");
   }
   if (!std::isfinite(amount)) return luaL_error(L, "counter amount must be finite");
   bool ok = false, charged = true;

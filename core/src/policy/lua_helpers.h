@@ -69,6 +69,8 @@ class Counters {
   PolicyCounters* ForPolicy(const std::string& policy);
   // Drops the keys whose windows have passed (their count is 0).
   void Sweep(PolicyCounters* pc, int64_t now_ns);
+  // Sweeps every policy's keys but `self`'s (whose mutex the caller holds).
+  void SweepOthers(PolicyCounters* self, int64_t now_ns);
 
   std::mutex mu_;
   std::unordered_map<std::string, std::unique_ptr<PolicyCounters>> policies_;  // GUARDED_BY(mu_)

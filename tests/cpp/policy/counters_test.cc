@@ -60,6 +60,30 @@ TEST(Counters, AShortWindowAddedAfterASweepIsDroppedInTime) {
   EXPECT_TRUE(r.ok) << r.error;
 }
 
+// The byte bound is shared: one policy's expired keys must not keep another
+// policy's new keys out once their windows have passed.
+TEST(Counters, ExpiredKeysOfAQuietPolicyMakeRoomForAnother) {
+  Counters c;
+  const size_t per_key = 9 + Counters::kKeyOverhead;  // "key-00000"
+  const Counters::Limits limits{1000, 16, 3 * per_key};
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_TRUE(c.Add("burst", fmt::format("key-{:05}", i), kSecond, 1, 0, limits).ok) << i;
+  }
+  EXPECT_FALSE(c.Add("steady", "key-00009", kSecond, 1, kSecond / 2, limits).ok);
+  Counters::AddResult r = c.Add("steady", "key-00009", kSecond, 1, 2 * kSecond, limits);
+  ASSERT_TRUE(r.ok) << r.error;
+  EXPECT_EQ(c.bytes(), per_key);
+}
+
+// A window that rounds to zero nanoseconds is refused, not divided by.
+TEST(Counters, RefusesAWindowOfNoTime) {
+  Counters c;
+  const Counters::Limits limits{10, 64, 1 << 20};
+  Counters::AddResult r = c.Add("p", "k", 0, 1, 5, limits);
+  EXPECT_FALSE(r.ok);
+  EXPECT_EQ(c.bytes(), 0u);
+}
+
 TEST(Counters, BoundsKeySizeAndTotalBytes) {
   Counters c;
   const size_t per_key = 9 + Counters::kKeyOverhead;  // "key-00000"

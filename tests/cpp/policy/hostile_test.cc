@@ -139,6 +139,9 @@ const HostileCase kCases[] = {
     {"counter key bound caught by pcall",
      "pcall(counter.add, string.rep('k', 1024), 60) return allow()", "counter_limit",
      "limits.counter_key_bytes"},
+    // A window that rounds to no time at all must not reach a division.
+    {"counter window of no time", "return counter.add('k', 1e-10)", "runtime",
+     "counter window must be between 1 ms and 366 days"},
 };
 
 class HostilePolicy : public ::testing::TestWithParam<HostileCase> {};

@@ -65,3 +65,9 @@ def test_guard_open_names_the_argument(bad: str, tmp_path: Path, argument: str) 
 def test_guard_open_names_the_pricing_file(bad: str, tmp_path: Path) -> None:
     with pytest.raises(bastion.InvalidArgumentError, match=r"pricing\[1\] holds a NUL byte"):
         bastion.Guard.open(tmp_path / "g", pricing=["ok.yaml", bad])
+
+
+def test_guard_open_checks_bytes_paths(bad: str, tmp_path: Path) -> None:
+    with pytest.raises(bastion.InvalidArgumentError, match="policies holds a NUL byte"):
+        bastion.Guard.open(tmp_path / "g", policies=bad.encode())
+    assert not (tmp_path / "g").exists()

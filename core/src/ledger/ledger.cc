@@ -506,9 +506,17 @@ Result<RepairReport> Ledger::Repair(const std::string& path, const RepairOptions
   std::unique_ptr<Ledger> ledger = std::move(*opened);
   auto head = ledger->GetHead();
   if (!head.ok()) return head.status();
-  // The writer's own recovery decides what is kept; it replays exactly what
-  // the read-only diagnosis did.
-  report.last_intact_seq = head->seq;
+  // The writer's own recovery replays exactly what the read-only diagnosis
+  // did. Anything else means the directory changed in between (another repair
+  // finished first, or a writer ran): recording this repair's loss would then
+  // be false.
+  if (head->seq != report.last_intact_seq) {
+    return Status::FailedPrecondition(fmt::format(
+        "ledger at '{}' changed while it was being repaired: the damage was read with records "
+        "1..{} intact, the recovered ledger ends at record {} (another repair or writer?); "
+        "nothing was recorded, and the files copied are in '{}'",
+        path, report.last_intact_seq, head->seq, report.quarantine_path));
+  }
 
   Record r;
   r.action = "repair";

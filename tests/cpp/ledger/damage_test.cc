@@ -8,6 +8,7 @@
 #include <functional>
 #include <map>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <gtest/gtest.h>
@@ -219,6 +220,40 @@ TEST(LedgerDamage, RepairNeedsConsentThenKeepsTheIntactPrefixAndRecordsTheLoss) 
   ASSERT_TRUE(again.ok()) << again.status().ToString();
   EXPECT_FALSE(again->repaired);
   EXPECT_EQ(OpenOrDie(path)->GetHead()->seq, r.repair_seq + 1);
+}
+
+// Two repairs started together: whatever the interleaving, the loss is
+// recorded once and the chain verifies.
+TEST(LedgerDamage, ConcurrentRepairsRecordTheLossOnce) {
+  for (int round = 0; round < 3; ++round) {
+    TempDir dir;
+    const std::string path = LedgerInWal(dir, 1000);
+    const auto wals = FilesOf(path, "\x01", ".log");
+    ASSERT_EQ(wals.size(), 1u);
+    FlipByteAt(wals[0], fs::file_size(wals[0]) * 3 / 10);
+    RepairOptions options;
+    options.accept_loss = true;
+    std::vector<Result<RepairReport>> results(2, Status::Internal("not run"));
+    std::vector<std::thread> repairs;
+    for (int i = 0; i < 2; ++i) {
+      repairs.emplace_back([&, i] { results[i] = Ledger::Repair(path, options); });
+    }
+    for (auto& t : repairs) t.join();
+    int repaired = 0;
+    uint64_t repair_seq = 0;
+    for (const auto& r : results) {
+      if (r.ok() && r->repaired) {
+        ++repaired;
+        repair_seq = r->repair_seq;
+      }
+    }
+    EXPECT_EQ(repaired, 1) << round << ": " << results[0].status().ToString() << " / "
+                           << results[1].status().ToString();
+    auto ledger = OpenOrDie(path);
+    ASSERT_NE(ledger, nullptr);
+    EXPECT_TRUE(ledger->Verify({}).ok);
+    EXPECT_EQ(ledger->GetHead()->seq, repair_seq) << "one repair record, at the head";
+  }
 }
 
 TEST(LedgerDamage, RepairOfAnUndamagedLedgerChangesNothing) {

@@ -220,6 +220,17 @@ struct PyHold {
   BudgetHold hold;
 };
 
+}  // namespace
+
+int64_t FlushIntervalNs(double seconds, const char* name) {
+  if (!(seconds >= 0 && seconds <= 86400)) {
+    ThrowInvalid(fmt::format("{} must be between 0 and 86400 seconds, got {}", name, seconds));
+  }
+  return static_cast<int64_t>(seconds * 1e9);
+}
+
+namespace {
+
 class PyBudgets {
  public:
   static std::shared_ptr<PyBudgets> Open(py::object config, py::object yaml, py::object state_path,
@@ -232,13 +243,9 @@ class PyBudgets {
     } else {
       ThrowInvalid("Budgets.open needs a config file path or yaml= text");
     }
-    if (!(flush_interval >= 0 && flush_interval <= 86400)) {
-      ThrowInvalid(fmt::format("flush_interval must be between 0 and 86400 seconds, got {}",
-                               flush_interval));
-    }
     BudgetSet::Options o;
     if (!state_path.is_none()) o.state_path = py::str(state_path);
-    o.flush_interval_ns = static_cast<int64_t>(flush_interval * 1e9);
+    o.flush_interval_ns = FlushIntervalNs(flush_interval, "flush_interval");
     auto out = std::make_shared<PyBudgets>();
     if (!clock.is_none()) {
       out->clock_ = clock.cast<PyClock&>().clock;

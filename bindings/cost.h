@@ -21,6 +21,9 @@ void RegisterCost(pybind11::module_& m);
 std::shared_ptr<const PricingTable> PricingOf(pybind11::handle h);
 std::shared_ptr<BudgetSet> BudgetsOf(pybind11::handle h);
 std::shared_ptr<ManualClock> ClockOf(pybind11::handle h);
+// A budget state's flush interval in seconds (0 = write-through), checked and
+// in nanoseconds; `name` is the argument's name in the error.
+int64_t FlushIntervalNs(double seconds, const char* name);
 
 // A Usage from a bastion.Usage or a provider's usage dict (see Usage.parse).
 Usage UsageFromPython(pybind11::handle usage, const std::string& provider);

@@ -138,6 +138,7 @@ class PyGuard {
                                        const std::string& slos_file,
                                        const std::string& ledger_path,
                                        const std::string& state_path,
+                                       double budget_flush_interval,
                                        const std::string& durability,
                                        const std::string& high_risk_durability,
                                        py::object clock, int64_t default_max_output_tokens,
@@ -149,6 +150,7 @@ class PyGuard {
     o.slos_file = slos_file;
     o.ledger_path = ledger_path;
     o.state_path = state_path;
+    o.budget_flush_interval_ns = FlushIntervalNs(budget_flush_interval, "budget_flush_interval");
     o.durability = DurabilityArg(durability, "durability");
     o.high_risk_durability = DurabilityArg(high_risk_durability, "high_risk_durability");
     if (!clock.is_none()) o.clock = ClockOf(clock);
@@ -345,7 +347,8 @@ void RegisterGuard(py::module_& m) {
   py::class_<PyGuard, std::shared_ptr<PyGuard>>(m, "_Guard")
       .def_static("_open", &PyGuard::Open, py::kw_only(), py::arg("policy_dir"),
                   py::arg("pricing_files"), py::arg("budgets_file"), py::arg("slos_file"),
-                  py::arg("ledger_path"), py::arg("state_path"), py::arg("durability"),
+                  py::arg("ledger_path"), py::arg("state_path"),
+                  py::arg("budget_flush_interval"), py::arg("durability"),
                   py::arg("high_risk_durability"), py::arg("clock"),
                   py::arg("default_max_output_tokens"), py::arg("deny_unpriced_budgeted_calls"))
       .def("begin", &PyGuard::Begin, py::arg("hook"), py::arg("fields"), py::pos_only())

@@ -399,8 +399,8 @@ class _Guard:
     @staticmethod
     def _open(
         *, policy_dir: str, pricing_files: list[str], budgets_file: str, slos_file: str,
-        ledger_path: str, state_path: str, durability: Durability,
-        high_risk_durability: Durability, clock: ManualClock | None,
+        ledger_path: str, state_path: str, budget_flush_interval: float,
+        durability: Durability, high_risk_durability: Durability, clock: ManualClock | None,
         default_max_output_tokens: int, deny_unpriced_budgeted_calls: bool,
     ) -> _Guard: ...
     def begin(

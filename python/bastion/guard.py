@@ -115,6 +115,7 @@ class Guard:
         slos: PathLike | None = None,
         ledger: PathLike | None = None,
         state: PathLike | None = None,
+        budget_flush_interval: float = 1.0,
         durability: str = "group",
         high_risk_durability: str = "sync",
         clock: ManualClock | None = None,
@@ -123,7 +124,9 @@ class Guard:
     ) -> Guard:
         """Opens a guard on the directory `path` (created if missing); explicit
         arguments override the files found there. Without `path` and `ledger`,
-        nothing is recorded."""
+        nothing is recorded. `budget_flush_interval` is how often the budget
+        state is saved, in seconds; 0 saves every reservation before the call
+        is admitted (see docs/cost.md, "Guarantees: budgets across a crash")."""
         named = [("path", path), ("policies", policies), ("budgets", budgets), ("slos", slos),
                  ("ledger", ledger), ("state", state)]
         named += [(f"pricing[{i}]", p) for i, p in enumerate(pricing or [])]
@@ -163,6 +166,7 @@ class Guard:
             ledger_path=str(ledger_path) if ledger_path is not None else "",
             state_path=str(state_path) if state_path is not None and budgets_file is not None
             else "",
+            budget_flush_interval=budget_flush_interval,
             durability=durability,
             high_risk_durability=high_risk_durability,
             clock=clock,

@@ -65,3 +65,41 @@ def test_a_clean_close_keeps_everything_at_any_flush_interval(tmp_path: Path) ->
         b.reserve("0.30", user="alice")
     with bastion.Budgets.open(yaml=CONFIG, state_path=str(state)) as b:
         assert b.usage_of("per-user", "alice")["spent_usd"] == Decimal("0.6")
+
+
+# A guard that saves each reservation before it admits the call: killed while
+# the model call runs, its hold is charged on restart.
+GUARD_CHILD = textwrap.dedent("""
+    import sys, bastion
+    guard = bastion.Guard.open(sys.argv[1], budget_flush_interval=0)
+    call = guard.begin_model("gpt-4o", "hello", user_id="alice", max_output_tokens=4000)
+    assert call.decision.effect == "allow", call.decision
+    print("ready", flush=True)
+    sys.stdin.read()   # killed while the model call runs
+""")
+
+
+def test_a_guard_with_write_through_budgets_keeps_a_running_calls_hold(tmp_path: Path) -> None:
+    root = tmp_path / "guard"
+    root.mkdir()
+    (root / "budgets.yaml").write_text(CONFIG)
+    with subprocess.Popen([sys.executable, "-c", GUARD_CHILD, str(root)],
+                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          text=True) as child:
+        assert child.stdout is not None and child.stderr is not None
+        try:
+            line = child.stdout.readline()
+        finally:
+            os.kill(child.pid, signal.SIGKILL)
+            child.wait(timeout=30)
+        assert line == "ready\n", child.stderr.read()
+    with bastion.Budgets.open(yaml=CONFIG, state_path=str(root / "state")) as budgets:
+        assert budgets.restored["abandoned_reservations"] == 1
+        assert budgets.restored["abandoned_usd"] > 0
+        usage = budgets.usage_of("per-user", "alice")
+        assert usage["spent_usd"] == budgets.restored["abandoned_usd"]
+
+
+def test_guard_budget_flush_interval_is_checked(tmp_path: Path) -> None:
+    with pytest.raises(bastion.InvalidArgumentError, match="budget_flush_interval"):
+        bastion.Guard.open(tmp_path / "g", budget_flush_interval=-1)

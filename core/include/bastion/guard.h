@@ -69,6 +69,10 @@ struct GuardOptions {
   // --- state ---
   std::string ledger_path;  // "" = no ledger (records are not kept)
   std::string state_path;   // budget state (RocksDB); "" = in memory
+  // How often the budget state is saved (BudgetSet::Options::flush_interval_ns):
+  // 0 saves every reservation before Begin admits the call, so a crash never
+  // lets a restart admit more than the limit.
+  int64_t budget_flush_interval_ns = 1'000'000'000;
   LedgerOptions ledger;
   // Durability of ordinary records, and of the decision record of a
   // high-risk call (risk "high" or "critical", or a tool call whose operation

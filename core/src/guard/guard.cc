@@ -150,6 +150,7 @@ Result<std::unique_ptr<Guard>> Guard::Open(GuardOptions options) {
     BudgetSet::Options bo;
     bo.clock = [clock] { return clock->NowNs(); };
     bo.state_path = o.state_path;
+    bo.flush_interval_ns = o.budget_flush_interval_ns;
     auto set = BudgetSet::Open(std::move(*config), bo);
     if (!set.ok()) return set.status();
     guard->budgets_ = std::move(*set);

@@ -29,8 +29,13 @@ CHILD = textwrap.dedent("""
 
 
 def run_and_kill(state: Path, flush_interval: float) -> None:
+    kill_when_ready(CHILD, str(state), str(flush_interval), CONFIG)
+
+
+def kill_when_ready(script: str, *args: str) -> None:
+    """Runs `script` in a child process and SIGKILLs it once it prints ready."""
     with subprocess.Popen(
-            [sys.executable, "-c", CHILD, str(state), str(flush_interval), CONFIG],
+            [sys.executable, "-c", script, *args],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             text=True) as child:
         assert child.stdout is not None and child.stderr is not None
@@ -83,16 +88,7 @@ def test_a_guard_with_write_through_budgets_keeps_a_running_calls_hold(tmp_path:
     root = tmp_path / "guard"
     root.mkdir()
     (root / "budgets.yaml").write_text(CONFIG)
-    with subprocess.Popen([sys.executable, "-c", GUARD_CHILD, str(root)],
-                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                          text=True) as child:
-        assert child.stdout is not None and child.stderr is not None
-        try:
-            line = child.stdout.readline()
-        finally:
-            os.kill(child.pid, signal.SIGKILL)
-            child.wait(timeout=30)
-        assert line == "ready\n", child.stderr.read()
+    kill_when_ready(GUARD_CHILD, str(root))
     with bastion.Budgets.open(yaml=CONFIG, state_path=str(root / "state")) as budgets:
         assert budgets.restored["abandoned_reservations"] == 1
         assert budgets.restored["abandoned_usd"] > 0

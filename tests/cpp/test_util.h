@@ -5,6 +5,8 @@
 #include <stdlib.h>
 
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <string>
 
 #include <fmt/format.h>
@@ -13,6 +15,24 @@
 #include "bastion/ledger.h"
 
 namespace bastion::testing {
+
+// A file's bytes ("" if it cannot be read).
+inline std::string ReadFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+// Replaces a file's bytes; fails the test if they cannot be written.
+inline void WriteFile(const std::string& path, const std::string& content) {
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out << content;
+  ASSERT_TRUE(out.good()) << path;
+}
+
+inline void ExpectMentions(const Status& s, const std::string& text) {
+  EXPECT_NE(s.message().find(text), std::string::npos)
+      << "'" << s.message() << "' does not mention '" << text << "'";
+}
 
 // A fresh directory, removed with everything in it when the object dies.
 class TempDir {

@@ -25,29 +25,16 @@ namespace fs = std::filesystem;
 using testing::OpenOrDie;
 using testing::RawDb;
 using testing::SampleRecord;
+using testing::ExpectMentions;
+using testing::ReadFile;
 using testing::TempDir;
-
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(in), {});
-}
-
-void WriteFile(const std::string& path, const std::string& content) {
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  out << content;
-  ASSERT_TRUE(out.good()) << path;
-}
+using testing::WriteFile;
 
 void FlipByteAt(const std::string& path, size_t offset) {
   std::string bytes = ReadFile(path);
   ASSERT_LT(offset, bytes.size()) << path;
   bytes[offset] = static_cast<char>(bytes[offset] ^ 0x5a);
   WriteFile(path, bytes);
-}
-
-void ExpectMentions(const Status& s, const std::string& text) {
-  EXPECT_NE(s.message().find(text), std::string::npos)
-      << "'" << s.message() << "' does not mention '" << text << "'";
 }
 
 // The ledger's files whose name starts with `prefix` or ends with `suffix`.

@@ -24,18 +24,10 @@ namespace fs = std::filesystem;
 using testing::OpenOrDie;
 using testing::RawDb;
 using testing::SampleRecord;
+using testing::ExpectMentions;
+using testing::ReadFile;
 using testing::TempDir;
-
-void WriteFile(const std::string& path, const std::string& content) {
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  out << content;
-  ASSERT_TRUE(out.good()) << path;
-}
-
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(in), {});
-}
+using testing::WriteFile;
 
 // A closed ledger with a few records.
 std::string MakeLedger(const TempDir& dir, const std::string& name = "l") {
@@ -68,11 +60,6 @@ std::vector<std::string> Families(const std::string& path) {
   EXPECT_TRUE(rocksdb::DB::ListColumnFamilies(rocksdb::Options(), path, &families).ok());
   std::sort(families.begin(), families.end());
   return families;
-}
-
-void ExpectMentions(const Status& s, const std::string& text) {
-  EXPECT_NE(s.message().find(text), std::string::npos)
-      << "'" << s.message() << "' does not mention '" << text << "'";
 }
 
 std::string ManifestOf(const std::string& path) {

@@ -63,16 +63,16 @@ SHAPES = [
 @pytest.mark.parametrize("provider,usage", SHAPES)
 def test_every_usage_shape_normalizes_to_the_same_usage(provider: str, usage: dict) -> None:
     u = bastion.Usage.parse(usage, provider)
-    assert u == bastion.Usage(input=300, cached_input=1000, output=250, reasoning=150)
+    assert u == bastion.Usage(input=300, cache_read=1000, output=250, reasoning=150)
 
 
 def test_cost_is_exact_per_component(table: bastion.PricingTable) -> None:
-    cost = table.price("model-r", bastion.Usage(input=300, cached_input=1000, output=250,
+    cost = table.price("model-r", bastion.Usage(input=300, cache_read=1000, output=250,
                                                   reasoning=150))
     # 300 x 1.10 + 1000 x 0.275 + 250 x 4.40 + 150 x 4.40 (reasoning bills as output), per 1M
     assert cost.usd == Decimal("0.002365")
     assert cost.nanousd == 2_365_000
-    assert cost.components["cached_input"] == Decimal("0.000275")
+    assert cost.components["cache_read"] == Decimal("0.000275")
     assert cost.components["reasoning"] == Decimal("0.00066")
     assert sum(cost.components.values()) == cost.usd
 

@@ -66,6 +66,25 @@ def test_every_usage_shape_normalizes_to_the_same_usage(provider: str, usage: di
     assert u == bastion.Usage(input=300, cache_read=1000, output=250, reasoning=150)
 
 
+def test_usage_cache_read_and_its_former_name_cached_input() -> None:
+    u = bastion.Usage(input=300, cache_read=1000, output=250)
+    assert u.cache_read == 1000 and u.cached_input == 1000
+    assert bastion.Usage(input=300, cached_input=1000, output=250) == u
+    assert u.to_dict() == {"input": 300, "cache_read": 1000, "cache_write_5m": 0,
+                           "cache_write_1h": 0, "output": 250, "reasoning": 0}
+    assert "cache_read=1000" in repr(u)
+    assert bastion.Usage.parse({"prompt_tokens": 1300, "completion_tokens": 250,
+                                "prompt_tokens_details": {"cached_tokens": 1000}}) == u
+    with pytest.raises(AttributeError):
+        u.cached_input = 5  # type: ignore[misc]
+    with pytest.raises(AttributeError):
+        u.cache_read = 5  # type: ignore[misc]
+    with pytest.raises(bastion.InvalidArgumentError, match="cache_read or its former name"):
+        bastion.Usage(cache_read=1, cached_input=1)
+    with pytest.raises(bastion.InvalidArgumentError, match="cache_read"):
+        bastion.Usage(cached_input=-1)
+
+
 def test_cost_is_exact_per_component(table: bastion.PricingTable) -> None:
     cost = table.price("model-r", bastion.Usage(input=300, cache_read=1000, output=250,
                                                   reasoning=150))

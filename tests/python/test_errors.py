@@ -25,9 +25,9 @@ def test_call_denied_is_the_same_class_as_call_denied_error() -> None:
 
 
 def test_call_denied_error_from_decision_names_the_reasons() -> None:
-    engine = bastion.PolicyEngine.from_sources({
-        "no.lua": 'return {id = "no", before_tool = function(call) return deny("never") end}',
-    })
+    engine = bastion.PolicyEngine.from_sources([
+        ("no.lua", 'return {id = "no", before_tool = function(call) return deny("never") end}'),
+    ])
     decision = engine.evaluate("before_tool", {"tool": "x"})
     with pytest.raises(bastion.Error, match=r"tool call 'x' denied \(no: never\)") as caught:
         raise bastion.CallDeniedError.from_decision(decision, "tool call 'x'")

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstdint>
 #include <iterator>
+#include <limits>
 #include <string>
 
 #include <fmt/format.h>
@@ -61,20 +62,54 @@ Result<NanoUsd> NanoUsdFromDouble(double usd) {
   if (!std::isfinite(usd)) {
     return Status::InvalidArgument(fmt::format("{} USD is not a finite amount", usd));
   }
-  // The shortest text that reads back as `usd` ("0.1", "1e-10", "2.5e+20"),
-  // then rounded exactly: see the header for why not usd * 1e9.
-  char buf[32];
-  const double magnitude = std::fabs(usd);
-  const auto end = fmt::format_to_n(buf, sizeof buf, "{}", magnitude);
-  int64_t v = 0;
-  const DecimalError e = cost_internal::ParseDecimal(
-      std::string_view(buf, end.size), 9, /*allow_rounding=*/true, &v);
-  if (e != DecimalError::kNone) {
-    // The only failure a finite, non-negative double's text can have.
+  auto out_of_range = [&] {
     return Status::InvalidArgument(
         fmt::format("{} USD is out of range (at most $9223372036.854775807)", usd));
+  };
+  // The shortest text that reads back as |usd| ("0.1", "1e-10", "2.5e+20"):
+  // at most 17 significant digits, read here as significand x 10^exp10
+  // without allocating (this runs once per record appended from Python).
+  char buf[32];
+  const auto written = fmt::format_to_n(buf, sizeof buf, "{}", std::fabs(usd));
+  const std::string_view text(buf, written.size);
+  uint64_t significand = 0;
+  int digits = 0, exp10 = 0;
+  size_t i = 0;
+  bool point = false;
+  for (; i < text.size() && text[i] != 'e'; ++i) {
+    if (text[i] == '.') {
+      point = true;
+      continue;
+    }
+    if (significand != 0 || text[i] != '0') ++digits;
+    significand = significand * 10 + static_cast<uint64_t>(text[i] - '0');
+    if (point) --exp10;
   }
-  return usd < 0 ? -v : v;
+  if (i < text.size()) {  // "e-10", "e+20"
+    int e = 0;
+    for (size_t j = i + 2; j < text.size(); ++j) e = e * 10 + (text[j] - '0');
+    exp10 += text[i + 1] == '-' ? -e : e;
+  }
+  if (digits > 17) return out_of_range();  // cannot happen for a shortest text
+  // significand x 10^(exp10 + 9), rounded half to even.
+  const int shift = exp10 + 9;
+  __int128 v = 0;
+  if (significand == 0) {
+    v = 0;
+  } else if (shift >= 0) {
+    if (shift > 19) return out_of_range();
+    v = significand;
+    for (int k = 0; k < shift; ++k) v *= 10;
+  } else if (-shift <= 18) {
+    uint64_t scale = 1;
+    for (int k = 0; k < -shift; ++k) scale *= 10;
+    const uint64_t q = significand / scale, r = significand % scale;
+    v = q;
+    if (r > scale / 2 || (r == scale / 2 && (q & 1) == 1)) ++v;
+  }  // else below 1e-18 nano-USD x 10^17: less than half a nano-USD, 0
+  if (v > std::numeric_limits<NanoUsd>::max()) return out_of_range();
+  const NanoUsd amount = static_cast<NanoUsd>(v);
+  return usd < 0 ? -amount : amount;
 }
 
 double UsdFromNanoUsd(NanoUsd amount) {

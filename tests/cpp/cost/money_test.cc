@@ -11,9 +11,11 @@
 #include <string>
 #include <vector>
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include "bastion/budget.h"
+#include "bastion/cost.h"
 #include "bastion/slo_monitor.h"
 
 namespace bastion {
@@ -171,6 +173,30 @@ TEST(Money, NanoUsdFromDoubleRoundsHalfToEven) {
     ASSERT_TRUE(v.ok()) << c.usd << ": " << v.status().ToString();
     EXPECT_EQ(*v, c.amount) << c.usd;
   }
+}
+
+// The rule, stated as text: the double's shortest text, parsed exactly and
+// rounded half to even at nine places (ParseScaledDecimal does the same).
+TEST(Money, NanoUsdFromDoubleIsTheShortestTextRoundedHalfToEven) {
+  std::mt19937_64 rng(3);
+  std::uniform_real_distribution<double> mantissa(1.0, 10.0);
+  std::uniform_int_distribution<int> exponent(-14, 9);
+  int compared = 0;
+  for (int i = 0; i < 50000; ++i) {
+    double d = mantissa(rng) * std::pow(10.0, exponent(rng));
+    if (i % 3 == 0) d = std::round(d * 1e10) / 1e10;  // ties and near-ties at 1e-10
+    const std::string text = fmt::format("{}", d);
+    const Result<int64_t> expected = ParseScaledDecimal(text, 9, /*allow_rounding=*/true);
+    const Result<NanoUsd> got = NanoUsdFromDouble(d);
+    ASSERT_EQ(got.ok(), expected.ok()) << text;
+    if (!got.ok()) continue;
+    ASSERT_EQ(*got, *expected) << text;
+    const Result<NanoUsd> negated = NanoUsdFromDouble(-d);
+    ASSERT_TRUE(negated.ok()) << text;
+    ASSERT_EQ(*negated, -*expected) << text;
+    ++compared;
+  }
+  EXPECT_GT(compared, 45000);
 }
 
 TEST(Money, NanoUsdFromDoubleRejectsWhatHasNoAmount) {

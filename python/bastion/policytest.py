@@ -47,7 +47,7 @@ _TEXT_OF_HOOK = {
 class CaseFileError(Error, ValueError):
     """A case file that cannot be read as cases; the message names file and entry.
 
-    A bastion.Error, and a ValueError as before."""
+    A bastion.Error and a ValueError."""
 
 
 @dataclasses.dataclass

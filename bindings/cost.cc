@@ -162,13 +162,7 @@ class PyPricingTable {
   size_t Size() const { return table_->size(); }
 
   PyCost Price(const std::string& model, py::handle usage, const std::string& provider) const {
-    Usage u;
-    if (py::isinstance<Usage>(usage)) {
-      u = usage.cast<Usage>();
-    } else {
-      u = UsageFromProvider(usage, provider);
-    }
-    return {Unwrap(PriceCall(*table_, model, u)), model};
+    return {Unwrap(PriceCall(*table_, model, UsageFromPython(usage, provider))), model};
   }
 
   std::shared_ptr<const PricingTable> table() const { return table_; }

@@ -106,7 +106,7 @@ Result<NanoUsd> NanoUsdFromDouble(double usd) {
     const uint64_t q = significand / scale, r = significand % scale;
     v = q;
     if (r > scale / 2 || (r == scale / 2 && (q & 1) == 1)) ++v;
-  }  // else below 1e-18 nano-USD x 10^17: less than half a nano-USD, 0
+  }  // else the significand (< 10^17) is under half of 10^-shift: 0
   if (v > std::numeric_limits<NanoUsd>::max()) return out_of_range();
   const NanoUsd amount = static_cast<NanoUsd>(v);
   return usd < 0 ? -amount : amount;

@@ -68,7 +68,7 @@ void BM_GuardedModelCall(benchmark::State& state, Durability durability) {
   PolicyEngine* engine = guard->policies();
   CallOutcome outcome;
   outcome.output = kAnswer;
-  outcome.usage = Usage{.input = 164, .cached_input = 256, .output = 36};
+  outcome.usage = Usage{.input = 164, .cache_read = 256, .output = 36};
   outcome.latency_ns = 900'000'000;
   std::vector<double> lifecycle, baseline;
   int64_t step = 0;

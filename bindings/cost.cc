@@ -80,7 +80,7 @@ Usage UsageFromProvider(py::handle raw, const std::string& provider) {
 }
 
 py::dict UsageDict(const Usage& u) {
-  return py::dict("input"_a = u.input, "cached_input"_a = u.cached_input,
+  return py::dict("input"_a = u.input, "cache_read"_a = u.cache_read,
                   "cache_write_5m"_a = u.cache_write_5m, "cache_write_1h"_a = u.cache_write_1h,
                   "output"_a = u.output, "reasoning"_a = u.reasoning);
 }
@@ -107,27 +107,25 @@ py::object UsdDecimal(int64_t nanousd) { return Decimal(nanousd); }
 
 namespace {
 
-// USD as a Decimal, int, str or float (floats through their shortest repr,
-// so 0.1 is 0.1) -> nano-USD, exactly; more than 9 decimal places is an error.
-int64_t NanoUsd(py::handle v, std::string_view what) {
+// USD as a Decimal, int or str (exact: more than 9 decimal places is an
+// error) or a float (rounded by the one rule, NanoUsdFromDouble) -> nano-USD.
+int64_t UsdArg(py::handle v, std::string_view what) {
+  const bool is_float = PyFloat_Check(v.ptr());
   if (PyBool_Check(v.ptr())) {
     throw py::type_error(fmt::format("{} must be a number of USD, got bool", what));
   }
-  std::string text;
-  if (PyFloat_Check(v.ptr())) {
-    text = py::str(py::repr(v));
-  } else if (PyLong_Check(v.ptr()) || PyUnicode_Check(v.ptr()) ||
-             py::isinstance(v, py::module_::import("decimal").attr("Decimal"))) {
-    text = py::str(v);
-  } else {
-    throw py::type_error(fmt::format("{} must be a number of USD (Decimal, int, float or str), got {}",
-                                     what, Py_TYPE(v.ptr())->tp_name));
+  if (!is_float && !PyLong_Check(v.ptr()) && !PyUnicode_Check(v.ptr()) &&
+      !py::isinstance(v, py::module_::import("decimal").attr("Decimal"))) {
+    throw py::type_error(
+        fmt::format("{} must be a number of USD (Decimal, int, float or str), got {}", what,
+                    Py_TYPE(v.ptr())->tp_name));
   }
-  auto r = ParseScaledDecimal(text, 9, /*allow_rounding=*/false);
-  if (!r.ok()) {
-    ThrowInvalid(fmt::format("{} must be a non-negative amount of USD with at most 9 decimal "
-                             "places, got {}",
-                             what, text));
+  const Result<bastion::NanoUsd> r = is_float ? NanoUsdFromDouble(PyFloat_AS_DOUBLE(v.ptr()))
+                                              : ParseUsd(py::str(v).cast<std::string>());
+  if (!r.ok()) ThrowInvalid(fmt::format("{}: {}", what, r.status().message()));
+  if (*r < 0) {
+    ThrowInvalid(fmt::format("{} must be a non-negative amount of USD, got {}", what,
+                             py::repr(v).cast<std::string>()));
   }
   return *r;
 }
@@ -164,13 +162,7 @@ class PyPricingTable {
   size_t Size() const { return table_->size(); }
 
   PyCost Price(const std::string& model, py::handle usage, const std::string& provider) const {
-    Usage u;
-    if (py::isinstance<Usage>(usage)) {
-      u = usage.cast<Usage>();
-    } else {
-      u = UsageFromProvider(usage, provider);
-    }
-    return {Unwrap(PriceCall(*table_, model, u)), model};
+    return {Unwrap(PriceCall(*table_, model, UsageFromPython(usage, provider))), model};
   }
 
   std::shared_ptr<const PricingTable> table() const { return table_; }
@@ -202,17 +194,13 @@ py::list AlertList(const std::vector<AlertEvent>& alerts) {
 }
 
 py::dict UsageRow(const BudgetUsage& u) {
-  const double used = u.limit_nanousd > 0 ? static_cast<double>(u.spent_nanousd +
-                                                                u.reserved_nanousd) /
-                                                static_cast<double>(u.limit_nanousd)
-                                          : 0.0;
   return py::dict("budget"_a = u.budget_id, "key"_a = u.key, "window"_a = u.window,
                   "window_start_ns"_a = u.window_start_ns, "window_end_ns"_a = u.window_end_ns,
                   "limit_usd"_a = Decimal(u.limit_nanousd),
                   "admissible_usd"_a = Decimal(u.admissible_nanousd),
                   "spent_usd"_a = Decimal(u.spent_nanousd),
                   "reserved_usd"_a = Decimal(u.reserved_nanousd),
-                  "remaining_usd"_a = Decimal(u.remaining_nanousd), "used"_a = used,
+                  "remaining_usd"_a = Decimal(u.remaining_nanousd), "used"_a = u.Used(),
                   "enforcement"_a = u.hard ? "hard" : "soft");
 }
 
@@ -262,7 +250,7 @@ class PyBudgets {
   PyHold Reserve(py::object estimate_usd, const std::string& user, const std::string& agent,
                  const std::string& tenant, const std::string& run, const std::string& model,
                  const std::string& tool, std::vector<std::string> tags) {
-    const int64_t estimate = NanoUsd(estimate_usd, "estimate_usd");
+    const int64_t estimate = UsdArg(estimate_usd, "estimate_usd");
     BudgetSubject s;
     s.user = user;
     s.agent = agent;
@@ -282,7 +270,7 @@ class PyBudgets {
   }
 
   py::dict Settle(const PyHold& hold, py::object actual_usd) {
-    const int64_t actual = NanoUsd(actual_usd, "actual_usd");
+    const int64_t actual = UsdArg(actual_usd, "actual_usd");
     const std::shared_ptr<BudgetSet> set = Set();
     Result<HoldSettlement> r = [&] {
       py::gil_scoped_release release;
@@ -387,7 +375,7 @@ class PyBudgets {
 
 py::list BudgetAlertList(const std::vector<AlertEvent>& alerts) { return AlertList(alerts); }
 
-int64_t UsdToNanos(py::handle value, std::string_view what) { return NanoUsd(value, what); }
+int64_t UsdToNanos(py::handle value, std::string_view what) { return UsdArg(value, what); }
 
 Usage UsageFromPython(py::handle usage, const std::string& provider) {
   if (py::isinstance<Usage>(usage)) return usage.cast<Usage>();
@@ -428,21 +416,28 @@ void RegisterCost(py::module_& m) {
 
   py::class_<Usage>(m, "Usage",
                     "Token usage of one call, normalized: six disjoint counts, each billed once.")
-      .def(py::init([](int64_t input, int64_t cached_input, int64_t cache_write_5m,
-                       int64_t cache_write_1h, int64_t output, int64_t reasoning) {
-             Usage u{input, cached_input, cache_write_5m, cache_write_1h, output, reasoning};
+      .def(py::init([](int64_t input, std::optional<int64_t> cache_read, int64_t cache_write_5m,
+                       int64_t cache_write_1h, int64_t output, int64_t reasoning,
+                       std::optional<int64_t> cached_input) {
+             // cached_input: the former name of cache_read.
+             if (cache_read && cached_input) {
+               ThrowInvalid("Usage: give cache_read or its former name cached_input, not both");
+             }
+             Usage u{input, cache_read.value_or(cached_input.value_or(0)), cache_write_5m,
+                     cache_write_1h, output, reasoning};
              ThrowIfError(ValidateUsage(u));
              return u;
            }),
-           py::kw_only(), py::arg("input") = 0, py::arg("cached_input") = 0,
+           py::kw_only(), py::arg("input") = 0, py::arg("cache_read") = py::none(),
            py::arg("cache_write_5m") = 0, py::arg("cache_write_1h") = 0, py::arg("output") = 0,
-           py::arg("reasoning") = 0)
+           py::arg("reasoning") = 0, py::arg("cached_input") = py::none())
       .def_static("parse", &UsageFromProvider, py::arg("usage"), py::arg("provider") = "auto",
                   "Normalizes a provider's usage report. provider: auto (recognise the shape), "
                   "openai, anthropic, gemini or langchain. InvalidArgumentError for a report "
                   "that fits no shape, naming its keys; never a silent zero.")
       .def_readonly("input", &Usage::input)
-      .def_readonly("cached_input", &Usage::cached_input)
+      .def_readonly("cache_read", &Usage::cache_read)
+      .def_readonly("cached_input", &Usage::cache_read, "The former name of cache_read.")
       .def_readonly("cache_write_5m", &Usage::cache_write_5m)
       .def_readonly("cache_write_1h", &Usage::cache_write_1h)
       .def_readonly("output", &Usage::output)
@@ -452,9 +447,9 @@ void RegisterCost(py::module_& m) {
       .def("__eq__", [](const Usage& a, const Usage& b) { return a == b; })
       .def("__repr__", [](const Usage& u) {
         return fmt::format(
-            "Usage(input={}, cached_input={}, cache_write_5m={}, cache_write_1h={}, output={}, "
+            "Usage(input={}, cache_read={}, cache_write_5m={}, cache_write_1h={}, output={}, "
             "reasoning={})",
-            u.input, u.cached_input, u.cache_write_5m, u.cache_write_1h, u.output, u.reasoning);
+            u.input, u.cache_read, u.cache_write_5m, u.cache_write_1h, u.output, u.reasoning);
       });
 
   py::class_<PyCost>(m, "Cost", "The exact cost of one call.")
@@ -469,7 +464,7 @@ void RegisterCost(py::module_& m) {
             // Exact, in USD (fUSD scaled by 1e-15).
             auto d = [](int64_t fusd) { return ScaledDecimal(fusd, 15); };
             return py::dict("input"_a = d(c.cost.input_fusd),
-                            "cached_input"_a = d(c.cost.cached_input_fusd),
+                            "cache_read"_a = d(c.cost.cache_read_fusd),
                             "cache_write_5m"_a = d(c.cost.cache_write_5m_fusd),
                             "cache_write_1h"_a = d(c.cost.cache_write_1h_fusd),
                             "output"_a = d(c.cost.output_fusd),

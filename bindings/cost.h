@@ -33,8 +33,9 @@ Usage UsageFromPython(pybind11::handle usage, const std::string& provider);
 pybind11::object WrapPricing(std::shared_ptr<const PricingTable> table);
 pybind11::object WrapBudgets(std::shared_ptr<BudgetSet> set);
 
-// USD as a Decimal, int, float or str -> nano-USD, exactly (TypeError for
-// other types, InvalidArgumentError naming `what` for a bad amount).
+// USD as a Decimal, int or str (exactly, bastion::ParseUsd) or a float
+// (rounded, bastion::NanoUsdFromDouble) -> non-negative nano-USD. TypeError
+// for other types, InvalidArgumentError naming `what` for a bad amount.
 int64_t UsdToNanos(pybind11::handle value, std::string_view what);
 
 // Budget alerts as the dicts Hold.alerts holds.

@@ -23,22 +23,6 @@ py::object OptNs(const std::optional<int64_t>& v) {
   return v ? py::object(py::int_(*v)) : py::object(py::none());
 }
 
-const char* KindName(BreachAction::Kind k) {
-  switch (k) {
-    case BreachAction::Kind::kLog:
-      return "log";
-    case BreachAction::Kind::kDowngrade:
-      return "downgrade";
-    case BreachAction::Kind::kDisable:
-      return "disable";
-    case BreachAction::Kind::kRateLimit:
-      return "rate_limit";
-    case BreachAction::Kind::kEscalate:
-      return "escalate";
-  }
-  return "?";
-}
-
 py::dict EventDict(const SloEvent& e) {
   return py::dict("slo"_a = e.slo_id, "subject"_a = e.subject, "signal"_a = e.signal,
                   "firing"_a = e.firing, "severity"_a = e.severity, "action"_a = e.action,
@@ -62,7 +46,7 @@ py::dict StatusDict(const SeriesStatus& s) {
   }
   py::list actions;
   for (const BreachAction& a : s.active_actions) {
-    std::string text = KindName(a.kind);
+    std::string text = BreachActionKindName(a.kind);
     if (a.kind == BreachAction::Kind::kDowngrade) text += ":" + a.model;
     if (a.kind == BreachAction::Kind::kRateLimit) text += fmt::format(":{}/s", a.rate_per_second);
     actions.append(text);

@@ -43,7 +43,7 @@ from bastion._core import (
     VerifyReport,
 )
 
-from bastion.guard import CallDenied, Guard
+from bastion.guard import CallDenied, CallDeniedError, Guard
 from bastion.summary import Summary, summary
 
 QueryResult.to_pandas = _frames.to_pandas  # type: ignore[method-assign]
@@ -76,6 +76,7 @@ __all__ = [
     "Budgets",
     "BusyError",
     "CallDenied",
+    "CallDeniedError",
     "CallEnd",
     "CorruptionError",
     "Cost",

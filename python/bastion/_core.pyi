@@ -212,15 +212,18 @@ class ManualClock:
 
 class Usage:
     def __init__(
-        self, *, input: int = 0, cached_input: int = 0, cache_write_5m: int = 0,
+        self, *, input: int = 0, cache_read: int | None = None, cache_write_5m: int = 0,
         cache_write_1h: int = 0, output: int = 0, reasoning: int = 0,
+        cached_input: int | None = None,
     ) -> None: ...
     @staticmethod
     def parse(usage: Mapping[str, Any] | Any, provider: UsageProvider = "auto") -> Usage: ...
     @property
     def input(self) -> int: ...
     @property
-    def cached_input(self) -> int: ...
+    def cache_read(self) -> int: ...
+    @property
+    def cached_input(self) -> int: ...  # the former name of cache_read
     @property
     def cache_write_5m(self) -> int: ...
     @property

@@ -44,7 +44,7 @@ from bastion._core import (
 PathLike = str | os.PathLike[str]
 
 
-class CallDenied(Error, RuntimeError):
+class CallDeniedError(Error, RuntimeError):
     """A guarded call was denied, or a human rejected it.
 
     A RuntimeError, so LangGraph's default retry policy does not retry it.
@@ -55,9 +55,13 @@ class CallDenied(Error, RuntimeError):
         self.decision = decision
 
     @classmethod
-    def from_decision(cls, decision: Decision, what: str = "call") -> CallDenied:
+    def from_decision(cls, decision: Decision, what: str = "call") -> CallDeniedError:
         reasons = "; ".join(f"{r['policy_id']}: {r['message']}" for r in decision.reasons)
         return cls(f"{what} denied ({reasons or 'no reason given'})", decision)
+
+
+#: The former name of CallDeniedError (the same class).
+CallDenied = CallDeniedError
 
 
 async def _in_executor(fn: Any) -> Any:

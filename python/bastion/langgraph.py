@@ -89,7 +89,7 @@ _APPROVE_WORDS = frozenset({"approve", "approved", "accept", "accepted", "allow"
 _REJECT_WORDS = frozenset({"reject", "rejected", "deny", "denied"})
 
 
-class GuardDenied(CallDenied, ModelError):
+class GuardDeniedError(CallDenied, ModelError):
     """A guarded model or tool call was denied (raised with `on_deny="raise"`).
 
     A bastion.CallDenied and a RuntimeError, so LangGraph's default RetryPolicy
@@ -98,6 +98,9 @@ class GuardDenied(CallDenied, ModelError):
     `decision` holds the reasons."""
 
     is_retryable = False
+
+
+GuardDenied = GuardDeniedError  # the former name (the same class)
 
 
 # --- run context -------------------------------------------------------------

@@ -30,7 +30,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from bastion._core import Decision, PolicyEngine, parse_yaml
+from bastion._core import Decision, Error, PolicyEngine, parse_yaml
 
 _EXPECT_KEYS = {
     "effect", "policies", "reasons", "redactions", "redacted", "risk_level",
@@ -44,8 +44,10 @@ _TEXT_OF_HOOK = {
 }
 
 
-class CaseFileError(ValueError):
-    """A case file that cannot be read as cases; the message names file and entry."""
+class CaseFileError(Error, ValueError):
+    """A case file that cannot be read as cases; the message names file and entry.
+
+    A bastion.Error and a ValueError."""
 
 
 @dataclasses.dataclass

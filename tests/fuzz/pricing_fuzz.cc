@@ -33,7 +33,7 @@ void CheckCallsPrice(const PricingTable& table, const std::string& model) {
                  c.status().ToString().c_str());
       continue;
     }
-    const __int128 sum = static_cast<__int128>(c->input_fusd) + c->cached_input_fusd +
+    const __int128 sum = static_cast<__int128>(c->input_fusd) + c->cache_read_fusd +
                          c->cache_write_5m_fusd + c->cache_write_1h_fusd + c->output_fusd +
                          c->reasoning_fusd;
     FUZZ_CHECK(sum == c->total_fusd && c->total_fusd >= 0,

@@ -56,11 +56,11 @@ void CheckPriced(const Usage& u) {
       FUZZ_CHECK(c.status().IsInvalidArgument(), "%s", c.status().ToString().c_str());
       continue;
     }
-    const __int128 sum = static_cast<__int128>(c->input_fusd) + c->cached_input_fusd +
+    const __int128 sum = static_cast<__int128>(c->input_fusd) + c->cache_read_fusd +
                          c->cache_write_5m_fusd + c->cache_write_1h_fusd + c->output_fusd +
                          c->reasoning_fusd;
     FUZZ_CHECK(sum == c->total_fusd, "components do not add up to the total (%s)", model);
-    FUZZ_CHECK(c->input_fusd >= 0 && c->cached_input_fusd >= 0 && c->cache_write_5m_fusd >= 0 &&
+    FUZZ_CHECK(c->input_fusd >= 0 && c->cache_read_fusd >= 0 && c->cache_write_5m_fusd >= 0 &&
                    c->cache_write_1h_fusd >= 0 && c->output_fusd >= 0 && c->reasoning_fusd >= 0,
                "negative component (%s)", model);
     FUZZ_CHECK(c->total_nanousd == RoundFusdToNanousd(c->total_fusd), "rounding (%s)", model);

@@ -160,3 +160,58 @@ def test_bad_config_names_line_and_field(tmp_path: Path) -> None:
         bastion.Budgets.open(tmp_path / "missing.yaml")
     with pytest.raises(bastion.InvalidArgumentError, match="is a directory"):
         bastion.Budgets.open(tmp_path)
+
+
+@pytest.mark.parametrize("amount,match", [
+    ("0.0000000001", r"estimate_usd: '0.0000000001' is more precise than 1e-9 USD"),
+    (Decimal("1E-10"), r"estimate_usd: '1E-10' is more precise than 1e-9 USD"),
+    ("99999999999", r"estimate_usd: '99999999999' is out of range"),
+    (-0.5, r"estimate_usd must be a non-negative amount of USD, got -0.5"),
+    (Decimal("-1"), r"estimate_usd: '-1' is not a non-negative decimal amount"),
+    (float("nan"), r"estimate_usd: nan USD is not a finite amount"),
+    (float("inf"), r"estimate_usd: inf USD is not a finite amount"),
+    (1e10, r"estimate_usd: 10000000000 USD is out of range"),
+])
+def test_bad_amounts_say_what_and_why(clock: bastion.ManualClock, amount: object,
+                                      match: str) -> None:
+    with open_budgets(clock) as budgets:
+        with pytest.raises(bastion.InvalidArgumentError, match=match):
+            budgets.reserve(amount, user="x")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("amount,held", [
+    (0.1, Decimal("0.1")),                 # the float's repr, not 0.1000000000000000055...
+    (0.1 + 0.2, Decimal("0.3")),           # 0.30000000000000004 rounds to the nano-USD
+    (1e-9, Decimal("0.000000001")),
+    (5e-10, Decimal("0")),                 # a tie goes to the even nano-USD
+    (1.5e-9, Decimal("0.000000002")),
+    (0.0000000025, Decimal("0.000000002")),
+    (Decimal("0.100000000000"), Decimal("0.1")),  # zeros past 9 places are exact
+    (7, Decimal("7")),
+])
+def test_floats_round_to_the_nano_usd_and_decimals_are_exact(
+        clock: bastion.ManualClock, amount: object, held: Decimal) -> None:
+    with open_budgets(clock) as budgets:
+        hold = budgets.reserve(amount, user="x")  # type: ignore[arg-type]
+        assert hold.estimate_usd == held
+        assert type(hold.estimate_usd) is Decimal
+
+
+def test_every_usd_amount_returned_is_a_decimal(clock: bastion.ManualClock) -> None:
+    def usd_values(d: dict) -> list[tuple[str, object]]:
+        return [(k, v) for k, v in d.items() if k.endswith("_usd")]
+
+    with open_budgets(clock) as budgets:
+        hold = budgets.reserve("0.85", user="alice", tenant="acme", agent="support-1")
+        settled = budgets.settle(hold, 0.9)
+        found = usd_values(settled)
+        for alert in hold.alerts + settled["alerts"]:
+            found += usd_values(alert)
+        for row in budgets.usage():
+            found += usd_values(row)
+            assert type(row["used"]) is float  # a ratio, not money
+        found += usd_values(budgets.stats("per-user-daily"))
+        found += usd_values(budgets.restored)
+        assert len(found) > 20
+        assert [k for k, v in found if type(v) is not Decimal] == []
+        assert budgets.usage_of("per-user-daily", "alice")["used"] == pytest.approx(0.9)

@@ -63,16 +63,35 @@ SHAPES = [
 @pytest.mark.parametrize("provider,usage", SHAPES)
 def test_every_usage_shape_normalizes_to_the_same_usage(provider: str, usage: dict) -> None:
     u = bastion.Usage.parse(usage, provider)
-    assert u == bastion.Usage(input=300, cached_input=1000, output=250, reasoning=150)
+    assert u == bastion.Usage(input=300, cache_read=1000, output=250, reasoning=150)
+
+
+def test_usage_cache_read_and_its_former_name_cached_input() -> None:
+    u = bastion.Usage(input=300, cache_read=1000, output=250)
+    assert u.cache_read == 1000 and u.cached_input == 1000
+    assert bastion.Usage(input=300, cached_input=1000, output=250) == u
+    assert u.to_dict() == {"input": 300, "cache_read": 1000, "cache_write_5m": 0,
+                           "cache_write_1h": 0, "output": 250, "reasoning": 0}
+    assert "cache_read=1000" in repr(u)
+    assert bastion.Usage.parse({"prompt_tokens": 1300, "completion_tokens": 250,
+                                "prompt_tokens_details": {"cached_tokens": 1000}}) == u
+    with pytest.raises(AttributeError):
+        u.cached_input = 5  # type: ignore[misc]
+    with pytest.raises(AttributeError):
+        u.cache_read = 5  # type: ignore[misc]
+    with pytest.raises(bastion.InvalidArgumentError, match="cache_read or its former name"):
+        bastion.Usage(cache_read=1, cached_input=1)
+    with pytest.raises(bastion.InvalidArgumentError, match="cache_read"):
+        bastion.Usage(cached_input=-1)
 
 
 def test_cost_is_exact_per_component(table: bastion.PricingTable) -> None:
-    cost = table.price("model-r", bastion.Usage(input=300, cached_input=1000, output=250,
+    cost = table.price("model-r", bastion.Usage(input=300, cache_read=1000, output=250,
                                                   reasoning=150))
     # 300 x 1.10 + 1000 x 0.275 + 250 x 4.40 + 150 x 4.40 (reasoning bills as output), per 1M
     assert cost.usd == Decimal("0.002365")
     assert cost.nanousd == 2_365_000
-    assert cost.components["cached_input"] == Decimal("0.000275")
+    assert cost.components["cache_read"] == Decimal("0.000275")
     assert cost.components["reasoning"] == Decimal("0.00066")
     assert sum(cost.components.values()) == cost.usd
 

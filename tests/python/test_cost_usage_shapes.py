@@ -28,7 +28,7 @@ GEMINI = {"promptTokenCount": 1300, "candidatesTokenCount": 250, "totalTokenCoun
 LANGCHAIN = {"input_tokens": 1300, "output_tokens": 400, "total_tokens": 1700,
              "input_token_details": {"cache_read": 1000, "audio": 0},
              "output_token_details": {"reasoning": 150}}
-SAME_CALL = bastion.Usage(input=300, cached_input=1000, output=250, reasoning=150)
+SAME_CALL = bastion.Usage(input=300, cache_read=1000, output=250, reasoning=150)
 
 
 @pytest.mark.parametrize("report", [OPENAI_CHAT, OPENAI_RESPONSES, GEMINI, LANGCHAIN],
@@ -45,7 +45,7 @@ def test_anthropic_is_recognised_by_its_cache_keys() -> None:
                                  "ephemeral_1h_input_tokens": 50},
               "server_tool_use": None, "service_tier": "standard"}
     assert bastion.Usage.parse(report) == bastion.Usage(
-        input=50, cached_input=100, cache_write_5m=100, cache_write_1h=50, output=1000)
+        input=50, cache_read=100, cache_write_5m=100, cache_write_1h=50, output=1000)
 
 
 def test_an_explicit_zero_usage_is_an_honest_zero() -> None:

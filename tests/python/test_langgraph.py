@@ -44,6 +44,7 @@ from bastion.langgraph import (  # noqa: E402
     APPROVAL_TYPE,
     BastionMiddleware,
     GuardDenied,
+    GuardDeniedError,
     approve,
     current_context,
     guard_graph,
@@ -207,10 +208,16 @@ def test_import_bastion_does_not_import_langgraph():
 
 
 def test_guard_denied_is_not_retried_by_langgraph_or_langchain():
-    err = GuardDenied("tool call 'x' denied (p: no)")
-    assert isinstance(err, bastion.CallDenied) and isinstance(err, RuntimeError)
+    err = GuardDeniedError("tool call 'x' denied (p: no)")
+    assert isinstance(err, bastion.CallDeniedError) and isinstance(err, RuntimeError)
+    assert isinstance(err, bastion.Error)
     assert isinstance(err, ModelError) and err.is_retryable is False
-    assert GuardDenied.from_decision.__self__ is GuardDenied
+    assert GuardDeniedError.from_decision.__self__ is GuardDeniedError
+
+
+def test_guard_denied_is_the_same_class_as_guard_denied_error():
+    assert GuardDenied is GuardDeniedError
+    assert bastion.langgraph.GuardDenied is bastion.langgraph.GuardDeniedError
 
 
 # --- guarded nodes and graphs -------------------------------------------------

@@ -243,6 +243,9 @@ def test_bad_yaml_names_where(yaml_text: str, match: str) -> None:
     ({"kind": "agent"}, bastion.InvalidArgumentError),
     ({"latency": -1.0}, bastion.InvalidArgumentError),
     ({"cost_usd": "-1"}, bastion.InvalidArgumentError),
+    ({"cost_usd": -0.1}, bastion.InvalidArgumentError),
+    ({"cost_usd": "0.0000000001"}, bastion.InvalidArgumentError),
+    ({"cost_usd": float("nan")}, bastion.InvalidArgumentError),
     ({"cost_usd": True}, TypeError),
     ({"success": "yes"}, TypeError),
 ])
@@ -250,3 +253,23 @@ def test_bad_record_arguments(kwargs: dict, error: type) -> None:
     slos = bastion.SloMonitor.open(yaml=CONFIG)
     with pytest.raises(error):
         slos.record(**kwargs)
+
+
+def test_cost_figures_are_decimals_and_floats_round_like_budgets(
+        clock: bastion.ManualClock) -> None:
+    slos = bastion.SloMonitor.open(yaml=CONFIG, clock=clock, evaluate_every=0)
+    # 0.55 + 0.2 is 0.7500000000000001: rounded to the nano-USD, as budgets do.
+    slos.record(kind="model", agent="support-1", model="m", latency=0.2, cost_usd=0.55 + 0.2)
+    slos.record(kind="model", agent="support-1", model="m", latency=0.2,
+                cost_usd=Decimal("0.000000001"))
+    status = slos.get("models", "model=m")
+    costs = {k: v for k, v in status.items() if k.startswith("cost_")}
+    assert set(costs) == {"cost_today_usd", "cost_p95_per_request_usd",
+                          "cost_max_per_request_usd"}
+    assert all(type(v) is Decimal for v in costs.values()), costs
+    assert costs["cost_today_usd"] == Decimal("0.750000001")
+    assert costs["cost_max_per_request_usd"] == Decimal("0.75")
+    events = slos.evaluate()
+    details = [e["detail"] for e in events if e["signal"] == "cost_per_request"]
+    # The same digits as the status, in the one format of amounts in messages.
+    assert details and "most expensive call $0.75 in" in details[0], details

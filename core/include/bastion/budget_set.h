@@ -127,6 +127,14 @@ struct BudgetUsage {
   int64_t reserved_nanousd = 0;
   int64_t remaining_nanousd = 0;  // admissible - spent - reserved, >= 0
   bool hard = true;
+
+  // The share of the limit committed, (spent + reserved) / limit: 0.25 is 25%,
+  // above 1 after an overshoot; 0 for a zero limit.
+  double Used() const {
+    return limit_nanousd > 0 ? static_cast<double>(spent_nanousd + reserved_nanousd) /
+                                   static_cast<double>(limit_nanousd)
+                             : 0.0;
+  }
 };
 
 // What Open found in the state directory.

@@ -19,7 +19,8 @@
 //
 // Units. All money is integers; no floating point is ever involved, so adding
 // up millions of calls cannot drift.
-//   - A cost is int64 nano-USD (1e-9 USD), the unit of Record::cost_nanousd.
+//   - A cost is NanoUsd (int64 nano-USD, 1e-9 USD; see bastion/money.h for its
+//     text and double conversions), the unit of Record::cost_nanousd.
 //   - A price is int64 femto-USD per token (1e-15 USD per token). That is the
 //     same number as "nano-USD per million tokens": a table price of
 //     $0.0375 / 1M tokens is 37,500,000 fUSD/token, exactly. Every price with up
@@ -50,6 +51,7 @@
 #include <string>
 #include <string_view>
 
+#include "bastion/money.h"
 #include "bastion/status.h"
 #include "bastion/value.h"
 
@@ -184,14 +186,14 @@ Result<int64_t> ParseScaledDecimal(std::string_view text, int scale, bool allow_
 // `output` excludes reasoning tokens.
 struct Usage {
   int64_t input = 0;
-  int64_t cached_input = 0;   // cache reads
+  int64_t cache_read = 0;
   int64_t cache_write_5m = 0;
   int64_t cache_write_1h = 0;
   int64_t output = 0;
   int64_t reasoning = 0;
 
   // Prompt-side tokens: what the long-context threshold is compared with.
-  int64_t PromptTokens() const { return input + cached_input + cache_write_5m + cache_write_1h; }
+  int64_t PromptTokens() const { return input + cache_read + cache_write_5m + cache_write_1h; }
   bool operator==(const Usage&) const = default;
 };
 // InvalidArgument naming the first negative field.
@@ -312,12 +314,12 @@ Result<ParsedUsage> ParseUsageReport(const Value& report, std::string_view provi
 
 struct Cost {
   // The cost rounded once, half to even, to nano-USD (see "Rounding rule").
-  int64_t total_nanousd = 0;
+  NanoUsd total_nanousd = 0;
   // The exact cost in fUSD; equals the sum of the components below.
   int64_t total_fusd = 0;
   // Per component, exact, in fUSD (tokens x price).
   int64_t input_fusd = 0;
-  int64_t cached_input_fusd = 0;
+  int64_t cache_read_fusd = 0;
   int64_t cache_write_5m_fusd = 0;
   int64_t cache_write_1h_fusd = 0;
   int64_t output_fusd = 0;
@@ -337,10 +339,7 @@ Result<Cost> PriceCall(const PricingTable& table, std::string_view model, const 
 ResolvedPrices ResolvePrices(const ModelPrice& price, int64_t prompt_tokens, bool* long_tier);
 
 // Rounds an exact fUSD amount (>= 0) to nano-USD, half to even.
-int64_t RoundFusdToNanousd(int64_t fusd);
-
-// "$0.83", "$12", "$0.000002365", "-$1.5": exact, without trailing zeros.
-std::string FormatUsd(int64_t nanousd);
+NanoUsd RoundFusdToNanousd(int64_t fusd);
 
 }  // namespace bastion
 

@@ -214,7 +214,8 @@ Result<Reservation> BudgetLedger::Reserve(std::string_view budget_id, std::strin
   Budget& b = **found;
   if (estimate_nanousd < 0) {
     return Status::InvalidArgument(
-        fmt::format("budget '{}': estimate must be >= 0 (got {})", b.spec.id, estimate_nanousd));
+        fmt::format("budget '{}': estimate must be >= $0 (got {})", b.spec.id,
+                    FormatUsd(estimate_nanousd)));
   }
   auto k = EffectiveKey(b.spec, key);
   if (!k.ok()) return k.status();

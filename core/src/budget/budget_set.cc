@@ -18,6 +18,7 @@
 #include <rocksdb/db.h>
 
 #include "bastion/glob.h"
+#include "bastion/money.h"
 #include "ledger/rocks_store.h"
 #include "util/path_arg.h"
 
@@ -437,7 +438,7 @@ Result<BudgetHold> BudgetSet::Reserve(const BudgetSubject& subject, int64_t esti
                                       std::string* refused_by) {
   if (estimate_nanousd < 0) {
     return Status::InvalidArgument(
-        fmt::format("estimate must be >= 0 nUSD (got {})", estimate_nanousd));
+        fmt::format("estimate must be >= $0 (got {})", FormatUsd(estimate_nanousd)));
   }
   BudgetHold hold;
   hold.estimate_nanousd = estimate_nanousd;

@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 
 #include "bastion/budget.h"
+#include "bastion/money.h"
 #include "budget/civil.h"
 #include "budget/time_zone_internal.h"
 
@@ -165,7 +166,8 @@ Status ValidateBudgetSpec(const BudgetSpec& spec) {
                            spec.scope.key));
   }
   if (spec.limit_nanousd <= 0) {
-    return bad(fmt::format("limit_nanousd must be > 0 (got {})", spec.limit_nanousd));
+    return bad(
+        fmt::format("limit_nanousd must be above $0 (got {})", FormatUsd(spec.limit_nanousd)));
   }
   if (spec.reserve_percent < 0 || spec.reserve_percent > 100) {
     return bad(fmt::format("reserve_percent must be in 0..100 (got {})", spec.reserve_percent));

@@ -8,6 +8,7 @@
 #include <fmt/format.h>
 
 #include "bastion/cost.h"
+#include "cost/decimal.h"
 
 namespace bastion {
 namespace {
@@ -17,12 +18,11 @@ constexpr int kMaxExponent = 1000;  // anything larger is an overflow or 0 anywa
 
 }  // namespace
 
-Result<int64_t> ParseScaledDecimal(std::string_view text, int scale, bool allow_rounding) {
-  auto bad = [&](std::string_view why) {
-    return Status::InvalidArgument(fmt::format("'{}' {}", text, why));
-  };
-  if (text.empty()) return bad("is not a decimal number");
-  if (text[0] == '-') return bad("is negative");
+namespace cost_internal {
+
+DecimalError ParseDecimal(std::string_view text, int scale, bool allow_rounding, int64_t* out) {
+  if (text.empty()) return DecimalError::kSyntax;
+  if (text[0] == '-') return DecimalError::kNegative;
   size_t i = 0;
   const size_t n = text.size();
   std::string digits;
@@ -30,7 +30,7 @@ Result<int64_t> ParseScaledDecimal(std::string_view text, int scale, bool allow_
   bool seen_digit = false, seen_point = false;
   for (; i < n && (std::isdigit(static_cast<unsigned char>(text[i])) || text[i] == '.'); ++i) {
     if (text[i] == '.') {
-      if (seen_point) return bad("is not a decimal number");
+      if (seen_point) return DecimalError::kSyntax;
       seen_point = true;
       continue;
     }
@@ -38,29 +38,32 @@ Result<int64_t> ParseScaledDecimal(std::string_view text, int scale, bool allow_
     digits.push_back(text[i]);
     if (seen_point) --exp10;
   }
-  if (!seen_digit) return bad("is not a decimal number");
+  if (!seen_digit) return DecimalError::kSyntax;
   if (i < n && (text[i] == 'e' || text[i] == 'E')) {
     ++i;
     int sign = 1;
     if (i < n && (text[i] == '+' || text[i] == '-')) sign = text[i++] == '-' ? -1 : 1;
-    if (i == n) return bad("is not a decimal number");
+    if (i == n) return DecimalError::kSyntax;
     int64_t e = 0;
     for (; i < n && std::isdigit(static_cast<unsigned char>(text[i])); ++i) {
       e = std::min<int64_t>(e * 10 + (text[i] - '0'), kMaxExponent);
     }
     exp10 += sign * e;
   }
-  if (i != n) return bad("is not a decimal number");
+  if (i != n) return DecimalError::kSyntax;
 
   size_t first = digits.find_first_not_of('0');
-  if (first == std::string::npos) return int64_t{0};
+  if (first == std::string::npos) {
+    *out = 0;
+    return DecimalError::kNone;
+  }
   digits.erase(0, first);
 
   constexpr __int128 kMax = std::numeric_limits<int64_t>::max();
   const int64_t shift = exp10 + scale;
   std::string kept = digits, dropped;
   if (shift >= 0) {
-    if (static_cast<int64_t>(digits.size()) + shift > 19) return bad("is too large");
+    if (static_cast<int64_t>(digits.size()) + shift > 19) return DecimalError::kTooLarge;
     kept.append(static_cast<size_t>(shift), '0');
   } else {
     const size_t drop = static_cast<size_t>(-shift);
@@ -72,9 +75,9 @@ Result<int64_t> ParseScaledDecimal(std::string_view text, int scale, bool allow_
       dropped = digits.substr(digits.size() - drop);
     }
     if (!allow_rounding && dropped.find_first_not_of('0') != std::string::npos) {
-      return bad(fmt::format("has more than {} decimal places", scale));
+      return DecimalError::kTooPrecise;
     }
-    if (kept.size() > 19) return bad("is too large");
+    if (kept.size() > 19) return DecimalError::kTooLarge;
   }
   __int128 v = 0;
   for (char c : kept) v = v * 10 + (c - '0');
@@ -83,8 +86,27 @@ Result<int64_t> ParseScaledDecimal(std::string_view text, int scale, bool allow_
     const bool rest_nonzero = dropped.find_first_not_of('0', 1) != std::string::npos;
     if (d > '5' || (d == '5' && (rest_nonzero || (v & 1) == 1))) ++v;
   }
-  if (v > kMax) return bad("is too large");
-  return static_cast<int64_t>(v);
+  if (v > kMax) return DecimalError::kTooLarge;
+  *out = static_cast<int64_t>(v);
+  return DecimalError::kNone;
+}
+
+}  // namespace cost_internal
+
+Result<int64_t> ParseScaledDecimal(std::string_view text, int scale, bool allow_rounding) {
+  using cost_internal::DecimalError;
+  int64_t v = 0;
+  std::string_view why;
+  switch (cost_internal::ParseDecimal(text, scale, allow_rounding, &v)) {
+    case DecimalError::kNone: return v;
+    case DecimalError::kSyntax: why = "is not a decimal number"; break;
+    case DecimalError::kNegative: why = "is negative"; break;
+    case DecimalError::kTooLarge: why = "is too large"; break;
+    case DecimalError::kTooPrecise:
+      return Status::InvalidArgument(
+          fmt::format("'{}' has more than {} decimal places", text, scale));
+  }
+  return Status::InvalidArgument(fmt::format("'{}' {}", text, why));
 }
 
 int64_t RoundFusdToNanousd(int64_t fusd) {
@@ -92,22 +114,6 @@ int64_t RoundFusdToNanousd(int64_t fusd) {
   const int64_t r = fusd % kFusdPerNanousd;
   if (r > kFusdPerNanousd / 2 || (r == kFusdPerNanousd / 2 && (q & 1) == 1)) ++q;
   return q;
-}
-
-std::string FormatUsd(int64_t nanousd) {
-  const bool negative = nanousd < 0;
-  // Through unsigned, so INT64_MIN has a magnitude too.
-  const uint64_t magnitude =
-      negative ? ~static_cast<uint64_t>(nanousd) + 1 : static_cast<uint64_t>(nanousd);
-  std::string out = fmt::format("{}${}", negative ? "-" : "", magnitude / 1'000'000'000);
-  uint64_t fraction = magnitude % 1'000'000'000;
-  if (fraction != 0) {
-    std::string digits = fmt::format("{:09}", fraction);
-    digits.erase(digits.find_last_not_of('0') + 1);
-    out += '.';
-    out += digits;
-  }
-  return out;
 }
 
 }  // namespace bastion

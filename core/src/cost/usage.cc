@@ -3,6 +3,8 @@
 #include <cstdint>
 #include <limits>
 #include <string>
+#include <string_view>
+#include <utility>
 #include <vector>
 
 #include <fmt/format.h>
@@ -57,7 +59,7 @@ Status InRange(std::string_view provider, std::string_view field, int64_t v) {
 
 Status ValidateUsage(const Usage& u) {
   BASTION_RETURN_IF_ERROR(InRange("normalized", "input", u.input));
-  BASTION_RETURN_IF_ERROR(InRange("normalized", "cached_input", u.cached_input));
+  BASTION_RETURN_IF_ERROR(InRange("normalized", "cache_read", u.cache_read));
   BASTION_RETURN_IF_ERROR(InRange("normalized", "cache_write_5m", u.cache_write_5m));
   BASTION_RETURN_IF_ERROR(InRange("normalized", "cache_write_1h", u.cache_write_1h));
   BASTION_RETURN_IF_ERROR(InRange("normalized", "output", u.output));
@@ -78,7 +80,7 @@ Result<Usage> NormalizeOpenAI(const OpenAIUsage& r) {
                                  r.reasoning_tokens, "completion_tokens", r.completion_tokens));
   Usage u;
   u.input = r.prompt_tokens - r.cached_tokens;
-  u.cached_input = r.cached_tokens;
+  u.cache_read = r.cached_tokens;
   u.output = r.completion_tokens - r.reasoning_tokens;
   u.reasoning = r.reasoning_tokens;
   return u;
@@ -97,7 +99,7 @@ Result<Usage> NormalizeAnthropic(const AnthropicUsage& r) {
                                   r.ephemeral_1h_input_tokens));
   Usage u;
   u.input = r.input_tokens;
-  u.cached_input = r.cache_read_input_tokens;
+  u.cache_read = r.cache_read_input_tokens;
   BASTION_RETURN_IF_ERROR(SplitCacheWrites(p, "cache_creation_input_tokens",
                                            r.cache_creation_input_tokens,
                                            r.ephemeral_5m_input_tokens,
@@ -117,7 +119,7 @@ Result<Usage> NormalizeGemini(const GeminiUsage& r) {
   BASTION_RETURN_IF_ERROR(InRange(p, "toolUsePromptTokenCount", r.tool_use_prompt_token_count));
   Usage u;
   u.input = r.prompt_token_count - r.cached_content_token_count + r.tool_use_prompt_token_count;
-  u.cached_input = r.cached_content_token_count;
+  u.cache_read = r.cached_content_token_count;
   u.output = r.candidates_token_count;
   u.reasoning = r.thoughts_token_count;
   return u;
@@ -140,7 +142,7 @@ Result<Usage> NormalizeLangChain(const LangChainUsage& r) {
                                  "output_tokens", r.output_tokens));
   Usage u;
   u.input = r.input_tokens - r.cache_read - r.cache_creation;
-  u.cached_input = r.cache_read;
+  u.cache_read = r.cache_read;
   BASTION_RETURN_IF_ERROR(SplitCacheWrites(p, "input_token_details.cache_creation",
                                            r.cache_creation, r.ephemeral_5m_input_tokens,
                                            r.ephemeral_1h_input_tokens, &u));
@@ -239,72 +241,62 @@ struct ShapeSpec {
   Result<Usage> (*read)(ReportReader& r);
 };
 
+// Where each count of a provider's raw usage struct T is in a report: one
+// table per shape, read by one function.
 template <typename T>
-Result<Usage> Finish(ReportReader& r, const T& raw, Result<Usage> (*normalize)(const T&)) {
+using FieldPaths = std::pair<std::string_view, int64_t T::*>;
+
+template <typename T, Result<Usage> (*Normalize)(const T&), const auto& kPaths>
+Result<Usage> Read(ReportReader& r) {
+  T raw;
+  for (const FieldPaths<T>& field : kPaths) raw.*field.second = r.Count(field.first);
   if (!r.status().ok()) return r.status();
-  return normalize(raw);
+  return Normalize(raw);
 }
 
-Result<Usage> ReadOpenAIChat(ReportReader& r) {
-  OpenAIUsage u;
-  u.prompt_tokens = r.Count("prompt_tokens");
-  u.completion_tokens = r.Count("completion_tokens");
-  u.cached_tokens = r.Count("prompt_tokens_details.cached_tokens");
-  u.reasoning_tokens = r.Count("completion_tokens_details.reasoning_tokens");
-  return Finish(r, u, &NormalizeOpenAI);
-}
-
-Result<Usage> ReadOpenAIResponses(ReportReader& r) {
-  OpenAIUsage u;
-  u.prompt_tokens = r.Count("input_tokens");
-  u.completion_tokens = r.Count("output_tokens");
-  u.cached_tokens = r.Count("input_tokens_details.cached_tokens");
-  u.reasoning_tokens = r.Count("output_tokens_details.reasoning_tokens");
-  return Finish(r, u, &NormalizeOpenAI);
-}
-
-Result<Usage> ReadAnthropic(ReportReader& r) {
-  AnthropicUsage u;
-  u.input_tokens = r.Count("input_tokens");
-  u.output_tokens = r.Count("output_tokens");
-  u.cache_read_input_tokens = r.Count("cache_read_input_tokens");
-  u.cache_creation_input_tokens = r.Count("cache_creation_input_tokens");
-  u.ephemeral_5m_input_tokens = r.Count("cache_creation.ephemeral_5m_input_tokens");
-  u.ephemeral_1h_input_tokens = r.Count("cache_creation.ephemeral_1h_input_tokens");
-  return Finish(r, u, &NormalizeAnthropic);
-}
-
-Result<Usage> ReadGeminiRest(ReportReader& r) {
-  GeminiUsage u;
-  u.prompt_token_count = r.Count("promptTokenCount");
-  u.candidates_token_count = r.Count("candidatesTokenCount");
-  u.cached_content_token_count = r.Count("cachedContentTokenCount");
-  u.thoughts_token_count = r.Count("thoughtsTokenCount");
-  u.tool_use_prompt_token_count = r.Count("toolUsePromptTokenCount");
-  return Finish(r, u, &NormalizeGemini);
-}
-
-Result<Usage> ReadGeminiSdk(ReportReader& r) {
-  GeminiUsage u;
-  u.prompt_token_count = r.Count("prompt_token_count");
-  u.candidates_token_count = r.Count("candidates_token_count");
-  u.cached_content_token_count = r.Count("cached_content_token_count");
-  u.thoughts_token_count = r.Count("thoughts_token_count");
-  u.tool_use_prompt_token_count = r.Count("tool_use_prompt_token_count");
-  return Finish(r, u, &NormalizeGemini);
-}
-
-Result<Usage> ReadLangChain(ReportReader& r) {
-  LangChainUsage u;
-  u.input_tokens = r.Count("input_tokens");
-  u.output_tokens = r.Count("output_tokens");
-  u.cache_read = r.Count("input_token_details.cache_read");
-  u.cache_creation = r.Count("input_token_details.cache_creation");
-  u.ephemeral_5m_input_tokens = r.Count("input_token_details.ephemeral_5m_input_tokens");
-  u.ephemeral_1h_input_tokens = r.Count("input_token_details.ephemeral_1h_input_tokens");
-  u.reasoning = r.Count("output_token_details.reasoning");
-  return Finish(r, u, &NormalizeLangChain);
-}
+constexpr FieldPaths<OpenAIUsage> kOpenAIChat[] = {
+    {"prompt_tokens", &OpenAIUsage::prompt_tokens},
+    {"completion_tokens", &OpenAIUsage::completion_tokens},
+    {"prompt_tokens_details.cached_tokens", &OpenAIUsage::cached_tokens},
+    {"completion_tokens_details.reasoning_tokens", &OpenAIUsage::reasoning_tokens},
+};
+constexpr FieldPaths<OpenAIUsage> kOpenAIResponses[] = {
+    {"input_tokens", &OpenAIUsage::prompt_tokens},
+    {"output_tokens", &OpenAIUsage::completion_tokens},
+    {"input_tokens_details.cached_tokens", &OpenAIUsage::cached_tokens},
+    {"output_tokens_details.reasoning_tokens", &OpenAIUsage::reasoning_tokens},
+};
+constexpr FieldPaths<AnthropicUsage> kAnthropic[] = {
+    {"input_tokens", &AnthropicUsage::input_tokens},
+    {"output_tokens", &AnthropicUsage::output_tokens},
+    {"cache_read_input_tokens", &AnthropicUsage::cache_read_input_tokens},
+    {"cache_creation_input_tokens", &AnthropicUsage::cache_creation_input_tokens},
+    {"cache_creation.ephemeral_5m_input_tokens", &AnthropicUsage::ephemeral_5m_input_tokens},
+    {"cache_creation.ephemeral_1h_input_tokens", &AnthropicUsage::ephemeral_1h_input_tokens},
+};
+constexpr FieldPaths<GeminiUsage> kGeminiRest[] = {
+    {"promptTokenCount", &GeminiUsage::prompt_token_count},
+    {"candidatesTokenCount", &GeminiUsage::candidates_token_count},
+    {"cachedContentTokenCount", &GeminiUsage::cached_content_token_count},
+    {"thoughtsTokenCount", &GeminiUsage::thoughts_token_count},
+    {"toolUsePromptTokenCount", &GeminiUsage::tool_use_prompt_token_count},
+};
+constexpr FieldPaths<GeminiUsage> kGeminiSdk[] = {
+    {"prompt_token_count", &GeminiUsage::prompt_token_count},
+    {"candidates_token_count", &GeminiUsage::candidates_token_count},
+    {"cached_content_token_count", &GeminiUsage::cached_content_token_count},
+    {"thoughts_token_count", &GeminiUsage::thoughts_token_count},
+    {"tool_use_prompt_token_count", &GeminiUsage::tool_use_prompt_token_count},
+};
+constexpr FieldPaths<LangChainUsage> kLangChain[] = {
+    {"input_tokens", &LangChainUsage::input_tokens},
+    {"output_tokens", &LangChainUsage::output_tokens},
+    {"input_token_details.cache_read", &LangChainUsage::cache_read},
+    {"input_token_details.cache_creation", &LangChainUsage::cache_creation},
+    {"input_token_details.ephemeral_5m_input_tokens", &LangChainUsage::ephemeral_5m_input_tokens},
+    {"input_token_details.ephemeral_1h_input_tokens", &LangChainUsage::ephemeral_1h_input_tokens},
+    {"output_token_details.reasoning", &LangChainUsage::reasoning},
+};
 
 const std::vector<ShapeSpec>& Shapes() {
   static const std::vector<ShapeSpec>* const shapes = new std::vector<ShapeSpec>{
@@ -316,7 +308,7 @@ const std::vector<ShapeSpec>& Shapes() {
         "total_tokens",
         "prompt_tokens_details",
         "completion_tokens_details"},
-       &ReadOpenAIChat},
+       &Read<OpenAIUsage, NormalizeOpenAI, kOpenAIChat>},
       {"OpenAI responses",
        "openai",
        {"input_tokens", "output_tokens"},
@@ -325,7 +317,7 @@ const std::vector<ShapeSpec>& Shapes() {
         "total_tokens",
         "input_tokens_details",
         "output_tokens_details"},
-       &ReadOpenAIResponses},
+       &Read<OpenAIUsage, NormalizeOpenAI, kOpenAIResponses>},
       {"Anthropic messages",
        "anthropic",
        {"input_tokens", "output_tokens"},
@@ -336,7 +328,7 @@ const std::vector<ShapeSpec>& Shapes() {
         "cache_creation",
         "server_tool_use",
         "service_tier"},
-       &ReadAnthropic},
+       &Read<AnthropicUsage, NormalizeAnthropic, kAnthropic>},
       {"Gemini usageMetadata",
        "gemini",
        {"promptTokenCount"},
@@ -351,7 +343,7 @@ const std::vector<ShapeSpec>& Shapes() {
         "candidatesTokensDetails",
         "toolUsePromptTokensDetails",
         "trafficType"},
-       &ReadGeminiRest},
+       &Read<GeminiUsage, NormalizeGemini, kGeminiRest>},
       {"Gemini usage_metadata (Python SDK)",
        "gemini",
        {"prompt_token_count"},
@@ -366,7 +358,7 @@ const std::vector<ShapeSpec>& Shapes() {
         "candidates_tokens_details",
         "tool_use_prompt_tokens_details",
         "traffic_type"},
-       &ReadGeminiSdk},
+       &Read<GeminiUsage, NormalizeGemini, kGeminiSdk>},
       {"LangChain usage_metadata",
        "langchain",
        {"input_tokens", "output_tokens"},
@@ -375,7 +367,7 @@ const std::vector<ShapeSpec>& Shapes() {
         "total_tokens",
         "input_token_details",
         "output_token_details"},
-       &ReadLangChain},
+       &Read<LangChainUsage, NormalizeLangChain, kLangChain>},
   };
   return *shapes;
 }
@@ -537,12 +529,12 @@ Result<Cost> PriceCall(const PricingTable& table, std::string_view model, const 
     return static_cast<int64_t>(v);
   };
   c.input_fusd = component(usage.input, c.prices.input);
-  c.cached_input_fusd = component(usage.cached_input, c.prices.cache_read);
+  c.cache_read_fusd = component(usage.cache_read, c.prices.cache_read);
   c.cache_write_5m_fusd = component(usage.cache_write_5m, c.prices.cache_write_5m);
   c.cache_write_1h_fusd = component(usage.cache_write_1h, c.prices.cache_write_1h);
   c.output_fusd = component(usage.output, c.prices.output);
   c.reasoning_fusd = component(usage.reasoning, c.prices.reasoning);
-  const __int128 total = static_cast<__int128>(c.input_fusd) + c.cached_input_fusd +
+  const __int128 total = static_cast<__int128>(c.input_fusd) + c.cache_read_fusd +
                          c.cache_write_5m_fusd + c.cache_write_1h_fusd + c.output_fusd +
                          c.reasoning_fusd;
   if (overflow || total > kMax) {

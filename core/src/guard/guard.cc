@@ -78,7 +78,7 @@ TokenUsage RecordTokens(const Usage& u) {
   TokenUsage t;
   t.input = static_cast<uint64_t>(u.input);
   t.output = static_cast<uint64_t>(u.output);
-  t.cache_read = static_cast<uint64_t>(u.cached_input);
+  t.cache_read = static_cast<uint64_t>(u.cache_read);
   t.cache_write = static_cast<uint64_t>(u.cache_write_5m + u.cache_write_1h);
   t.reasoning = static_cast<uint64_t>(u.reasoning);
   return t;

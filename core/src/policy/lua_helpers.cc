@@ -9,6 +9,7 @@
 
 #include "bastion/pii.h"
 #include "bastion/glob.h"
+#include "bastion/money.h"
 
 namespace bastion::policy {
 
@@ -362,7 +363,8 @@ int CounterAdd(lua_State* L) {
 
 // --- budget, slo, cost: read-only views of the attached PolicyState ---
 
-double Usd(int64_t nanousd) { return static_cast<double>(nanousd) / 1e9; }
+// Lua numbers are doubles: amounts cross into policies as USD, read-only.
+double Usd(NanoUsd amount) { return UsdFromNanoUsd(amount); }
 
 struct StateCall {
   std::shared_ptr<const PolicyState> state;

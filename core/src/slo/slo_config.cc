@@ -18,6 +18,7 @@
 #include <fmt/ranges.h>
 
 #include "bastion/glob.h"
+#include "bastion/money.h"
 #include "bastion/permissions.h"
 #include "bastion/slo_monitor.h"
 #include "bastion/time_zone.h"
@@ -796,19 +797,6 @@ std::string QuoteList(const std::vector<std::string>& v) {
   return fmt::format("[{}]", fmt::join(quoted, ", "));
 }
 
-// Nano-USD as a decimal: 500000000 -> "0.5".
-std::string FormatUsd(int64_t nanousd) {
-  const bool negative = nanousd < 0;
-  const uint64_t v = negative ? 0 - static_cast<uint64_t>(nanousd) : static_cast<uint64_t>(nanousd);
-  std::string out = fmt::format("{}{}", negative ? "-" : "", v / 1'000'000'000);
-  if (const uint64_t frac = v % 1'000'000'000; frac != 0) {
-    std::string digits = fmt::format("{:09}", frac);
-    while (digits.back() == '0') digits.pop_back();
-    out += "." + digits;
-  }
-  return out;
-}
-
 // Rates come from "N/s", "N/min" or "N/h", so one of those writes them back.
 std::string FormatRate(double per_second) {
   for (const auto& [seconds, unit] :
@@ -903,12 +891,12 @@ std::string FormatSloYaml(const std::vector<SloSpec>& specs) {
     if (const auto& c = s.cost) {
       std::vector<std::string> parts;
       if (c->max_per_request_nanousd) {
-        parts.push_back("max_per_request_usd: " + FormatUsd(*c->max_per_request_nanousd));
+        parts.push_back("max_per_request_usd: " + FormatUsdDecimal(*c->max_per_request_nanousd));
       }
       if (c->p95_per_request_nanousd) {
-        parts.push_back("p95_per_request_usd: " + FormatUsd(*c->p95_per_request_nanousd));
+        parts.push_back("p95_per_request_usd: " + FormatUsdDecimal(*c->p95_per_request_nanousd));
       }
-      if (c->per_day_nanousd) parts.push_back("per_day_usd: " + FormatUsd(*c->per_day_nanousd));
+      if (c->per_day_nanousd) parts.push_back("per_day_usd: " + FormatUsdDecimal(*c->per_day_nanousd));
       parts.push_back("window: " + FormatDuration(c->window_ns));
       out += fmt::format("    cost: {{{}}}\n", fmt::join(parts, ", "));
     }

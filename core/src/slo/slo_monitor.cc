@@ -24,6 +24,7 @@
 #include <fmt/format.h>
 
 #include "bastion/glob.h"
+#include "bastion/money.h"
 #include "budget/civil.h"
 #include "util/yaml_reader.h"
 
@@ -71,12 +72,12 @@ std::string FormatLatency(double ns) {
   return fmt::format("{:.0f}ns", ns);
 }
 
-// "$0.1234": at least two decimals, at most nine, no trailing zeros beyond two.
-std::string FormatUsd(double nanousd) {
-  std::string s = fmt::format("{:.9f}", nanousd / 1e9);
-  const size_t dot = s.find('.');
-  while (s.size() > dot + 3 && s.back() == '0') s.pop_back();
-  return "$" + s;
+// A cost sketch's value (nano-USD as a double) as an amount, through the one
+// double -> nano-USD conversion. Sketch values are finite and far inside the
+// range; an impossible one saturates rather than failing a status read.
+NanoUsd SketchedNanoUsd(double nanousd) {
+  const Result<NanoUsd> v = NanoUsdFromDouble(nanousd / static_cast<double>(kNanoUsdPerUsd));
+  return v.ok() ? *v : std::numeric_limits<NanoUsd>::max();
 }
 
 std::string FormatRate(double per_second) { return fmt::format("{:g}/s", per_second); }
@@ -418,8 +419,8 @@ struct Measurement {
   uint64_t latency_calls = 0;
   double latency_q[3] = {0, 0, 0};  // p50, p95, p99
   uint64_t priced = 0;
-  double cost_p95 = 0, cost_max = 0;
-  int64_t cost_today = 0;
+  NanoUsd cost_p95 = 0, cost_max = 0;
+  NanoUsd cost_today = 0;
   CircuitBreaker::State breaker = CircuitBreaker::State::kClosed;
   bool breaker_open_known = false;
   int64_t breaker_until_ns = 0;
@@ -452,8 +453,8 @@ Measurement Measure(Series& s, int64_t now_ns) {
   if (s.cost) {
     const LatencySketch merged = s.cost->Merged(now_ns);
     m.priced = merged.Count();
-    m.cost_p95 = merged.Quantile(0.95);
-    m.cost_max = merged.Max();
+    m.cost_p95 = SketchedNanoUsd(merged.Quantile(0.95));
+    m.cost_max = SketchedNanoUsd(merged.Max());
   }
   if (now_ns >= s.day_start_ns && now_ns < s.day_end_ns) m.cost_today = s.day_cost_nanousd;
   if (s.breaker_open) {
@@ -472,9 +473,9 @@ bool IsFiring(const SignalDef& d, const Measurement& m) {
       return m.latency_calls > 0 &&
              m.latency_q[QuantileSlot(d.quantile)] > static_cast<double>(d.target);
     case SignalKind::kCostMax:
-      return m.priced > 0 && m.cost_max > static_cast<double>(d.target);
+      return m.priced > 0 && m.cost_max > d.target;
     case SignalKind::kCostP95:
-      return m.priced > 0 && m.cost_p95 > static_cast<double>(d.target);
+      return m.priced > 0 && m.cost_p95 > d.target;
     case SignalKind::kCostDay:
       return m.cost_today > d.target;
     case SignalKind::kBreaker:
@@ -510,15 +511,14 @@ std::string DetailOf(const SignalDef& d, const Measurement& m, const Series& s, 
     case SignalKind::kCostMax:
       return fmt::format("most expensive call {} in the last {} (max per request {})",
                          FormatUsd(m.cost_max), FormatSpan(spec.cost->window_ns),
-                         FormatUsd(static_cast<double>(d.target)));
+                         FormatUsd(d.target));
     case SignalKind::kCostP95:
       return fmt::format("p95 {} per request over the last {} (target {}, {} priced calls)",
                          FormatUsd(m.cost_p95), FormatSpan(spec.cost->window_ns),
-                         FormatUsd(static_cast<double>(d.target)), m.priced);
+                         FormatUsd(d.target), m.priced);
     case SignalKind::kCostDay:
       return fmt::format("{} spent today (limit {} per day)",
-                         FormatUsd(static_cast<double>(m.cost_today)),
-                         FormatUsd(static_cast<double>(d.target)));
+                         FormatUsd(m.cost_today), FormatUsd(d.target));
     case SignalKind::kBreaker:
       if (m.breaker == CircuitBreaker::State::kOpen && m.breaker_open_known) {
         return fmt::format("circuit breaker open until {}", FormatTime(m.breaker_until_ns));
@@ -978,8 +978,8 @@ SeriesStatus SloMonitor::StatusOf(Series& s, int64_t now_ns) {
   if (s.breaker) st.breaker_state = CircuitBreaker::StateName(m.breaker);
   if (spec.cost) {
     st.cost_today_nanousd = m.cost_today;
-    st.cost_p95_per_request_nanousd = static_cast<int64_t>(std::llround(m.cost_p95));
-    st.cost_max_per_request_nanousd = static_cast<int64_t>(std::llround(m.cost_max));
+    st.cost_p95_per_request_nanousd = m.cost_p95;
+    st.cost_max_per_request_nanousd = m.cost_max;
     st.priced_calls = m.priced;
   }
   std::lock_guard<std::mutex> lock(s.mu);

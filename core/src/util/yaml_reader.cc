@@ -534,7 +534,7 @@ Result<int64_t> Reader::Usd(const Field& f) const {
   for (char c : s) {
     if (c != '_' && c != ',') digits += c;  // 1_000, 1,000
   }
-  auto v = ParseScaledDecimal(digits, 9, /*allow_rounding=*/false);
+  auto v = ParseUsd(digits);
   if (!v.ok()) {
     return Error(f, fmt::format("expected an amount in USD with at most 9 decimal places, "
                                 "found '{}'",

@@ -274,7 +274,7 @@ TEST(CostPriceCall, ExactCostForEachProviderShape) {
     Result<Cost> cost = PriceCall(table, c.model, *c.usage);
     ASSERT_TRUE(cost.ok()) << c.name << ": " << cost.status().ToString();
     EXPECT_EQ(cost->total_nanousd, c.want_nanousd) << c.name;
-    EXPECT_EQ(cost->input_fusd + cost->cached_input_fusd + cost->cache_write_5m_fusd +
+    EXPECT_EQ(cost->input_fusd + cost->cache_read_fusd + cost->cache_write_5m_fusd +
                   cost->cache_write_1h_fusd + cost->output_fusd + cost->reasoning_fusd,
               cost->total_fusd)
         << c.name;
@@ -289,7 +289,7 @@ TEST(CostPriceCall, BreakdownIsExactPerComponent) {
   ASSERT_TRUE(cost.ok()) << cost.status().ToString();
   EXPECT_EQ(cost->resolved_model, "claude-sonnet-4-5");
   EXPECT_EQ(cost->input_fusd, 100 * 3 * kUsdPerMillion);
-  EXPECT_EQ(cost->cached_input_fusd, 2000 * 300'000'000LL);
+  EXPECT_EQ(cost->cache_read_fusd, 2000 * 300'000'000LL);
   EXPECT_EQ(cost->cache_write_5m_fusd, 1000 * 3'750'000'000LL);
   EXPECT_EQ(cost->cache_write_1h_fusd, 2000 * 6 * kUsdPerMillion);
   EXPECT_EQ(cost->output_fusd, 500 * 15 * kUsdPerMillion);

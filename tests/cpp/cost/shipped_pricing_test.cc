@@ -215,7 +215,7 @@ TEST(ShippedPricing, LongPromptsPayTheLongContextRate) {
       // Cache reads count toward the prompt size: 150k input + 100k cached is
       // 250k, so $6/M input, $0.60/M cache read, $22.50/M output.
       {"anthropic/claude-sonnet-4-5",
-       {.input = 150'000, .cached_input = 100'000, .output = 1'000},
+       {.input = 150'000, .cache_read = 100'000, .output = 1'000},
        true,
        982'500'000},
       // 250k input at $2.50/M + 1k output at $15/M.

@@ -302,7 +302,7 @@ slos:
   EXPECT_EQ(h.events[0].signal, "cost_per_request");
   EXPECT_TRUE(h.events[0].firing);
   EXPECT_EQ(h.events[0].action, "log");
-  EXPECT_NE(h.events[0].detail.find("$0.60"), std::string::npos) << h.events[0].detail;
+  EXPECT_NE(h.events[0].detail.find("$0.6 in"), std::string::npos) << h.events[0].detail;
   EXPECT_EQ(h.Get("cost").cost_max_per_request_nanousd, kUsd * 6 / 10);
 
   for (int i = 0; i < 20; ++i) h.Record(kModelCall, Priced(kUsd / 5));  // $0.20, 16% of calls

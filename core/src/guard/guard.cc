@@ -327,7 +327,7 @@ Result<BeginResult> Guard::Begin(CallRequest request) {
   out.call_id = impl_->next_id.fetch_add(1, std::memory_order_relaxed);
   out.trace_id = c.trace_id;
   out.span_id = span_id;
-  out.decision = engine_ ? engine_->Evaluate(c) : Decision{};
+  out.decision = engine_ ? engine_->Evaluate(c) : Decision::DefaultAllow();
   Decision& d = out.decision;
   out.input = ApplyRedactions(c.input, d.redactions, "input");
   out.model = c.model;
@@ -468,7 +468,7 @@ Result<ChunkResult> Guard::Chunk(uint64_t call_id, std::string_view text) {
   }
   c.hook = Hook::kOnChunk;
   ChunkResult out;
-  out.decision = engine_ ? engine_->Evaluate(c) : Decision{};
+  out.decision = engine_ ? engine_->Evaluate(c) : Decision::DefaultAllow();
   if (out.decision.effect == Effect::kDeny) {
     out.stop = true;
     return out;
@@ -519,6 +519,7 @@ Result<EndResult> Guard::End(uint64_t call_id, const CallOutcome& outcome) {
   if (outcome.ok && engine_) {
     out.decision = engine_->Evaluate(c);
   } else {
+    out.decision = Decision::DefaultAllow();
     out.decision.policy_version = f.begun.decision.policy_version;
   }
   const Decision& d = out.decision;

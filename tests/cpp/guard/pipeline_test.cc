@@ -407,5 +407,25 @@ TEST_F(PipelineTest, DenialsAreQueuedAllowedHighRiskDecisionsAreWritten) {
   EXPECT_TRUE((*reader)->Get(denied->record_seq).ok());
 }
 
+// Without a bundle, budgets or SLOs the guard's own allow vote stands.
+TEST_F(PipelineTest, AGuardWithoutPoliciesAllowsWhatNoStageObjectsTo) {
+  GuardOptions bare;
+  bare.ledger_path = tmp_.Sub("bare-ledger");
+  auto g = Guard::Open(bare);
+  ASSERT_TRUE(g.ok()) << g.status().ToString();
+  for (const CallRequest& req : {Tool("drop_table", "write"), Model("FORBIDDEN")}) {
+    auto b = (*g)->Begin(req);
+    ASSERT_TRUE(b.ok()) << b.status().ToString();
+    EXPECT_EQ(b->decision.effect, Effect::kAllow);
+    EXPECT_TRUE(b->decision.reasons.empty());
+    CallOutcome out;
+    out.output = "done";
+    auto e = (*g)->End(b->call_id, out);
+    ASSERT_TRUE(e.ok()) << e.status().ToString();
+    EXPECT_EQ(e->decision.effect, Effect::kAllow);
+    EXPECT_EQ(e->output, "done");
+  }
+}
+
 }  // namespace
 }  // namespace bastion

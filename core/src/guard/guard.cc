@@ -269,6 +269,8 @@ Result<BeginResult> Guard::Begin(CallRequest request) {
   if (call->request.call.trace_id.empty()) call->request.call.trace_id = NewTraceId();
   call->span_id = NewSpanId();
   call->started_ns = clock_->NowNs();
+  // Without a bundle nobody else names the call's risk (it decides durability).
+  if (!engine_) call->decision.risk_level = call->request.call.risk_level;
   BASTION_RETURN_IF_ERROR(impl_->pipeline->Admit(*call));
 
   const Effect effect = call->decision.effect;

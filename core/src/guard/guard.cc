@@ -105,17 +105,17 @@ class Guard::Impl {
   // What Begin returns for a call: the decision copied when the call keeps
   // it (a resumed or approved call returns it again), else moved out.
   static BeginResult ResultOf(CallState& call, bool keep_decision) {
-    BeginResult out;
-    out.call_id = call.call_id;
-    out.decision = keep_decision ? call.decision : std::move(call.decision);
-    out.model = call.model();
-    out.input = call.input();
-    out.trace_id = call.request.call.trace_id;
-    out.span_id = call.span_id;
-    out.estimate_nanousd = call.estimate_nanousd;
-    out.budget_alerts = call.hold.alerts;
-    out.record_seq = call.record_seq;
-    return out;
+    return BeginResult{
+        .call_id = call.call_id,
+        .decision = keep_decision ? Decision(call.decision) : Decision(std::move(call.decision)),
+        .model = call.model(),
+        .input = call.input(),
+        .trace_id = call.request.call.trace_id,
+        .span_id = call.span_id,
+        .estimate_nanousd = call.estimate_nanousd,
+        .budget_alerts = call.hold.alerts,
+        .record_seq = call.record_seq,
+    };
   }
 
   // Takes call `id` out of flight (and its key).

@@ -57,7 +57,7 @@ struct CallState {
 
   // --- End ---
   int64_t latency_ns = 0;
-  EndResult ended;  // what End returns, as the stages settle it
+  EndResult ended{Decision::DefaultAllow()};  // what End returns, as the stages settle it
   // Ended with its output held for review (an after_* require_approval).
   bool output_held = false;
   std::string held_output;

@@ -50,7 +50,6 @@ TokenUsage RecordTokens(const Usage& u) {
   return t;
 }
 
-
 // Sets attribute `key`, replacing a value the call brought under that key.
 void SetAttribute(Record* r, std::string key, std::string value) {
   for (auto& [k, v] : r->attributes) {

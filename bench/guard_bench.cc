@@ -1,17 +1,37 @@
-// The guarded call's lifecycle in C++: Guard::Begin + Guard::End of one
-// model call with the 5-policy bundle, budget and SLO of bench/guard_config
-// (as bench/guard_bench.py measures from Python), the shipped pricing, and two
-// ledger records. The in-run baseline is the
-// policy engine alone evaluating the same bundle's before_model and
-// after_model hooks for the same call: what any Lua-policy guard pays.
+// The guarded call's lifecycle in C++, each case against an in-run baseline:
+//
+// BM_GuardedModelCall: Guard::Begin + Guard::End of one model call with the
+// 5-policy bundle, budget and SLO of bench/guard_config (as
+// bench/guard_bench.py measures from Python), the shipped pricing, and two
+// ledger records; the baseline is the policy engine alone evaluating the same
+// bundle's before_model and after_model hooks for the same call: what any
+// Lua-policy guard pays. The /stages variant times every stage
+// (GuardOptions::time_stages) and reports where the call's time goes, in ns
+// per call: <stage>_admit_ns, <stage>_settle_ns, and the rest of the guard.
+//
+// BM_DeniedWriteTool: Guard::Begin of a write-tool call the bundle denies
+// (by its permissions, or by a Lua policy), under the default options, vs
+// the same bundle's PolicyEngine::Evaluate of that call.
+//
+// BM_HighRiskToolThroughput: allowed high-risk (write) tool calls, Begin
+// (whose decision record is fsynced before it returns) + End, for a second
+// on one thread, then on 8: calls per second, and the ratio (concurrent
+// sync appends share an fsync).
+//
+// Ledgers go to $BASTION_BENCH_DIR (default: the temp directory); fsync
+// figures depend on its disk.
 //
 //   build/bench/bench/guard_bench --benchmark_counters_tabular=true
 #include <benchmark/benchmark.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
+#include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -30,9 +50,27 @@ using bench::Percentile;
 constexpr char kPrompt[] = "Customer asks: where is order A-1001? It was due on Monday.";
 constexpr char kAnswer[] = "Order A-1001 shipped yesterday and arrives tomorrow.";
 
-std::unique_ptr<Guard> OpenGuard(const fs::path& ledger, Durability durability) {
+fs::path BenchDir(const std::string& name) {
+  const char* dir = std::getenv("BASTION_BENCH_DIR");
+  const fs::path root = dir && *dir ? fs::path(dir) : fs::temp_directory_path();
+  fs::path path = root / name;
+  fs::remove_all(path);
+  return path;
+}
+
+Guard* Check(Result<std::unique_ptr<Guard>>& g) {
+  if (!g.ok()) {
+    fmt::print(stderr, "{}\n", g.status().ToString());
+    std::abort();
+  }
+  return g->get();
+}
+
+std::unique_ptr<Guard> OpenGuard(const fs::path& ledger, Durability durability,
+                                 bool time_stages = false) {
   const std::string config = std::string(BASTION_SOURCE_DIR) + "/bench/guard_config";
   GuardOptions o;
+  o.time_stages = time_stages;
   o.policy_dir = config + "/policies";
   o.pricing_files = {std::string(BASTION_SOURCE_DIR) + "/pricing/default.yaml"};
   o.budgets_file = config + "/budgets.yaml";
@@ -40,10 +78,7 @@ std::unique_ptr<Guard> OpenGuard(const fs::path& ledger, Durability durability) 
   o.ledger_path = ledger.string();
   o.durability = durability;
   auto g = Guard::Open(std::move(o));
-  if (!g.ok()) {
-    fmt::print(stderr, "{}\n", g.status().ToString());
-    std::abort();
-  }
+  Check(g);
   return std::move(*g);
 }
 
@@ -61,10 +96,9 @@ CallRequest Request(int64_t step) {
   return req;
 }
 
-void BM_GuardedModelCall(benchmark::State& state, Durability durability) {
-  const fs::path root = fs::temp_directory_path() / "bastion-bench-guard";
-  fs::remove_all(root);
-  auto guard = OpenGuard(root, durability);
+void BM_GuardedModelCall(benchmark::State& state, Durability durability, bool time_stages) {
+  const fs::path root = BenchDir("bastion-bench-guard");
+  auto guard = OpenGuard(root, durability, time_stages);
   PolicyEngine* engine = guard->policies();
   CallOutcome outcome;
   outcome.output = kAnswer;
@@ -91,17 +125,170 @@ void BM_GuardedModelCall(benchmark::State& state, Durability durability) {
     lifecycle.push_back(std::chrono::duration<double, std::micro>(t1 - t0).count());
     baseline.push_back(std::chrono::duration<double, std::micro>(t2 - t1).count());
   }
+  const std::vector<StageTiming> timings = guard->StageTimings();
   if (!guard->Close().ok()) std::abort();
   fs::remove_all(root);
   state.counters["median_us"] = Percentile(lifecycle, 0.5);
   state.counters["p99_us"] = Percentile(lifecycle, 0.99);
   state.counters["policies_median_us"] = Percentile(baseline, 0.5);
   state.counters["ratio"] = Percentile(lifecycle, 0.5) / Percentile(baseline, 0.5);
+  if (!time_stages) return;
+  // Where the time goes, in ns per call (means over the run).
+  double mean_us = 0;
+  for (double v : lifecycle) mean_us += v;
+  mean_us /= static_cast<double>(lifecycle.size());
+  double staged_ns = 0;
+  for (const StageTiming& t : timings) {
+    const double ns = static_cast<double>(t.total_ns) / static_cast<double>(lifecycle.size());
+    state.counters[t.stage + "_" + t.phase + "_ns"] = ns;
+    staged_ns += ns;
+  }
+  state.counters["mean_us"] = mean_us;
+  state.counters["guard_other_ns"] = mean_us * 1000 - staged_ns;
 }
-BENCHMARK_CAPTURE(BM_GuardedModelCall, group, Durability::kGroup)
+BENCHMARK_CAPTURE(BM_GuardedModelCall, group, Durability::kGroup, false)
     ->Iterations(20'000)->UseRealTime();
-BENCHMARK_CAPTURE(BM_GuardedModelCall, async, Durability::kAsync)
+BENCHMARK_CAPTURE(BM_GuardedModelCall, async, Durability::kAsync, false)
     ->Iterations(20'000)->UseRealTime();
+BENCHMARK_CAPTURE(BM_GuardedModelCall, stages, Durability::kGroup, true)
+    ->Iterations(20'000)->UseRealTime();
+
+// A tool bundle: permissions.yaml grants reads and refunds; a Lua policy
+// denies writes to production tables.
+fs::path WriteToolBundle(const fs::path& root) {
+  const fs::path dir = root / "tool_policies";
+  fs::create_directories(dir);
+  std::ofstream(dir / "permissions.yaml") << R"(version: 1
+agents:
+  "support-*":
+    tools:
+      - name: lookup_order
+        operations: [read]
+      - name: update_table
+        operations: [write]
+      - name: issue_refund
+        operations: [write]
+)";
+  std::ofstream(dir / "tables.lua") << R"(
+return {
+  id = "no-production-writes",
+  before_tool = function(call)
+    if call.operation ~= "read" and string.find(call.resource, "prod/", 1, true) == 1 then
+      return deny("writes to production tables are not allowed")
+    end
+  end,
+}
+)";
+  std::ofstream(dir / "pii.lua") << R"(
+return {
+  id = "pii-in-args",
+  before_tool = function(call)
+    local hits = pii.find(call.input, {"email", "credit_card"})
+    if #hits > 0 then return redact(hits, "personal data in tool input") end
+  end,
+}
+)";
+  return dir;
+}
+
+CallRequest ToolRequest(const std::string& tool, const std::string& resource, int64_t step) {
+  CallRequest req;
+  req.call.hook = Hook::kBeforeTool;
+  req.call.agent_id = "support-1";
+  req.call.user_id = "u-1";
+  req.call.run_id = "run-1";
+  req.call.tool = tool;
+  req.call.operation = "write";
+  req.call.resource = resource;
+  req.call.input = "set status=shipped where id=A-1001";
+  req.call.step_index = step;
+  return req;
+}
+
+// by_policy: the permissions grant the tool and a Lua policy denies the call;
+// otherwise the permissions deny it (no grant).
+void BM_DeniedWriteTool(benchmark::State& state, bool by_policy) {
+  const fs::path root = BenchDir("bastion-bench-denied");
+  GuardOptions o;  // the defaults: group durability, sync for high risk
+  o.policy_dir = WriteToolBundle(root).string();
+  o.ledger_path = (root / "ledger").string();
+  auto opened = Guard::Open(std::move(o));
+  Guard* guard = Check(opened);
+  PolicyEngine* engine = guard->policies();
+  const std::string tool = by_policy ? "update_table" : "drop_table";
+  std::vector<double> denied, baseline;
+  int64_t step = 0;
+  for (auto _ : state) {
+    CallRequest req = ToolRequest(tool, "prod/orders", step++);
+    CallInfo alone = req.call;
+    auto t0 = Clock::now();
+    auto begun = guard->Begin(std::move(req));
+    auto t1 = Clock::now();
+    if (!begun.ok() || begun->decision.effect != Effect::kDeny) std::abort();
+    Decision d = engine->Evaluate(alone);
+    auto t2 = Clock::now();
+    if (d.effect != Effect::kDeny) std::abort();
+    benchmark::DoNotOptimize(d);
+    denied.push_back(std::chrono::duration<double, std::micro>(t1 - t0).count());
+    baseline.push_back(std::chrono::duration<double, std::micro>(t2 - t1).count());
+  }
+  if (!guard->Close().ok()) std::abort();
+  fs::remove_all(root);
+  state.counters["median_us"] = Percentile(denied, 0.5);
+  state.counters["p99_us"] = Percentile(denied, 0.99);
+  state.counters["evaluate_median_us"] = Percentile(baseline, 0.5);
+  state.counters["ratio"] = Percentile(denied, 0.5) / Percentile(baseline, 0.5);
+}
+BENCHMARK_CAPTURE(BM_DeniedWriteTool, by_permissions, false)->Iterations(20'000)->UseRealTime();
+BENCHMARK_CAPTURE(BM_DeniedWriteTool, by_policy, true)->Iterations(20'000)->UseRealTime();
+
+// Calls per second of `threads` threads for `seconds`, each call an allowed
+// high-risk tool call begun and ended.
+double HighRiskCallsPerSecond(Guard* guard, int threads, double seconds) {
+  std::atomic<bool> stop{false};
+  std::atomic<int64_t> calls{0};
+  std::vector<std::thread> workers;
+  const auto t0 = Clock::now();
+  for (int t = 0; t < threads; ++t) {
+    workers.emplace_back([&, t] {
+      CallOutcome out;
+      out.output = "refunded";
+      int64_t step = 0;
+      while (!stop.load(std::memory_order_relaxed)) {
+        CallRequest req = ToolRequest("issue_refund", "order/A-" + std::to_string(t), step++);
+        auto begun = guard->Begin(std::move(req));
+        if (!begun.ok() || begun->decision.effect != Effect::kAllow) std::abort();
+        if (!guard->End(begun->call_id, out).ok()) std::abort();
+        calls.fetch_add(1, std::memory_order_relaxed);
+      }
+    });
+  }
+  std::this_thread::sleep_for(std::chrono::duration<double>(seconds));
+  stop = true;
+  for (auto& w : workers) w.join();
+  const double elapsed = std::chrono::duration<double>(Clock::now() - t0).count();
+  return static_cast<double>(calls.load()) / elapsed;
+}
+
+void BM_HighRiskToolThroughput(benchmark::State& state) {
+  const fs::path root = BenchDir("bastion-bench-highrisk");
+  GuardOptions o;
+  o.policy_dir = WriteToolBundle(root).string();
+  o.ledger_path = (root / "ledger").string();
+  auto opened = Guard::Open(std::move(o));
+  Guard* guard = Check(opened);
+  double one = 0, eight = 0;
+  for (auto _ : state) {
+    one = HighRiskCallsPerSecond(guard, 1, 1.0);
+    eight = HighRiskCallsPerSecond(guard, 8, 1.0);
+  }
+  if (!guard->Close().ok()) std::abort();
+  fs::remove_all(root);
+  state.counters["calls_per_s_1_thread"] = one;
+  state.counters["calls_per_s_8_threads"] = eight;
+  state.counters["ratio"] = eight / one;
+}
+BENCHMARK(BM_HighRiskToolThroughput)->Iterations(1)->UseRealTime()->Unit(benchmark::kSecond);
 
 }  // namespace
 }  // namespace bastion

@@ -130,7 +130,10 @@ class Guard:
         arguments override the files found there. Without `path` and `ledger`,
         nothing is recorded. `budget_flush_interval` is how often the budget
         state is saved, in seconds; 0 saves every reservation before the call
-        is admitted (see docs/cost.md, "Guarantees: budgets across a crash")."""
+        is admitted (see docs/cost.md, "Guarantees: budgets across a crash").
+        `clock` (a ManualClock) is the one clock of the guard: budgets, SLOs,
+        the policies' rate limits and counters, record times and default
+        latencies."""
         named = [("path", path), ("policies", policies), ("budgets", budgets), ("slos", slos),
                  ("ledger", ledger), ("state", state)]
         named += [(f"pricing[{i}]", p) for i, p in enumerate(pricing or [])]

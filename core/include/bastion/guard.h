@@ -20,20 +20,44 @@
 //   out.output = text; out.usage = usage; out.latency_ns = elapsed;
 //   auto ended = (*guard)->End(begun->call_id, out);   // ended->output is what to show
 //
-// Begin, in order: the policies' before_* hook (which includes the bundle's
-// permissions and their rate limits on tool calls) -> the SLO monitor's
-// admission (circuit breakers, disabled subjects, rate limits, downgrades) ->
-// the budget reservation (model calls) -> a "decision" ledger record. The
-// first stage that refuses decides; later stages do not run (nothing is
-// reserved for a call that is not made). A call whose decision is
-// require_approval holds its reservation until Approve resolves it.
+// The call runs through STAGES over one call state (docs/architecture.md#stages):
 //
-// End: the after_* hook (output guardrails, redaction) -> cost from the usage
-// (settling the reservation, or releasing it when the call failed without
-// usage) -> the SLO record -> an "outcome" ledger record, plus "budget_alert"
-// and "slo_breach" records for what fired. An after_* require_approval holds
-// the output (End returns a withheld notice and awaiting_approval) until
+//   permissions  the bundle's permissions.yaml on tool calls (grants, their
+//                rate limits, requires_approval)
+//   policies     the Lua before_* hooks (redactions, downgrades) at Begin;
+//                after_* hooks (output guardrails) at End
+//   slo          the SLO monitor's admission (circuit breakers, disabled
+//                subjects, rate limits, downgrades); the outcome at End
+//   budget       the model call's estimate reserved on the budget backend;
+//                its cost charged (or the hold released) at End
+//   record       the ledger records: "decision" at Begin, "outcome" (plus
+//                "budget_alert", "slo_breach") at End, "approval" verdicts
+//
+// The order is GuardOptions::stages (this one by default). Begin admits the
+// stages in order from the guard's own explicit allow: each votes into the
+// decision (bastion/decision.h: the strictest effect wins). The first denial
+// stops: later stages do not run, every stage already admitted is undone in
+// reverse order (a budget hold released, an SLO half-open probe slot given
+// back), and the record stage records the denial. A call whose decision is
+// require_approval holds what its stages took until Approve resolves it: an
+// approval lets it run, a rejection undoes it.
+//
+// Durability of the decision record: an allowed high-risk call's (risk
+// "high"/"critical", or a tool call whose operation is not "read") is durable
+// before Begin returns (high_risk_durability). A decision that lets nothing
+// run (a denial, an approval still pending) is only queued: no fsync, no
+// wait; a crash can lose it, and nothing ran. Approve's record is durable
+// before it returns, so before an approved call runs.
+//
+// End settles the stages in the same order: the outcome is priced first,
+// then the after_* hook (output guardrails, redaction), the SLO record, the
+// budget settled at the cost (or released when the call failed without
+// usage), and the "outcome" record. An after_* require_approval holds the
+// output (End returns a withheld notice and awaiting_approval) until
 // ReviewOutput records the verdict and releases it or keeps it back.
+//
+// Time: one clock (GuardOptions::clock) drives budgets, SLOs, the policies'
+// rate limits and counters, record timestamps and the default latency.
 //
 // Every record of a call carries its run, trace and span ids and the policy
 // version; a call's span id is new, its parent span and trace come from the
@@ -49,9 +73,12 @@
 #include <string>
 #include <vector>
 
+#include "bastion/budget_backend.h"
 #include "bastion/budget_set.h"
+#include "bastion/clock.h"
 #include "bastion/cost.h"
 #include "bastion/ledger.h"
+#include "bastion/decision.h"
 #include "bastion/policy.h"
 #include "bastion/slo.h"
 #include "bastion/slo_monitor.h"
@@ -74,14 +101,16 @@ struct GuardOptions {
   // lets a restart admit more than the limit.
   int64_t budget_flush_interval_ns = 1'000'000'000;
   LedgerOptions ledger;
-  // Durability of ordinary records, and of the decision record of a
-  // high-risk call (risk "high" or "critical", or a tool call whose operation
-  // is not "read"), which is durable before the tool may run. With kGroup the
-  // decision record of a low-risk call is queued at Begin and is written
-  // (crash-safe) by the time End returns, which waits for its own record and
-  // with it every earlier one; with kAsync it is written with the outcome
-  // record. Either way it is written within LedgerOptions::group_sync_interval
-  // if the call takes longer.
+  // Durability of ordinary records, and of the decision record of an
+  // allowed high-risk call (risk "high" or "critical", or a tool call whose
+  // operation is not "read"), which is durable before the tool may run, and
+  // of verdict records. With kGroup the decision record of a low-risk call is
+  // queued at Begin and is written (crash-safe) by the time End returns,
+  // which waits for its own record and with it every earlier one; with kAsync
+  // it is written with the outcome record. A decision that lets nothing run
+  // (deny, require_approval pending) is queued whatever its risk. Queued
+  // records are written within LedgerOptions::group_sync_interval if nothing
+  // waits for them sooner. kSync waits for every record, queued ones too.
   Durability durability = Durability::kGroup;
   Durability high_risk_durability = Durability::kSync;
 
@@ -97,8 +126,30 @@ struct GuardOptions {
   // many bytes each.
   size_t summary_bytes = 2048;
 
-  // "now", UTC ns; null = the system clock. Shared with budgets and SLOs.
+  // "now", UTC ns; null = the system clock (WallClock). Drives budgets, SLOs,
+  // the policy engine's rate limits and counter windows, record timestamps
+  // and the latency End assumes when the outcome gives none.
   std::shared_ptr<const Clock> clock;
+
+  // --- the pipeline (docs/architecture.md#stages) ---
+  // The stages of a call, in order: each of "permissions", "policies", "slo",
+  // "budget" and "record" exactly once, "record" last. Open names an unknown,
+  // repeated or missing stage (InvalidArgument).
+  std::vector<std::string> stages = {"permissions", "policies", "slo", "budget", "record"};
+  // Where budgets are reserved and settled; null = the BudgetSet opened from
+  // budgets_file. Setting both is InvalidArgument.
+  std::shared_ptr<BudgetBackend> budget_backend;
+  // Measure the time of every stage (Guard::StageTimings): two clock reads a
+  // stage; off by default.
+  bool time_stages = false;
+};
+
+// Where a guard's calls spent their time, per stage and phase.
+struct StageTiming {
+  std::string stage;  // "permissions", ...
+  std::string phase;  // "admit", "undo", "settle", "resolve"
+  uint64_t calls = 0;
+  int64_t total_ns = 0;
 };
 
 // One call to check. `call.hook` is kBeforeModel or kBeforeTool.
@@ -206,8 +257,14 @@ class Guard {
   // version filled in.
   Result<uint64_t> AppendRecord(bastion::Record record);
 
+  // Totals since Open per stage and phase, in pipeline order; empty unless
+  // GuardOptions::time_stages.
+  std::vector<StageTiming> StageTimings() const;
+
   PolicyEngine* policies() { return engine_.get(); }
+  // The BudgetSet of budgets_file (null with another budget backend).
   BudgetSet* budgets() { return budgets_.get(); }
+  BudgetBackend* budget_backend() { return budget_backend_.get(); }
   SloMonitor* slos() { return slos_.get(); }
   const PricingTable& pricing() const { return *pricing_; }
   Ledger* ledger() { return ledger_.get(); }
@@ -222,14 +279,13 @@ class Guard {
 
  private:
   explicit Guard(GuardOptions options);
-  Result<uint64_t> Append(bastion::Record record, bool high_risk);
-  Result<uint64_t> AppendDecision(bastion::Record record, bool high_risk);
 
   GuardOptions options_;
   std::shared_ptr<const Clock> clock_;
   std::unique_ptr<PolicyEngine> engine_;
   std::shared_ptr<const PricingTable> pricing_;
   std::shared_ptr<BudgetSet> budgets_;
+  std::shared_ptr<BudgetBackend> budget_backend_;
   std::shared_ptr<SloMonitor> slos_;
   std::unique_ptr<Ledger> ledger_;
   std::unique_ptr<Impl> impl_;

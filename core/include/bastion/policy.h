@@ -32,17 +32,13 @@
 #include <utility>
 #include <vector>
 
+#include "bastion/clock.h"
+#include "bastion/decision.h"
 #include "bastion/record.h"
 #include "bastion/status.h"
 #include "bastion/value.h"
 
 namespace bastion {
-
-// Ordered from least to most strict: the strictest effect of all applicable
-// policies wins.
-enum class Effect : uint8_t { kAllow = 0, kModify = 1, kRequireApproval = 2, kDeny = 3 };
-std::string_view EffectName(Effect e);
-std::optional<Effect> EffectFromName(std::string_view name);
 
 enum class Hook : uint8_t {
   kBeforeModel, kAfterModel, kBeforeTool, kAfterTool, kOnChunk, kOnRunStart, kOnRunEnd,
@@ -69,46 +65,6 @@ struct CallInfo {
   int64_t run_steps = 0;       // steps so far in this run
   int64_t run_tool_calls = 0;  // tool calls so far in this run
   std::vector<std::pair<std::string, std::string>> attributes;
-};
-
-// Where a redaction applies, and what replaces the span.
-struct Redaction {
-  std::string target;  // "input", "output", "chunk", or "args.<path>"
-  size_t start = 0;    // byte offsets into the target text, [start, end)
-  size_t end = 0;
-  std::string label;   // replacement, e.g. "[EMAIL]"
-  std::string policy_id;
-  bool operator==(const Redaction&) const = default;
-};
-
-struct PolicyError {
-  std::string policy_id;
-  // "runtime", "instruction_limit", "memory_limit", "counter_limit", "bad_return"
-  std::string kind;
-  std::string message;
-};
-
-// What one policy said, for explain mode and the audit record.
-struct PolicyOutcome {
-  std::string policy_id;
-  std::optional<Effect> effect;  // unset: the policy did not apply or abstained
-  std::string message;
-  bool applied = false;  // in scope and implements the hook
-  bool failed = false;
-};
-
-struct Decision {
-  Effect effect = Effect::kAllow;
-  // The policies behind the final effect (for allow: those that said so).
-  std::vector<Reason> reasons;
-  // Obligations merged from every policy, in bundle order.
-  std::vector<Redaction> redactions;
-  std::optional<std::string> model_downgrade;  // first downgrade in bundle order
-  std::vector<std::pair<std::string, std::string>> annotations;
-  std::string risk_level;  // strictest of the call's and the policies' levels
-  std::vector<PolicyError> errors;
-  std::string policy_version;
-  std::vector<PolicyOutcome> explain;  // every policy of the bundle, in order
 };
 
 // Applies the redactions aimed at `target` to `text` (spans may overlap; they
@@ -193,7 +149,20 @@ class PolicyEngine {
   Status ReloadSources(std::vector<std::pair<std::string, std::string>> sources,
                        std::string bundle_yaml = "", std::string permissions_yaml = "");
 
+  // The bundle's decision on `call`: its permissions (CheckPermissions), then
+  // its policies (EvaluatePolicies), combined (bastion/decision.h). Policies
+  // that do not object allow: the engine starts from an explicit allow.
   Decision Evaluate(const CallInfo& call) const;
+  // The bundle's declarative permissions alone. A before_tool call gets the
+  // "permissions" vote (deny naming the missing grant or the exceeded rate
+  // limit, require_approval, or allow) and takes a token from every rate
+  // limit of the grants admitting it; any other call, or a bundle without
+  // permissions.yaml, gets an allow without a vote.
+  Decision CheckPermissions(const CallInfo& call) const;
+  // The Lua policies alone, without the permissions check: for a caller that
+  // checks permissions itself (the guard's permissions stage). Evaluate =
+  // CheckPermissions + EvaluatePolicies, each checked once.
+  Decision EvaluatePolicies(const CallInfo& call) const;
 
   // The content hash of the bundle in force (hex SHA-256 of every file).
   std::string version() const;
@@ -206,6 +175,10 @@ class PolicyEngine {
   // those helpers raise "no ... attached"). Safe while evaluations run; each
   // helper call sees either the old or the new state.
   void SetState(std::shared_ptr<const PolicyState> state);
+  // "now" of the permissions' rate limits and the policies' counter windows
+  // (counter.add, rate helpers); UTC wall time (WallClock) by default. Safe
+  // while evaluations run: each check reads the old or the new clock.
+  void SetClock(std::shared_ptr<const Clock> clock);
 
   class Impl;
 

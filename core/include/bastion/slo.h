@@ -48,50 +48,12 @@
 #include <string_view>
 #include <vector>
 
+#include "bastion/clock.h"
 #include "bastion/status.h"
 
 namespace bastion {
 
-// --- time ---
-
-constexpr int64_t kNsPerSecond = 1'000'000'000;
-constexpr int64_t kNsPerMinute = 60 * kNsPerSecond;
-constexpr int64_t kNsPerHour = 60 * kNsPerMinute;
-constexpr int64_t kNsPerDay = 24 * kNsPerHour;
-
-// Injectable time. Implementations must be safe to call from any thread.
-class Clock {
- public:
-  virtual ~Clock() = default;
-  virtual int64_t NowNs() const = 0;
-};
-
-// std::chrono::steady_clock: monotonic, never jumps with NTP or DST.
-class SystemClock final : public Clock {
- public:
-  int64_t NowNs() const override;
-};
-
-// std::chrono::system_clock: UTC wall time in ns since the Unix epoch, for
-// calendar windows (budgets, per-day cost) and records. It can jump (NTP).
-class WallClock final : public Clock {
- public:
-  int64_t NowNs() const override;
-};
-// The same, as a function.
-int64_t WallNowNs();
-
-// A clock that moves only when told to. Thread-safe (atomic).
-class ManualClock final : public Clock {
- public:
-  explicit ManualClock(int64_t start_ns = 0) : now_ns_(start_ns) {}
-  int64_t NowNs() const override { return now_ns_.load(std::memory_order_relaxed); }
-  void Advance(int64_t ns) { now_ns_.fetch_add(ns, std::memory_order_relaxed); }
-  void Set(int64_t now_ns) { now_ns_.store(now_ns, std::memory_order_relaxed); }
-
- private:
-  std::atomic<int64_t> now_ns_;
-};
+// --- time: Clock, WallClock, SystemClock, ManualClock (bastion/clock.h) ---
 
 // --- latency quantiles ---
 

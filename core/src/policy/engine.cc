@@ -22,21 +22,10 @@ namespace bastion {
 // --- names -------------------------------------------------------------------
 
 namespace {
-constexpr std::array<std::string_view, 4> kEffectNames = {"allow", "modify", "require_approval",
-                                                          "deny"};
 constexpr std::array<std::string_view, kHookCount> kHookNames = {
     "before_model", "after_model", "before_tool", "after_tool",
     "on_chunk",     "on_run_start", "on_run_end"};
 }  // namespace
-
-std::string_view EffectName(Effect e) { return kEffectNames[static_cast<size_t>(e)]; }
-
-std::optional<Effect> EffectFromName(std::string_view name) {
-  for (size_t i = 0; i < kEffectNames.size(); ++i) {
-    if (kEffectNames[i] == name) return static_cast<Effect>(i);
-  }
-  return std::nullopt;
-}
 
 std::string_view HookName(Hook h) { return kHookNames[static_cast<size_t>(h)]; }
 
@@ -85,15 +74,6 @@ std::string ApplyRedactions(std::string_view text, const std::vector<Redaction>&
 
 namespace policy {
 namespace {
-
-constexpr int kRiskUnknown = -1;
-int RiskRank(std::string_view r) {
-  if (r == "low") return 0;
-  if (r == "medium") return 1;
-  if (r == "high") return 2;
-  if (r == "critical") return 3;
-  return kRiskUnknown;
-}
 
 // Decision constructors and small conveniences, in Lua, installed into the
 // base environment before any policy loads.
@@ -259,7 +239,9 @@ class Worker {
  public:
   static Result<std::unique_ptr<Worker>> Build(std::shared_ptr<const CompiledBundle> bundle,
                                                SharedState* shared);
-  Decision Evaluate(const CallInfo& call);
+  // The Lua policies' decision, after the permissions check when
+  // `with_permissions`.
+  Decision Evaluate(const CallInfo& call, bool with_permissions);
   std::vector<std::string> policy_ids() const {
     std::vector<std::string> ids;
     for (const Slot& s : slots_) ids.push_back(s.id);
@@ -515,9 +497,9 @@ Status Worker::ReadDecision(const Slot& slot, Hook hook, PolicyOutcome* outcome,
   return Status::OK();
 }
 
-Decision Worker::Evaluate(const CallInfo& call) {
+Decision Worker::Evaluate(const CallInfo& call, bool with_permissions) {
   lua_State* L = sandbox_.L();
-  Decision d;
+  Decision d = Decision::DefaultAllow();
   d.policy_version = bundle_->version;
   d.explain.reserve(slots_.size() + 1);
   std::string risk = call.risk_level;
@@ -525,7 +507,11 @@ Decision Worker::Evaluate(const CallInfo& call) {
   ctx_.call = &call;
   ++ctx_.generation;
 
-  if (bundle_->permissions) EnforcePermissions(*bundle_->permissions, helpers_, call, &d);
+  if (with_permissions && bundle_->permissions) {
+    if (auto vote = CheckToolPermissions(*bundle_->permissions, helpers_.shared, call)) {
+      d.explain.push_back(std::move(*vote));
+    }
+  }
 
   for (const Slot& slot : slots_) {
     PolicyOutcome& outcome = d.explain.emplace_back();
@@ -571,14 +557,8 @@ Decision Worker::Evaluate(const CallInfo& call) {
   helpers_.policy_id = nullptr;
   ctx_.call = nullptr;
 
-  // The strictest effect wins; its policies are the reasons.
   for (const PolicyOutcome& o : d.explain) {
-    if (o.effect && *o.effect > d.effect) d.effect = *o.effect;
-  }
-  for (const PolicyOutcome& o : d.explain) {
-    if (o.effect && *o.effect == d.effect && (d.effect != Effect::kAllow || !o.message.empty())) {
-      d.reasons.push_back({o.policy_id, o.message});
-    }
+    if (o.effect) d.Combine(*o.effect, o.policy_id, o.message);
   }
   d.risk_level = std::move(risk);
   return d;
@@ -728,19 +708,46 @@ Status PolicyEngine::ReloadSources(std::vector<std::pair<std::string, std::strin
   return impl_->Install(std::move(*bundle));
 }
 
-Decision PolicyEngine::Evaluate(const CallInfo& call) const {
+namespace {
+
+// Evaluate and EvaluatePolicies.
+Decision EvaluateWith(const PolicyEngine::Impl& impl, const CallInfo& call,
+                      bool with_permissions) {
   std::string error;
-  const Impl::Lease worker = impl_->Borrow(&error);
+  const PolicyEngine::Impl::Lease worker = impl.Borrow(&error);
   if (worker.get() == nullptr) {
     // Cannot happen for an installed bundle short of running out of memory;
     // fail closed all the same.
-    Decision d;
-    d.effect = Effect::kDeny;
-    d.reasons.push_back({"bastion", "policy engine unavailable: " + error});
+    Decision d = Decision::DefaultAllow();
+    d.Combine(Effect::kDeny, "bastion", "policy engine unavailable: " + error);
     d.errors.push_back({"bastion", "runtime", error});
     return d;
   }
-  return worker.get()->Evaluate(call);
+  return worker.get()->Evaluate(call, with_permissions);
+}
+
+}  // namespace
+
+Decision PolicyEngine::Evaluate(const CallInfo& call) const {
+  return EvaluateWith(*impl_, call, true);
+}
+
+Decision PolicyEngine::EvaluatePolicies(const CallInfo& call) const {
+  return EvaluateWith(*impl_, call, false);
+}
+
+Decision PolicyEngine::CheckPermissions(const CallInfo& call) const {
+  const std::shared_ptr<const policy::CompiledBundle> bundle = impl_->Current();
+  Decision d = Decision::DefaultAllow();
+  d.policy_version = bundle->version;
+  d.risk_level = call.risk_level;
+  if (bundle->permissions) {
+    if (auto vote = policy::CheckToolPermissions(*bundle->permissions, &impl_->shared, call)) {
+      d.Combine(*vote->effect, vote->policy_id, vote->message);
+      d.explain.push_back(std::move(*vote));
+    }
+  }
+  return d;
 }
 
 std::string PolicyEngine::version() const { return impl_->Current()->version; }
@@ -757,6 +764,10 @@ std::shared_ptr<const Permissions> PolicyEngine::permissions() const {
 
 void PolicyEngine::SetState(std::shared_ptr<const PolicyState> state) {
   impl_->shared.SetState(std::move(state));
+}
+
+void PolicyEngine::SetClock(std::shared_ptr<const Clock> clock) {
+  impl_->shared.SetClock(std::move(clock));
 }
 
 }  // namespace bastion

@@ -344,7 +344,7 @@ int CounterAdd(lua_State* L) {
   {
     const PolicyLimits& limits = ctx->bundle->limits;
     Counters::AddResult r = ctx->shared->counters.Add(
-        *ctx->policy_id, key, static_cast<int64_t>(window * 1e9), amount, ctx->shared->now_ns(),
+        *ctx->policy_id, key, static_cast<int64_t>(window * 1e9), amount, ctx->shared->NowNs(),
         {limits.counter_keys, limits.counter_key_bytes, limits.counter_memory_bytes});
     ok = r.ok;
     n = r.count;
@@ -615,10 +615,10 @@ void InstallHelpers(lua_State* L, Sandbox* sandbox, HelperContext* ctx) {
   AddLibrary(L, sandbox, ctx, "cost", {{"estimate", CostEstimate}});
 }
 
-void EnforcePermissions(const Permissions& permissions, const HelperContext& ctx,
-                        const CallInfo& call, Decision* d) {
-  if (call.hook != Hook::kBeforeTool) return;
-  PolicyOutcome& outcome = d->explain.emplace_back();
+std::optional<PolicyOutcome> CheckToolPermissions(const Permissions& permissions,
+                                                  SharedState* shared, const CallInfo& call) {
+  if (call.hook != Hook::kBeforeTool) return std::nullopt;
+  PolicyOutcome outcome;
   outcome.policy_id = "permissions";
   outcome.applied = true;
   ToolRequest req;
@@ -634,23 +634,20 @@ void EnforcePermissions(const Permissions& permissions, const HelperContext& ctx
   if (!check.allowed) {
     outcome.effect = Effect::kDeny;
     outcome.message = check.reason;
-    return;
-  }
-  if (!check.rate_limits.empty() &&
-      !ctx.shared->rate_limiter.TryAcquire(check.rate_limits, ctx.shared->now_ns())) {
+  } else if (!check.rate_limits.empty() &&
+             !shared->rate_limiter.TryAcquire(check.rate_limits, shared->NowNs())) {
     outcome.effect = Effect::kDeny;
     outcome.message = fmt::format("rate limit of tool '{}' exceeded ({})", call.tool,
                                   check.rate_limits.front().limit.ToString());
-    return;
-  }
-  if (check.requires_approval) {
+  } else if (check.requires_approval) {
     outcome.effect = Effect::kRequireApproval;
     outcome.message = check.reason.empty()
                           ? fmt::format("tool '{}' ({}) requires approval", call.tool, call.operation)
                           : check.reason;
-    return;
+  } else {
+    outcome.effect = Effect::kAllow;
   }
-  outcome.effect = Effect::kAllow;
+  return outcome;
 }
 
 }  // namespace bastion::policy

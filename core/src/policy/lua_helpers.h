@@ -6,14 +6,15 @@
 #include <array>
 #include <atomic>
 #include <memory>
-#include <chrono>
 #include <cstdint>
-#include <functional>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <vector>
 
+#include "bastion/clock.h"
 #include "bastion/permissions.h"
 #include "bastion/policy.h"
 #include "policy/bundle.h"
@@ -94,11 +95,18 @@ struct SharedState {
   }
   mutable std::mutex state_mu;
   std::shared_ptr<const PolicyState> state;  // GUARDED_BY(state_mu)
-  std::function<int64_t()> now_ns = [] {
-    return std::chrono::duration_cast<std::chrono::nanoseconds>(
-               std::chrono::system_clock::now().time_since_epoch())
-        .count();
-  };
+  // "now" of the rate limits and counter windows: PolicyEngine::SetClock's
+  // clock, UTC wall time by default. A plain pointer read on every check; the
+  // clocks ever set stay alive with the engine (there are one or two).
+  int64_t NowNs() const { return clock.load(std::memory_order_acquire)->NowNs(); }
+  void SetClock(std::shared_ptr<const Clock> c) {
+    std::lock_guard<std::mutex> lock(state_mu);
+    clock.store(c.get(), std::memory_order_release);
+    clocks.push_back(std::move(c));
+  }
+  std::atomic<const Clock*> clock{&kWallClock};
+  std::vector<std::shared_ptr<const Clock>> clocks;  // GUARDED_BY(state_mu)
+  static inline const WallClock kWallClock{};
 };
 
 // What the helpers of one worker read.
@@ -112,10 +120,12 @@ struct HelperContext {
 // Adds the helper libraries to the sandbox's base environment.
 void InstallHelpers(lua_State* L, Sandbox* sandbox, HelperContext* ctx);
 
-// The built-in least-privilege check for before_tool: records a "permissions"
-// outcome (deny with the missing grant, require_approval, or allow) in `d`.
-void EnforcePermissions(const Permissions& permissions, const HelperContext& ctx,
-                        const CallInfo& call, Decision* d);
+// The built-in least-privilege check for before_tool: the "permissions" vote
+// (deny with the missing grant or the exceeded rate limit, require_approval,
+// or allow), taking a token from each admitting grant's rate limit at
+// shared->NowNs(). nullopt for other hooks.
+std::optional<PolicyOutcome> CheckToolPermissions(const Permissions& permissions,
+                                                  SharedState* shared, const CallInfo& call);
 
 }  // namespace bastion::policy
 

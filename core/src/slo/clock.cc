@@ -1,7 +1,7 @@
-// SystemClock (monotonic) and WallClock (UTC) behind bastion/slo.h.
+// SystemClock (monotonic) and WallClock (UTC) behind bastion/clock.h.
 #include <chrono>
 
-#include "bastion/slo.h"
+#include "bastion/clock.h"
 
 namespace bastion {
 

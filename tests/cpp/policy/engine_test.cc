@@ -335,5 +335,62 @@ TEST(PolicyEngine, ShortLivedThreadsReuseOneLuaState) {
   EXPECT_EQ(evaluate_on_a_new_thread(), "2");
 }
 
+constexpr char kRateLimited[] = R"(version: 1
+agents:
+  support-bot:
+    tools:
+      - name: lookup
+        operations: [read]
+        rate_limit: 2/min
+)";
+
+// Evaluate = CheckPermissions + EvaluatePolicies: the permissions (and their
+// rate limit tokens) are checked once, and only by the parts that check them.
+TEST(PolicyEngine, PermissionsAndPoliciesEvaluateApartAndOnceTogether) {
+  auto e = Engine({{"a.lua", Policy("a", "before_tool", "return allow('looked at it')")}}, "",
+                  kRateLimited);
+  auto clock = std::make_shared<ManualClock>(1'000 * kNsPerSecond);
+  e->SetClock(clock);
+  const CallInfo call = ToolCall("lookup");
+
+  const Decision policies = e->EvaluatePolicies(call);
+  ASSERT_EQ(policies.explain.size(), 1u);
+  EXPECT_EQ(policies.explain[0].policy_id, "a");
+  const Decision permissions = e->CheckPermissions(call);
+  ASSERT_EQ(permissions.explain.size(), 1u);
+  EXPECT_EQ(permissions.explain[0].policy_id, "permissions");
+  EXPECT_EQ(permissions.effect, Effect::kAllow);
+  EXPECT_EQ(permissions.policy_version, e->version());
+
+  const Decision both = e->Evaluate(call);  // the second token
+  ASSERT_EQ(both.explain.size(), 2u);
+  EXPECT_EQ(both.explain[0].policy_id, "permissions");
+  EXPECT_EQ(both.effect, Effect::kAllow);
+  for (int i = 0; i < 5; ++i) e->EvaluatePolicies(call);  // takes no token
+  const Decision limited = e->Evaluate(call);
+  EXPECT_EQ(limited.effect, Effect::kDeny);
+  EXPECT_EQ(limited.reasons[0].policy_id, "permissions");
+  // Another hook gets no permissions vote.
+  CallInfo model = call;
+  model.hook = Hook::kBeforeModel;
+  EXPECT_TRUE(e->CheckPermissions(model).explain.empty());
+}
+
+// Rate limits refill on the engine's clock, not on real time.
+TEST(PolicyEngine, RateLimitsRefillOnTheEnginesClock) {
+  auto e = Engine({{"a.lua", Policy("a", "before_model", "")}}, "", kRateLimited);
+  auto clock = std::make_shared<ManualClock>(1'000 * kNsPerSecond);
+  e->SetClock(clock);
+  const CallInfo call = ToolCall("lookup");
+  EXPECT_EQ(e->Evaluate(call).effect, Effect::kAllow);
+  EXPECT_EQ(e->Evaluate(call).effect, Effect::kAllow);
+  EXPECT_EQ(e->Evaluate(call).effect, Effect::kDeny);
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  EXPECT_EQ(e->Evaluate(call).effect, Effect::kDeny);
+  clock->Advance(30 * kNsPerSecond);
+  EXPECT_EQ(e->Evaluate(call).effect, Effect::kAllow);
+  EXPECT_EQ(e->Evaluate(call).effect, Effect::kDeny);
+}
+
 }  // namespace
 }  // namespace bastion

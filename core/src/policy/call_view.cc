@@ -1,7 +1,9 @@
 #include "policy/call_view.h"
 
 #include <cstring>
+#include <iterator>
 #include <string_view>
+#include <utility>
 
 #include <lua.hpp>
 
@@ -136,132 +138,210 @@ int ValuePairs(lua_State* L) {
 
 int ReadOnly(lua_State* L) { return luaL_error(L, "the call is read-only"); }
 
+// What a name of the call view (or of one of its parts) reads. The names are
+// kCallFields' and kCallFieldAliases', plus the grouped parts below; each maps
+// to a code in a Lua table, so a lookup is one hash probe on an interned
+// string.
+constexpr lua_Integer kTokenCode = 100;  // + index into kTokenFields
+constexpr lua_Integer kPartCode = 200;   // + Part: a grouped view
+
+struct PartName {
+  Part part;
+  std::string_view key;
+  std::string_view field;  // a name of kCallFields, or "tokens.<name>"
+};
+// call.agent.id, call.run.steps, ...: the call's fields grouped by subject.
+constexpr PartName kPartNames[] = {
+    {Part::kAgent, "id", "agent_id"},
+    {Part::kAgent, "role", "agent_role"},
+    {Part::kAgent, "parent", "parent_agent_id"},
+    {Part::kUser, "id", "user_id"},
+    {Part::kRun, "id", "run_id"},
+    {Part::kRun, "step", "step_index"},
+    {Part::kRun, "step_index", "step_index"},
+    {Part::kRun, "steps", "run_steps"},
+    {Part::kRun, "tool_calls", "run_tool_calls"},
+    {Part::kRun, "thread_id", "thread_id"},
+    {Part::kRun, "trace_id", "trace_id"},
+};
+constexpr std::pair<std::string_view, Part> kCallParts[] = {
+    {"agent", Part::kAgent}, {"user", Part::kUser}, {"run", Part::kRun}};
+
+lua_Integer FieldCode(std::string_view name) {
+  const CallField* f = FindCallField(name);
+  return f == nullptr ? -1 : f - kCallFields;
+}
+
+void SetCode(lua_State* L, std::string_view name, lua_Integer code) {
+  lua_pushlstring(L, name.data(), name.size());
+  lua_pushinteger(L, code);
+  lua_rawset(L, -3);
+}
+
+void PushPart(lua_State* L, ViewContext* ctx, Part part) {
+  lua_rawgeti(L, LUA_REGISTRYINDEX, ctx->part_refs[static_cast<size_t>(part)]);
+}
+
+// Pushes what `code` reads from `c`: nil for an unset string.
+void PushField(lua_State* L, ViewContext* ctx, const CallInfo& c, lua_Integer code) {
+  if (code >= kPartCode) return PushPart(L, ctx, static_cast<Part>(code - kPartCode));
+  if (code >= kTokenCode) {
+    const uint64_t n = c.tokens.*kTokenFields[code - kTokenCode].member;
+    return lua_pushinteger(L, static_cast<lua_Integer>(n));
+  }
+  const CallField& f = kCallFields[code];
+  switch (f.type) {
+    case CallFieldType::kString: return PushString(L, c.*f.text);
+    case CallFieldType::kCount: return lua_pushinteger(L, c.*f.count);
+    case CallFieldType::kHook: {
+      const std::string_view hook = HookName(c.hook);
+      return static_cast<void>(lua_pushlstring(L, hook.data(), hook.size()));
+    }
+    case CallFieldType::kArgs: {
+      // A call without arguments reads as an empty table, so `call.args.x`
+      // is nil rather than an error that fails the policy.
+      static const Value kNoArgs{Value::Object{}};
+      return PushValue(L, ctx, c.args.is_null() ? &kNoArgs : &c.args, ctx->generation);
+    }
+    case CallFieldType::kTokens: return PushPart(L, ctx, Part::kTokens);
+    case CallFieldType::kAttributes: return PushPart(L, ctx, Part::kAttributes);
+  }
+}
+
+// The code of the string key at `index` in the name table at upvalue 1 of
+// the running metamethod; -1 if it names nothing.
+lua_Integer LookUp(lua_State* L, int index) {
+  if (lua_type(L, index) != LUA_TSTRING) {
+    luaL_checklstring(L, index, nullptr);  // numbers name nothing; others raise
+    return -1;
+  }
+  lua_pushvalue(L, index);
+  lua_rawget(L, lua_upvalueindex(1));
+  int known = 0;
+  const lua_Integer code = lua_tointegerx(L, -1, &known);
+  lua_pop(L, 1);
+  return known ? code : -1;
+}
+
+// Upvalue 1: the name table of the parts, indexed by Part + 1.
 int SubIndex(lua_State* L) {
   // Reachable only through the locked metatable, so argument 1 is a SubView.
   auto* sub = static_cast<SubView*>(lua_touserdata(L, 1));
   const CallInfo& c = Current(L, sub->ctx);
-  size_t n;
-  const char* k = luaL_checklstring(L, 2, &n);
-  const std::string_view key(k, n);
-  switch (sub->part) {
-    case Part::kAgent:
-      if (key == "id") return PushString(L, c.agent_id), 1;
-      if (key == "role") return PushString(L, c.agent_role), 1;
-      if (key == "parent") return PushString(L, c.parent_agent_id), 1;
-      break;
-    case Part::kUser:
-      if (key == "id") return PushString(L, c.user_id), 1;
-      break;
-    case Part::kRun:
-      if (key == "id") return PushString(L, c.run_id), 1;
-      if (key == "step") return lua_pushinteger(L, c.step_index), 1;
-      if (key == "steps") return lua_pushinteger(L, c.run_steps), 1;
-      if (key == "tool_calls") return lua_pushinteger(L, c.run_tool_calls), 1;
-      if (key == "thread_id") return PushString(L, c.thread_id), 1;
-      if (key == "trace_id") return PushString(L, c.trace_id), 1;
-      break;
-    case Part::kTokens: {
-      const TokenUsage& t = c.tokens;
-      const uint64_t* v = key == "input"         ? &t.input
-                          : key == "output"      ? &t.output
-                          : key == "cache_read"  ? &t.cache_read
-                          : key == "cache_write" ? &t.cache_write
-                          : key == "reasoning"   ? &t.reasoning
-                                                 : nullptr;
-      if (v) return lua_pushinteger(L, static_cast<lua_Integer>(*v)), 1;
-      break;
-    }
-    case Part::kAttributes:
+  if (sub->part == Part::kAttributes || sub->part == Part::kText) {
+    size_t n;
+    const char* k = luaL_checklstring(L, 2, &n);
+    const std::string_view key(k, n);
+    if (sub->part == Part::kAttributes) {
       for (const auto& [ak, av] : c.attributes) {
         if (ak == key) return lua_pushlstring(L, av.data(), av.size()), 1;
       }
-      break;
-    case Part::kText: {
-      const std::string* text = nullptr;
-      const char* kind = "input";
-      switch (c.hook) {
-        case Hook::kAfterModel:
-        case Hook::kAfterTool: text = &c.output; kind = "output"; break;
-        case Hook::kOnChunk: text = &c.chunk; kind = "chunk"; break;
-        default: text = &c.input; break;
-      }
-      if (key == "text") return lua_pushlstring(L, text->data(), text->size()), 1;
-      if (key == "kind") return lua_pushstring(L, kind), 1;
-      break;
+      return lua_pushnil(L), 1;
     }
+    const std::string* text = &c.input;
+    const char* kind = "input";
+    switch (c.hook) {
+      case Hook::kAfterModel:
+      case Hook::kAfterTool: text = &c.output; kind = "output"; break;
+      case Hook::kOnChunk: text = &c.chunk; kind = "chunk"; break;
+      default: break;
+    }
+    if (key == "text") return lua_pushlstring(L, text->data(), text->size()), 1;
+    if (key == "kind") return lua_pushstring(L, kind), 1;
+    return lua_pushnil(L), 1;
   }
-  lua_pushnil(L);
+  if (lua_type(L, 2) != LUA_TSTRING) {
+    luaL_checklstring(L, 2, nullptr);
+    return lua_pushnil(L), 1;
+  }
+  lua_rawgeti(L, lua_upvalueindex(1), static_cast<lua_Integer>(sub->part) + 1);
+  lua_pushvalue(L, 2);
+  lua_rawget(L, -2);
+  int known = 0;
+  const lua_Integer code = lua_tointegerx(L, -1, &known);
+  if (!known) return lua_pushnil(L), 1;
+  PushField(L, sub->ctx, c, code);
   return 1;
 }
 
+// Upvalue 1: the name table of the call.
 int CallIndex(lua_State* L) {
   ViewContext* ctx = *static_cast<ViewContext**>(lua_touserdata(L, 1));  // see SubIndex
   const CallInfo& c = Current(L, ctx);
-  size_t n;
-  const char* k = luaL_checklstring(L, 2, &n);
-  const std::string_view key(k, n);
-  auto sub = [&](Part part) {
-    lua_rawgeti(L, LUA_REGISTRYINDEX, ctx->part_refs[static_cast<size_t>(part)]);
-    return 1;
-  };
-  switch (key.empty() ? 0 : key[0]) {
-    case 'a':
-      if (key == "agent") return sub(Part::kAgent);
-      if (key == "args") {
-        // A call without arguments reads as an empty table, so `call.args.x`
-        // is nil rather than an error that fails the policy.
-        static const Value kNoArgs{Value::Object{}};
-        PushValue(L, ctx, c.args.is_null() ? &kNoArgs : &c.args, ctx->generation);
-        return 1;
-      }
-      if (key == "agent_id") return PushString(L, c.agent_id), 1;
-      if (key == "agent_role") return PushString(L, c.agent_role), 1;
-      if (key == "attributes") return sub(Part::kAttributes);
-      break;
-    case 'c':
-      if (key == "chunk") return PushString(L, c.chunk), 1;
-      break;
-    case 'h':
-      if (key == "hook") return lua_pushstring(L, std::string(HookName(c.hook)).c_str()), 1;
-      break;
-    case 'i':
-      if (key == "input") return PushString(L, c.input), 1;
-      break;
-    case 'm':
-      if (key == "model") return PushString(L, c.model), 1;
-      break;
-    case 'o':
-      if (key == "operation") return PushString(L, c.operation), 1;
-      if (key == "output") return PushString(L, c.output), 1;
-      break;
-    case 'r':
-      if (key == "resource") return PushString(L, c.resource), 1;
-      if (key == "risk" || key == "risk_level") return PushString(L, c.risk_level), 1;
-      if (key == "run") return sub(Part::kRun);
-      if (key == "run_id") return PushString(L, c.run_id), 1;
-      break;
-    case 's':
-      if (key == "step") return lua_pushinteger(L, c.step_index), 1;
-      break;
-    case 't':
-      if (key == "tool") return PushString(L, c.tool), 1;
-      if (key == "tenant" || key == "tenant_id") return PushString(L, c.tenant_id), 1;
-      if (key == "tokens") return sub(Part::kTokens);
-      if (key == "thread_id") return PushString(L, c.thread_id), 1;
-      if (key == "trace_id") return PushString(L, c.trace_id), 1;
-      break;
-    case 'u':
-      if (key == "user") return sub(Part::kUser);
-      if (key == "user_id") return PushString(L, c.user_id), 1;
-      break;
-  }
-  lua_pushnil(L);
+  const lua_Integer code = LookUp(L, 2);
+  if (code < 0) return lua_pushnil(L), 1;
+  PushField(L, ctx, c, code);
   return 1;
 }
 
-void NewMeta(lua_State* L, const char* name, lua_CFunction index) {
+// pairs(call): the set fields of the call, by their names, in table order.
+// Upvalue 1: the name table of the call.
+int CallNext(lua_State* L) {
+  ViewContext* ctx = *static_cast<ViewContext**>(luaL_checkudata(L, 1, kCallMeta));
+  const CallInfo& c = Current(L, ctx);
+  lua_Integer i = 0;
+  if (!lua_isnil(L, 2)) {
+    i = LookUp(L, 2) + 1;
+    if (i <= 0 || i > kCallFieldCount) {
+      return luaL_error(L, "pairs(call): '%s' is not a field of the call", luaL_tolstring(L, 2, nullptr));
+    }
+  }
+  for (; i < kCallFieldCount; ++i) {
+    PushField(L, ctx, c, i);
+    if (lua_isnil(L, -1)) {
+      lua_pop(L, 1);
+      continue;
+    }
+    lua_pushlstring(L, kCallFields[i].name.data(), kCallFields[i].name.size());
+    lua_insert(L, -2);
+    return 2;
+  }
+  return lua_pushnil(L), 1;
+}
+
+// Upvalue 1: CallNext.
+int CallPairs(lua_State* L) {
+  lua_pushvalue(L, lua_upvalueindex(1));
+  lua_pushvalue(L, 1);
+  lua_pushnil(L);
+  return 3;
+}
+
+// Pushes the name table of the call view: every field and alias.
+void PushCallNames(lua_State* L) {
+  lua_createtable(L, 0,
+                  static_cast<int>(kCallFieldCount + std::size(kCallFieldAliases) +
+                                   std::size(kCallParts)));
+  for (lua_Integer i = 0; i < kCallFieldCount; ++i) SetCode(L, kCallFields[i].name, i);
+  for (const CallFieldAlias& a : kCallFieldAliases) SetCode(L, a.alias, FieldCode(a.name));
+  for (const auto& [name, part] : kCallParts) {
+    SetCode(L, name, kPartCode + static_cast<lua_Integer>(part));
+  }
+}
+
+// Pushes the name tables of the grouped parts, indexed by Part + 1.
+void PushPartNames(lua_State* L) {
+  lua_createtable(L, 6, 0);
+  for (Part part : {Part::kAgent, Part::kUser, Part::kRun, Part::kTokens}) {
+    lua_newtable(L);
+    for (const PartName& p : kPartNames) {
+      if (p.part == part) SetCode(L, p.key, FieldCode(p.field));
+    }
+    if (part == Part::kTokens) {
+      for (lua_Integer i = 0; i < static_cast<lua_Integer>(std::size(kTokenFields)); ++i) {
+        SetCode(L, kTokenFields[i].name, kTokenCode + i);
+      }
+    }
+    lua_rawseti(L, -2, static_cast<lua_Integer>(part) + 1);
+  }
+}
+
+// `upvalues`: how many values on top of the stack the __index closure takes
+// (popped).
+void NewMeta(lua_State* L, const char* name, lua_CFunction index, int upvalues = 0) {
+  lua_pushcclosure(L, index, upvalues);
   luaL_newmetatable(L, name);
-  lua_pushcfunction(L, index);
+  lua_insert(L, -2);
   lua_setfield(L, -2, "__index");
   lua_pushcfunction(L, ReadOnly);
   lua_setfield(L, -2, "__newindex");
@@ -272,9 +352,16 @@ void NewMeta(lua_State* L, const char* name, lua_CFunction index) {
 }  // namespace
 
 void InstallViews(lua_State* L, ViewContext* ctx) {
-  NewMeta(L, kCallMeta, CallIndex);
+  PushCallNames(L);
+  lua_pushvalue(L, -1);
+  NewMeta(L, kCallMeta, CallIndex, 1);
+  lua_insert(L, -2);  // the names, for CallNext
+  lua_pushcclosure(L, CallNext, 1);
+  lua_pushcclosure(L, CallPairs, 1);
+  lua_setfield(L, -2, "__pairs");
   lua_pop(L, 1);
-  NewMeta(L, kSubMeta, SubIndex);
+  PushPartNames(L);
+  NewMeta(L, kSubMeta, SubIndex, 1);
   lua_pop(L, 1);
   NewMeta(L, kValueMeta, ValueIndex);
   lua_pushcfunction(L, ValueLen);

@@ -293,7 +293,7 @@ int PermissionsCheck(lua_State* L) {
   req.agent_role = call->agent_role;
   req.tool = lua_isnoneornil(L, 1) ? std::string_view(call->tool) : CheckView(L, 1);
   req.operation = lua_isnoneornil(L, 2) ? std::string_view(call->operation) : CheckView(L, 2);
-  req.resource = lua_isnoneornil(L, 3) ? std::string_view(call->resource) : CheckView(L, 3);
+  req.resource = lua_isnoneornil(L, 3) ? std::string_view(call->resource_id) : CheckView(L, 3);
   if (!lua_isnoneornil(L, 4)) req.url = CheckView(L, 4);
   Pushed p;
   {
@@ -624,7 +624,7 @@ void EnforcePermissions(const Permissions& permissions, const HelperContext& ctx
   req.agent_role = call.agent_role;
   req.tool = call.tool;
   req.operation = call.operation;
-  req.resource = call.resource;
+  req.resource = call.resource_id;
   if (const Value* url = call.args.Find("url"); url && url->type() == Value::Type::kString) {
     req.url = url->as_string();
   }

@@ -83,7 +83,7 @@ struct CallField {
 
 // Every field of a call, once, in the order the docs list them.
 inline constexpr CallField kCallFields[] = {
-    {.name = "hook", .type = CallFieldType::kHook},
+    {.name = "hook", .type = CallFieldType::kHook, .record = std::nullopt},
     // who
     {.name = "agent_id", .type = CallFieldType::kString, .text = &CallInfo::agent_id,
      .record = Field::kAgentId},
@@ -104,14 +104,14 @@ inline constexpr CallField kCallFields[] = {
      .record = Field::kOperation},
     {.name = "resource_id", .type = CallFieldType::kString, .text = &CallInfo::resource_id,
      .record = Field::kResourceId},
-    {.name = "args", .type = CallFieldType::kArgs, .personal = true},
+    {.name = "args", .type = CallFieldType::kArgs, .record = std::nullopt, .personal = true},
     {.name = "input", .type = CallFieldType::kString, .text = &CallInfo::input,
-     .personal = true},
+     .record = std::nullopt, .personal = true},
     {.name = "output", .type = CallFieldType::kString, .text = &CallInfo::output,
-     .personal = true},
+     .record = std::nullopt, .personal = true},
     {.name = "chunk", .type = CallFieldType::kString, .text = &CallInfo::chunk,
-     .personal = true},
-    {.name = "tokens", .type = CallFieldType::kTokens},
+     .record = std::nullopt, .personal = true},
+    {.name = "tokens", .type = CallFieldType::kTokens, .record = std::nullopt},
     // context
     {.name = "run_id", .type = CallFieldType::kString, .text = &CallInfo::run_id,
      .record = Field::kRunId},
@@ -123,9 +123,10 @@ inline constexpr CallField kCallFields[] = {
      .record = Field::kRiskLevel},
     {.name = "step_index", .type = CallFieldType::kCount, .count = &CallInfo::step_index,
      .record = Field::kStepIndex},
-    {.name = "run_steps", .type = CallFieldType::kCount, .count = &CallInfo::run_steps},
+    {.name = "run_steps", .type = CallFieldType::kCount, .count = &CallInfo::run_steps,
+     .record = std::nullopt},
     {.name = "run_tool_calls", .type = CallFieldType::kCount,
-     .count = &CallInfo::run_tool_calls},
+     .count = &CallInfo::run_tool_calls, .record = std::nullopt},
     {.name = "attributes", .type = CallFieldType::kAttributes, .record = Field::kAttributes,
      .personal = true},
 };

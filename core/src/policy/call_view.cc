@@ -1,8 +1,10 @@
 #include "policy/call_view.h"
 
+#include <cstdint>
 #include <cstring>
 #include <iterator>
 #include <string_view>
+#include <tuple>
 #include <utility>
 
 #include <lua.hpp>
@@ -138,17 +140,18 @@ int ValuePairs(lua_State* L) {
 
 int ReadOnly(lua_State* L) { return luaL_error(L, "the call is read-only"); }
 
-// What a name of the call view (or of one of its parts) reads. The names are
-// kCallFields' and kCallFieldAliases', plus the grouped parts below; each maps
-// to a code in a Lua table, so a lookup is one hash probe on an interned
-// string.
-constexpr lua_Integer kTokenCode = 100;  // + index into kTokenFields
-constexpr lua_Integer kPartCode = 200;   // + Part: a grouped view
+// What a name of the call view (or of one of its parts) reads: the names are
+// kCallFields' and kCallFieldAliases', plus the grouped parts below. Each maps
+// to a code, found by the address of the interned key (ViewName), so a lookup
+// is a pointer hash and compare on every evaluation's hot path.
+constexpr int16_t kTokenCode = 100;  // + index into kTokenFields
+constexpr int16_t kPartCode = 200;   // + Part: a grouped view
+constexpr size_t kPartsByName = 4;   // agent, user, run, tokens: ViewName::parts
 
 struct PartName {
   Part part;
   std::string_view key;
-  std::string_view field;  // a name of kCallFields, or "tokens.<name>"
+  std::string_view field;  // a name of kCallFields
 };
 // call.agent.id, call.run.steps, ...: the call's fields grouped by subject.
 constexpr PartName kPartNames[] = {
@@ -167,15 +170,64 @@ constexpr PartName kPartNames[] = {
 constexpr std::pair<std::string_view, Part> kCallParts[] = {
     {"agent", Part::kAgent}, {"user", Part::kUser}, {"run", Part::kRun}};
 
-lua_Integer FieldCode(std::string_view name) {
+int16_t FieldCode(std::string_view name) {
   const CallField* f = FindCallField(name);
-  return f == nullptr ? -1 : f - kCallFields;
+  return f == nullptr ? -1 : static_cast<int16_t>(f - kCallFields);
 }
 
-void SetCode(lua_State* L, std::string_view name, lua_Integer code) {
-  lua_pushlstring(L, name.data(), name.size());
-  lua_pushinteger(L, code);
+size_t Slot(const ViewContext& ctx, const char* key) {
+  const uint64_t h = (reinterpret_cast<uintptr_t>(key) >> 3) * 0x9E3779B97F4A7C15ull;
+  return static_cast<size_t>(h >> 32) & (ctx.names.size() - 1);
+}
+
+// The entry of the string at `index` (nullptr: a name the views do not know).
+// Numbers are converted and name nothing; keys of other types raise.
+const ViewName* Find(lua_State* L, const ViewContext& ctx, int index) {
+  const char* key = lua_tolstring(L, index, nullptr);
+  if (key == nullptr) luaL_checklstring(L, index, nullptr);  // raises
+  for (size_t i = Slot(ctx, key);; i = (i + 1) & (ctx.names.size() - 1)) {
+    const ViewName& n = ctx.names[i];
+    if (n.key == key) return &n;
+    if (n.key == nullptr) return nullptr;
+  }
+}
+
+// The entry for `name`, added (and its string anchored in the table on top of
+// the stack) if new.
+ViewName& Add(lua_State* L, ViewContext* ctx, std::string_view name) {
+  const char* key = lua_pushlstring(L, name.data(), name.size());
+  lua_pushboolean(L, 1);
   lua_rawset(L, -3);
+  for (size_t i = Slot(*ctx, key);; i = (i + 1) & (ctx->names.size() - 1)) {
+    ViewName& n = ctx->names[i];
+    if (n.key == key) return n;
+    if (n.key == nullptr) {
+      n.key = key;
+      return n;
+    }
+  }
+}
+
+// Fills ctx->names and anchors their strings in the registry.
+void InstallNames(lua_State* L, ViewContext* ctx) {
+  static_assert(std::size(kCallFields) + std::size(kCallFieldAliases) + std::size(kCallParts) +
+                        std::size(kPartNames) + std::size(kTokenFields) <
+                    std::tuple_size_v<decltype(ViewContext::names)> / 2,
+                "the name table must stay sparse");
+  lua_newtable(L);
+  for (int16_t i = 0; i < kCallFieldCount; ++i) Add(L, ctx, kCallFields[i].name).call = i;
+  for (const CallFieldAlias& a : kCallFieldAliases) Add(L, ctx, a.alias).call = FieldCode(a.name);
+  for (const auto& [name, part] : kCallParts) {
+    Add(L, ctx, name).call = static_cast<int16_t>(kPartCode + static_cast<int16_t>(part));
+  }
+  for (const PartName& p : kPartNames) {
+    Add(L, ctx, p.key).parts[static_cast<size_t>(p.part)] = FieldCode(p.field);
+  }
+  for (int16_t i = 0; i < static_cast<int16_t>(std::size(kTokenFields)); ++i) {
+    Add(L, ctx, kTokenFields[i].name).parts[static_cast<size_t>(Part::kTokens)] =
+        static_cast<int16_t>(kTokenCode + i);
+  }
+  ctx->names_ref = luaL_ref(L, LUA_REGISTRYINDEX);
 }
 
 void PushPart(lua_State* L, ViewContext* ctx, Part part) {
@@ -183,7 +235,7 @@ void PushPart(lua_State* L, ViewContext* ctx, Part part) {
 }
 
 // Pushes what `code` reads from `c`: nil for an unset string.
-void PushField(lua_State* L, ViewContext* ctx, const CallInfo& c, lua_Integer code) {
+void PushField(lua_State* L, ViewContext* ctx, const CallInfo& c, int16_t code) {
   if (code >= kPartCode) return PushPart(L, ctx, static_cast<Part>(code - kPartCode));
   if (code >= kTokenCode) {
     const uint64_t n = c.tokens.*kTokenFields[code - kTokenCode].member;
@@ -208,22 +260,6 @@ void PushField(lua_State* L, ViewContext* ctx, const CallInfo& c, lua_Integer co
   }
 }
 
-// The code of the string key at `index` in the name table at upvalue 1 of
-// the running metamethod; -1 if it names nothing.
-lua_Integer LookUp(lua_State* L, int index) {
-  if (lua_type(L, index) != LUA_TSTRING) {
-    luaL_checklstring(L, index, nullptr);  // numbers name nothing; others raise
-    return -1;
-  }
-  lua_pushvalue(L, index);
-  lua_rawget(L, lua_upvalueindex(1));
-  int known = 0;
-  const lua_Integer code = lua_tointegerx(L, -1, &known);
-  lua_pop(L, 1);
-  return known ? code : -1;
-}
-
-// Upvalue 1: the name table of the parts, indexed by Part + 1.
 int SubIndex(lua_State* L) {
   // Reachable only through the locked metatable, so argument 1 is a SubView.
   auto* sub = static_cast<SubView*>(lua_touserdata(L, 1));
@@ -250,41 +286,35 @@ int SubIndex(lua_State* L) {
     if (key == "kind") return lua_pushstring(L, kind), 1;
     return lua_pushnil(L), 1;
   }
-  if (lua_type(L, 2) != LUA_TSTRING) {
-    luaL_checklstring(L, 2, nullptr);
-    return lua_pushnil(L), 1;
-  }
-  lua_rawgeti(L, lua_upvalueindex(1), static_cast<lua_Integer>(sub->part) + 1);
-  lua_pushvalue(L, 2);
-  lua_rawget(L, -2);
-  int known = 0;
-  const lua_Integer code = lua_tointegerx(L, -1, &known);
-  if (!known) return lua_pushnil(L), 1;
+  static_assert(static_cast<size_t>(Part::kTokens) < kPartsByName);
+  const ViewName* name = Find(L, *sub->ctx, 2);
+  const int16_t code = name ? name->parts[static_cast<size_t>(sub->part)] : -1;
+  if (code < 0) return lua_pushnil(L), 1;
   PushField(L, sub->ctx, c, code);
   return 1;
 }
 
-// Upvalue 1: the name table of the call.
 int CallIndex(lua_State* L) {
   ViewContext* ctx = *static_cast<ViewContext**>(lua_touserdata(L, 1));  // see SubIndex
   const CallInfo& c = Current(L, ctx);
-  const lua_Integer code = LookUp(L, 2);
-  if (code < 0) return lua_pushnil(L), 1;
-  PushField(L, ctx, c, code);
+  const ViewName* name = Find(L, *ctx, 2);
+  if (name == nullptr || name->call < 0) return lua_pushnil(L), 1;
+  PushField(L, ctx, c, name->call);
   return 1;
 }
 
 // pairs(call): the set fields of the call, by their names, in table order.
-// Upvalue 1: the name table of the call.
 int CallNext(lua_State* L) {
   ViewContext* ctx = *static_cast<ViewContext**>(luaL_checkudata(L, 1, kCallMeta));
   const CallInfo& c = Current(L, ctx);
-  lua_Integer i = 0;
+  int16_t i = 0;
   if (!lua_isnil(L, 2)) {
-    i = LookUp(L, 2) + 1;
-    if (i <= 0 || i > kCallFieldCount) {
-      return luaL_error(L, "pairs(call): '%s' is not a field of the call", luaL_tolstring(L, 2, nullptr));
+    const ViewName* name = Find(L, *ctx, 2);
+    if (name == nullptr || name->call < 0 || name->call >= kCallFieldCount) {
+      return luaL_error(L, "pairs(call): '%s' is not a field of the call",
+                        luaL_tolstring(L, 2, nullptr));
     }
+    i = static_cast<int16_t>(name->call + 1);
   }
   for (; i < kCallFieldCount; ++i) {
     PushField(L, ctx, c, i);
@@ -299,45 +329,13 @@ int CallNext(lua_State* L) {
   return lua_pushnil(L), 1;
 }
 
-// Upvalue 1: CallNext.
 int CallPairs(lua_State* L) {
-  lua_pushvalue(L, lua_upvalueindex(1));
+  lua_pushcfunction(L, CallNext);
   lua_pushvalue(L, 1);
   lua_pushnil(L);
   return 3;
 }
 
-// Pushes the name table of the call view: every field and alias.
-void PushCallNames(lua_State* L) {
-  lua_createtable(L, 0,
-                  static_cast<int>(kCallFieldCount + std::size(kCallFieldAliases) +
-                                   std::size(kCallParts)));
-  for (lua_Integer i = 0; i < kCallFieldCount; ++i) SetCode(L, kCallFields[i].name, i);
-  for (const CallFieldAlias& a : kCallFieldAliases) SetCode(L, a.alias, FieldCode(a.name));
-  for (const auto& [name, part] : kCallParts) {
-    SetCode(L, name, kPartCode + static_cast<lua_Integer>(part));
-  }
-}
-
-// Pushes the name tables of the grouped parts, indexed by Part + 1.
-void PushPartNames(lua_State* L) {
-  lua_createtable(L, 6, 0);
-  for (Part part : {Part::kAgent, Part::kUser, Part::kRun, Part::kTokens}) {
-    lua_newtable(L);
-    for (const PartName& p : kPartNames) {
-      if (p.part == part) SetCode(L, p.key, FieldCode(p.field));
-    }
-    if (part == Part::kTokens) {
-      for (lua_Integer i = 0; i < static_cast<lua_Integer>(std::size(kTokenFields)); ++i) {
-        SetCode(L, kTokenFields[i].name, kTokenCode + i);
-      }
-    }
-    lua_rawseti(L, -2, static_cast<lua_Integer>(part) + 1);
-  }
-}
-
-// `upvalues`: how many values on top of the stack the __index closure takes
-// (popped).
 void NewMeta(lua_State* L, const char* name, lua_CFunction index, int upvalues = 0) {
   lua_pushcclosure(L, index, upvalues);
   luaL_newmetatable(L, name);
@@ -352,16 +350,12 @@ void NewMeta(lua_State* L, const char* name, lua_CFunction index, int upvalues =
 }  // namespace
 
 void InstallViews(lua_State* L, ViewContext* ctx) {
-  PushCallNames(L);
-  lua_pushvalue(L, -1);
-  NewMeta(L, kCallMeta, CallIndex, 1);
-  lua_insert(L, -2);  // the names, for CallNext
-  lua_pushcclosure(L, CallNext, 1);
-  lua_pushcclosure(L, CallPairs, 1);
+  InstallNames(L, ctx);
+  NewMeta(L, kCallMeta, CallIndex);
+  lua_pushcfunction(L, CallPairs);
   lua_setfield(L, -2, "__pairs");
   lua_pop(L, 1);
-  PushPartNames(L);
-  NewMeta(L, kSubMeta, SubIndex, 1);
+  NewMeta(L, kSubMeta, SubIndex);
   lua_pop(L, 1);
   NewMeta(L, kValueMeta, ValueIndex);
   lua_pushcfunction(L, ValueLen);

@@ -74,6 +74,9 @@ TEST(CallSchema, NamesAndAliasesAreUniqueAndAliasesNameFields) {
     EXPECT_EQ(f->name, a.name) << a.alias;
   }
   EXPECT_EQ(FindCallField("no_such_field"), nullptr);
+  // The Lua view finds names by their interned strings: Lua interns strings
+  // of up to 40 bytes (LUAI_MAXSHORTLEN).
+  for (std::string_view name : names) EXPECT_LE(name.size(), 40u) << name;
   std::set<std::string_view> tokens;
   for (const TokenField& t : kTokenFields) EXPECT_TRUE(tokens.insert(t.name).second) << t.name;
 }

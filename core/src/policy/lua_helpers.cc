@@ -282,7 +282,7 @@ ToolRequest ToolRequestOf(const CallInfo& call) {
   req.agent_role = call.agent_role;
   req.tool = call.tool;
   req.operation = call.operation;
-  req.resource = call.resource_id;
+  req.resource_id = call.resource_id;
   if (const Value* url = call.args.Find("url"); url && url->type() == Value::Type::kString) {
     req.url = url->as_string();
   }
@@ -306,7 +306,7 @@ int PermissionsCheck(lua_State* L) {
   ToolRequest req = ToolRequestOf(*call);
   if (!lua_isnoneornil(L, 1)) req.tool = CheckView(L, 1);
   if (!lua_isnoneornil(L, 2)) req.operation = CheckView(L, 2);
-  if (!lua_isnoneornil(L, 3)) req.resource = CheckView(L, 3);
+  if (!lua_isnoneornil(L, 3)) req.resource_id = CheckView(L, 3);
   req.url = lua_isnoneornil(L, 4) ? std::string_view() : CheckView(L, 4);
   Pushed p;
   {

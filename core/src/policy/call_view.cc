@@ -214,6 +214,7 @@ void InstallNames(lua_State* L, ViewContext* ctx) {
                         std::size(kPartNames) + std::size(kTokenFields) <
                     std::tuple_size_v<decltype(ViewContext::names)> / 2,
                 "the name table must stay sparse");
+  ctx->names = {};  // addresses are only meaningful in the state they came from
   lua_newtable(L);
   for (int16_t i = 0; i < kCallFieldCount; ++i) Add(L, ctx, kCallFields[i].name).call = i;
   for (const CallFieldAlias& a : kCallFieldAliases) Add(L, ctx, a.alias).call = FieldCode(a.name);

@@ -2,7 +2,8 @@
 // data). Views are userdata whose __index reads the C++ struct on demand, so
 // building the view of a call costs nothing per field. A view outlives its
 // call only as a stale handle: using it later raises an error, never touches
-// freed memory.
+// freed memory. The call view's names are those of kCallFields and
+// kCallFieldAliases (bastion/call.h); pairs(call) walks kCallFields.
 #ifndef BASTION_POLICY_CALL_VIEW_H_
 #define BASTION_POLICY_CALL_VIEW_H_
 

@@ -49,7 +49,7 @@ CallInfo TypicalToolCall() {
   // in full rather than refused by the limiter after the first few.
   c.tool = "search_kb";
   c.operation = "read";
-  c.resource = "kb/shipping";
+  c.resource_id = "kb/shipping";
   c.args = Value(Value::Object{{"query", Value("where is my order")}, {"top_k", Value(5)}});
   c.run_id = "run-7";
   c.step_index = 3;

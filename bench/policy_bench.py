@@ -20,7 +20,7 @@ import bastion
 CALL = {
     "agent_id": "support-bot", "agent_role": "support", "user_id": "u-42",
     "tenant_id": "acme", "tool": "search_kb", "operation": "read",
-    "resource": "kb/shipping", "args": {"query": "where is my order", "top_k": 5},
+    "resource_id": "kb/shipping", "args": {"query": "where is my order", "top_k": 5},
     "run_id": "run-7", "step_index": 3, "run_steps": 3, "run_tool_calls": 1,
     "risk_level": "low",
 }

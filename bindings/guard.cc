@@ -7,6 +7,7 @@
 #include <pybind11/stl.h>
 
 #include "bastion/guard.h"
+#include "convert.h"
 #include "cost.h"
 #include "errors.h"
 #include "policy.h"
@@ -166,23 +167,14 @@ class PyGuard {
     return out;
   }
 
-  // begin(hook, fields): the call's fields (as PolicyEngine.evaluate takes
-  // them) and input_tokens, max_output_tokens, parent_span_id, request_id,
-  // idempotency_key, in one dict read in one pass.
-  PyGuardedCall Begin(py::str hook, py::dict fields) {
-    const std::string hook_name = Utf8String(hook, "hook");
-    if (hook_name != "before_model" && hook_name != "before_tool") {
-      ThrowInvalid(fmt::format("hook must be before_model or before_tool, got '{}'", hook_name));
-    }
+  // begin_model(fields) / begin_tool(fields): the call's fields (as
+  // PolicyEngine.evaluate takes them) and input_tokens, max_output_tokens,
+  // parent_span_id, request_id, idempotency_key, in one dict read in one pass.
+  PyGuardedCall Begin(Hook hook, py::dict fields) {
     CallRequest req;
     auto count = [](py::handle v, std::string_view what) -> std::optional<int64_t> {
       if (v.is_none()) return std::nullopt;
-      if (!PyLong_Check(v.ptr()) || PyBool_Check(v.ptr())) {
-        throw py::type_error(fmt::format("{} must be int, got {}", what, Py_TYPE(v.ptr())->tp_name));
-      }
-      const int64_t n = v.cast<int64_t>();
-      if (n < 0) ThrowInvalid(fmt::format("{} must be >= 0", what));
-      return n;
+      return CountFromPython(v, what);
     };
     req.call = CallFromFields(hook, py::none(), fields, [&](std::string_view key, py::handle v) {
       if (key == "input_tokens") {
@@ -205,7 +197,7 @@ class PyGuard {
       py::gil_scoped_release release;
       return g->Begin(std::move(req));
     }();
-    return PyGuardedCall(g, Unwrap(std::move(r)), hook_name == "before_model");
+    return PyGuardedCall(g, Unwrap(std::move(r)), hook == Hook::kBeforeModel);
   }
   uint64_t AppendRecord(py::object record, py::kwargs fields) {
     Record r = RecordFromPython(record, fields);
@@ -351,7 +343,14 @@ void RegisterGuard(py::module_& m) {
                   py::arg("budget_flush_interval"), py::arg("durability"),
                   py::arg("high_risk_durability"), py::arg("clock"),
                   py::arg("default_max_output_tokens"), py::arg("deny_unpriced_budgeted_calls"))
-      .def("begin", &PyGuard::Begin, py::arg("hook"), py::arg("fields"), py::pos_only())
+      .def(
+          "begin_model",
+          [](PyGuard& g, py::dict fields) { return g.Begin(Hook::kBeforeModel, fields); },
+          py::arg("fields"), py::pos_only())
+      .def(
+          "begin_tool",
+          [](PyGuard& g, py::dict fields) { return g.Begin(Hook::kBeforeTool, fields); },
+          py::arg("fields"), py::pos_only())
       .def("record", &PyGuard::AppendRecord, py::arg("record") = py::none())
       .def_property_readonly("budgets", &PyGuard::budgets)
       .def_property_readonly("slos", &PyGuard::slos)

@@ -6,13 +6,15 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include "bastion/call.h"
 #include "bastion/policy.h"
 #include "bastion/policy_state.h"
+#include "bastion/yaml.h"
+#include "convert.h"
 #include "cost.h"
 #include "slo.h"
 #include "errors.h"
 #include "policy.h"
-#include "policy/bundle.h"
 #include "record_convert.h"
 
 namespace py = pybind11;
@@ -25,30 +27,12 @@ std::string Str(py::handle h, std::string_view field) {
   return Utf8String(h, "call field", field);
 }
 
-int64_t Int(py::handle h, std::string_view field) {
-  if (!PyLong_Check(h.ptr()) || PyBool_Check(h.ptr())) {
-    throw py::type_error(fmt::format("call field '{}' must be int, got {}", field,
-                                     Py_TYPE(h.ptr())->tp_name));
-  }
-  int overflow = 0;
-  const long long v = PyLong_AsLongLongAndOverflow(h.ptr(), &overflow);
-  if (overflow || v < 0) ThrowInvalid(fmt::format("call field '{}' is out of range", field));
-  return v;
-}
-
 Value ToValue(py::handle h, const std::string& path, int depth) {
   if (depth > 64) ThrowInvalid(fmt::format("'{}' is nested more than 64 levels deep", path));
-  PyObject* o = h.ptr();
-  if (o == Py_None) return Value();
-  if (PyBool_Check(o)) return Value(o == Py_True);
-  if (PyLong_Check(o)) {
-    int overflow = 0;
-    const long long v = PyLong_AsLongLongAndOverflow(o, &overflow);
-    if (overflow) return Value(PyLong_AsDouble(o));
-    return Value(static_cast<int64_t>(v));
+  if (std::optional<Value> scalar = ScalarFromPython(h, path, BigInt::kToDouble)) {
+    return *std::move(scalar);
   }
-  if (PyFloat_Check(o)) return Value(PyFloat_AS_DOUBLE(o));
-  if (PyUnicode_Check(o)) return Value(Str(h, path));
+  PyObject* o = h.ptr();
   if (PyDict_Check(o)) {
     Value::Object obj;
     PyObject *k, *v;
@@ -76,72 +60,82 @@ Value ToValue(py::handle h, const std::string& path, int depth) {
                                    path, Py_TYPE(o)->tp_name));
 }
 
-void SetCallField(CallInfo& c, std::string_view key, py::handle v) {
-  if (v.is_none()) return;
-  std::string* s = key == "agent_id"          ? &c.agent_id
-                   : key == "agent_role"      ? &c.agent_role
-                   : key == "parent_agent_id" ? &c.parent_agent_id
-                   : key == "user_id"         ? &c.user_id
-                   : key == "tenant_id"       ? &c.tenant_id
-                   : key == "model"           ? &c.model
-                   : key == "tool"            ? &c.tool
-                   : key == "operation"       ? &c.operation
-                   : key == "resource"        ? &c.resource
-                   : key == "input"           ? &c.input
-                   : key == "output"          ? &c.output
-                   : key == "chunk"           ? &c.chunk
-                   : key == "run_id"          ? &c.run_id
-                   : key == "thread_id"       ? &c.thread_id
-                   : key == "trace_id"        ? &c.trace_id
-                   : key == "risk_level"      ? &c.risk_level
-                                              : nullptr;
-  if (s != nullptr) {
-    *s = Str(v, key);
-    return;
-  }
-  if (key == "hook") {
-    auto hook = HookFromName(Str(v, key));
-    if (!hook) {
-      ThrowInvalid(fmt::format("unknown hook '{}' (expected before_model, after_model, "
-                               "before_tool, after_tool, on_chunk, on_run_start, on_run_end)",
-                               Str(v, key)));
+// The names of kCallFields and kCallFieldAliases as interned str -> code (the
+// field's index, plus kAliasCode for an alias): a dict's keys carry their
+// hash, so finding a field is one probe. Built once, kept for the process.
+constexpr long kAliasCode = 64;
+static_assert(kCallFieldCount < kAliasCode, "field codes are bits of a uint64_t");
+
+PyObject* CallFieldCodes() {
+  static PyObject* codes = [] {
+    PyObject* d = PyDict_New();
+    auto add = [&](std::string_view name, long code) {
+      PyObject* key = PyUnicode_InternFromString(std::string(name).c_str());
+      PyObject* value = PyLong_FromLong(code);
+      PyDict_SetItem(d, key, value);
+      Py_DECREF(key);
+      Py_DECREF(value);
+    };
+    for (int i = 0; i < kCallFieldCount; ++i) add(kCallFields[i].name, i);
+    for (const CallFieldAlias& a : kCallFieldAliases) {
+      add(a.alias, (FindCallField(a.name) - kCallFields) + kAliasCode);
     }
-    c.hook = *hook;
-  } else if (key == "args") {
-    c.args = ToValue(v, "args", 0);
-  } else if (key == "step_index") {
-    c.step_index = Int(v, key);
-  } else if (key == "run_steps") {
-    c.run_steps = Int(v, key);
-  } else if (key == "run_tool_calls") {
-    c.run_tool_calls = Int(v, key);
-  } else if (key == "tokens") {
-    if (!PyDict_Check(v.ptr())) throw py::type_error("call field 'tokens' must be a dict");
-    for (auto [tk, tv] : py::reinterpret_borrow<py::dict>(v)) {
-      const std::string name = Str(tk, "tokens key");
-      uint64_t* slot = name == "input"         ? &c.tokens.input
-                       : name == "output"      ? &c.tokens.output
-                       : name == "cache_read"  ? &c.tokens.cache_read
-                       : name == "cache_write" ? &c.tokens.cache_write
-                       : name == "reasoning"   ? &c.tokens.reasoning
-                                               : nullptr;
-      if (slot == nullptr) ThrowInvalid(fmt::format("unknown token count 'tokens.{}'", name));
-      *slot = static_cast<uint64_t>(Int(tv, "tokens." + name));
+    return d;
+  }();
+  return codes;
+}
+
+void SetTokens(CallInfo& c, py::handle v) {
+  if (!PyDict_Check(v.ptr())) throw py::type_error("call field 'tokens' must be a dict");
+  PyObject *k, *count;
+  Py_ssize_t pos = 0;
+  while (PyDict_Next(v.ptr(), &pos, &k, &count)) {
+    const std::string_view name = Utf8View(k, "tokens key");
+    const TokenField* field = nullptr;
+    for (const TokenField& t : kTokenFields) {
+      if (t.name == name) field = &t;
     }
-  } else if (key == "attributes") {
-    if (!PyDict_Check(v.ptr())) throw py::type_error("call field 'attributes' must be a dict");
-    for (auto [ak, av] : py::reinterpret_borrow<py::dict>(v)) {
-      c.attributes.emplace_back(Str(ak, "attributes key"), Str(av, "attributes value"));
-    }
-  } else {
-    ThrowInvalid(fmt::format("unknown call field '{}'", key));
+    if (field == nullptr) ThrowInvalid(fmt::format("unknown token count 'tokens.{}'", name));
+    c.tokens.*field->member = static_cast<uint64_t>(CountFromPython(count, "token count", name));
   }
 }
 
-CallInfo CallFromPython(py::handle hook, py::handle mapping, py::handle kwargs,
+void SetField(CallInfo& c, const CallField& f, py::handle v) {
+  switch (f.type) {
+    case CallFieldType::kString:
+      (c.*f.text).assign(Utf8View(v, "call field", f.name));
+      return;
+    case CallFieldType::kCount:
+      c.*f.count = CountFromPython(v, "call field", f.name);
+      return;
+    case CallFieldType::kHook:
+      // Parsed once, from evaluate's first argument or by begin_model /
+      // begin_tool; a second spelling of it could only disagree.
+      ThrowInvalid("'hook' is not a call field: it is evaluate()'s first argument "
+                   "(begin_model and begin_tool set it)");
+    case CallFieldType::kArgs:
+      c.args = ToValue(v, "args", 0);
+      return;
+    case CallFieldType::kTokens:
+      SetTokens(c, v);
+      return;
+    case CallFieldType::kAttributes:
+      if (!PyDict_Check(v.ptr())) throw py::type_error("call field 'attributes' must be a dict");
+      for (auto [ak, av] : py::reinterpret_borrow<py::dict>(v)) {
+        c.attributes.emplace_back(Str(ak, "attributes key"), Str(av, "attributes value"));
+      }
+      return;
+  }
+}
+
+// One pass over each dict: a key is a field of the table (or an alias of one),
+// else `other`'s, else an error. None leaves a field unset.
+CallInfo CallFromPython(Hook hook, py::handle mapping, py::handle kwargs,
                         const OtherField& other = nullptr) {
   CallInfo c;
-  SetCallField(c, "hook", hook);
+  c.hook = hook;
+  PyObject* codes = CallFieldCodes();
+  uint64_t by_name = 0, by_alias = 0;  // bits of the fields given, by how they were named
   for (py::handle source : {mapping, kwargs}) {
     if (!source || source.is_none()) continue;
     if (!PyDict_Check(source.ptr())) {
@@ -151,9 +145,25 @@ CallInfo CallFromPython(py::handle hook, py::handle mapping, py::handle kwargs,
     PyObject *k, *v;
     Py_ssize_t pos = 0;
     while (PyDict_Next(source.ptr(), &pos, &k, &v)) {
-      const std::string_view key = Utf8View(k, "a call field name");
-      if (other && other(key, v)) continue;
-      SetCallField(c, key, v);
+      PyObject* code = PyUnicode_Check(k) ? PyDict_GetItemWithError(codes, k) : nullptr;
+      if (code == nullptr) {
+        if (PyErr_Occurred()) throw py::error_already_set();
+        const std::string_view key = Utf8View(k, "a call field name");
+        if (other && other(key, v)) continue;
+        ThrowInvalid(fmt::format("unknown call field '{}'", key));
+      }
+      const long n = PyLong_AS_LONG(code);
+      const CallField& f = kCallFields[n % kAliasCode];
+      const uint64_t bit = uint64_t{1} << (n % kAliasCode);
+      if (n >= kAliasCode) by_alias |= bit; else by_name |= bit;
+      if (by_alias & by_name & bit) {
+        std::string_view alias = Utf8View(k, "a call field name");
+        for (const CallFieldAlias& a : kCallFieldAliases) {
+          if (n < kAliasCode && a.name == f.name) alias = a.alias;
+        }
+        ThrowInvalid(fmt::format("call field '{}' is given twice (also as '{}')", f.name, alias));
+      }
+      if (v != Py_None) SetField(c, f, v);
     }
   }
   return c;
@@ -259,8 +269,8 @@ class PyPolicyEngine {
         slos.is_none() ? nullptr : SlosOf(slos)));
   }
 
-  PyDecision Evaluate(py::object hook, py::object call, py::kwargs fields) {
-    CallInfo c = CallFromPython(hook, call, fields);
+  PyDecision Evaluate(py::handle hook, py::handle call, py::kwargs fields) {
+    CallInfo c = CallFromPython(HookFromPython(hook), call, fields);
     Decision d;
     {
       py::gil_scoped_release release;
@@ -299,18 +309,43 @@ py::object FromValue(const Value& v) {
 
 }  // namespace
 
+Hook HookFromPython(py::handle h) {
+  const std::string_view name = Utf8View(h, "hook");
+  std::optional<Hook> hook = HookFromName(name);
+  if (!hook) {
+    ThrowInvalid(fmt::format("unknown hook '{}' (expected before_model, after_model, "
+                             "before_tool, after_tool, on_chunk, on_run_start, on_run_end)",
+                             name));
+  }
+  return *hook;
+}
+
 py::object WrapDecision(Decision d) { return py::cast(PyDecision(std::move(d))); }
 
-CallInfo CallFromFields(py::handle hook, py::handle mapping, py::handle kwargs,
+CallInfo CallFromFields(Hook hook, py::handle mapping, py::handle kwargs,
                         const OtherField& other) {
   return CallFromPython(hook, mapping, kwargs, other);
 }
 
 void RegisterPolicy(py::module_& m) {
+  // The call schema (bastion/call.h), for the Python layers built on it.
+  py::list fields, tokens, aliases;
+  for (const CallField& f : kCallFields) {
+    fields.append(py::make_tuple(
+        f.name, f.record ? py::object(py::str(std::string(FieldName(*f.record)))) : py::none(),
+        f.personal));
+  }
+  for (const TokenField& t : kTokenFields) {
+    tokens.append(py::make_tuple(t.name, std::string(FieldName(t.record))));
+  }
+  for (const CallFieldAlias& a : kCallFieldAliases) aliases.append(py::make_tuple(a.alias, a.name));
+  m.attr("CALL_FIELDS") = py::tuple(fields);
+  m.attr("TOKEN_FIELDS") = py::tuple(tokens);
+  m.attr("CALL_FIELD_ALIASES") = py::tuple(aliases);
   m.def(
       "parse_yaml",
       [](const std::string& text, const std::string& source_name) {
-        return FromValue(Unwrap(policy::ParseYamlValue(text, source_name)));
+        return FromValue(Unwrap(ParseYamlValue(text, source_name)));
       },
       py::arg("text"), py::arg("source_name") = "<yaml>",
       "Parses YAML into plain Python values (errors name source:line:column).");

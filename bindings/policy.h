@@ -8,6 +8,7 @@
 
 #include <pybind11/pybind11.h>
 
+#include "bastion/call.h"
 #include "bastion/policy.h"
 
 namespace bastion::py_bindings {
@@ -15,13 +16,17 @@ namespace bastion::py_bindings {
 // A bastion.Decision owning `d`.
 pybind11::object WrapDecision(Decision d);
 
-// A CallInfo from a hook name, an optional dict and keyword arguments, with
-// the same field names, checks and errors as PolicyEngine.evaluate. `other`,
-// when given, sees each key first and takes it by returning true (for
-// arguments that sit beside the call's fields).
+// A CallInfo for `hook` from an optional dict and keyword arguments: the
+// fields of kCallFields by name or alias (bastion/call.h), with the same
+// checks and errors as PolicyEngine.evaluate. A key that is no call field goes
+// to `other`, when given, which takes it by returning true (for arguments
+// that sit beside the call's fields); any other key is an error.
 using OtherField = std::function<bool(std::string_view key, pybind11::handle value)>;
-CallInfo CallFromFields(pybind11::handle hook, pybind11::handle mapping, pybind11::handle kwargs,
+CallInfo CallFromFields(Hook hook, pybind11::handle mapping, pybind11::handle kwargs,
                         const OtherField& other = nullptr);
+
+// The hook named by the str `h`; InvalidArgumentError for an unknown name.
+Hook HookFromPython(pybind11::handle h);
 
 }  // namespace bastion::py_bindings
 

@@ -39,13 +39,13 @@ def run_agent(ledger: bastion.Ledger, run: int, user: str) -> None:
                  "cache_read_tokens": 512, "cost_usd": "0.000198", "duration_ns": 640_000_000})
     order = f"order/A-{run}"
     guarded(ledger, "before_tool",
-            {**who, "tool": "lookup_order", "operation": "read", "resource": order,
+            {**who, "tool": "lookup_order", "operation": "read", "resource_id": order,
              "run_tool_calls": 0},
             {**ctx, "action": "tool_call", "tool": "lookup_order", "operation": "read",
              "resource_id": order, "step_index": 1, "attributes": {"order_id": f"A-{run}"}})
     if run % 3 == 0:
         d = guarded(ledger, "before_tool",
-                    {**who, "tool": "issue_refund", "operation": "write", "resource": order,
+                    {**who, "tool": "issue_refund", "operation": "write", "resource_id": order,
                      "args": {"amount": 25}, "run_tool_calls": 1},
                     {**ctx, "action": "tool_call", "tool": "issue_refund", "operation": "write",
                      "resource_id": order, "step_index": 2})

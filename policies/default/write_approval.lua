@@ -11,7 +11,7 @@ return {
   id = "write-approval",
   description = "Requires human approval for write/delete tools and for high-risk calls.",
   before_tool = function(call)
-    local operation, risk = call.operation, call.risk
+    local operation, risk = call.operation, call.risk_level
     if operation and approval_operations[operation] then
       return require_approval(string.format("%s by %s via '%s' needs a human",
         operation, call.agent.id or "an agent", call.tool))
@@ -21,7 +21,7 @@ return {
     end
   end,
   before_model = function(call)
-    local risk = call.risk
+    local risk = call.risk_level
     if risk and approval_risks[risk] then
       return require_approval(string.format("%s-risk model call needs a human", risk))
     end

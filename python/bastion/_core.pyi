@@ -2,7 +2,9 @@
 
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from decimal import Decimal
-from typing import Any, Literal, overload
+from typing import Any, Literal, TypedDict, overload
+
+from typing_extensions import Unpack
 
 import datetime
 import os
@@ -157,6 +159,52 @@ Hook = Literal[
     "on_run_end",
 ]
 
+# The call schema (core/include/bastion/call.h), every field once:
+# (name, the ledger record field it becomes or None, personal data).
+CALL_FIELDS: tuple[tuple[str, str | None, bool], ...]
+# The counts of a call's `tokens`: (name, ledger record field).
+TOKEN_FIELDS: tuple[tuple[str, str], ...]
+# Older names still accepted for a field: (alias, name).
+CALL_FIELD_ALIASES: tuple[tuple[str, str], ...]
+
+class TokenCounts(TypedDict, total=False):
+    input: int
+    output: int
+    cache_read: int
+    cache_write: int
+    reasoning: int
+
+class CallFields(TypedDict, total=False):
+    """A call's fields (CALL_FIELDS but the hook, which is evaluate()'s first argument).
+    None leaves a field unset."""
+    agent_id: str | None
+    agent_role: str | None
+    parent_agent_id: str | None
+    user_id: str | None
+    tenant_id: str | None
+    model: str | None
+    tool: str | None
+    operation: str | None
+    resource_id: str | None
+    args: Any
+    input: str | None
+    output: str | None
+    chunk: str | None
+    tokens: TokenCounts | None
+    run_id: str | None
+    thread_id: str | None
+    trace_id: str | None
+    risk_level: str | None
+    step_index: int | None
+    run_steps: int | None
+    run_tool_calls: int | None
+    attributes: dict[str, str] | None
+    # aliases (CALL_FIELD_ALIASES)
+    resource: str | None
+    step: int | None
+    tenant: str | None
+    risk: str | None
+
 class Decision:
     @property
     def effect(self) -> Effect: ...
@@ -192,7 +240,9 @@ class PolicyEngine:
         self, *, budgets: Budgets | None = None, slos: SloMonitor | None = None,
         pricing: PricingTable | None = None,
     ) -> None: ...
-    def evaluate(self, hook: Hook, call: dict[str, Any] | None = None, /, **fields: Any) -> Decision: ...
+    def evaluate(
+        self, hook: Hook, call: CallFields | None = None, /, **fields: Unpack[CallFields],
+    ) -> Decision: ...
     @property
     def version(self) -> str: ...
     @property
@@ -406,9 +456,10 @@ class _Guard:
         durability: Durability, high_risk_durability: Durability, clock: ManualClock | None,
         default_max_output_tokens: int, deny_unpriced_budgeted_calls: bool,
     ) -> _Guard: ...
-    def begin(
-        self, hook: Literal["before_model", "before_tool"], fields: dict[str, Any], /,
-    ) -> GuardedCall: ...
+    # fields: CallFields plus input_tokens, max_output_tokens, parent_span_id,
+    # request_id, idempotency_key.
+    def begin_model(self, fields: dict[str, Any], /) -> GuardedCall: ...
+    def begin_tool(self, fields: dict[str, Any], /) -> GuardedCall: ...
     def record(self, record: dict[str, Any] | None = None, **fields: Any) -> int: ...
     @property
     def budgets(self) -> Budgets | None: ...

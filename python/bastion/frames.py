@@ -14,6 +14,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from bastion._core import QueryResult
 
 # Column order of exported frames: place first, then who / what / when / context.
+# Every ledger field a call is recorded under (bastion._core.CALL_FIELDS and
+# TOKEN_FIELDS) is a column; test_call_schema.py holds the two together.
 COLUMNS = (
     "seq", "timestamp", "agent_id", "agent_role", "parent_agent_id", "user_id", "tenant_id",
     "action", "model", "tool", "operation", "resource_id", "input_summary", "output_summary",

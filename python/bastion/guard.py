@@ -191,17 +191,18 @@ class Guard:
         idempotency_key."""
         fields["model"] = model
         fields["input"] = input
-        return self._core.begin("before_model", fields)
+        return self._core.begin_model(fields)
 
     def begin_tool(self, tool: str, operation: str = "", args: Any = None, input: str = "",
                    **fields: Any) -> GuardedCall:
-        """Checks a tool call (fields as begin_model, plus resource)."""
+        """Checks a tool call (fields as begin_model, plus resource_id; ``resource``
+        is accepted as an alias)."""
         if args is not None:
             fields["args"] = args
         fields["tool"] = tool
         fields["operation"] = operation
         fields["input"] = input
-        return self._core.begin("before_tool", fields)
+        return self._core.begin_tool(fields)
 
     # asyncio: the same calls run on the default executor, so a high-risk
     # decision's fsync never blocks the event loop.

@@ -798,7 +798,7 @@ class _ToolGuard(_Base):
         input_text = _CANONICAL_JSON.encode(args)
         call = self.guard.begin_tool(
             tool=name, operation=operation, args=args, input=input_text,
-            **context.fields(resource=resource, request_id=call_id, idempotency_key=key, **extra))
+            **context.fields(resource_id=resource, request_id=call_id, idempotency_key=key, **extra))
         step.call = call
         if call.effect == "deny":
             if self.on_deny == "raise":
@@ -1087,7 +1087,7 @@ def guarded_tool_node(
 ) -> ToolNode:
     """A ToolNode whose every tool call is guarded (settings as `tool_call_wrappers`).
 
-    Per call: begin_tool(tool, operation, args, resource, idempotency_key=
+    Per call: begin_tool(tool, operation, args, resource_id, idempotency_key=
     "{thread_id}/{tool_call_id}"); denied -> an error ToolMessage (or GuardDenied
     with on_deny="raise"); require_approval -> interrupt() and the resume value
     decides; then the tool runs and its result, after the guard's redactions,

@@ -6,7 +6,7 @@ entries such as::
     - name: refunds need a human
       hook: before_tool
       call: {agent_id: support-bot, agent_role: support, tool: issue_refund,
-             operation: write, resource: order/A-1}
+             operation: write, resource_id: order/A-1}
       expect:
         effect: require_approval          # allow | modify | require_approval | deny
         policies: [write-approval]        # the deciding policies (any order)

@@ -65,7 +65,7 @@ CallInfo FixedCall(Hook hook) {
   c.model = "gpt-4o";
   c.tool = "http_get";
   c.operation = "write";
-  c.resource = "orders/A-1001";
+  c.resource_id = "orders/A-1001";
   c.args = Value(Value::Object{{"url", Value("https://evil.example.com/x")},
                                {"amount", Value(int64_t{42})},
                                {"items", Value(Value::Array{Value("a"), Value(1.5), Value()})}});

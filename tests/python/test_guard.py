@@ -85,7 +85,7 @@ def test_budget_downgrades_then_denies(guard: bastion.Guard) -> None:
 
 def test_tool_approval_approve_and_reject(guard: bastion.Guard) -> None:
     fields = dict(agent_id="support-bot", agent_role="support", user_id="u1", run_id="r",
-                  resource="order/A-1001")
+                  resource_id="order/A-1001")
     call = guard.begin_tool("issue_refund", "write", args={"order": "A-1001"}, **fields)
     assert call.needs_approval
     with pytest.raises(bastion.StateError, match="awaiting approval"):
@@ -105,7 +105,7 @@ def test_tool_approval_approve_and_reject(guard: bastion.Guard) -> None:
 
 
 def test_idempotency_key_makes_a_repeated_begin_free(guard: bastion.Guard) -> None:
-    kwargs = dict(agent_id="support-bot", agent_role="support", resource="order/A-1",
+    kwargs = dict(agent_id="support-bot", agent_role="support", resource_id="order/A-1",
                   idempotency_key="thread-9/call-1")
     a = guard.begin_tool("issue_refund", "write", **kwargs)
     b = guard.begin_tool("issue_refund", "write", **kwargs)
@@ -140,7 +140,7 @@ def test_concurrent_calls_from_threads(guard: bastion.Guard) -> None:
             for i in range(50):
                 c = guard.begin_tool("lookup_order", "read", agent_id="support-bot",
                                      agent_role="support", run_id=f"r{n}",
-                                     resource=f"order/{i}")
+                                     resource_id=f"order/{i}")
                 if c.allowed:  # the shipped permissions rate-limit lookups
                     c.end("found")
                     allowed[n] += 1

@@ -14,7 +14,7 @@
 //   req.agent_id = "support-bot";
 //   req.tool = "issue_refund";
 //   req.operation = "write";
-//   req.resource = "order/A-1001";
+//   req.resource_id = "order/A-1001";
 //   bastion::ToolCheck check = perms->CheckTool(req);
 //   if (!check.allowed) return Deny(check.reason);
 //   if (!limiter.TryAcquire(check.rate_limits, NowNs())) return Deny("rate limit");
@@ -216,8 +216,8 @@ struct ToolRequest {
   std::string_view agent_role;
   std::string_view tool;
   std::string_view operation;  // read, write, delete, ...; "" = none given
-  std::string_view resource;   // "" = none given (only grants without
-                               // resources, or with a glob matching "", admit it)
+  std::string_view resource_id;  // "" = none given (only grants without
+                                 // resources, or with a glob matching "", admit it)
   // The URL the tool will reach, checked against network rules. "" = none
   // given: grants with an allow list then do not admit the call.
   std::string_view url;

@@ -32,6 +32,7 @@
 #include <utility>
 #include <vector>
 
+#include "bastion/call.h"
 #include "bastion/clock.h"
 #include "bastion/decision.h"
 #include "bastion/record.h"
@@ -39,33 +40,6 @@
 #include "bastion/value.h"
 
 namespace bastion {
-
-enum class Hook : uint8_t {
-  kBeforeModel, kAfterModel, kBeforeTool, kAfterTool, kOnChunk, kOnRunStart, kOnRunEnd,
-};
-inline constexpr int kHookCount = 7;
-std::string_view HookName(Hook h);  // "before_model", ...
-std::optional<Hook> HookFromName(std::string_view name);
-
-// A description of one call, as policies see it (read-only).
-struct CallInfo {
-  Hook hook = Hook::kBeforeTool;
-  // who
-  std::string agent_id, agent_role, parent_agent_id, user_id, tenant_id;
-  // what
-  std::string model, tool, operation, resource;
-  Value args;          // tool arguments (JSON-like)
-  std::string input;   // prompt / tool input text (before_*)
-  std::string output;  // model or tool output (after_*)
-  std::string chunk;   // the window of recent streamed text (on_chunk)
-  TokenUsage tokens;
-  // context
-  std::string run_id, thread_id, trace_id, risk_level;
-  int64_t step_index = 0;
-  int64_t run_steps = 0;       // steps so far in this run
-  int64_t run_tool_calls = 0;  // tool calls so far in this run
-  std::vector<std::pair<std::string, std::string>> attributes;
-};
 
 // Applies the redactions aimed at `target` to `text` (spans may overlap; they
 // are merged). Returns the redacted text.

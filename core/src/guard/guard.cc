@@ -64,24 +64,9 @@ void SetAttribute(Record* r, std::string key, std::string value) {
 // The fields every record of a call shares, with the call's own attributes.
 Record CallRecord(const CallInfo& c, const std::string& action, const CallRequest& req,
                   const std::string& policy_version) {
-  Record r;
-  for (const auto& [k, v] : c.attributes) SetAttribute(&r, k, v);
-  r.agent_id = c.agent_id;
-  r.agent_role = c.agent_role;
-  r.parent_agent_id = c.parent_agent_id;
-  r.user_id = c.user_id;
-  r.tenant_id = c.tenant_id;
-  r.action = action;
-  r.model = c.model;
-  r.tool = c.tool;
-  r.operation = c.operation;
-  r.resource_id = c.resource;
-  r.trace_id = c.trace_id;
+  Record r = RecordFromCall(c, action);
   r.parent_span_id = req.parent_span_id;
   r.request_id = req.request_id;
-  r.run_id = c.run_id;
-  r.thread_id = c.thread_id;
-  if (c.step_index != 0) r.step_index = c.step_index;
   r.policy_version = policy_version;
   return r;
 }
@@ -246,7 +231,7 @@ Result<BeginResult> Guard::Begin(CallRequest request) {
       CallState& f = *impl_->calls.at(it->second);
       const CallInfo& was = f.request.call;
       if (was.hook != c.hook || was.tool != c.tool || was.operation != c.operation ||
-          was.resource != c.resource || was.agent_id != c.agent_id ||
+          was.resource_id != c.resource_id || was.agent_id != c.agent_id ||
           (c.hook == Hook::kBeforeModel && was.model != c.model &&
            f.requested_model.value_or(was.model) != c.model)) {
         return Status::InvalidArgument(fmt::format(

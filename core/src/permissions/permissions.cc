@@ -567,14 +567,14 @@ std::string ToolGrantRefusal(const ToolGrant& grant, const ToolRequest& req,
     return fmt::format("grant '{}' allows operations [{}], not '{}'", grant.name,
                        Join(grant.operations), Clip(req.operation));
   }
-  if (!grant.resources.empty() && !MatchesAny(grant.resources, req.resource)) {
-    if (req.resource.empty()) {
+  if (!grant.resources.empty() && !MatchesAny(grant.resources, req.resource_id)) {
+    if (req.resource_id.empty()) {
       return fmt::format(
           "grant '{}' is limited to resources (allowed: {}), and the call names none", grant.name,
           Join(grant.resources));
     }
     return fmt::format("grant '{}' does not cover resource '{}' (allowed: {})", grant.name,
-                       Clip(req.resource), Join(grant.resources));
+                       Clip(req.resource_id), Join(grant.resources));
   }
   if (grant.network && !grant.network->allow.empty()) {
     if (!host) {

@@ -180,15 +180,24 @@ int ScopeLine(std::string_view code, std::string_view glob) {
   return LineOf(code, at);
 }
 
+}  // namespace bastion::policy
+
+namespace bastion {
+
 Result<Value> ParseYamlValue(const std::string& yaml, const std::string& source_name) {
   auto node = yaml::LoadDocument(yaml, source_name);
   if (!node.ok()) return node.status();
   try {
-    return ToValue(*node, source_name, 0);
+    return policy::ToValue(*node, source_name, 0);
   } catch (const YAML::Exception& e) {
-    return Status::InvalidArgument(fmt::format("{}: {}", Where(source_name, e.mark), e.msg));
+    return Status::InvalidArgument(
+        fmt::format("{}: {}", policy::Where(source_name, e.mark), e.msg));
   }
 }
+
+}  // namespace bastion
+
+namespace bastion::policy {
 
 Result<std::shared_ptr<CompiledBundle>> MakeBundle(
     std::string name, std::vector<std::pair<std::string, std::string>> sources,

@@ -14,6 +14,7 @@
 #include "bastion/policy.h"
 #include "bastion/status.h"
 #include "bastion/value.h"
+#include "bastion/yaml.h"
 
 namespace bastion::policy {
 
@@ -42,9 +43,7 @@ Result<std::shared_ptr<CompiledBundle>> MakeBundle(
 // scope out (a scope built by code).
 int ScopeLine(std::string_view code, std::string_view glob);
 
-// YAML text -> Value (scalars typed as YAML 1.2 core: null, bool, int,
-// float, else string; quoted scalars stay strings). Errors name line:column.
-Result<Value> ParseYamlValue(const std::string& yaml, const std::string& source_name);
+using ::bastion::ParseYamlValue;  // bastion/yaml.h
 
 }  // namespace bastion::policy
 

@@ -1,7 +1,11 @@
 #include "policy/call_view.h"
 
+#include <cstdint>
 #include <cstring>
+#include <iterator>
 #include <string_view>
+#include <tuple>
+#include <utility>
 
 #include <lua.hpp>
 
@@ -136,132 +140,207 @@ int ValuePairs(lua_State* L) {
 
 int ReadOnly(lua_State* L) { return luaL_error(L, "the call is read-only"); }
 
+// What a name of the call view (or of one of its parts) reads: the names are
+// kCallFields' and kCallFieldAliases', plus the grouped parts below. Each maps
+// to a code, found by the address of the interned key (ViewName), so a lookup
+// is a pointer hash and compare on every evaluation's hot path.
+constexpr int16_t kTokenCode = 100;  // + index into kTokenFields
+constexpr int16_t kPartCode = 200;   // + Part: a grouped view
+constexpr size_t kPartsByName = 4;   // agent, user, run, tokens: ViewName::parts
+
+struct PartName {
+  Part part;
+  std::string_view key;
+  std::string_view field;  // a name of kCallFields
+};
+// call.agent.id, call.run.steps, ...: the call's fields grouped by subject.
+constexpr PartName kPartNames[] = {
+    {Part::kAgent, "id", "agent_id"},
+    {Part::kAgent, "role", "agent_role"},
+    {Part::kAgent, "parent", "parent_agent_id"},
+    {Part::kUser, "id", "user_id"},
+    {Part::kRun, "id", "run_id"},
+    {Part::kRun, "step", "step_index"},
+    {Part::kRun, "step_index", "step_index"},
+    {Part::kRun, "steps", "run_steps"},
+    {Part::kRun, "tool_calls", "run_tool_calls"},
+    {Part::kRun, "thread_id", "thread_id"},
+    {Part::kRun, "trace_id", "trace_id"},
+};
+constexpr std::pair<std::string_view, Part> kCallParts[] = {
+    {"agent", Part::kAgent}, {"user", Part::kUser}, {"run", Part::kRun}};
+
+int16_t FieldCode(std::string_view name) {
+  const CallField* f = FindCallField(name);
+  return f == nullptr ? -1 : static_cast<int16_t>(f - kCallFields);
+}
+
+size_t Slot(const ViewContext& ctx, const char* key) {
+  const uint64_t h = (reinterpret_cast<uintptr_t>(key) >> 3) * 0x9E3779B97F4A7C15ull;
+  return static_cast<size_t>(h >> 32) & (ctx.names.size() - 1);
+}
+
+// The entry of the string at `index` (nullptr: a name the views do not know).
+// Numbers are converted and name nothing; keys of other types raise.
+const ViewName* Find(lua_State* L, const ViewContext& ctx, int index) {
+  const char* key = lua_tolstring(L, index, nullptr);
+  if (key == nullptr) luaL_checklstring(L, index, nullptr);  // raises
+  for (size_t i = Slot(ctx, key);; i = (i + 1) & (ctx.names.size() - 1)) {
+    const ViewName& n = ctx.names[i];
+    if (n.key == key) return &n;
+    if (n.key == nullptr) return nullptr;
+  }
+}
+
+// The entry for `name`, added (and its string anchored in the table on top of
+// the stack) if new.
+ViewName& Add(lua_State* L, ViewContext* ctx, std::string_view name) {
+  const char* key = lua_pushlstring(L, name.data(), name.size());
+  lua_pushboolean(L, 1);
+  lua_rawset(L, -3);
+  for (size_t i = Slot(*ctx, key);; i = (i + 1) & (ctx->names.size() - 1)) {
+    ViewName& n = ctx->names[i];
+    if (n.key == key) return n;
+    if (n.key == nullptr) {
+      n.key = key;
+      return n;
+    }
+  }
+}
+
+// Fills ctx->names and anchors their strings in the registry.
+void InstallNames(lua_State* L, ViewContext* ctx) {
+  static_assert(std::size(kCallFields) + std::size(kCallFieldAliases) + std::size(kCallParts) +
+                        std::size(kPartNames) + std::size(kTokenFields) <
+                    std::tuple_size_v<decltype(ViewContext::names)> / 2,
+                "the name table must stay sparse");
+  ctx->names = {};  // addresses are only meaningful in the state they came from
+  lua_newtable(L);
+  for (int16_t i = 0; i < kCallFieldCount; ++i) Add(L, ctx, kCallFields[i].name).call = i;
+  for (const CallFieldAlias& a : kCallFieldAliases) Add(L, ctx, a.alias).call = FieldCode(a.name);
+  for (const auto& [name, part] : kCallParts) {
+    Add(L, ctx, name).call = static_cast<int16_t>(kPartCode + static_cast<int16_t>(part));
+  }
+  for (const PartName& p : kPartNames) {
+    Add(L, ctx, p.key).parts[static_cast<size_t>(p.part)] = FieldCode(p.field);
+  }
+  for (int16_t i = 0; i < static_cast<int16_t>(std::size(kTokenFields)); ++i) {
+    Add(L, ctx, kTokenFields[i].name).parts[static_cast<size_t>(Part::kTokens)] =
+        static_cast<int16_t>(kTokenCode + i);
+  }
+  ctx->names_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+}
+
+void PushPart(lua_State* L, ViewContext* ctx, Part part) {
+  lua_rawgeti(L, LUA_REGISTRYINDEX, ctx->part_refs[static_cast<size_t>(part)]);
+}
+
+// Pushes what `code` reads from `c`: nil for an unset string.
+void PushField(lua_State* L, ViewContext* ctx, const CallInfo& c, int16_t code) {
+  if (code >= kPartCode) return PushPart(L, ctx, static_cast<Part>(code - kPartCode));
+  if (code >= kTokenCode) {
+    const uint64_t n = c.tokens.*kTokenFields[code - kTokenCode].member;
+    return lua_pushinteger(L, static_cast<lua_Integer>(n));
+  }
+  const CallField& f = kCallFields[code];
+  switch (f.type) {
+    case CallFieldType::kString: return PushString(L, c.*f.text);
+    case CallFieldType::kCount: return lua_pushinteger(L, c.*f.count);
+    case CallFieldType::kHook: {
+      const std::string_view hook = HookName(c.hook);
+      return static_cast<void>(lua_pushlstring(L, hook.data(), hook.size()));
+    }
+    case CallFieldType::kArgs: {
+      // A call without arguments reads as an empty table, so `call.args.x`
+      // is nil rather than an error that fails the policy.
+      static const Value kNoArgs{Value::Object{}};
+      return PushValue(L, ctx, c.args.is_null() ? &kNoArgs : &c.args, ctx->generation);
+    }
+    case CallFieldType::kTokens: return PushPart(L, ctx, Part::kTokens);
+    case CallFieldType::kAttributes: return PushPart(L, ctx, Part::kAttributes);
+  }
+}
+
 int SubIndex(lua_State* L) {
   // Reachable only through the locked metatable, so argument 1 is a SubView.
   auto* sub = static_cast<SubView*>(lua_touserdata(L, 1));
   const CallInfo& c = Current(L, sub->ctx);
-  size_t n;
-  const char* k = luaL_checklstring(L, 2, &n);
-  const std::string_view key(k, n);
-  switch (sub->part) {
-    case Part::kAgent:
-      if (key == "id") return PushString(L, c.agent_id), 1;
-      if (key == "role") return PushString(L, c.agent_role), 1;
-      if (key == "parent") return PushString(L, c.parent_agent_id), 1;
-      break;
-    case Part::kUser:
-      if (key == "id") return PushString(L, c.user_id), 1;
-      break;
-    case Part::kRun:
-      if (key == "id") return PushString(L, c.run_id), 1;
-      if (key == "step") return lua_pushinteger(L, c.step_index), 1;
-      if (key == "steps") return lua_pushinteger(L, c.run_steps), 1;
-      if (key == "tool_calls") return lua_pushinteger(L, c.run_tool_calls), 1;
-      if (key == "thread_id") return PushString(L, c.thread_id), 1;
-      if (key == "trace_id") return PushString(L, c.trace_id), 1;
-      break;
-    case Part::kTokens: {
-      const TokenUsage& t = c.tokens;
-      const uint64_t* v = key == "input"         ? &t.input
-                          : key == "output"      ? &t.output
-                          : key == "cache_read"  ? &t.cache_read
-                          : key == "cache_write" ? &t.cache_write
-                          : key == "reasoning"   ? &t.reasoning
-                                                 : nullptr;
-      if (v) return lua_pushinteger(L, static_cast<lua_Integer>(*v)), 1;
-      break;
-    }
-    case Part::kAttributes:
+  if (sub->part == Part::kAttributes || sub->part == Part::kText) {
+    size_t n;
+    const char* k = luaL_checklstring(L, 2, &n);
+    const std::string_view key(k, n);
+    if (sub->part == Part::kAttributes) {
       for (const auto& [ak, av] : c.attributes) {
         if (ak == key) return lua_pushlstring(L, av.data(), av.size()), 1;
       }
-      break;
-    case Part::kText: {
-      const std::string* text = nullptr;
-      const char* kind = "input";
-      switch (c.hook) {
-        case Hook::kAfterModel:
-        case Hook::kAfterTool: text = &c.output; kind = "output"; break;
-        case Hook::kOnChunk: text = &c.chunk; kind = "chunk"; break;
-        default: text = &c.input; break;
-      }
-      if (key == "text") return lua_pushlstring(L, text->data(), text->size()), 1;
-      if (key == "kind") return lua_pushstring(L, kind), 1;
-      break;
+      return lua_pushnil(L), 1;
     }
+    const std::string* text = &c.input;
+    const char* kind = "input";
+    switch (c.hook) {
+      case Hook::kAfterModel:
+      case Hook::kAfterTool: text = &c.output; kind = "output"; break;
+      case Hook::kOnChunk: text = &c.chunk; kind = "chunk"; break;
+      default: break;
+    }
+    if (key == "text") return lua_pushlstring(L, text->data(), text->size()), 1;
+    if (key == "kind") return lua_pushstring(L, kind), 1;
+    return lua_pushnil(L), 1;
   }
-  lua_pushnil(L);
+  static_assert(static_cast<size_t>(Part::kTokens) < kPartsByName);
+  const ViewName* name = Find(L, *sub->ctx, 2);
+  const int16_t code = name ? name->parts[static_cast<size_t>(sub->part)] : -1;
+  if (code < 0) return lua_pushnil(L), 1;
+  PushField(L, sub->ctx, c, code);
   return 1;
 }
 
 int CallIndex(lua_State* L) {
   ViewContext* ctx = *static_cast<ViewContext**>(lua_touserdata(L, 1));  // see SubIndex
   const CallInfo& c = Current(L, ctx);
-  size_t n;
-  const char* k = luaL_checklstring(L, 2, &n);
-  const std::string_view key(k, n);
-  auto sub = [&](Part part) {
-    lua_rawgeti(L, LUA_REGISTRYINDEX, ctx->part_refs[static_cast<size_t>(part)]);
-    return 1;
-  };
-  switch (key.empty() ? 0 : key[0]) {
-    case 'a':
-      if (key == "agent") return sub(Part::kAgent);
-      if (key == "args") {
-        // A call without arguments reads as an empty table, so `call.args.x`
-        // is nil rather than an error that fails the policy.
-        static const Value kNoArgs{Value::Object{}};
-        PushValue(L, ctx, c.args.is_null() ? &kNoArgs : &c.args, ctx->generation);
-        return 1;
-      }
-      if (key == "agent_id") return PushString(L, c.agent_id), 1;
-      if (key == "agent_role") return PushString(L, c.agent_role), 1;
-      if (key == "attributes") return sub(Part::kAttributes);
-      break;
-    case 'c':
-      if (key == "chunk") return PushString(L, c.chunk), 1;
-      break;
-    case 'h':
-      if (key == "hook") return lua_pushstring(L, std::string(HookName(c.hook)).c_str()), 1;
-      break;
-    case 'i':
-      if (key == "input") return PushString(L, c.input), 1;
-      break;
-    case 'm':
-      if (key == "model") return PushString(L, c.model), 1;
-      break;
-    case 'o':
-      if (key == "operation") return PushString(L, c.operation), 1;
-      if (key == "output") return PushString(L, c.output), 1;
-      break;
-    case 'r':
-      if (key == "resource") return PushString(L, c.resource), 1;
-      if (key == "risk" || key == "risk_level") return PushString(L, c.risk_level), 1;
-      if (key == "run") return sub(Part::kRun);
-      if (key == "run_id") return PushString(L, c.run_id), 1;
-      break;
-    case 's':
-      if (key == "step") return lua_pushinteger(L, c.step_index), 1;
-      break;
-    case 't':
-      if (key == "tool") return PushString(L, c.tool), 1;
-      if (key == "tenant" || key == "tenant_id") return PushString(L, c.tenant_id), 1;
-      if (key == "tokens") return sub(Part::kTokens);
-      if (key == "thread_id") return PushString(L, c.thread_id), 1;
-      if (key == "trace_id") return PushString(L, c.trace_id), 1;
-      break;
-    case 'u':
-      if (key == "user") return sub(Part::kUser);
-      if (key == "user_id") return PushString(L, c.user_id), 1;
-      break;
-  }
-  lua_pushnil(L);
+  const ViewName* name = Find(L, *ctx, 2);
+  if (name == nullptr || name->call < 0) return lua_pushnil(L), 1;
+  PushField(L, ctx, c, name->call);
   return 1;
 }
 
-void NewMeta(lua_State* L, const char* name, lua_CFunction index) {
+// pairs(call): the set fields of the call, by their names, in table order.
+int CallNext(lua_State* L) {
+  ViewContext* ctx = *static_cast<ViewContext**>(luaL_checkudata(L, 1, kCallMeta));
+  const CallInfo& c = Current(L, ctx);
+  int16_t i = 0;
+  if (!lua_isnil(L, 2)) {
+    const ViewName* name = Find(L, *ctx, 2);
+    if (name == nullptr || name->call < 0 || name->call >= kCallFieldCount) {
+      return luaL_error(L, "pairs(call): '%s' is not a field of the call",
+                        luaL_tolstring(L, 2, nullptr));
+    }
+    i = static_cast<int16_t>(name->call + 1);
+  }
+  for (; i < kCallFieldCount; ++i) {
+    PushField(L, ctx, c, i);
+    if (lua_isnil(L, -1)) {
+      lua_pop(L, 1);
+      continue;
+    }
+    lua_pushlstring(L, kCallFields[i].name.data(), kCallFields[i].name.size());
+    lua_insert(L, -2);
+    return 2;
+  }
+  return lua_pushnil(L), 1;
+}
+
+int CallPairs(lua_State* L) {
+  lua_pushcfunction(L, CallNext);
+  lua_pushvalue(L, 1);
+  lua_pushnil(L);
+  return 3;
+}
+
+void NewMeta(lua_State* L, const char* name, lua_CFunction index, int upvalues = 0) {
+  lua_pushcclosure(L, index, upvalues);
   luaL_newmetatable(L, name);
-  lua_pushcfunction(L, index);
+  lua_insert(L, -2);
   lua_setfield(L, -2, "__index");
   lua_pushcfunction(L, ReadOnly);
   lua_setfield(L, -2, "__newindex");
@@ -272,7 +351,10 @@ void NewMeta(lua_State* L, const char* name, lua_CFunction index) {
 }  // namespace
 
 void InstallViews(lua_State* L, ViewContext* ctx) {
+  InstallNames(L, ctx);
   NewMeta(L, kCallMeta, CallIndex);
+  lua_pushcfunction(L, CallPairs);
+  lua_setfield(L, -2, "__pairs");
   lua_pop(L, 1);
   NewMeta(L, kSubMeta, SubIndex);
   lua_pop(L, 1);

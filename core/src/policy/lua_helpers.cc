@@ -275,6 +275,21 @@ int PiiMask(lua_State* L) {
   return Finish(L, p);
 }
 
+// What the permissions check of `call` asks: its agent, tool, operation,
+// resource and (for a tool that fetches) the `url` argument.
+ToolRequest ToolRequestOf(const CallInfo& call) {
+  ToolRequest req;
+  req.agent_id = call.agent_id;
+  req.agent_role = call.agent_role;
+  req.tool = call.tool;
+  req.operation = call.operation;
+  req.resource_id = call.resource_id;
+  if (const Value* url = call.args.Find("url"); url && url->type() == Value::Type::kString) {
+    req.url = url->as_string();
+  }
+  return req;
+}
+
 // permissions.check([tool [, operation [, resource [, url]]]]) ->
 //   allowed, reason, requires_approval — for the calling agent; omitted
 //   arguments default to the current call's.
@@ -289,13 +304,11 @@ int PermissionsCheck(lua_State* L) {
     lua_pushboolean(L, 0);
     return 3;
   }
-  ToolRequest req;
-  req.agent_id = call->agent_id;
-  req.agent_role = call->agent_role;
-  req.tool = lua_isnoneornil(L, 1) ? std::string_view(call->tool) : CheckView(L, 1);
-  req.operation = lua_isnoneornil(L, 2) ? std::string_view(call->operation) : CheckView(L, 2);
-  req.resource = lua_isnoneornil(L, 3) ? std::string_view(call->resource) : CheckView(L, 3);
-  if (!lua_isnoneornil(L, 4)) req.url = CheckView(L, 4);
+  ToolRequest req = ToolRequestOf(*call);
+  if (!lua_isnoneornil(L, 1)) req.tool = CheckView(L, 1);
+  if (!lua_isnoneornil(L, 2)) req.operation = CheckView(L, 2);
+  if (!lua_isnoneornil(L, 3)) req.resource_id = CheckView(L, 3);
+  req.url = lua_isnoneornil(L, 4) ? std::string_view() : CheckView(L, 4);
   Pushed p;
   {
     const ToolCheck check = perms->CheckTool(req);
@@ -621,15 +634,7 @@ std::optional<PolicyOutcome> CheckToolPermissions(const Permissions& permissions
   PolicyOutcome outcome;
   outcome.policy_id = "permissions";
   outcome.applied = true;
-  ToolRequest req;
-  req.agent_id = call.agent_id;
-  req.agent_role = call.agent_role;
-  req.tool = call.tool;
-  req.operation = call.operation;
-  req.resource = call.resource;
-  if (const Value* url = call.args.Find("url"); url && url->type() == Value::Type::kString) {
-    req.url = url->as_string();
-  }
+  const ToolRequest req = ToolRequestOf(call);
   const ToolCheck check = permissions.CheckTool(req);
   if (!check.allowed) {
     outcome.effect = Effect::kDeny;

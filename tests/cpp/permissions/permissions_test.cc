@@ -106,7 +106,7 @@ struct ToolCase {
   const char* role;
   const char* tool;
   const char* operation;
-  const char* resource;
+  const char* resource_id;
   const char* url;
   bool allowed;
   bool approval;
@@ -230,7 +230,7 @@ TEST(PermissionsCheckTool, Table) {
     req.agent_role = c.role;
     req.tool = c.tool;
     req.operation = c.operation;
-    req.resource = c.resource;
+    req.resource_id = c.resource_id;
     req.url = c.url;
     const ToolCheck check = perms->CheckTool(req);
     EXPECT_EQ(check.allowed, c.allowed) << c.name << ": " << check.reason;
@@ -247,7 +247,7 @@ TEST(PermissionsCheckTool, RateLimitsOfEveryAdmittingGrant) {
   req.agent_id = "support-bot";
   req.tool = "lookup_order";
   req.operation = "read";
-  req.resource = "order/7";  // both the entry's and the role's grant admit it
+  req.resource_id = "order/7";  // both the entry's and the role's grant admit it
   const ToolCheck both = perms->CheckTool(req);
   ASSERT_TRUE(both.allowed) << both.reason;
   ASSERT_EQ(both.rate_limits.size(), 2u);
@@ -258,7 +258,7 @@ TEST(PermissionsCheckTool, RateLimitsOfEveryAdmittingGrant) {
   EXPECT_EQ(both.rate_limits[1].limit.ToString(), "10/s");
   EXPECT_EQ(both.grant->where, "agents.support-bot.tools[1]");
 
-  req.resource = "customer/7";  // only the entry's grant
+  req.resource_id = "customer/7";  // only the entry's grant
   const ToolCheck one = perms->CheckTool(req);
   ASSERT_TRUE(one.allowed);
   ASSERT_EQ(one.rate_limits.size(), 1u);
@@ -266,7 +266,7 @@ TEST(PermissionsCheckTool, RateLimitsOfEveryAdmittingGrant) {
 
   // Buckets are per agent id, also for agents resolved through one pattern.
   req.agent_id = "support-a";
-  req.resource = "order/1";
+  req.resource_id = "order/1";
   const ToolCheck a = perms->CheckTool(req);
   req.agent_id = "support-b";
   const ToolCheck b = perms->CheckTool(req);
@@ -306,7 +306,7 @@ TEST(PermissionsCheckTool, ConcurrentChecksAgree) {
     threads.emplace_back([&, t] {
       for (int i = 0; i < 2000; ++i) {
         const ToolCase& c = kToolCases[(i + t) % std::size(kToolCases)];
-        ToolRequest req{c.agent, c.role, c.tool, c.operation, c.resource, c.url};
+        ToolRequest req{c.agent, c.role, c.tool, c.operation, c.resource_id, c.url};
         const ToolCheck check = perms->CheckTool(req);
         if (check.allowed != c.allowed || check.reason != c.reason) ++mismatches;
       }
@@ -773,10 +773,10 @@ TEST(PermissionsParse, DocsExampleParses) {
       req.agent_id = "ops-1";
       req.tool = "service_restart";
       req.operation = "restart";
-      req.resource = "svc/staging/web";
+      req.resource_id = "svc/staging/web";
       ToolCheck check = (*parsed)->CheckTool(req);
       EXPECT_TRUE(check.allowed && !check.requires_approval) << check.reason;
-      req.resource = "svc/prod/web";
+      req.resource_id = "svc/prod/web";
       check = (*parsed)->CheckTool(req);
       EXPECT_TRUE(check.allowed && check.requires_approval) << check.reason;
       ASSERT_EQ(check.rate_limits.size(), 1u);

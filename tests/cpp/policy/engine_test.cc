@@ -90,9 +90,9 @@ TEST(PolicyEngine, ReasonsCarryMessages) {
 TEST(PolicyEngine, CallViewExposesEveryField) {
   auto e = Engine({{"v.lua", Policy("v", "before_tool", R"(
     local parts = {
-      call.hook, call.agent.id, call.agent.role, call.agent.parent, call.user.id, call.tenant,
-      call.model, call.tool, call.operation, call.resource, call.risk, call.run.id,
-      tostring(call.run.step), tostring(call.run.steps), tostring(call.run.tool_calls),
+      call.hook, call.agent.id, call.agent.role, call.agent.parent, call.user.id, call.tenant_id,
+      call.model, call.tool, call.operation, call.resource_id, call.risk_level, call.run.id,
+      tostring(call.step_index), tostring(call.run.steps), tostring(call.run.tool_calls),
       tostring(call.tokens.input), call.attributes.channel, call.args.order.id,
       tostring(call.args.items[2]), tostring(#call.args.items), text.kind, text.text,
     }
@@ -103,7 +103,7 @@ TEST(PolicyEngine, CallViewExposesEveryField) {
   c.user_id = "u-1";
   c.tenant_id = "acme";
   c.model = "gpt-4o";
-  c.resource = "order/1";
+  c.resource_id = "order/1";
   c.risk_level = "low";
   c.run_id = "run-1";
   c.step_index = 3;

@@ -132,7 +132,7 @@ agents:
     c.agent_id = "support-bot";
     c.tool = std::move(tool);
     c.operation = std::move(op);
-    c.resource = std::move(resource);
+    c.resource_id = std::move(resource);
     return c;
   };
   Decision ok = (*e)->Evaluate(call("lookup_order", "read", "order/1"));

@@ -56,6 +56,31 @@ class PyQueryResult {
   QueryResult r_;
 };
 
+// iter(QueryResult): its records as dicts, in order, decoded one at a time.
+class PyQueryResultIterator {
+ public:
+  explicit PyQueryResultIterator(py::object result)
+      : owner_(std::move(result)), result_(owner_.cast<const PyQueryResult*>()) {}
+  py::dict Next() {
+    if (next_ >= result_->size()) throw py::stop_iteration();
+    return result_->At(static_cast<py::ssize_t>(next_++));
+  }
+
+ private:
+  py::object owner_;  // keeps the result alive
+  const PyQueryResult* result_;
+  size_t next_ = 0;
+};
+
+// range(first, first + n): the sequence numbers of an append_many.
+py::object SeqRange(uint64_t first, size_t n) {
+  PyObject* r = PyObject_CallFunction(reinterpret_cast<PyObject*>(&PyRange_Type), "KK",
+                                      static_cast<unsigned long long>(first),
+                                      static_cast<unsigned long long>(first + n));
+  if (r == nullptr) throw py::error_already_set();
+  return py::reinterpret_steal<py::object>(r);
+}
+
 class PyLedger {
  public:
   static RepairReport Repair(const std::string& path, bool accept_loss, py::object by,
@@ -145,7 +170,7 @@ class PyLedger {
       ++i;
     }
     const size_t n = batch.size();
-    if (n == 0) return py::module_::import("builtins").attr("range")(0);
+    if (n == 0) return SeqRange(0, 0);
     const Durability d = ParseDurability(durability, default_durability());
     Result<uint64_t> first = Status::Internal("unset");
     {
@@ -153,7 +178,7 @@ class PyLedger {
       first = ledger()->AppendBatch(std::move(batch), d);
     }
     const uint64_t f = Unwrap(std::move(first));
-    return py::module_::import("builtins").attr("range")(f, f + n);
+    return SeqRange(f, n);
   }
 
   py::dict Get(uint64_t seq) {
@@ -385,15 +410,16 @@ void RegisterLedger(py::module_& m) {
                            r.last_intact_seq, r.repair_seq);
       });
 
+  py::class_<PyQueryResultIterator>(m, "_QueryResultIterator")
+      .def("__iter__", [](py::object self) { return self; })
+      .def("__next__", &PyQueryResultIterator::Next);
+
   py::class_<PyQueryResult>(m, "QueryResult",
                             "Records matching a query, as dicts; see to_pandas() and to_arrow().")
       .def("__len__", &PyQueryResult::size)
       .def("__getitem__", &PyQueryResult::At, py::arg("index"))
       .def("__getitem__", &PyQueryResult::Slice, py::arg("slice"))
-      .def("__iter__",
-           [](const PyQueryResult& self) {
-             return py::iter(py::module_::import("bastion._convert").attr("iter_result")(self));
-           })
+      .def("__iter__", [](py::object self) { return PyQueryResultIterator(std::move(self)); })
       .def_property_readonly("next_cursor", &PyQueryResult::NextCursor)
       .def("_columns", &PyQueryResult::Columns)
       .def("__repr__", [](const PyQueryResult& self) {

@@ -427,6 +427,8 @@ void Writer::Run() {
           Break(s, nullptr);
         }
       }
+      // Producers that found the write lock taken may write their records now.
+      done_cv_.notify_all();
       lock.lock();
       continue;
     }

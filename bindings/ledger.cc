@@ -139,8 +139,29 @@ class PyLedger {
     return out;
   }
 
-  uint64_t Append(py::object record, py::object durability, py::kwargs fields) {
-    Record r = RecordFromPython(record, fields);
+  // Ledger.append(record=None, /, *, durability=None, **fields), bound as a
+  // vectorcall method: the fields arrive as names and values, converted in
+  // one pass, without pybind11 matching two dozen keywords against its
+  // argument list or building a dict of them.
+  static PyObject* AppendCall(PyObject* self, PyObject* const* args, Py_ssize_t nargs,
+                              PyObject* kwnames) {
+    try {
+      PyLedger& ledger = py::handle(self).cast<PyLedger&>();
+      if (nargs > 1) {
+        throw py::type_error(fmt::format(
+            "append() takes at most 1 positional argument (a record dict), {} given", nargs));
+      }
+      py::handle durability = Py_None;
+      Record r = RecordFromCall(nargs == 1 ? args[0] : Py_None, args + nargs, kwnames,
+                                "durability", &durability);
+      return py::int_(ledger.AppendRecord(std::move(r), durability)).release().ptr();
+    } catch (...) {
+      py::detail::try_translate_exceptions();
+      return nullptr;
+    }
+  }
+
+  uint64_t AppendRecord(Record r, py::handle durability) {
     const Durability d = ParseDurability(durability, default_durability());
     Result<uint64_t> seq = Status::Internal("unset");
     {
@@ -427,7 +448,8 @@ void RegisterLedger(py::module_& m) {
                            self.NextCursor().is_none() ? "" : ", more available");
       });
 
-  py::class_<PyLedger>(m, "Ledger", "An append-only, hash-chained audit ledger on RocksDB.")
+  py::class_<PyLedger> ledger(m, "Ledger", "An append-only, hash-chained audit ledger on RocksDB.");
+  ledger
       .def_static("open", &PyLedger::Open, py::arg("path"), py::kw_only(),
                   py::arg("create") = true, py::arg("durability") = py::none(),
                   py::arg("group_sync_interval_ms") = 10.0,
@@ -435,8 +457,6 @@ void RegisterLedger(py::module_& m) {
       .def_static("repair", &PyLedger::Repair, py::arg("path"), py::kw_only(),
                   py::arg("accept_loss") = false, py::arg("by") = py::none(),
                   py::arg("reason") = py::none())
-      .def("append", &PyLedger::Append, py::arg("record") = py::none(), py::pos_only(),
-           py::kw_only(), py::arg("durability") = py::none())
       .def("append_many", &PyLedger::AppendMany, py::arg("records"), py::kw_only(),
            py::arg("durability") = py::none())
       .def("get", &PyLedger::Get, py::arg("seq"))
@@ -469,6 +489,15 @@ void RegisterLedger(py::module_& m) {
         return fmt::format("<bastion.Ledger '{}'{}{}>", self.path(),
                            self.read_only() ? " reader" : "", self.closed() ? " closed" : "");
       });
+  static PyMethodDef append_def = {
+      "append", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(&PyLedger::AppendCall)),
+      METH_FASTCALL | METH_KEYWORDS,
+      "append(record=None, /, *, durability=None, **fields) -> int\n\n"
+      "Appends one record (a dict and/or keyword fields; keywords win) and returns its\n"
+      "sequence number. durability: 'sync', 'group' or 'async' (default: the ledger's)."};
+  PyObject* append = PyDescr_NewMethod(reinterpret_cast<PyTypeObject*>(ledger.ptr()), &append_def);
+  if (append == nullptr) throw py::error_already_set();
+  ledger.attr("append") = py::reinterpret_steal<py::object>(append);
 }
 
 }  // namespace bastion::py_bindings

@@ -393,6 +393,31 @@ Record RecordFromPython(py::handle mapping, py::handle kwargs) {
   return r;
 }
 
+Record RecordFromCall(py::handle mapping, PyObject* const* values, PyObject* kwnames,
+                      std::string_view reserved, py::handle* reserved_value) {
+  Record r = RecordFromPython(mapping, py::handle());
+  if (kwnames == nullptr) return r;
+  const Names& names = N();
+  PyObject* by_name = names.by_name.ptr();
+  const Py_ssize_t n = PyTuple_GET_SIZE(kwnames);
+  for (Py_ssize_t i = 0; i < n; ++i) {
+    PyObject* key = PyTuple_GET_ITEM(kwnames, i);  // always a str
+    PyObject* index = PyDict_GetItemWithError(by_name, key);
+    if (index != nullptr) {
+      SetField(r, names.slot[PyLong_AsLong(index)], values[i]);
+      continue;
+    }
+    if (PyErr_Occurred()) throw py::error_already_set();
+    const std::string_view name = Utf8(key, "field name");
+    if (name == reserved) {
+      *reserved_value = values[i];
+      continue;
+    }
+    ThrowInvalid(fmt::format("unknown record field '{}'", name));
+  }
+  return r;
+}
+
 py::dict StoredRecordToDict(const StoredRecord& s) {
   const Names& n = N();
   const Record& r = s.record;

@@ -53,6 +53,19 @@ def test_append_with_a_dict_and_keywords_keywords_win(ledger, make_record):
                                 "model": "gpt-4o-mini"})
 
 
+def test_append_takes_one_positional_record_and_durability_beside_the_fields(ledger):
+    with pytest.raises(TypeError, match="at most 1 positional argument"):
+        ledger.append({"action": "a"}, {"action": "b"})
+    with pytest.raises(TypeError, match="a record must be a dict"):
+        ledger.append([("action", "a")])
+    seq = ledger.append({"action": "a", "agent_id": "x"}, agent_id="y", durability="sync")
+    assert ledger.get(seq)["agent_id"] == "y"
+    assert bastion.Ledger.append(ledger, action="a", durability="async") == seq + 1
+    assert ledger.append(**{"action": "a", "durability": "group"}) == seq + 2
+    assert "durability" in bastion.Ledger.append.__doc__
+    assert ledger.head()["seq"] == seq + 2
+
+
 def test_keywords_replace_the_dicts_reasons_and_attributes(ledger):
     base = {"action": "tool_call", "attributes": {"k": "v", "other": "x"},
             "reasons": [("p1", "m1")], "step_index": 4, "input_tokens": 9}

@@ -56,6 +56,31 @@ class PyQueryResult {
   QueryResult r_;
 };
 
+// iter(QueryResult): its records as dicts, in order, decoded one at a time.
+class PyQueryResultIterator {
+ public:
+  explicit PyQueryResultIterator(py::object result)
+      : owner_(std::move(result)), result_(owner_.cast<const PyQueryResult*>()) {}
+  py::dict Next() {
+    if (next_ >= result_->size()) throw py::stop_iteration();
+    return result_->At(static_cast<py::ssize_t>(next_++));
+  }
+
+ private:
+  py::object owner_;  // keeps the result alive
+  const PyQueryResult* result_;
+  size_t next_ = 0;
+};
+
+// range(first, first + n): the sequence numbers of an append_many.
+py::object SeqRange(uint64_t first, size_t n) {
+  PyObject* r = PyObject_CallFunction(reinterpret_cast<PyObject*>(&PyRange_Type), "KK",
+                                      static_cast<unsigned long long>(first),
+                                      static_cast<unsigned long long>(first + n));
+  if (r == nullptr) throw py::error_already_set();
+  return py::reinterpret_steal<py::object>(r);
+}
+
 class PyLedger {
  public:
   static RepairReport Repair(const std::string& path, bool accept_loss, py::object by,
@@ -114,8 +139,29 @@ class PyLedger {
     return out;
   }
 
-  uint64_t Append(py::object record, py::object durability, py::kwargs fields) {
-    Record r = RecordFromPython(record, fields);
+  // Ledger.append(record=None, /, *, durability=None, **fields), bound as a
+  // vectorcall method: the fields arrive as names and values, converted in
+  // one pass, without pybind11 matching two dozen keywords against its
+  // argument list or building a dict of them.
+  static PyObject* AppendCall(PyObject* self, PyObject* const* args, Py_ssize_t nargs,
+                              PyObject* kwnames) {
+    try {
+      PyLedger& ledger = py::handle(self).cast<PyLedger&>();
+      if (nargs > 1) {
+        throw py::type_error(fmt::format(
+            "append() takes at most 1 positional argument (a record dict), {} given", nargs));
+      }
+      py::handle durability = Py_None;
+      Record r = RecordFromCall(nargs == 1 ? args[0] : Py_None, args + nargs, kwnames,
+                                "durability", &durability);
+      return py::int_(ledger.AppendRecord(std::move(r), durability)).release().ptr();
+    } catch (...) {
+      py::detail::try_translate_exceptions();
+      return nullptr;
+    }
+  }
+
+  uint64_t AppendRecord(Record r, py::handle durability) {
     const Durability d = ParseDurability(durability, default_durability());
     Result<uint64_t> seq = Status::Internal("unset");
     {
@@ -145,7 +191,7 @@ class PyLedger {
       ++i;
     }
     const size_t n = batch.size();
-    if (n == 0) return py::module_::import("builtins").attr("range")(0);
+    if (n == 0) return SeqRange(0, 0);
     const Durability d = ParseDurability(durability, default_durability());
     Result<uint64_t> first = Status::Internal("unset");
     {
@@ -153,7 +199,7 @@ class PyLedger {
       first = ledger()->AppendBatch(std::move(batch), d);
     }
     const uint64_t f = Unwrap(std::move(first));
-    return py::module_::import("builtins").attr("range")(f, f + n);
+    return SeqRange(f, n);
   }
 
   py::dict Get(uint64_t seq) {
@@ -385,15 +431,16 @@ void RegisterLedger(py::module_& m) {
                            r.last_intact_seq, r.repair_seq);
       });
 
+  py::class_<PyQueryResultIterator>(m, "_QueryResultIterator")
+      .def("__iter__", [](py::object self) { return self; })
+      .def("__next__", &PyQueryResultIterator::Next);
+
   py::class_<PyQueryResult>(m, "QueryResult",
                             "Records matching a query, as dicts; see to_pandas() and to_arrow().")
       .def("__len__", &PyQueryResult::size)
       .def("__getitem__", &PyQueryResult::At, py::arg("index"))
       .def("__getitem__", &PyQueryResult::Slice, py::arg("slice"))
-      .def("__iter__",
-           [](const PyQueryResult& self) {
-             return py::iter(py::module_::import("bastion._convert").attr("iter_result")(self));
-           })
+      .def("__iter__", [](py::object self) { return PyQueryResultIterator(std::move(self)); })
       .def_property_readonly("next_cursor", &PyQueryResult::NextCursor)
       .def("_columns", &PyQueryResult::Columns)
       .def("__repr__", [](const PyQueryResult& self) {
@@ -401,7 +448,8 @@ void RegisterLedger(py::module_& m) {
                            self.NextCursor().is_none() ? "" : ", more available");
       });
 
-  py::class_<PyLedger>(m, "Ledger", "An append-only, hash-chained audit ledger on RocksDB.")
+  py::class_<PyLedger> ledger(m, "Ledger", "An append-only, hash-chained audit ledger on RocksDB.");
+  ledger
       .def_static("open", &PyLedger::Open, py::arg("path"), py::kw_only(),
                   py::arg("create") = true, py::arg("durability") = py::none(),
                   py::arg("group_sync_interval_ms") = 10.0,
@@ -409,8 +457,6 @@ void RegisterLedger(py::module_& m) {
       .def_static("repair", &PyLedger::Repair, py::arg("path"), py::kw_only(),
                   py::arg("accept_loss") = false, py::arg("by") = py::none(),
                   py::arg("reason") = py::none())
-      .def("append", &PyLedger::Append, py::arg("record") = py::none(), py::pos_only(),
-           py::kw_only(), py::arg("durability") = py::none())
       .def("append_many", &PyLedger::AppendMany, py::arg("records"), py::kw_only(),
            py::arg("durability") = py::none())
       .def("get", &PyLedger::Get, py::arg("seq"))
@@ -443,6 +489,15 @@ void RegisterLedger(py::module_& m) {
         return fmt::format("<bastion.Ledger '{}'{}{}>", self.path(),
                            self.read_only() ? " reader" : "", self.closed() ? " closed" : "");
       });
+  static PyMethodDef append_def = {
+      "append", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(&PyLedger::AppendCall)),
+      METH_FASTCALL | METH_KEYWORDS,
+      "append(record=None, /, *, durability=None, **fields) -> int\n\n"
+      "Appends one record (a dict and/or keyword fields; keywords win) and returns its\n"
+      "sequence number. durability: 'sync', 'group' or 'async' (default: the ledger's)."};
+  PyObject* append = PyDescr_NewMethod(reinterpret_cast<PyTypeObject*>(ledger.ptr()), &append_def);
+  if (append == nullptr) throw py::error_already_set();
+  ledger.attr("append") = py::reinterpret_steal<py::object>(append);
 }
 
 }  // namespace bastion::py_bindings

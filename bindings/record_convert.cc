@@ -1,9 +1,11 @@
 #include "record_convert.h"
 
 #include <Python.h>
+#include <datetime.h>
 
 #include <array>
 #include <cmath>
+#include <cstddef>
 #include <cstring>
 #include <string_view>
 #include <unordered_map>
@@ -11,25 +13,51 @@
 #include <fmt/format.h>
 #include <pybind11/numpy.h>
 
+#include "bastion/cost.h"
+#include "cost.h"
 #include "errors.h"
-#include "ledger/record_codec.h"
 
 namespace py = pybind11;
 
 namespace bastion::py_bindings {
 namespace {
 
+// Where a field's value goes in a Record, resolved once per field.
+struct Slot {
+  Field field;
+  FieldType type;
+  std::string_view name;
+  size_t offset;  // of the std::string, uint64_t or int64_t member
+};
+
 // Interned field-name strings, created once; lookups hash the key object.
 struct Names {
   std::array<py::object, kFieldCount> field;
+  std::array<Slot, kFieldCount> slot;
   py::dict by_name;  // str -> int(Field)
-  py::object seq, hash, prev_hash, erased, policy_id, message;
+  py::object seq, hash, prev_hash, erased, policy_id, message, nanosecond, utcoffset;
   Names() {
+    Record probe;
+    const auto offset_of = [&](const void* member) {
+      return static_cast<size_t>(static_cast<const char*>(member) -
+                                 reinterpret_cast<const char*>(&probe));
+    };
     for (int i = 0; i < kFieldCount; ++i) {
-      std::string_view n = FieldName(static_cast<Field>(i));
+      const Field f = static_cast<Field>(i);
+      std::string_view n = FieldName(f);
       field[i] = py::reinterpret_steal<py::object>(
           PyUnicode_InternFromString(std::string(n).c_str()));
       by_name[field[i]] = py::int_(i);
+      size_t offset = 0;
+      switch (TypeOf(f)) {
+        case FieldType::kString: offset = offset_of(StringField(probe, f)); break;
+        case FieldType::kUint: offset = offset_of(UintField(probe, f)); break;
+        case FieldType::kInt:
+          if (IntField(probe, f) != nullptr) offset = offset_of(IntField(probe, f));
+          break;
+        default: break;
+      }
+      slot[i] = {f, TypeOf(f), n, offset};
     }
     auto intern = [](const char* s) {
       return py::reinterpret_steal<py::object>(PyUnicode_InternFromString(s));
@@ -40,6 +68,8 @@ struct Names {
     erased = intern("personal_data_erased");
     policy_id = intern("policy_id");
     message = intern("message");
+    nanosecond = intern("nanosecond");
+    utcoffset = intern("utcoffset");
   }
 };
 
@@ -66,17 +96,23 @@ int64_t Int(py::handle h, std::string_view field, int64_t lo) {
   return v;
 }
 
-void SetField(Record& r, Field f, py::handle value) {
-  const std::string_view name = FieldName(f);
+template <typename T>
+T& Member(Record& r, const Slot& s) {
+  return *reinterpret_cast<T*>(reinterpret_cast<char*>(&r) + s.offset);
+}
+
+void SetField(Record& r, const Slot& slot, py::handle value) {
+  const Field f = slot.field;
+  const std::string_view name = slot.name;
   if (value.is_none()) {  // None means "not set", also over a value from the dict
-    switch (TypeOf(f)) {
-      case FieldType::kString: StringField(r, f)->clear(); return;
-      case FieldType::kUint: *UintField(r, f) = 0; return;
+    switch (slot.type) {
+      case FieldType::kString: Member<std::string>(r, slot).clear(); return;
+      case FieldType::kUint: Member<uint64_t>(r, slot) = 0; return;
       case FieldType::kInt:
         if (f == Field::kStepIndex) {
           r.step_index.reset();
         } else {
-          *IntField(r, f) = 0;
+          Member<int64_t>(r, slot) = 0;
         }
         return;
       case FieldType::kReasons: r.reasons.clear(); return;
@@ -84,12 +120,12 @@ void SetField(Record& r, Field f, py::handle value) {
     }
     return;
   }
-  switch (TypeOf(f)) {
+  switch (slot.type) {
     case FieldType::kString:
-      StringField(r, f)->assign(Utf8(value, name));
+      Member<std::string>(r, slot).assign(Utf8(value, name));
       return;
     case FieldType::kUint:
-      *UintField(r, f) = static_cast<uint64_t>(Int(value, name, 0));
+      Member<uint64_t>(r, slot) = static_cast<uint64_t>(Int(value, name, 0));
       return;
     case FieldType::kInt:
       if (f == Field::kCostUsd) {
@@ -99,7 +135,7 @@ void SetField(Record& r, Field f, py::handle value) {
       } else if (f == Field::kTimestampNs) {
         r.timestamp_ns = TimeToNanos(value, "timestamp_ns");
       } else {
-        *IntField(r, f) = Int(value, name, 0);
+        Member<int64_t>(r, slot) = Int(value, name, 0);
       }
       return;
     case FieldType::kReasons: {
@@ -165,7 +201,8 @@ void ApplyMapping(Record& r, py::handle mapping, const char* what) {
   PyObject* key;
   PyObject* value;
   Py_ssize_t pos = 0;
-  PyObject* by_name = N().by_name.ptr();
+  const Names& names = N();
+  PyObject* by_name = names.by_name.ptr();
   while (PyDict_Next(mapping.ptr(), &pos, &key, &value)) {
     PyObject* index = PyDict_GetItemWithError(by_name, key);
     if (index == nullptr) {
@@ -176,7 +213,7 @@ void ApplyMapping(Record& r, py::handle mapping, const char* what) {
       ThrowInvalid(fmt::format("unknown record field '{}'{}",
                                Utf8(key, "field name"), what));
     }
-    SetField(r, static_cast<Field>(PyLong_AsLong(index)), value);
+    SetField(r, names.slot[PyLong_AsLong(index)], value);
   }
 }
 
@@ -222,7 +259,9 @@ int64_t CostToNanos(py::handle value) {
     if (!std::isfinite(d) || d < 0 || d > 9.2e9) {
       ThrowInvalid(fmt::format("field 'cost_usd' is {}, not a finite non-negative amount", d));
     }
-    return static_cast<int64_t>(std::llround(d * 1e9));
+    Result<int64_t> nanos = NanoUsdFromDouble(d);
+    if (!nanos.ok()) ThrowInvalid(fmt::format("field 'cost_usd': {}", nanos.status().message()));
+    return *nanos;
   }
   // Decimal, or a numeric string: parsed exactly, at most 9 decimal places.
   std::string text;
@@ -241,7 +280,7 @@ int64_t CostToNanos(py::handle value) {
                                  py::str(value).cast<std::string>()));
       }
     }
-    text = py::str(py::module_::import("builtins").attr("format")(value, "f")).cast<std::string>();
+    text = py::str(value.attr("__format__")("f")).cast<std::string>();
   } else {
     throw py::type_error(fmt::format(
         "field 'cost_usd' must be int, float, Decimal or str, got {}", TypeName(value)));
@@ -273,14 +312,70 @@ int64_t CostToNanos(py::handle value) {
   return whole * 1'000'000'000 + frac;
 }
 
+namespace {
+
+// Days from 1970-01-01 to the proleptic Gregorian date y-m-d.
+int64_t DaysFromCivil(int64_t y, unsigned m, unsigned d) {
+  y -= m <= 2;
+  const int64_t era = (y >= 0 ? y : y - 399) / 400;
+  const unsigned yoe = static_cast<unsigned>(y - era * 400);
+  const unsigned doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1;
+  const unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+  return era * 146097 + static_cast<int64_t>(doe) - 719468;
+}
+
+__int128 TimedeltaNanos(PyObject* delta) {
+  return (static_cast<__int128>(PyDateTime_DELTA_GET_DAYS(delta)) * 86400 +
+          PyDateTime_DELTA_GET_SECONDS(delta)) *
+             1'000'000'000 +
+         static_cast<__int128>(PyDateTime_DELTA_GET_MICROSECONDS(delta)) * 1000;
+}
+
+}  // namespace
+
 int64_t TimeToNanos(py::handle value, const char* what) {
-  if (PyLong_Check(value.ptr()) && !PyBool_Check(value.ptr())) return Int(value, what, 0);
-  // Leaked on purpose: a static py::object would be released after the
-  // interpreter has finalized.
-  static py::object& to_ns =
-      *new py::object(py::module_::import("bastion._convert").attr("datetime_to_ns"));
-  py::object ns = to_ns(value, what);
-  return Int(ns, what, 0);
+  PyObject* v = value.ptr();
+  if (PyLong_Check(v) && !PyBool_Check(v)) return Int(value, what, 0);
+  if (PyDateTimeAPI == nullptr) {
+    PyDateTime_IMPORT;
+    if (PyDateTimeAPI == nullptr) throw py::error_already_set();
+  }
+  __int128 ns = 0;
+  if (PyDateTime_Check(v)) {
+    // Naive means UTC; an aware datetime counts from its UTC offset.
+    const int64_t days = DaysFromCivil(PyDateTime_GET_YEAR(v), PyDateTime_GET_MONTH(v),
+                                       PyDateTime_GET_DAY(v));
+    const int64_t secs = days * 86400 + PyDateTime_DATE_GET_HOUR(v) * 3600 +
+                         PyDateTime_DATE_GET_MINUTE(v) * 60 + PyDateTime_DATE_GET_SECOND(v);
+    ns = static_cast<__int128>(secs) * 1'000'000'000 +
+         static_cast<__int128>(PyDateTime_DATE_GET_MICROSECOND(v)) * 1000;
+    PyObject* tz = PyDateTime_DATE_GET_TZINFO(v);
+    if (tz != Py_None) {
+      py::object offset = value.attr(N().utcoffset)();
+      if (!offset.is_none()) {
+        if (!PyDelta_Check(offset.ptr())) {
+          throw py::type_error(fmt::format("'{}': utcoffset() must return a timedelta, got {}",
+                                           what, TypeName(offset)));
+        }
+        ns -= TimedeltaNanos(offset.ptr());
+      }
+    }
+    if (Py_TYPE(v) != PyDateTimeAPI->DateTimeType) {  // pandas.Timestamp adds nanoseconds
+      py::object extra = py::getattr(value, N().nanosecond, py::none());
+      if (PyLong_Check(extra.ptr())) ns += PyLong_AsLongLong(extra.ptr());
+    }
+  } else if (std::string_view type = Py_TYPE(v)->tp_name;
+             type.substr(type.rfind('.') + 1) == "datetime64") {  // numpy.datetime64
+    py::object as_int = value.attr("astype")("datetime64[ns]").attr("astype")("int64");
+    return Int(py::reinterpret_steal<py::object>(PyNumber_Long(as_int.ptr())), what, 0);
+  } else {
+    throw py::type_error(fmt::format(
+        "'{}' must be int (ns since the epoch) or datetime, got {}", what, TypeName(value)));
+  }
+  if (ns < 0 || ns > INT64_MAX) {
+    ThrowInvalid(fmt::format("field '{}' is out of range (0 .. 2**63-1)", what));
+  }
+  return static_cast<int64_t>(ns);
 }
 
 Record RecordFromPython(py::handle mapping, py::handle kwargs) {
@@ -294,6 +389,31 @@ Record RecordFromPython(py::handle mapping, py::handle kwargs) {
   }
   if (kwargs && PyDict_Check(kwargs.ptr()) && PyDict_GET_SIZE(kwargs.ptr()) > 0) {
     ApplyMapping(r, kwargs, "");
+  }
+  return r;
+}
+
+Record RecordFromCall(py::handle mapping, PyObject* const* values, PyObject* kwnames,
+                      std::string_view reserved, py::handle* reserved_value) {
+  Record r = RecordFromPython(mapping, py::handle());
+  if (kwnames == nullptr) return r;
+  const Names& names = N();
+  PyObject* by_name = names.by_name.ptr();
+  const Py_ssize_t n = PyTuple_GET_SIZE(kwnames);
+  for (Py_ssize_t i = 0; i < n; ++i) {
+    PyObject* key = PyTuple_GET_ITEM(kwnames, i);  // always a str
+    PyObject* index = PyDict_GetItemWithError(by_name, key);
+    if (index != nullptr) {
+      SetField(r, names.slot[PyLong_AsLong(index)], values[i]);
+      continue;
+    }
+    if (PyErr_Occurred()) throw py::error_already_set();
+    const std::string_view name = Utf8(key, "field name");
+    if (name == reserved) {
+      *reserved_value = values[i];
+      continue;
+    }
+    ThrowInvalid(fmt::format("unknown record field '{}'", name));
   }
   return r;
 }
@@ -314,7 +434,7 @@ py::dict StoredRecordToDict(const StoredRecord& s) {
       case FieldType::kUint: v = py::int_(*UintField(const_cast<Record&>(r), f)); break;
       case FieldType::kInt:
         if (f == Field::kCostUsd) {
-          v = py::float_(static_cast<double>(r.cost_nanousd) / 1e9);
+          v = UsdDecimal(r.cost_nanousd);
         } else if (f == Field::kStepIndex) {
           v = r.step_index ? py::object(py::int_(*r.step_index)) : py::none();
         } else {
@@ -403,7 +523,7 @@ class ObjColumn {
   Interner interner_;
 };
 
-class ColumnVisitor final : public codec::FieldVisitor {
+class ColumnVisitor final : public RecordFieldVisitor {
  public:
   explicit ColumnVisitor(size_t n) {
     for (int i = 0; i < kFieldCount; ++i) {
@@ -496,16 +616,13 @@ py::dict EncodedToColumns(const std::vector<std::string>& encoded) {
   ObjColumn hashes(n);
   ColumnVisitor cols(n);
   for (size_t i = 0; i < n; ++i) {
-    codec::ValueView view;
-    Status s = codec::ParseValue(encoded[i], &view);
+    StoredPlace place;
     cols.Row(i);
-    if (s.ok()) s = codec::DecodeFields(view, &cols);
+    Status s = VisitStoredRecord(encoded[i], &place, &cols);
     cols.EndRow();
-    if (!s.ok()) ThrowStatus(s.WithContext(fmt::format("record {}", view.seq)));
-    seq_data[i] = view.seq;
-    Hash h;
-    std::memcpy(h.data(), view.hash.data(), 32);
-    const std::string hex = HashToHex(h);
+    if (!s.ok()) ThrowStatus(s.WithContext(fmt::format("record {}", place.seq)));
+    seq_data[i] = place.seq;
+    const std::string hex = HashToHex(place.hash);
     hashes.Put(i, PyUnicode_FromStringAndSize(hex.data(), static_cast<Py_ssize_t>(hex.size())));
   }
   py::dict out;

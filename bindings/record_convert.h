@@ -26,6 +26,14 @@ inline std::string Utf8String(pybind11::handle h, std::string_view what,
 // InvalidArgumentError naming the field.
 Record RecordFromPython(pybind11::handle mapping, pybind11::handle kwargs);
 
+// As RecordFromPython, for a vectorcall: the keyword arguments are the names
+// in `kwnames` (a tuple, or nullptr for none) with their values at `values`,
+// converted in one pass without building a dict. The keyword named
+// `reserved` (e.g. "durability") is not a field: its value goes to
+// *reserved_value (left alone when absent).
+Record RecordFromCall(pybind11::handle mapping, PyObject* const* values, PyObject* kwnames,
+                      std::string_view reserved, pybind11::handle* reserved_value);
+
 // A stored record as a plain dict: every field present (None when unset).
 pybind11::dict StoredRecordToDict(const StoredRecord& r);
 

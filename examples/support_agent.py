@@ -33,6 +33,7 @@ import sys
 import tempfile
 import textwrap
 from collections.abc import Iterable, Iterator
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -392,7 +393,7 @@ def audit(path: str) -> bool:
           f"{counted(r['reasons'][0]['policy_id'] for r in decisions if r['effect'] == 'deny')}")
     verdicts = [r["approval_status"] for r in records if r["action"] == "approval"]
     print(f"approvals: {counted(verdicts)}")
-    spend: dict[str, list[float]] = collections.defaultdict(list)
+    spend: dict[str, list[Decimal]] = collections.defaultdict(list)
     for r in records:
         if r["action"] == "model_call" and (r["attributes"] or {}).get("phase") == "outcome":
             spend[r["model"]].append(r["cost_usd"])

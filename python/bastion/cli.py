@@ -22,6 +22,7 @@ import os
 import sys
 import time
 from collections.abc import Sequence
+from decimal import Decimal
 from typing import Any, TextIO
 
 import bastion
@@ -197,10 +198,18 @@ def _query_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def _json_number(value: Any) -> Any:
+    # cost_usd is an exact Decimal; as a JSON number it prints the same digits
+    # (a double holds every amount of at most 9 decimals below $9 million).
+    if isinstance(value, Decimal):
+        return float(value)
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
 def _emit_records(records: Sequence[dict[str, Any]], args: argparse.Namespace) -> None:
     if args.json:
         for r in records:
-            print(json.dumps(r, ensure_ascii=False))
+            print(json.dumps(r, ensure_ascii=False, default=_json_number))
     else:
         _print_table(records, sys.stdout)
 

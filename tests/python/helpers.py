@@ -107,7 +107,7 @@ def expected_field(record: dict[str, Any], field: str) -> Any:
     if field in TOKEN_FIELDS or field == "duration_ns":
         return value or 0
     if field == "cost_usd":
-        return float(Decimal(str(value))) if value is not None else 0.0
+        return Decimal(str(value)) if value is not None else Decimal(0)
     if field == "reasons":
         return [r if isinstance(r, dict) else {"policy_id": r[0], "message": r[1]}
                 for r in value or []]

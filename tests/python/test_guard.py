@@ -61,7 +61,7 @@ def test_model_call_is_redacted_priced_and_recorded(guard: bastion.Guard) -> Non
     recs = records(guard)
     assert [(r["action"], r["attributes"]["phase"]) for r in recs] == [
         ("model_call", "decision"), ("model_call", "outcome")]
-    assert recs[1]["cost_usd"] == pytest.approx(0.0035)
+    assert recs[1]["cost_usd"] == Decimal("0.0035")
     assert recs[1]["duration_ns"] == 800_000_000
     assert {r["span_id"] for r in recs} == {call.span_id}
     assert not any("@example.com" in (r["input_summary"] or "") + (r["output_summary"] or "")

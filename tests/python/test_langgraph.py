@@ -683,7 +683,7 @@ def test_agent_guards_model_and_tool_calls_with_usage_and_redaction(guard):
     first = records[1]
     assert (first["input_tokens"], first["cache_read_tokens"]) == (60, 40)
     assert (first["output_tokens"], first["reasoning_tokens"]) == (15, 5)
-    assert first["cost_usd"] == pytest.approx(0.0004)  # 60*2.5 + 40*1.25 + 20*10 per 1M
+    assert first["cost_usd"] == Decimal("0.0004")  # 60*2.5 + 40*1.25 + 20*10 per 1M
     assert records[0]["input_summary"] == "Where is order A-1? I am [EMAIL]"
     assert records[4]["input_summary"] == "Order A-1: shipped; contact [EMAIL]"
     assert records[5]["output_summary"] == "It ships today; questions to [PHONE]"
@@ -979,7 +979,7 @@ def test_downgrade_switches_to_the_mapped_model(tmp_path):
             ("budget_alert", "gpt-4o-mini", None, "budget_alert", None),
             ("model_call", "gpt-4o-mini", "allow", "outcome", None)]
         assert "downgraded from 'gpt-4o' to 'gpt-4o-mini'" in records[0]["reasons"][0]["message"]
-        assert records[2]["cost_usd"] == pytest.approx((130 * 0.15 + 6 * 0.6) / 1e6)
+        assert records[2]["cost_usd"] == Decimal("0.0000231")  # (130 x 0.15 + 6 x 0.6) per 1M
 
 
 def test_downgrade_without_a_mapped_model_keeps_the_model(tmp_path, caplog):

@@ -53,6 +53,19 @@ def test_append_with_a_dict_and_keywords_keywords_win(ledger, make_record):
                                 "model": "gpt-4o-mini"})
 
 
+def test_append_takes_one_positional_record_and_durability_beside_the_fields(ledger):
+    with pytest.raises(TypeError, match="at most 1 positional argument"):
+        ledger.append({"action": "a"}, {"action": "b"})
+    with pytest.raises(TypeError, match="a record must be a dict"):
+        ledger.append([("action", "a")])
+    seq = ledger.append({"action": "a", "agent_id": "x"}, agent_id="y", durability="sync")
+    assert ledger.get(seq)["agent_id"] == "y"
+    assert bastion.Ledger.append(ledger, action="a", durability="async") == seq + 1
+    assert ledger.append(**{"action": "a", "durability": "group"}) == seq + 2
+    assert "durability" in bastion.Ledger.append.__doc__
+    assert ledger.head()["seq"] == seq + 2
+
+
 def test_keywords_replace_the_dicts_reasons_and_attributes(ledger):
     base = {"action": "tool_call", "attributes": {"k": "v", "other": "x"},
             "reasons": [("p1", "m1")], "step_index": 4, "input_tokens": 9}
@@ -108,7 +121,7 @@ def test_get_returns_every_field_of_a_full_record(ledger):
         {"policy_id": "amount-limit", "message": "over $100"},
     ]
     assert got["attributes"] == {"channel": "web", "order_id": "A-1001"}
-    assert got["cost_usd"] == 0.0031
+    assert got["cost_usd"] == Decimal("0.0031") and isinstance(got["cost_usd"], Decimal)
     assert got["step_index"] == 3
     assert got["timestamp_ns"] == BASE_NS + 123
     assert got["seq"] == seq and got["prev_hash"] == ZERO_HASH
@@ -150,7 +163,76 @@ def test_timestamp_defaults_to_now_and_accepts_a_datetime(ledger):
     assert ledger.get(ledger.append(action="a", timestamp_ns=aware))["timestamp_ns"] == BASE_NS
 
 
+@pytest.mark.parametrize(
+    ("when", "ns"),
+    [
+        (dt.datetime(1970, 1, 1, 0, 0, 0, 1), 1000),  # (0 would mean "now")
+        (dt.datetime(2000, 2, 29, 23, 59, 59, 999999), 951_868_799_999_999_000),
+        (dt.datetime(2026, 11, 21, 3, 30, tzinfo=dt.timezone(-dt.timedelta(hours=5, minutes=30))),
+         BASE_NS),
+        (dt.datetime(2262, 4, 11, 23, 47, 16, 854775), 9_223_372_036_854_775_000),
+    ],
+    ids=repr,
+)
+def test_datetimes_convert_to_utc_nanoseconds(ledger, when, ns):
+    assert ledger.get(ledger.append(action="a", timestamp_ns=when))["timestamp_ns"] == ns
+
+
+def test_pandas_and_numpy_timestamps_keep_their_nanoseconds(ledger):
+    pd = pytest.importorskip("pandas")
+    np = pytest.importorskip("numpy")
+    for when in (pd.Timestamp(BASE_NS + 789), pd.Timestamp(BASE_NS + 789, tz="UTC"),
+                 np.datetime64(BASE_NS + 789, "ns")):
+        got = ledger.get(ledger.append(action="a", timestamp_ns=when))
+        assert got["timestamp_ns"] == BASE_NS + 789, repr(when)
+
+
+@pytest.mark.parametrize(
+    "when",
+    [dt.datetime(1969, 12, 31, 23, 59, 59), dt.datetime(2262, 4, 12),
+     dt.datetime(1970, 1, 1, tzinfo=dt.timezone(dt.timedelta(hours=1)))],
+    ids=repr,
+)
+def test_datetimes_outside_the_ns_range_are_rejected(ledger, when):
+    with pytest.raises(bastion.InvalidArgumentError, match="'timestamp_ns' is out of range"):
+        ledger.append(action="a", timestamp_ns=when)
+
+
+@pytest.mark.parametrize("when", [True, 1.5, "2026-11-21", dt.date(2026, 11, 21)], ids=repr)
+def test_a_timestamp_of_another_type_is_a_type_error(ledger, when):
+    with pytest.raises(TypeError, match="'timestamp_ns' must be int .* or datetime"):
+        ledger.append(action="a", timestamp_ns=when)
+
+
 # --- exact cost ---------------------------------------------------------------
+
+def test_record_dicts_hold_the_cost_as_an_exact_decimal(ledger, make_record):
+    seqs = ledger.append_many([{"action": "a", "cost_usd": c}
+                               for c in ("0.000000001", 0.1, 3, Decimal("12.5"))])
+    want = [Decimal("0.000000001"), Decimal("0.1"), Decimal(3), Decimal("12.5")]
+    result = ledger.query(since=0, limit=None, newest_first=False)
+    for got in ([ledger.get(s)["cost_usd"] for s in seqs],
+                [r["cost_usd"] for r in result],          # iteration
+                [result[i]["cost_usd"] for i in range(len(result))],
+                [r["cost_usd"] for r in result[:]]):      # a slice
+        assert got == want
+        assert all(type(c) is Decimal for c in got)
+    assert sum(r["cost_usd"] for r in result) == Decimal("15.600000001")
+    # A cost read back is accepted again as it is.
+    assert ledger.get(ledger.append(action="a", cost_usd=want[0]))["cost_usd"] == want[0]
+
+
+def test_iterating_a_query_result_yields_each_record_once(ledger, make_record):
+    seqs = ledger.append_many([make_record(i) for i in range(5)])
+    result = ledger.query(since=0, limit=None, newest_first=False)
+    it = iter(result)
+    assert iter(it) is it
+    assert [r["seq"] for r in it] == list(seqs)
+    assert list(it) == []  # exhausted
+    assert [r["seq"] for r in result] == list(seqs)  # a fresh iterator starts over
+    del result
+    assert [r["seq"] for r in iter(ledger.query(since=0, limit=None))] == list(seqs)[::-1]
+
 
 @pytest.mark.parametrize(
     ("cost", "nanos"),
@@ -173,7 +255,7 @@ def test_timestamp_defaults_to_now_and_accepts_a_datetime(ledger):
 def test_cost_is_stored_exactly(ledger, cost, nanos):
     seq = ledger.append(action="model_call", cost_usd=cost)
     assert stored_cost_nanos(ledger, seq) == nanos
-    assert ledger.get(seq)["cost_usd"] == nanos / 1e9
+    assert ledger.get(seq)["cost_usd"] == Decimal(nanos) / 10**9
 
 
 @pytest.mark.parametrize(

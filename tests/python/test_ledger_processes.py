@@ -12,6 +12,7 @@ import subprocess
 import sys
 import threading
 import time
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -364,7 +365,8 @@ def test_cli_query(cli_ledger):
 
     out = bastion_cli("ledger", "query", cli_ledger, "--agent", "planner", "--effect", "allow",
                       "--json", "--limit", "0")
-    records = [json.loads(line) for line in out.stdout.splitlines()]
+    # cost_usd is a JSON number with the digits of the exact amount.
+    records = [json.loads(line, parse_float=Decimal) for line in out.stdout.splitlines()]
     want = api_query(cli_ledger, agent_id="planner", effect="allow")
     assert records == want and len(records) > 3
 

@@ -329,6 +329,8 @@ def test_to_pandas_values_equal_the_dicts(qledger):
                 assert value is pd.NA
             elif col == "reasons":  # a sequence of dicts (list or tuple)
                 assert isinstance(value, (list, tuple)) and list(value) == rec[col]
+            elif col == "cost_usd":  # the float nearest the dict's exact Decimal
+                assert value == float(rec[col]), col
             else:
                 assert value == rec[col], col
                 assert type(value) is type(rec[col]) or col in INT_COLUMNS + (
@@ -386,7 +388,7 @@ def test_to_arrow_schema_and_rows(qledger):
         assert row["agent_id"] == rec["agent_id"]
         assert row["parent_agent_id"] == rec["parent_agent_id"]  # None stays null
         assert row["step_index"] == rec["step_index"]
-        assert row["cost_usd"] == rec["cost_usd"]
+        assert row["cost_usd"] == float(rec["cost_usd"])
         assert row["reasons"] == rec["reasons"]
         assert dict(row["attributes"]) == rec["attributes"]
         assert pd.Timestamp(row["timestamp"]).value == rec["timestamp_ns"]

@@ -74,6 +74,11 @@ struct LedgerOptions {
   size_t queue_capacity = 65536;
   // Records the writer puts into one RocksDB write batch at most.
   size_t max_batch_records = 4096;
+  // How long an async record may wait in the queue for the records that
+  // follow it, so the writer thread writes them in one batch and is not woken
+  // for each record. A full batch (max_batch_records) is written at once. A
+  // process crash loses what waits, as it loses the rest of the queue.
+  std::chrono::microseconds async_batch_delay{1000};
 
   // --- indexes ---
   // A batch writes its records, their time-index keys and the chain head; the
@@ -333,6 +338,32 @@ class Ledger {
 
 // Decodes one stored value (QueryResult::encoded). Corruption names the offset.
 Result<StoredRecord> DecodeStoredRecord(std::string_view encoded);
+
+// Receives the fields of a stored record in field order, as views into the
+// encoded bytes (valid during the call); unset fields are skipped. For reading
+// many records without building a Record each (exports to columns).
+class RecordFieldVisitor {
+ public:
+  virtual ~RecordFieldVisitor() = default;
+  virtual void OnString(Field f, std::string_view v) = 0;
+  virtual void OnUint(Field f, uint64_t v) = 0;  // token counts
+  virtual void OnInt(Field f, int64_t v) = 0;    // cost (nano-USD), times, step_index
+  virtual void OnReason(std::string_view policy_id, std::string_view message) = 0;
+  virtual void OnAttribute(std::string_view key, std::string_view value) = 0;
+};
+
+// The place of a stored value in the chain, read by VisitStoredRecord.
+struct StoredPlace {
+  uint64_t seq = 0;
+  Hash hash{};
+};
+
+// Decodes one stored value (QueryResult::encoded) into `visitor`, personal
+// fields only while they are not erased, and its place into `*place` (set
+// before the first field). Corruption names the offset and the section; the
+// visitor may then have received some of the fields.
+Status VisitStoredRecord(std::string_view encoded, StoredPlace* place,
+                         RecordFieldVisitor* visitor);
 
 }  // namespace bastion
 

@@ -1,6 +1,8 @@
 // Exact decimal parsing and the one rounding step of the cost module.
 #include <algorithm>
 #include <cctype>
+#include <charconv>
+#include <cmath>
 #include <cstdint>
 #include <limits>
 #include <string>
@@ -107,6 +109,19 @@ Result<int64_t> ParseScaledDecimal(std::string_view text, int scale, bool allow_
           fmt::format("'{}' has more than {} decimal places", text, scale));
   }
   return Status::InvalidArgument(fmt::format("'{}' {}", text, why));
+}
+
+Result<int64_t> NanoUsdFromDouble(double usd) {
+  if (!std::isfinite(usd) || usd < 0) {
+    return Status::InvalidArgument(
+        fmt::format("{} USD is not a finite non-negative amount", usd));
+  }
+  char text[400];  // the fixed notation of the largest double fits
+  const auto [end, ec] = std::to_chars(text, text + sizeof(text), usd, std::chars_format::fixed);
+  if (ec != std::errc()) return Status::InvalidArgument(fmt::format("{} USD is out of range", usd));
+  auto nanos = ParseScaledDecimal(std::string_view(text, end - text), 9, /*allow_rounding=*/true);
+  if (!nanos.ok()) return Status::InvalidArgument(fmt::format("{} USD is out of range", usd));
+  return *nanos;
 }
 
 int64_t RoundFusdToNanousd(int64_t fusd) {

@@ -102,16 +102,29 @@ class Ledger::Impl {
     return head;
   }
 
+  // Fresh salts for `n` records, from one call to the random generator.
+  static Status Salts(size_t n, std::vector<uint8_t>* salts) {
+    salts->resize(n * codec::kSaltBytes);
+    if (RAND_bytes(salts->data(), static_cast<int>(salts->size())) != 1) {
+      return Status::Internal("the system random generator failed");
+    }
+    return Status::OK();
+  }
+
   Status Encode(Record& r, PendingRecord* out) {
+    uint8_t salt[codec::kSaltBytes];
+    if (RAND_bytes(salt, sizeof(salt)) != 1) {
+      return Status::Internal("the system random generator failed");
+    }
+    return Encode(r, salt, out);
+  }
+
+  Status Encode(Record& r, const uint8_t* salt, PendingRecord* out) {
     BASTION_RETURN_IF_ERROR(ValidateRecord(r));
     if (r.timestamp_ns == 0) {
       r.timestamp_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
                            std::chrono::system_clock::now().time_since_epoch())
                            .count();
-    }
-    uint8_t salt[codec::kSaltBytes];
-    if (RAND_bytes(salt, sizeof(salt)) != 1) {
-      return Status::Internal("the system random generator failed");
     }
     codec::EncodeValue(r, salt, &out->value, &out->personal_digest);
     if (out->value.size() > kMaxRecordBytes) {
@@ -580,8 +593,10 @@ Result<uint64_t> Ledger::AppendBatch(std::vector<Record> records, Durability dur
   if (impl_->reader) return Status::FailedPrecondition("the ledger is open read-only");
   if (records.empty()) return Status::InvalidArgument("no records to append");
   std::vector<PendingRecord> pending(records.size());
+  std::vector<uint8_t> salts;
+  BASTION_RETURN_IF_ERROR(Impl::Salts(records.size(), &salts));
   for (size_t i = 0; i < records.size(); ++i) {
-    Status s = impl_->Encode(records[i], &pending[i]);
+    Status s = impl_->Encode(records[i], &salts[i * codec::kSaltBytes], &pending[i]);
     if (!s.ok()) return s.WithContext(fmt::format("record {} of the batch", i));
   }
   return impl_->Submit(&pending, durability);

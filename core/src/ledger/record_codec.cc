@@ -348,3 +348,16 @@ std::string RecordKey(uint64_t seq) {
 }
 
 }  // namespace bastion::codec
+
+namespace bastion {
+
+Status VisitStoredRecord(std::string_view encoded, StoredPlace* place,
+                         RecordFieldVisitor* visitor) {
+  codec::ValueView view;
+  BASTION_RETURN_IF_ERROR(codec::ParseValue(encoded, &view));
+  place->seq = view.seq;
+  std::memcpy(place->hash.data(), view.hash.data(), place->hash.size());
+  return codec::DecodeFields(view, visitor);
+}
+
+}  // namespace bastion

@@ -52,15 +52,7 @@ struct ValueView {
 Status ParseValue(std::string_view value, ValueView* view);
 
 // Receives decoded fields in tag order, as views into the encoded bytes.
-class FieldVisitor {
- public:
-  virtual ~FieldVisitor() = default;
-  virtual void OnString(Field f, std::string_view v) = 0;
-  virtual void OnUint(Field f, uint64_t v) = 0;  // token counts
-  virtual void OnInt(Field f, int64_t v) = 0;    // cost, times, step_index
-  virtual void OnReason(std::string_view policy_id, std::string_view message) = 0;
-  virtual void OnAttribute(std::string_view key, std::string_view value) = 0;
-};
+using FieldVisitor = RecordFieldVisitor;
 
 // Decodes one section strictly: tags ascending and belonging to the section,
 // minimal varints, no default values, valid UTF-8, nothing left over.

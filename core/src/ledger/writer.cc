@@ -103,6 +103,8 @@ Writer::Writer(RocksStore* store, const LedgerOptions& options, Head head, uint6
       head_(head),
       written_seq_(head.seq),
       durable_seq_(head.seq),
+      full_batch_(std::max<size_t>(
+          1, std::min(options.max_batch_records, options.queue_capacity))),
       indexed_(indexed) {
   thread_ = std::thread([this] { Run(); });
 }
@@ -136,7 +138,7 @@ Status Writer::Break(Status s, std::vector<PendingRecord>* batch) {
   // chain stays gap-free.
   next_seq_ = head_.seq + 1;
   flush_target_ = std::min(flush_target_, head_.seq);
-  deferred_since_ = {};
+  queue_due_ = {};
   epoch_.store(ends_.size(), std::memory_order_seq_cst);
   done_cv_.notify_all();
   not_full_cv_.notify_all();
@@ -172,6 +174,23 @@ Status Writer::TakeLoss() {
   return loss;
 }
 
+bool Writer::DueBy(std::chrono::steady_clock::time_point due) {
+  if (queue_due_ == std::chrono::steady_clock::time_point() || due < queue_due_) {
+    queue_due_ = due;
+  }
+  if (!writer_asleep_ || (queue_due_ >= writer_wakes_ && queue_.size() < full_batch_)) {
+    return false;
+  }
+  writer_asleep_ = false;  // one wake-up is enough until it sleeps again
+  return true;
+}
+
+bool Writer::WakeWriter() {
+  if (!writer_asleep_) return false;
+  writer_asleep_ = false;
+  return true;
+}
+
 Result<Writer::Ticket> Writer::Submit(std::vector<PendingRecord>* records, Handoff handoff) {
   const size_t n = records->size();
   std::unique_lock<std::mutex> lock(mu_);
@@ -181,34 +200,29 @@ Result<Writer::Ticket> Writer::Submit(std::vector<PendingRecord>* records, Hando
     lock.lock();
   }
   if (!lost_.ok()) return TakeLoss();
-  not_full_cv_.wait(lock, [&] {
+  auto has_room = [&] {
     return stopping_ || !broken_.ok() || queue_.empty() ||
            queue_.size() + n <= options_.queue_capacity;
-  });
+  };
+  if (!has_room()) {
+    // Backpressure: the writer thread drains the queue now, due or not.
+    if (WakeWriter()) work_cv_.notify_one();
+    not_full_cv_.wait(lock, has_room);
+  }
   if (stopping_) return Status::FailedPrecondition("the ledger is closed");
   if (!broken_.ok()) return broken_;  // broke while this producer waited for room
-  const bool was_empty = queue_.empty();
   const Ticket ticket{next_seq_, epoch_.load(std::memory_order_relaxed)};
   next_seq_ += n;
   for (auto& r : *records) queue_.push_back(std::move(r));
   bool notify = false;
   switch (handoff) {
     case Handoff::kWriter:
-      notify = was_empty || queue_.size() >= options_.max_batch_records ||
-               deferred_since_ != std::chrono::steady_clock::time_point();
-      deferred_since_ = {};  // a record that wants writing now ends the wait
+      notify = DueBy(std::chrono::steady_clock::now() + options_.async_batch_delay);
       break;
     case Handoff::kCaller:
-      deferred_since_ = {};  // the caller writes the whole queue
-      break;
+      break;  // the caller writes the whole queue
     case Handoff::kDeferred:
-      if (deferred_since_ == std::chrono::steady_clock::time_point()) {
-        deferred_since_ = std::chrono::steady_clock::now();
-        // While written records await their fsync the writer thread wakes by
-        // sync_deadline_, which is no later than this record's deadline;
-        // otherwise it may sleep without a deadline and must learn of it.
-        notify = !unsynced_;
-      }
+      notify = DueBy(std::chrono::steady_clock::now() + options_.group_sync_interval);
       break;
   }
   lock.unlock();
@@ -267,13 +281,14 @@ Status Writer::WriteQueued(bool* wrote) {
     if (queue_.empty()) return Status::OK();
     const size_t n = std::min(queue_.size(), options_.max_batch_records);
     first = next_seq_ - queue_.size();  // seq of queue_.front()
-    deferred_since_ = {};
     batch_.clear();
     for (size_t i = 0; i < n; ++i) {
       sync |= queue_.front().sync;
       batch_.push_back(std::move(queue_.front()));
       queue_.pop_front();
     }
+    // What stays queued keeps its deadline.
+    if (queue_.empty()) queue_due_ = {};
   }
   not_full_cv_.notify_all();
   Status s = WriteBatchOf(&batch_, first, sync);
@@ -289,17 +304,17 @@ Status Writer::WriteQueued(bool* wrote) {
     } else if (!unsynced_) {
       unsynced_ = true;
       sync_deadline_ = std::chrono::steady_clock::now() + options_.group_sync_interval;
-      wake_writer = true;  // the writer thread owns the fsync deadline
+      // The writer thread owns the fsync deadline.
+      wake_writer |= writer_asleep_ && sync_deadline_ < writer_wakes_;
     }
-    // Records queued behind this batch by producers that did not wake the
-    // writer (the queue was not empty then) are the writer thread's now.
-    wake_writer |= !queue_.empty() && deferred_since_ == std::chrono::steady_clock::time_point();
     if (indexed_ == head_.seq) {
       index_due_ = {};
     } else if (index_due_ == std::chrono::steady_clock::time_point()) {
       index_due_ = std::chrono::steady_clock::now() + options_.index_interval;
-      wake_writer = true;  // the writer thread owns the index deadline too
+      // The writer thread owns the index deadline too.
+      wake_writer |= writer_asleep_ && index_due_ < writer_wakes_;
     }
+    if (wake_writer) writer_asleep_ = false;
   }
   done_cv_.notify_all();
   if (wake_writer) work_cv_.notify_one();
@@ -363,29 +378,35 @@ void Writer::Run() {
         !broken && unsynced_ && (stopping_ || flush_wanted || Clock::now() >= sync_deadline_);
     const bool index_due = !broken && index_due_ != Clock::time_point() &&
                            (stopping_ || flush_wanted || Clock::now() >= index_due_);
-    // Records queued without a wake-up wait up to one interval for a producer
-    // waiting on a later record to write them in its own batch.
-    const bool deferring = !queue_.empty() && !stopping_ && !flush_wanted &&
-                           deferred_since_ != Clock::time_point() &&
-                           Clock::now() < deferred_since_ + options_.group_sync_interval;
-    if ((queue_.empty() || deferring || broken) && !sync_due && !index_due) {
+    // Queued records wait for their deadline (async_batch_delay, or
+    // group_sync_interval for deferred ones) to be written in one batch with
+    // those that follow them; records without one are their producers' to
+    // write, in the Wait that follows their Submit.
+    const bool queue_due =
+        !broken && !queue_.empty() &&
+        (stopping_ || flush_wanted || queue_.size() >= full_batch_ ||
+         (queue_due_ != Clock::time_point() && Clock::now() >= queue_due_));
+    if (!queue_due && !sync_due && !index_due) {
       Clock::time_point deadline = Clock::time_point::max();
       if (!broken) {
         if (unsynced_) deadline = sync_deadline_;
         if (index_due_ != Clock::time_point()) deadline = std::min(deadline, index_due_);
-        if (deferring) {
-          deadline = std::min(deadline, deferred_since_ + options_.group_sync_interval);
+        if (!queue_.empty() && queue_due_ != Clock::time_point()) {
+          deadline = std::min(deadline, queue_due_);
         }
       }
+      writer_asleep_ = true;
+      writer_wakes_ = deadline;
       if (deadline == Clock::time_point::max()) {
         work_cv_.wait(lock);
       } else {
         work_cv_.wait_until(lock, deadline);
       }
+      writer_asleep_ = false;
       continue;  // re-evaluate everything after waking
     }
 
-    if (!queue_.empty()) {
+    if (queue_due) {
       lock.unlock();
       {
         std::lock_guard<std::mutex> w(write_mu_);
@@ -406,6 +427,8 @@ void Writer::Run() {
           Break(s, nullptr);
         }
       }
+      // Producers that found the write lock taken may write their records now.
+      done_cv_.notify_all();
       lock.lock();
       continue;
     }

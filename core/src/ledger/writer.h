@@ -74,8 +74,11 @@ class Writer {
   ~Writer();
 
   // Who writes a submitted record.
+  // Producers wake the writer thread only when it sleeps past the moment
+  // queued work is due (or the queue fills a batch), never per record.
   enum class Handoff {
-    kWriter,    // the writer thread, woken now (records nobody waits for)
+    kWriter,    // the writer thread, within async_batch_delay (sooner once
+                // max_batch_records wait): records nobody waits for
     kCaller,    // the submitting thread, in the Wait that follows at once; the
                 // writer thread is not woken (it would only race the caller)
     kDeferred,  // a later kCaller batch, or the writer thread once the record
@@ -125,6 +128,12 @@ class Writer {
   Status Recover();
   // The unreported discard of records nobody waited for, cleared. Requires mu_.
   Status TakeLoss();
+  // Records nobody writes themselves become due at `due`: wakes the writer
+  // thread if it sleeps past then. Requires mu_; returns whether to notify
+  // work_cv_ (after unlocking).
+  bool DueBy(std::chrono::steady_clock::time_point due);
+  // Wakes the writer thread if it sleeps. Requires mu_; as DueBy.
+  bool WakeWriter();
 
   RocksStore* const store_;
   const LedgerOptions options_;
@@ -162,8 +171,15 @@ class Writer {
   // Written but not yet fsynced records exist; fsync them by sync_deadline_.
   bool unsynced_ = false;                              // guarded by mu_
   std::chrono::steady_clock::time_point sync_deadline_;  // guarded by mu_
-  // When records queued without a wake-up started waiting; zero when none.
-  std::chrono::steady_clock::time_point deferred_since_;  // guarded by mu_
+  // When the oldest queued record that its producer does not write itself is
+  // due to be written; zero when none is queued.
+  std::chrono::steady_clock::time_point queue_due_;  // guarded by mu_
+  // The writer thread sleeps on work_cv_ until writer_wakes_ (max: no
+  // deadline). Producers notify it only when work is due before then.
+  bool writer_asleep_ = false;                        // guarded by mu_
+  std::chrono::steady_clock::time_point writer_wakes_;  // guarded by mu_
+  // A queue this long is a full batch: written at once.
+  const size_t full_batch_;
   // When gathered postings are due to be written; zero when none wait.
   std::chrono::steady_clock::time_point index_due_;  // guarded by mu_
 

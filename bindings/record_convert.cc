@@ -244,73 +244,8 @@ std::string_view Utf8View(py::handle h, std::string_view what, std::string_view 
   return {data, static_cast<size_t>(size)};
 }
 
-int64_t CostToNanos(py::handle value) {
-  if (PyBool_Check(value.ptr())) throw py::type_error("field 'cost_usd' must be a number, got bool");
-  if (PyLong_Check(value.ptr())) {
-    int overflow = 0;
-    long long v = PyLong_AsLongLongAndOverflow(value.ptr(), &overflow);
-    if (overflow || v < 0 || v > INT64_MAX / 1'000'000'000) {
-      ThrowInvalid("field 'cost_usd' is out of range");
-    }
-    return v * 1'000'000'000;
-  }
-  if (PyFloat_Check(value.ptr())) {
-    const double d = PyFloat_AS_DOUBLE(value.ptr());
-    if (!std::isfinite(d) || d < 0 || d > 9.2e9) {
-      ThrowInvalid(fmt::format("field 'cost_usd' is {}, not a finite non-negative amount", d));
-    }
-    Result<int64_t> nanos = NanoUsdFromDouble(d);
-    if (!nanos.ok()) ThrowInvalid(fmt::format("field 'cost_usd': {}", nanos.status().message()));
-    return *nanos;
-  }
-  // Decimal, or a numeric string: parsed exactly, at most 9 decimal places.
-  std::string text;
-  if (PyUnicode_Check(value.ptr())) {
-    text = std::string(Utf8(value, "cost_usd"));
-  } else if (py::hasattr(value, "as_tuple")) {
-    // decimal.Decimal. str() switches to exponent notation for small amounts
-    // (Decimal("0.000000001") is "1E-9"); format(value, "f") never does, but
-    // it writes out the exponent, so bound that first.
-    py::object exponent = value.attr("as_tuple")().attr("exponent");
-    if (PyLong_Check(exponent.ptr())) {
-      const long long e = exponent.cast<long long>();
-      if (e > 18) ThrowInvalid("field 'cost_usd' is out of range");
-      if (e < -64) {
-        ThrowInvalid(fmt::format("field 'cost_usd' '{}' is more precise than 1e-9 USD",
-                                 py::str(value).cast<std::string>()));
-      }
-    }
-    text = py::str(value.attr("__format__")("f")).cast<std::string>();
-  } else {
-    throw py::type_error(fmt::format(
-        "field 'cost_usd' must be int, float, Decimal or str, got {}", TypeName(value)));
-  }
-  int64_t whole = 0, frac = 0;
-  int frac_digits = 0;
-  bool dot = false, digits = false;
-  for (char c : text) {
-    if (c == '.' && !dot) {
-      dot = true;
-    } else if (c >= '0' && c <= '9') {
-      digits = true;
-      if (!dot) {
-        whole = whole * 10 + (c - '0');
-        // The same bound as for an int amount: whole dollars * 1e9 fits int64.
-        if (whole > INT64_MAX / 1'000'000'000) ThrowInvalid("field 'cost_usd' is out of range");
-      } else if (frac_digits < 9) {
-        frac = frac * 10 + (c - '0');
-        ++frac_digits;
-      } else if (c != '0') {
-        ThrowInvalid(fmt::format("field 'cost_usd' '{}' is more precise than 1e-9 USD", text));
-      }
-    } else {
-      ThrowInvalid(fmt::format("field 'cost_usd' '{}' is not a non-negative decimal amount", text));
-    }
-  }
-  if (!digits) ThrowInvalid(fmt::format("field 'cost_usd' '{}' is not a decimal amount", text));
-  for (int i = frac_digits; i < 9; ++i) frac *= 10;
-  return whole * 1'000'000'000 + frac;
-}
+// The one conversion of a USD amount from Python (bindings/cost.h).
+int64_t CostToNanos(py::handle value) { return UsdToNanos(value, "field 'cost_usd'"); }
 
 namespace {
 

@@ -179,13 +179,6 @@ class PricingTable {
 // InvalidArgument for anything else (signs, hex, inf/nan, overflow of int64).
 Result<int64_t> ParseScaledDecimal(std::string_view text, int scale, bool allow_rounding);
 
-// A floating-point amount of USD as nano-USD: the double's shortest round-trip
-// decimal text (what Python's repr() prints: 0.1 is "0.1") rounded to the
-// nano-USD, half to even, so a double written with at most 9 decimal places
-// converts to exactly that amount. InvalidArgument naming the value for NaN,
-// an infinity, a negative amount or one beyond int64 nano-USD.
-Result<int64_t> NanoUsdFromDouble(double usd);
-
 // --- usage ---
 
 // Token usage of one call, normalized: the six counts are disjoint, so each is

@@ -111,19 +111,6 @@ Result<int64_t> ParseScaledDecimal(std::string_view text, int scale, bool allow_
   return Status::InvalidArgument(fmt::format("'{}' {}", text, why));
 }
 
-Result<int64_t> NanoUsdFromDouble(double usd) {
-  if (!std::isfinite(usd) || usd < 0) {
-    return Status::InvalidArgument(
-        fmt::format("{} USD is not a finite non-negative amount", usd));
-  }
-  char text[400];  // the fixed notation of the largest double fits
-  const auto [end, ec] = std::to_chars(text, text + sizeof(text), usd, std::chars_format::fixed);
-  if (ec != std::errc()) return Status::InvalidArgument(fmt::format("{} USD is out of range", usd));
-  auto nanos = ParseScaledDecimal(std::string_view(text, end - text), 9, /*allow_rounding=*/true);
-  if (!nanos.ok()) return Status::InvalidArgument(fmt::format("{} USD is out of range", usd));
-  return *nanos;
-}
-
 int64_t RoundFusdToNanousd(int64_t fusd) {
   int64_t q = fusd / kFusdPerNanousd;
   const int64_t r = fusd % kFusdPerNanousd;

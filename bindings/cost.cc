@@ -10,6 +10,7 @@
 #include "bastion/budget_set.h"
 #include "bastion/cost.h"
 #include "bastion/slo.h"
+#include "convert.h"
 #include "cost.h"
 #include "errors.h"
 
@@ -26,19 +27,10 @@ namespace {
 // their dict. Integers beyond int64 are rejected here, naming the field.
 Value UsageValue(py::handle h, const std::string& path, int depth) {
   if (depth > 8) ThrowInvalid(fmt::format("{} is nested too deeply for a usage report", path));
-  PyObject* o = h.ptr();
-  if (o == Py_None) return Value();
-  if (PyBool_Check(o)) return Value(o == Py_True);
-  if (PyLong_Check(o)) {
-    int overflow = 0;
-    const long long v = PyLong_AsLongLongAndOverflow(o, &overflow);
-    if (overflow) {
-      ThrowInvalid(fmt::format("{} is out of range ({})", path, py::str(h).cast<std::string>()));
-    }
-    return Value(static_cast<int64_t>(v));
+  if (std::optional<Value> scalar = ScalarFromPython(h, path, BigInt::kReject)) {
+    return std::move(*scalar);
   }
-  if (PyFloat_Check(o)) return Value(PyFloat_AS_DOUBLE(o));
-  if (PyUnicode_Check(o)) return Value(py::str(h).cast<std::string>());
+  PyObject* o = h.ptr();
   if (PyList_Check(o) || PyTuple_Check(o)) {
     Value::Array arr;
     size_t i = 0;

@@ -20,6 +20,7 @@
 
 #include "bastion/budget_backend.h"
 #include "bastion/guard.h"
+#include "bastion/policy_state.h"
 
 namespace bastion::guard {
 
@@ -70,10 +71,7 @@ struct CallState {
   // A stage's downgrade: the call runs on `model` from now on.
   void SetModel(std::string model);
   // The call as the SLO monitor counts it (views into this state).
-  SloCall slo_call() const {
-    return SloCall{model_call ? "model" : "tool", request.call.agent_id, request.call.model,
-                   request.call.tool};
-  }
+  SloCall slo_call() const { return SloCallOf(request.call); }
   // Risk "high" or "critical", or a tool call whose operation is not "read".
   bool high_risk() const;
 };

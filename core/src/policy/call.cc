@@ -32,13 +32,13 @@ Record RecordFromCall(const CallInfo& call, std::string_view action) {
         break;
       case CallFieldType::kAttributes:
         // Keys are unique in a record: a repeated key keeps its last value.
-        for (const auto& [key, value] : call.attributes) {
-          auto same = [&](const auto& kv) { return kv.first == key; };
+        for (const auto& attribute : call.attributes) {
+          auto same = [&](const auto& kv) { return kv.first == attribute.first; };
           auto it = std::find_if(r.attributes.begin(), r.attributes.end(), same);
           if (it == r.attributes.end()) {
-            r.attributes.emplace_back(key, value);
+            r.attributes.push_back(attribute);
           } else {
-            it->second = value;
+            it->second = attribute.second;
           }
         }
         break;

@@ -1,8 +1,13 @@
 #include "ledger/record_codec.h"
 
+#include <pthread.h>
+
+#include <atomic>
 #include <cstring>
 
 #include <fmt/format.h>
+#include <openssl/crypto.h>
+#include <openssl/rand.h>
 
 #include "util/sha256.h"
 #include "util/utf8.h"
@@ -134,6 +139,45 @@ void EncodeSection(const Record& r, bool personal, std::string* out) {
         break;
     }
   }
+}
+
+namespace {
+
+// Bumped in a forked child, whose salt pools (copies of its parent's) must
+// not be used: parent and child would hand out the same salts.
+std::atomic<uint64_t> fork_generation{0};
+
+}  // namespace
+
+Status NewSalt(uint8_t salt[kSaltBytes]) {
+  constexpr size_t kPoolSalts = 256;
+  static const bool fork_watched = pthread_atfork(nullptr, nullptr, [] {
+    fork_generation.fetch_add(1, std::memory_order_relaxed);
+  }) == 0;
+  struct Pool {
+    std::array<uint8_t, kPoolSalts * kSaltBytes> bytes;
+    size_t used = kPoolSalts * kSaltBytes;  // empty
+    uint64_t generation = 0;
+  };
+  thread_local Pool pool;
+  if (!fork_watched) {  // a pool would outlive a fork unnoticed: one salt per draw
+    if (RAND_bytes(salt, kSaltBytes) != 1) {
+      return Status::Internal("the system random generator failed");
+    }
+    return Status::OK();
+  }
+  const uint64_t generation = fork_generation.load(std::memory_order_relaxed);
+  if (pool.used == pool.bytes.size() || pool.generation != generation) {
+    if (RAND_bytes(pool.bytes.data(), static_cast<int>(pool.bytes.size())) != 1) {
+      return Status::Internal("the system random generator failed");
+    }
+    pool.used = 0;
+    pool.generation = generation;
+  }
+  std::memcpy(salt, pool.bytes.data() + pool.used, kSaltBytes);
+  OPENSSL_cleanse(pool.bytes.data() + pool.used, kSaltBytes);  // handed out once
+  pool.used += kSaltBytes;
+  return Status::OK();
 }
 
 Hash PersonalDigest(std::string_view salt_and_section) {

@@ -163,27 +163,29 @@ class ReportReader {
   explicit ReportReader(const Value& report) : report_(report) {}
 
   int64_t Count(std::string_view path) {
+    // "usage" and the first `end` bytes of the path: the value's name in an
+    // error (made only then: counts are read on every guarded call's end).
+    auto name = [&](size_t end) {
+      return end == 0 ? std::string("usage") : fmt::format("usage.{}", path.substr(0, end));
+    };
     const Value* v = &report_;
-    std::string name = "usage";
     size_t start = 0;
     while (true) {
       const size_t dot = path.find('.', start);
-      const std::string_view key = path.substr(start, dot == std::string_view::npos
-                                                          ? std::string_view::npos
-                                                          : dot - start);
+      const size_t end = dot == std::string_view::npos ? path.size() : dot;
       if (v->type() != Value::Type::kObject) {
-        Fail(fmt::format("{} must be a map, got {}", name, TypeName(*v)));
+        Fail(fmt::format("{} must be a map, got {}", name(start == 0 ? 0 : start - 1),
+                         TypeName(*v)));
         return 0;
       }
-      v = v->Find(key);
-      name += '.';
-      name += key;
+      v = v->Find(path.substr(start, end - start));
       if (v == nullptr || v->is_null()) return 0;
       if (dot == std::string_view::npos) break;
       start = dot + 1;
     }
     if (v->type() != Value::Type::kInt) {
-      Fail(fmt::format("{} must be an integer token count, got {}", name, Describe(*v)));
+      Fail(fmt::format("{} must be an integer token count, got {}", name(path.size()),
+                       Describe(*v)));
       return 0;
     }
     return v->as_int();

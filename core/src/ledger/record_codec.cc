@@ -4,6 +4,7 @@
 
 #include <atomic>
 #include <cstring>
+#include <utility>
 
 #include <fmt/format.h>
 #include <openssl/crypto.h>
@@ -87,11 +88,35 @@ void PutString(std::string* out, std::string_view s) {
 
 }  // namespace
 
+namespace {
+
+// The fields of each section (public, personal) in tag order, with their
+// types: worked out once, not per field of every record encoded.
+struct SectionFields {
+  std::array<std::pair<Field, FieldType>, kFieldCount> fields;
+  int count = 0;
+};
+
+const SectionFields& FieldsOf(bool personal) {
+  static const std::array<SectionFields, 2> sections = [] {
+    std::array<SectionFields, 2> out{};
+    for (int i = 0; i < kFieldCount; ++i) {
+      const Field f = static_cast<Field>(i);
+      SectionFields& section = out[IsPersonalField(f) ? 1 : 0];
+      section.fields[section.count++] = {f, TypeOf(f)};
+    }
+    return out;
+  }();
+  return sections[personal ? 1 : 0];
+}
+
+}  // namespace
+
 void EncodeSection(const Record& r, bool personal, std::string* out) {
-  for (int i = 0; i < kFieldCount; ++i) {
-    const Field f = static_cast<Field>(i);
-    if (IsPersonalField(f) != personal) continue;
-    switch (TypeOf(f)) {
+  const SectionFields& section = FieldsOf(personal);
+  for (int i = 0; i < section.count; ++i) {
+    const auto [f, type] = section.fields[i];
+    switch (type) {
       case FieldType::kString: {
         const std::string& s = *StringField(r, f);
         if (s.empty()) break;
@@ -190,6 +215,7 @@ Hash PersonalDigest(std::string_view salt_and_section) {
 void EncodeValue(const Record& r, const uint8_t salt[kSaltBytes], std::string* value,
                  Hash* private_digest) {
   value->clear();
+  value->reserve(512);  // most records: no growth while encoding
   value->resize(kHeaderBytes, '\0');
   (*value)[kOffVersion] = static_cast<char>(kFormatVersion);
   EncodeSection(r, /*personal=*/false, value);

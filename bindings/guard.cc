@@ -189,8 +189,8 @@ class PyGuard {
     return out;
   }
 
-  // begin_model(model, input="", /, **fields) / begin_tool(tool, operation="",
-  // args=None, input="", /, **fields), bound as vectorcall methods: the
+  // begin_model(model, input="", **fields) / begin_tool(tool, operation="",
+  // args=None, input="", **fields), bound as vectorcall methods: the
   // call's fields (as PolicyEngine.evaluate takes them) and input_tokens,
   // max_output_tokens, parent_span_id, request_id, idempotency_key, read in
   // one pass over the arguments, without a dict of them.
@@ -405,13 +405,13 @@ void RegisterGuard(py::module_& m) {
       reinterpret_cast<PyCFunction>(
           reinterpret_cast<void (*)()>(&PyGuard::BeginCall<Hook::kBeforeModel>)),
       METH_FASTCALL | METH_KEYWORDS,
-      "begin_model(model, input='', /, **fields) -> GuardedCall"};
+      "begin_model(model, input='', **fields) -> GuardedCall"};
   static PyMethodDef begin_tool_def = {
       "begin_tool",
       reinterpret_cast<PyCFunction>(
           reinterpret_cast<void (*)()>(&PyGuard::BeginCall<Hook::kBeforeTool>)),
       METH_FASTCALL | METH_KEYWORDS,
-      "begin_tool(tool, operation='', args=None, input='', /, **fields) -> GuardedCall"};
+      "begin_tool(tool, operation='', args=None, input='', **fields) -> GuardedCall"};
   AddFastMethod(guarded_call, &end_def);
   AddFastMethod(guard, &begin_model_def);
   AddFastMethod(guard, &begin_tool_def);

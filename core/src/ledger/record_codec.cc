@@ -16,6 +16,10 @@
 namespace bastion::codec {
 
 void PutVarint(std::string* out, uint64_t v) {
+  if (v < 0x80) {  // tags, most lengths
+    out->push_back(static_cast<char>(v));
+    return;
+  }
   char buf[10];
   size_t n = 0;
   while (v >= 0x80) {

@@ -176,6 +176,9 @@ def test_bad_arguments_are_clear_errors(guard: bastion.Guard, kwargs: dict, erro
 def test_begin_takes_its_fields_by_position_or_by_name(guard: bastion.Guard) -> None:
     by_name = guard.begin_model(model="gpt-4o", input="hi", user_id="u-1")
     assert (by_name.model, by_name.input) == ("gpt-4o", "hi")
+    # The class's methods (as a subclass would call them) take the same arguments.
+    through_class = bastion.Guard.begin_model(guard, "gpt-4o", input="hi", user_id="u-1")
+    assert (through_class.model, through_class.input) == ("gpt-4o", "hi")
     fields = dict(agent_id="support-bot", agent_role="support", user_id="u-1",
                   resource_id="order/A-1")
     tool = guard.begin_tool(tool="issue_refund", operation="write", args={"order": "A-1"},

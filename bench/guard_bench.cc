@@ -173,7 +173,7 @@ agents:
 return {
   id = "no-production-writes",
   before_tool = function(call)
-    if call.operation ~= "read" and string.find(call.resource, "prod/", 1, true) == 1 then
+    if call.operation ~= "read" and string.find(call.resource_id, "prod/", 1, true) == 1 then
       return deny("writes to production tables are not allowed")
     end
   end,
@@ -199,7 +199,7 @@ CallRequest ToolRequest(const std::string& tool, const std::string& resource, in
   req.call.run_id = "run-1";
   req.call.tool = tool;
   req.call.operation = "write";
-  req.call.resource = resource;
+  req.call.resource_id = resource;
   req.call.input = "set status=shipped where id=A-1001";
   req.call.step_index = step;
   return req;

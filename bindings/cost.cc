@@ -13,6 +13,7 @@
 #include "convert.h"
 #include "cost.h"
 #include "errors.h"
+#include "record_convert.h"
 
 namespace py = pybind11;
 using namespace pybind11::literals;
@@ -58,8 +59,15 @@ Value UsageValue(py::handle h, const std::string& path, int depth) {
     if (!PyUnicode_Check(k)) {
       ThrowInvalid(fmt::format("keys of {} must be str, got {}", path, Py_TYPE(k)->tp_name));
     }
-    std::string key = py::str(k).cast<std::string>();
-    Value value = UsageValue(v, path + "." + key, depth + 1);
+    std::string key(Utf8View(k, "a key of", path));
+    // A count (an int within int64) needs no path for its errors: built only
+    // for other values.
+    int overflow = 0;
+    const long long count =
+        PyLong_CheckExact(v) ? PyLong_AsLongLongAndOverflow(v, &overflow) : 0;
+    Value value = PyLong_CheckExact(v) && !overflow
+                      ? Value(static_cast<int64_t>(count))
+                      : UsageValue(v, path + "." + key, depth + 1);
     obj.emplace_back(std::move(key), std::move(value));
   }
   return Value(std::move(obj));

@@ -1,6 +1,8 @@
 // bastion._core.Guard, GuardedCall and CallEnd.
 #include <memory>
 #include <optional>
+#include <span>
+#include <string_view>
 
 #include <fmt/format.h>
 #include <pybind11/pybind11.h>
@@ -24,6 +26,13 @@ Durability DurabilityArg(const std::string& name, const char* what) {
   auto d = DurabilityFromName(name);
   if (!d) ThrowInvalid(fmt::format("{} must be sync, group or async, got '{}'", what, name));
   return *d;
+}
+
+// Binds `def` (a METH_FASTCALL | METH_KEYWORDS function) as a method of `cls`.
+void AddFastMethod(py::handle cls, PyMethodDef* def) {
+  PyObject* method = PyDescr_NewMethod(reinterpret_cast<PyTypeObject*>(cls.ptr()), def);
+  if (method == nullptr) throw py::error_already_set();
+  cls.attr(def->ml_name) = py::reinterpret_steal<py::object>(method);
 }
 
 struct PyCallEnd {
@@ -52,23 +61,36 @@ class PyGuardedCall {
   }
 
   // end(output="", *, usage=None, usage_provider="auto", ok=True,
-  // error_class="", latency=None), parsed in one pass over the keywords: the
-  // call sits on every guarded call's path.
-  PyCallEnd End(py::args args, py::kwargs kwargs) {
-    if (args.size() > 1) {
+  // error_class="", latency=None), bound as a vectorcall method and parsed in
+  // one pass over the keywords: the call sits on every guarded call's path.
+  static PyObject* EndCall(PyObject* self, PyObject* const* args, Py_ssize_t nargs,
+                           PyObject* kwnames) {
+    try {
+      PyGuardedCall& call = py::handle(self).cast<PyGuardedCall&>();
+      return py::cast(call.End(args, nargs, kwnames), py::return_value_policy::move)
+          .release()
+          .ptr();
+    } catch (...) {
+      py::detail::try_translate_exceptions();
+      return nullptr;
+    }
+  }
+
+  PyCallEnd End(PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {
+    if (nargs > 1) {
       throw py::type_error(fmt::format("end() takes at most 1 positional argument ({} given)",
-                                       args.size()));
+                                       nargs));
     }
     CallOutcome o;
-    if (args.size() == 1) o.output = Utf8String(args[0], "output");
+    if (nargs == 1) o.output = Utf8String(args[0], "output");
     py::handle usage;
     std::string usage_provider = "auto";
-    PyObject *k, *v;
-    Py_ssize_t pos = 0;
-    while (PyDict_Next(kwargs.ptr(), &pos, &k, &v)) {
-      const std::string_view key = Utf8View(k, "a keyword");
+    const Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
+    for (Py_ssize_t i = 0; i < nkw; ++i) {
+      const std::string_view key = Utf8View(PyTuple_GET_ITEM(kwnames, i), "a keyword");
+      PyObject* v = args[nargs + i];
       if (key == "output") {
-        if (args.size() == 1) throw py::type_error("end() got multiple values for argument 'output'");
+        if (nargs == 1) throw py::type_error("end() got multiple values for argument 'output'");
         o.output = Utf8String(v, "output");
       } else if (key == "usage") {
         usage = v;
@@ -167,37 +189,58 @@ class PyGuard {
     return out;
   }
 
-  // begin_model(fields) / begin_tool(fields): the call's fields (as
-  // PolicyEngine.evaluate takes them) and input_tokens, max_output_tokens,
-  // parent_span_id, request_id, idempotency_key, in one dict read in one pass.
-  PyGuardedCall Begin(Hook hook, py::dict fields) {
-    CallRequest req;
-    auto count = [](py::handle v, std::string_view what) -> std::optional<int64_t> {
-      if (v.is_none()) return std::nullopt;
-      return CountFromPython(v, what);
-    };
-    req.call = CallFromFields(hook, py::none(), fields, [&](std::string_view key, py::handle v) {
-      if (key == "input_tokens") {
-        req.input_tokens = count(v, key);
-      } else if (key == "max_output_tokens") {
-        req.max_output_tokens = count(v, key);
-      } else if (key == "parent_span_id") {
-        req.parent_span_id = Utf8String(v, key);
-      } else if (key == "request_id") {
-        req.request_id = Utf8String(v, key);
-      } else if (key == "idempotency_key") {
-        req.idempotency_key = Utf8String(v, key);
-      } else {
-        return false;
-      }
-      return true;
-    });
+  // begin_model(model, input="", **fields) / begin_tool(tool, operation="",
+  // args=None, input="", **fields), bound as vectorcall methods: the
+  // call's fields (as PolicyEngine.evaluate takes them) and input_tokens,
+  // max_output_tokens, parent_span_id, request_id, idempotency_key, read in
+  // one pass over the arguments, without a dict of them.
+  template <Hook kHook>
+  static PyObject* BeginCall(PyObject* self, PyObject* const* args, Py_ssize_t nargs,
+                             PyObject* kwnames) {
+    static constexpr std::string_view kModel[] = {"model", "input"};
+    static constexpr std::string_view kTool[] = {"tool", "operation", "args", "input"};
+    constexpr bool model = kHook == Hook::kBeforeModel;
+    try {
+      PyGuard& guard = py::handle(self).cast<PyGuard&>();
+      CallRequest req;
+      auto count = [](py::handle v, std::string_view what) -> std::optional<int64_t> {
+        if (v.is_none()) return std::nullopt;
+        return CountFromPython(v, what);
+      };
+      req.call = CallFromArgs(
+          kHook, model ? "begin_model" : "begin_tool", args, nargs, kwnames,
+          model ? std::span<const std::string_view>(kModel) : std::span<const std::string_view>(kTool),
+          /*required=*/1, [&](std::string_view key, py::handle v) {
+            if (key == "input_tokens") {
+              req.input_tokens = count(v, key);
+            } else if (key == "max_output_tokens") {
+              req.max_output_tokens = count(v, key);
+            } else if (key == "parent_span_id") {
+              req.parent_span_id = Utf8String(v, key);
+            } else if (key == "request_id") {
+              req.request_id = Utf8String(v, key);
+            } else if (key == "idempotency_key") {
+              req.idempotency_key = Utf8String(v, key);
+            } else {
+              return false;
+            }
+            return true;
+          });
+      return py::cast(guard.Begin(std::move(req)), py::return_value_policy::move).release().ptr();
+    } catch (...) {
+      py::detail::try_translate_exceptions();
+      return nullptr;
+    }
+  }
+
+  PyGuardedCall Begin(CallRequest req) {
+    const bool model_call = req.call.hook == Hook::kBeforeModel;
     const std::shared_ptr<Guard> g = Get();
     Result<BeginResult> r = [&] {
       py::gil_scoped_release release;
       return g->Begin(std::move(req));
     }();
-    return PyGuardedCall(g, Unwrap(std::move(r)), hook == Hook::kBeforeModel);
+    return PyGuardedCall(g, Unwrap(std::move(r)), model_call);
   }
   uint64_t AppendRecord(py::object record, py::kwargs fields) {
     Record r = RecordFromPython(record, fields);
@@ -283,7 +326,8 @@ void RegisterGuard(py::module_& m) {
                            e.end.withheld ? " withheld" : "");
       });
 
-  py::class_<PyGuardedCall>(m, "GuardedCall", "One begun model or tool call.")
+  py::class_<PyGuardedCall> guarded_call(m, "GuardedCall", "One begun model or tool call.");
+  guarded_call
       .def_property_readonly("id", [](const PyGuardedCall& c) { return c.begun().call_id; })
       .def_property_readonly("decision", &PyGuardedCall::decision)
       .def_property_readonly("effect", &PyGuardedCall::effect)
@@ -301,9 +345,6 @@ void RegisterGuard(py::module_& m) {
       .def_property_readonly("record_seq", [](const PyGuardedCall& c) { return c.begun().record_seq; })
       .def("chunk", &PyGuardedCall::Chunk, py::arg("text"),
            "Checks a streamed piece of output: (stop, text as it may be shown).")
-      .def("end", &PyGuardedCall::End,
-           "end(output='', *, usage=None, usage_provider='auto', ok=True, error_class='', "
-           "latency=None): after_* policies, cost, SLO record and the outcome record.")
       .def(
           "approve",
           [](PyGuardedCall& c, const std::string& by, const std::string& reason) {
@@ -336,21 +377,14 @@ void RegisterGuard(py::module_& m) {
                            EffectName(c.begun().decision.effect));
       });
 
-  py::class_<PyGuard, std::shared_ptr<PyGuard>>(m, "_Guard")
+  py::class_<PyGuard, std::shared_ptr<PyGuard>> guard(m, "_Guard");
+  guard
       .def_static("_open", &PyGuard::Open, py::kw_only(), py::arg("policy_dir"),
                   py::arg("pricing_files"), py::arg("budgets_file"), py::arg("slos_file"),
                   py::arg("ledger_path"), py::arg("state_path"),
                   py::arg("budget_flush_interval"), py::arg("durability"),
                   py::arg("high_risk_durability"), py::arg("clock"),
                   py::arg("default_max_output_tokens"), py::arg("deny_unpriced_budgeted_calls"))
-      .def(
-          "begin_model",
-          [](PyGuard& g, py::dict fields) { return g.Begin(Hook::kBeforeModel, fields); },
-          py::arg("fields"), py::pos_only())
-      .def(
-          "begin_tool",
-          [](PyGuard& g, py::dict fields) { return g.Begin(Hook::kBeforeTool, fields); },
-          py::arg("fields"), py::pos_only())
       .def("record", &PyGuard::AppendRecord, py::arg("record") = py::none())
       .def_property_readonly("budgets", &PyGuard::budgets)
       .def_property_readonly("slos", &PyGuard::slos)
@@ -359,6 +393,28 @@ void RegisterGuard(py::module_& m) {
       .def_property_readonly("closed", &PyGuard::closed)
       .def("flush", &PyGuard::Flush)
       .def("close", &PyGuard::Close);
+
+  static PyMethodDef end_def = {
+      "end", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(&PyGuardedCall::EndCall)),
+      METH_FASTCALL | METH_KEYWORDS,
+      "end(output='', *, usage=None, usage_provider='auto', ok=True, error_class='', "
+      "latency=None) -> CallEnd\n\n"
+      "after_* policies, cost, SLO record and the outcome record."};
+  static PyMethodDef begin_model_def = {
+      "begin_model",
+      reinterpret_cast<PyCFunction>(
+          reinterpret_cast<void (*)()>(&PyGuard::BeginCall<Hook::kBeforeModel>)),
+      METH_FASTCALL | METH_KEYWORDS,
+      "begin_model(model, input='', **fields) -> GuardedCall"};
+  static PyMethodDef begin_tool_def = {
+      "begin_tool",
+      reinterpret_cast<PyCFunction>(
+          reinterpret_cast<void (*)()>(&PyGuard::BeginCall<Hook::kBeforeTool>)),
+      METH_FASTCALL | METH_KEYWORDS,
+      "begin_tool(tool, operation='', args=None, input='', **fields) -> GuardedCall"};
+  AddFastMethod(guarded_call, &end_def);
+  AddFastMethod(guard, &begin_model_def);
+  AddFastMethod(guard, &begin_tool_def);
 }
 
 }  // namespace bastion::py_bindings

@@ -128,45 +128,80 @@ void SetField(CallInfo& c, const CallField& f, py::handle v) {
   }
 }
 
-// One pass over each dict: a key is a field of the table (or an alias of one),
-// else `other`'s, else an error. None leaves a field unset.
-CallInfo CallFromPython(Hook hook, py::handle mapping, py::handle kwargs,
-                        const OtherField& other = nullptr) {
-  CallInfo c;
-  c.hook = hook;
-  PyObject* codes = CallFieldCodes();
-  uint64_t by_name = 0, by_alias = 0;  // bits of the fields given, by how they were named
-  for (py::handle source : {mapping, kwargs}) {
-    if (!source || source.is_none()) continue;
+// Reads a call's fields one (name, value) at a time: a name is a field of the
+// table (or an alias of one), else `other`'s, else an error. None leaves a
+// field unset.
+class CallReader {
+ public:
+  CallReader(Hook hook, const OtherField& other) : other_(other) { c_.hook = hook; }
+
+  void Put(PyObject* k, PyObject* v) {
+    PyObject* code = PyUnicode_Check(k) ? PyDict_GetItemWithError(CallFieldCodes(), k) : nullptr;
+    if (code == nullptr) {
+      if (PyErr_Occurred()) throw py::error_already_set();
+      const std::string_view key = Utf8View(k, "a call field name");
+      if (other_ && other_(key, v)) return;
+      ThrowInvalid(fmt::format("unknown call field '{}'", key));
+    }
+    const long n = PyLong_AS_LONG(code);
+    const CallField& f = kCallFields[n % kAliasCode];
+    const uint64_t bit = uint64_t{1} << (n % kAliasCode);
+    if (positional_ & bit) {
+      throw py::type_error(fmt::format("{}() got multiple values for argument '{}'", function_,
+                                       f.name));
+    }
+    if (n >= kAliasCode) by_alias_ |= bit; else by_name_ |= bit;
+    if (by_alias_ & by_name_ & bit) {
+      std::string_view alias = Utf8View(k, "a call field name");
+      for (const CallFieldAlias& a : kCallFieldAliases) {
+        if (n < kAliasCode && a.name == f.name) alias = a.alias;
+      }
+      ThrowInvalid(fmt::format("call field '{}' is given twice (also as '{}')", f.name, alias));
+    }
+    if (v != Py_None) SetField(c_, f, v);
+  }
+
+  // Every item of the dict `source` (None: nothing).
+  void PutDict(py::handle source) {
+    if (!source || source.is_none()) return;
     if (!PyDict_Check(source.ptr())) {
       throw py::type_error(fmt::format("a call must be a dict (or keyword arguments), got {}",
                                        Py_TYPE(source.ptr())->tp_name));
     }
     PyObject *k, *v;
     Py_ssize_t pos = 0;
-    while (PyDict_Next(source.ptr(), &pos, &k, &v)) {
-      PyObject* code = PyUnicode_Check(k) ? PyDict_GetItemWithError(codes, k) : nullptr;
-      if (code == nullptr) {
-        if (PyErr_Occurred()) throw py::error_already_set();
-        const std::string_view key = Utf8View(k, "a call field name");
-        if (other && other(key, v)) continue;
-        ThrowInvalid(fmt::format("unknown call field '{}'", key));
-      }
-      const long n = PyLong_AS_LONG(code);
-      const CallField& f = kCallFields[n % kAliasCode];
-      const uint64_t bit = uint64_t{1} << (n % kAliasCode);
-      if (n >= kAliasCode) by_alias |= bit; else by_name |= bit;
-      if (by_alias & by_name & bit) {
-        std::string_view alias = Utf8View(k, "a call field name");
-        for (const CallFieldAlias& a : kCallFieldAliases) {
-          if (n < kAliasCode && a.name == f.name) alias = a.alias;
-        }
-        ThrowInvalid(fmt::format("call field '{}' is given twice (also as '{}')", f.name, alias));
-      }
-      if (v != Py_None) SetField(c, f, v);
-    }
+    while (PyDict_Next(source.ptr(), &pos, &k, &v)) Put(k, v);
   }
-  return c;
+
+  // Positional argument `i` of `function`, the field `f`.
+  void PutPositional(const char* function, const CallField& f, PyObject* v) {
+    function_ = function;
+    positional_ |= uint64_t{1} << (&f - kCallFields);
+    if (v != Py_None) SetField(c_, f, v);
+  }
+
+  // Whether the field `f` was given (by name, alias or position).
+  bool Given(const CallField& f) const {
+    return ((by_name_ | by_alias_ | positional_) >> (&f - kCallFields)) & 1;
+  }
+
+  CallInfo Take() { return std::move(c_); }
+
+ private:
+  CallInfo c_;
+  const OtherField& other_;
+  const char* function_ = "";
+  uint64_t by_name_ = 0, by_alias_ = 0;  // bits of the fields given, by how they were named
+  uint64_t positional_ = 0;
+};
+
+// One pass over each dict.
+CallInfo CallFromPython(Hook hook, py::handle mapping, py::handle kwargs,
+                        const OtherField& other = nullptr) {
+  CallReader reader(hook, other);
+  reader.PutDict(mapping);
+  reader.PutDict(kwargs);
+  return reader.Take();
 }
 
 py::list ReasonsList(const std::vector<Reason>& reasons) {
@@ -325,6 +360,28 @@ py::object WrapDecision(Decision d) { return py::cast(PyDecision(std::move(d)));
 CallInfo CallFromFields(Hook hook, py::handle mapping, py::handle kwargs,
                         const OtherField& other) {
   return CallFromPython(hook, mapping, kwargs, other);
+}
+
+CallInfo CallFromArgs(Hook hook, const char* function, PyObject* const* args, Py_ssize_t nargs,
+                      PyObject* kwnames, std::span<const std::string_view> positional,
+                      size_t required, const OtherField& other) {
+  if (nargs > static_cast<Py_ssize_t>(positional.size())) {
+    throw py::type_error(fmt::format("{}() takes at most {} positional arguments ({} given)",
+                                     function, positional.size(), nargs));
+  }
+  CallReader reader(hook, other);
+  for (Py_ssize_t i = 0; i < nargs; ++i) {
+    reader.PutPositional(function, *FindCallField(positional[i]), args[i]);
+  }
+  const Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
+  for (Py_ssize_t i = 0; i < nkw; ++i) reader.Put(PyTuple_GET_ITEM(kwnames, i), args[nargs + i]);
+  for (size_t i = 0; i < required; ++i) {
+    if (!reader.Given(*FindCallField(positional[i]))) {
+      throw py::type_error(
+          fmt::format("{}() missing required argument: '{}'", function, positional[i]));
+    }
+  }
+  return reader.Take();
 }
 
 void RegisterPolicy(py::module_& m) {

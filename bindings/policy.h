@@ -3,6 +3,7 @@
 #define BASTION_BINDINGS_POLICY_H_
 
 #include <functional>
+#include <span>
 #include <string>
 #include <string_view>
 
@@ -24,6 +25,16 @@ pybind11::object WrapDecision(Decision d);
 using OtherField = std::function<bool(std::string_view key, pybind11::handle value)>;
 CallInfo CallFromFields(Hook hook, pybind11::handle mapping, pybind11::handle kwargs,
                         const OtherField& other = nullptr);
+
+// As CallFromFields, for a vectorcall `function(*args, **kwargs)`: the
+// positional arguments are the fields named by `positional`, in order, the
+// first `required` of which must be given (by position or keyword); the
+// keyword arguments are the names in `kwnames` (a tuple, or nullptr for none)
+// with their values after the positional ones. TypeError names `function` for
+// too many positional arguments, a field given twice or a required one missing.
+CallInfo CallFromArgs(Hook hook, const char* function, PyObject* const* args, Py_ssize_t nargs,
+                      PyObject* kwnames, std::span<const std::string_view> positional,
+                      size_t required, const OtherField& other = nullptr);
 
 // The hook named by the str `h`; InvalidArgumentError for an unknown name.
 Hook HookFromPython(pybind11::handle h);

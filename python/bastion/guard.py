@@ -107,6 +107,10 @@ class Guard:
         self._core = core
         self.path = path
         self.ledger_path = ledger_path
+        # The lifecycle's hot path is one C++ call: these bound methods take
+        # the arguments begin_model / begin_tool below document, as they are.
+        self.begin_model = core.begin_model  # type: ignore[method-assign]
+        self.begin_tool = core.begin_tool  # type: ignore[method-assign]
 
     @classmethod
     def open(
@@ -189,20 +193,13 @@ class Guard:
         user_id, tenant_id, run_id, thread_id, trace_id, step_index, attributes,
         input_tokens, max_output_tokens, parent_span_id, request_id,
         idempotency_key."""
-        fields["model"] = model
-        fields["input"] = input
-        return self._core.begin_model(fields)
+        return self._core.begin_model(model, input, **fields)
 
     def begin_tool(self, tool: str, operation: str = "", args: Any = None, input: str = "",
                    **fields: Any) -> GuardedCall:
         """Checks a tool call (fields as begin_model, plus resource_id; ``resource``
         is accepted as an alias)."""
-        if args is not None:
-            fields["args"] = args
-        fields["tool"] = tool
-        fields["operation"] = operation
-        fields["input"] = input
-        return self._core.begin_tool(fields)
+        return self._core.begin_tool(tool, operation, args, input, **fields)
 
     # asyncio: the same calls run on the default executor, so a high-risk
     # decision's fsync never blocks the event loop.

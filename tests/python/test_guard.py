@@ -173,6 +173,43 @@ def test_bad_arguments_are_clear_errors(guard: bastion.Guard, kwargs: dict, erro
     assert records(guard) == []  # nothing was checked, reserved or recorded
 
 
+def test_begin_takes_its_fields_by_position_or_by_name(guard: bastion.Guard) -> None:
+    by_name = guard.begin_model(model="gpt-4o", input="hi", user_id="u-1")
+    assert (by_name.model, by_name.input) == ("gpt-4o", "hi")
+    # The class's methods (as a subclass would call them) take the same arguments.
+    through_class = bastion.Guard.begin_model(guard, "gpt-4o", input="hi", user_id="u-1")
+    assert (through_class.model, through_class.input) == ("gpt-4o", "hi")
+    fields = dict(agent_id="support-bot", agent_role="support", user_id="u-1",
+                  resource_id="order/A-1")
+    tool = guard.begin_tool(tool="issue_refund", operation="write", args={"order": "A-1"},
+                            input="refund it", **fields)
+    positional = guard.begin_tool("issue_refund", "write", {"order": "A-1"}, "refund it",
+                                  **fields)
+    assert tool.needs_approval and positional.needs_approval
+    assert tool.input == positional.input == "refund it"
+    tools = [(r["tool"], r["operation"], r["input_summary"]) for r in records(guard)
+             if r.get("tool")]
+    assert tools == [("issue_refund", "write", "refund it")] * 2
+
+
+@pytest.mark.parametrize("begin,args,kwargs,match", [
+    ("begin_model", (), {"input": "hi"}, r"begin_model\(\) missing required argument: 'model'"),
+    ("begin_tool", (), {"operation": "read"},
+     r"begin_tool\(\) missing required argument: 'tool'"),
+    ("begin_model", ("gpt-4o", "hi", "x"), {}, "at most 2 positional arguments \\(3 given\\)"),
+    ("begin_model", ("gpt-4o",), {"model": "gpt-4o-mini"},
+     r"begin_model\(\) got multiple values for argument 'model'"),
+    ("begin_tool", ("lookup_order", "read", {}, "hi"), {"input": "again"},
+     r"begin_tool\(\) got multiple values for argument 'input'"),
+    ("begin_model", (7,), {}, "call field 'model' must be str, got int"),
+])
+def test_bad_begin_arguments_are_type_errors(guard: bastion.Guard, begin: str, args: tuple,
+                                             kwargs: dict, match: str) -> None:
+    with pytest.raises(TypeError, match=match):
+        getattr(guard, begin)(*args, **kwargs)
+    assert records(guard) == []
+
+
 @pytest.mark.parametrize("args,kwargs,error,match", [
     ((1,), {}, TypeError, "output must be str, got int"),
     (("a", "b"), {}, TypeError, "at most 1 positional argument"),

@@ -2,6 +2,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <limits>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -162,27 +163,29 @@ class ReportReader {
   explicit ReportReader(const Value& report) : report_(report) {}
 
   int64_t Count(std::string_view path) {
+    // "usage" and the first `end` bytes of the path: the value's name in an
+    // error (made only then: counts are read on every guarded call's end).
+    auto name = [&](size_t end) {
+      return end == 0 ? std::string("usage") : fmt::format("usage.{}", path.substr(0, end));
+    };
     const Value* v = &report_;
-    std::string name = "usage";
     size_t start = 0;
     while (true) {
       const size_t dot = path.find('.', start);
-      const std::string_view key = path.substr(start, dot == std::string_view::npos
-                                                          ? std::string_view::npos
-                                                          : dot - start);
+      const size_t end = dot == std::string_view::npos ? path.size() : dot;
       if (v->type() != Value::Type::kObject) {
-        Fail(fmt::format("{} must be a map, got {}", name, TypeName(*v)));
+        Fail(fmt::format("{} must be a map, got {}", name(start == 0 ? 0 : start - 1),
+                         TypeName(*v)));
         return 0;
       }
-      v = v->Find(key);
-      name += '.';
-      name += key;
+      v = v->Find(path.substr(start, end - start));
       if (v == nullptr || v->is_null()) return 0;
       if (dot == std::string_view::npos) break;
       start = dot + 1;
     }
     if (v->type() != Value::Type::kInt) {
-      Fail(fmt::format("{} must be an integer token count, got {}", name, Describe(*v)));
+      Fail(fmt::format("{} must be an integer token count, got {}", name(path.size()),
+                       Describe(*v)));
       return 0;
     }
     return v->as_int();
@@ -404,6 +407,22 @@ Fit FitOf(const ShapeSpec& shape, const Value::Object& report) {
   return fit;
 }
 
+// FitOf(...).ok(), without gathering what does not fit (the common case is
+// a report that fits: checked on every guarded call's end).
+bool Fits(const ShapeSpec& shape, const Value::Object& report) {
+  for (const auto& [key, unused] : report) {
+    if (!Knows(shape, key)) return false;
+  }
+  for (std::string_view key : shape.required) {
+    const Value* v = nullptr;
+    for (const auto& [k, value] : report) {
+      if (k == key) v = &value;
+    }
+    if (v == nullptr || v->is_null()) return false;
+  }
+  return true;
+}
+
 std::string QuotedList(const std::vector<std::string>& items) {
   std::string out;
   for (const std::string& s : items) {
@@ -442,48 +461,49 @@ Result<ParsedUsage> ParseUsageReport(const Value& report, std::string_view provi
         ReportReader::TypeName(report)));
   }
   const Value::Object& object = report.as_object();
-  std::vector<Fit> fits, misfits;
+  // Every shape the report fits must read the same counts from it.
+  std::optional<ParsedUsage> out;
   for (const ShapeSpec& shape : Shapes()) {
     if (provider != "auto" && shape.provider != provider) continue;
-    Fit fit = FitOf(shape, object);
-    (fit.ok() ? fits : misfits).push_back(std::move(fit));
-  }
-  const std::string expected =
-      provider == "auto" ? std::string("a known usage report")
-                         : fmt::format("a usage report of provider '{}'", provider);
-  if (fits.empty()) {
-    std::vector<std::string> keys;
-    for (const auto& [k, v] : object) keys.push_back(k);
-    const Fit& closest = *std::min_element(
-        misfits.begin(), misfits.end(),
-        [](const Fit& a, const Fit& b) { return a.problems() < b.problems(); });
-    if (keys.empty()) {
-      return Status::InvalidArgument(fmt::format(
-          "usage is empty: expected {} (closest shape {}: {})", expected, closest.shape->name,
-          FitProblems(closest)));
-    }
-    return Status::InvalidArgument(fmt::format(
-        "usage with keys {} is not {}; closest shape {}: {}", QuotedList(keys), expected,
-        closest.shape->name, FitProblems(closest)));
-  }
-  ParsedUsage out;
-  for (size_t i = 0; i < fits.size(); ++i) {
+    if (!Fits(shape, object)) continue;
     ReportReader reader(report);
-    Result<Usage> u = fits[i].shape->read(reader);
+    Result<Usage> u = shape.read(reader);
     if (!u.ok()) return u.status();
-    if (i == 0) {
-      out.usage = *u;
-      out.shape = std::string(fits[i].shape->name);
-    } else if (*u == out.usage) {
-      out.shape += " / " + std::string(fits[i].shape->name);
+    if (!out) {
+      out = ParsedUsage{.usage = *u, .shape = std::string(shape.name)};
+    } else if (*u == out->usage) {
+      out->shape += " / " + std::string(shape.name);
     } else {
       return Status::InvalidArgument(fmt::format(
           "usage is ambiguous: it reads as {} and as {} with different token counts; pass the "
           "provider",
-          out.shape, fits[i].shape->name));
+          out->shape, shape.name));
     }
   }
-  return out;
+  if (out) return *std::move(out);
+
+  // No shape fits: name the closest and what keeps it from fitting.
+  std::vector<Fit> misfits;
+  for (const ShapeSpec& shape : Shapes()) {
+    if (provider != "auto" && shape.provider != provider) continue;
+    misfits.push_back(FitOf(shape, object));
+  }
+  const std::string expected =
+      provider == "auto" ? std::string("a known usage report")
+                         : fmt::format("a usage report of provider '{}'", provider);
+  std::vector<std::string> keys;
+  for (const auto& [k, v] : object) keys.push_back(k);
+  const Fit& closest = *std::min_element(
+      misfits.begin(), misfits.end(),
+      [](const Fit& a, const Fit& b) { return a.problems() < b.problems(); });
+  if (keys.empty()) {
+    return Status::InvalidArgument(fmt::format(
+        "usage is empty: expected {} (closest shape {}: {})", expected, closest.shape->name,
+        FitProblems(closest)));
+  }
+  return Status::InvalidArgument(fmt::format(
+      "usage with keys {} is not {}; closest shape {}: {}", QuotedList(keys), expected,
+      closest.shape->name, FitProblems(closest)));
 }
 
 ResolvedPrices ResolvePrices(const ModelPrice& price, int64_t prompt_tokens, bool* long_tier) {

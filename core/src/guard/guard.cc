@@ -33,8 +33,19 @@ uint64_t RandomBits() {
   return rng();
 }
 
-std::string NewTraceId() { return fmt::format("{:016x}{:016x}", RandomBits(), RandomBits()); }
-std::string NewSpanId() { return fmt::format("{:016x}", RandomBits()); }
+// `words` random 64-bit words as lower-case hex, 16 digits each.
+std::string RandomHex(int words) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out(16 * words, '0');
+  for (int w = 0; w < words; ++w) {
+    uint64_t bits = RandomBits();
+    for (int i = 15; i >= 0; --i, bits >>= 4) out[16 * w + i] = kHex[bits & 15];
+  }
+  return out;
+}
+
+std::string NewTraceId() { return RandomHex(2); }
+std::string NewSpanId() { return RandomHex(1); }
 
 }  // namespace
 

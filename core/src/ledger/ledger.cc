@@ -113,9 +113,7 @@ class Ledger::Impl {
 
   Status Encode(Record& r, PendingRecord* out) {
     uint8_t salt[codec::kSaltBytes];
-    if (RAND_bytes(salt, sizeof(salt)) != 1) {
-      return Status::Internal("the system random generator failed");
-    }
+    BASTION_RETURN_IF_ERROR(codec::NewSalt(salt));
     return Encode(r, salt, out);
   }
 

@@ -1,5 +1,7 @@
 #include <algorithm>
 #include <array>
+#include <string>
+#include <type_traits>
 
 #include <fmt/format.h>
 
@@ -19,15 +21,25 @@ constexpr std::array<std::string_view, kFieldCount> kFieldNames = {
     "approval_status", "approved_by", "attributes",
 };
 
-Status CheckString(std::string_view field, std::string_view value, size_t limit) {
+// `field` names the field in an error: a string, or a callable making the
+// name, called only on an error (records are checked on every append).
+template <typename Name>
+Status CheckString(const Name& field, std::string_view value, size_t limit) {
+  auto name = [&]() -> std::string {
+    if constexpr (std::is_invocable_v<const Name&>) {
+      return field();
+    } else {
+      return std::string(field);
+    }
+  };
   if (value.size() > limit) {
     return Status::InvalidArgument(
-        fmt::format("field '{}' is {} bytes, over its limit of {}", field, value.size(), limit));
+        fmt::format("field '{}' is {} bytes, over its limit of {}", name(), value.size(), limit));
   }
   size_t bad = FindInvalidUtf8(value);
   if (bad != std::string_view::npos) {
     return Status::InvalidArgument(
-        fmt::format("field '{}' is not valid UTF-8 (byte {})", field, bad));
+        fmt::format("field '{}' is not valid UTF-8 (byte {})", name(), bad));
   }
   return Status::OK();
 }
@@ -96,10 +108,12 @@ Status ValidateRecord(Record& r) {
                     kMaxReasons));
   }
   for (size_t i = 0; i < r.reasons.size(); ++i) {
-    BASTION_RETURN_IF_ERROR(CheckString(fmt::format("reasons[{}].policy_id", i),
-                                        r.reasons[i].policy_id, kMaxIdBytes));
-    BASTION_RETURN_IF_ERROR(CheckString(fmt::format("reasons[{}].message", i),
-                                        r.reasons[i].message, kMaxReasonMessageBytes));
+    BASTION_RETURN_IF_ERROR(
+        CheckString([i] { return fmt::format("reasons[{}].policy_id", i); },
+                    r.reasons[i].policy_id, kMaxIdBytes));
+    BASTION_RETURN_IF_ERROR(
+        CheckString([i] { return fmt::format("reasons[{}].message", i); },
+                    r.reasons[i].message, kMaxReasonMessageBytes));
   }
 
   if (r.attributes.size() > kMaxAttributes) {
@@ -114,7 +128,8 @@ Status ValidateRecord(Record& r) {
     if (key.empty()) return Status::InvalidArgument("field 'attributes' has an empty key");
     BASTION_RETURN_IF_ERROR(CheckString("attributes key", key, kMaxAttributeKeyBytes));
     BASTION_RETURN_IF_ERROR(
-        CheckString(fmt::format("attributes['{}']", key), value, kMaxAttributeValueBytes));
+        CheckString([&key] { return fmt::format("attributes['{}']", key); }, value,
+                    kMaxAttributeValueBytes));
     if (i > 0 && r.attributes[i - 1].first == key) {
       return Status::InvalidArgument(fmt::format("field 'attributes' repeats key '{}'", key));
     }

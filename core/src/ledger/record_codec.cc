@@ -1,8 +1,14 @@
 #include "ledger/record_codec.h"
 
+#include <pthread.h>
+
+#include <atomic>
 #include <cstring>
+#include <utility>
 
 #include <fmt/format.h>
+#include <openssl/crypto.h>
+#include <openssl/rand.h>
 
 #include "util/sha256.h"
 #include "util/utf8.h"
@@ -10,6 +16,10 @@
 namespace bastion::codec {
 
 void PutVarint(std::string* out, uint64_t v) {
+  if (v < 0x80) {  // tags, most lengths
+    out->push_back(static_cast<char>(v));
+    return;
+  }
   char buf[10];
   size_t n = 0;
   while (v >= 0x80) {
@@ -82,11 +92,35 @@ void PutString(std::string* out, std::string_view s) {
 
 }  // namespace
 
+namespace {
+
+// The fields of each section (public, personal) in tag order, with their
+// types: worked out once, not per field of every record encoded.
+struct SectionFields {
+  std::array<std::pair<Field, FieldType>, kFieldCount> fields;
+  int count = 0;
+};
+
+const SectionFields& FieldsOf(bool personal) {
+  static const std::array<SectionFields, 2> sections = [] {
+    std::array<SectionFields, 2> out{};
+    for (int i = 0; i < kFieldCount; ++i) {
+      const Field f = static_cast<Field>(i);
+      SectionFields& section = out[IsPersonalField(f) ? 1 : 0];
+      section.fields[section.count++] = {f, TypeOf(f)};
+    }
+    return out;
+  }();
+  return sections[personal ? 1 : 0];
+}
+
+}  // namespace
+
 void EncodeSection(const Record& r, bool personal, std::string* out) {
-  for (int i = 0; i < kFieldCount; ++i) {
-    const Field f = static_cast<Field>(i);
-    if (IsPersonalField(f) != personal) continue;
-    switch (TypeOf(f)) {
+  const SectionFields& section = FieldsOf(personal);
+  for (int i = 0; i < section.count; ++i) {
+    const auto [f, type] = section.fields[i];
+    switch (type) {
       case FieldType::kString: {
         const std::string& s = *StringField(r, f);
         if (s.empty()) break;
@@ -136,6 +170,45 @@ void EncodeSection(const Record& r, bool personal, std::string* out) {
   }
 }
 
+namespace {
+
+// Bumped in a forked child, whose salt pools (copies of its parent's) must
+// not be used: parent and child would hand out the same salts.
+std::atomic<uint64_t> fork_generation{0};
+
+}  // namespace
+
+Status NewSalt(uint8_t salt[kSaltBytes]) {
+  constexpr size_t kPoolSalts = 256;
+  static const bool fork_watched = pthread_atfork(nullptr, nullptr, [] {
+    fork_generation.fetch_add(1, std::memory_order_relaxed);
+  }) == 0;
+  struct Pool {
+    std::array<uint8_t, kPoolSalts * kSaltBytes> bytes;
+    size_t used = kPoolSalts * kSaltBytes;  // empty
+    uint64_t generation = 0;
+  };
+  thread_local Pool pool;
+  if (!fork_watched) {  // a pool would outlive a fork unnoticed: one salt per draw
+    if (RAND_bytes(salt, kSaltBytes) != 1) {
+      return Status::Internal("the system random generator failed");
+    }
+    return Status::OK();
+  }
+  const uint64_t generation = fork_generation.load(std::memory_order_relaxed);
+  if (pool.used == pool.bytes.size() || pool.generation != generation) {
+    if (RAND_bytes(pool.bytes.data(), static_cast<int>(pool.bytes.size())) != 1) {
+      return Status::Internal("the system random generator failed");
+    }
+    pool.used = 0;
+    pool.generation = generation;
+  }
+  std::memcpy(salt, pool.bytes.data() + pool.used, kSaltBytes);
+  OPENSSL_cleanse(pool.bytes.data() + pool.used, kSaltBytes);  // handed out once
+  pool.used += kSaltBytes;
+  return Status::OK();
+}
+
 Hash PersonalDigest(std::string_view salt_and_section) {
   thread_local Sha256 sha;
   sha.Update("BSTNPII1", 8);
@@ -146,6 +219,7 @@ Hash PersonalDigest(std::string_view salt_and_section) {
 void EncodeValue(const Record& r, const uint8_t salt[kSaltBytes], std::string* value,
                  Hash* private_digest) {
   value->clear();
+  value->reserve(512);  // most records: no growth while encoding
   value->resize(kHeaderBytes, '\0');
   (*value)[kOffVersion] = static_cast<char>(kFormatVersion);
   EncodeSection(r, /*personal=*/false, value);

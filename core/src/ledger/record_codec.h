@@ -32,6 +32,12 @@ inline constexpr uint64_t TagOf(Field f) { return static_cast<uint64_t>(f) + 1; 
 // personal fields to `out`. `r` must have passed ValidateRecord.
 void EncodeSection(const Record& r, bool personal, std::string* out);
 
+// A fresh salt for one record, from the system random generator. Each thread
+// draws salts for many records per call to the generator (a call costs
+// microseconds, whatever its size) and hands them out one at a time; a forked
+// child draws its own. Internal if the generator fails.
+Status NewSalt(uint8_t salt[kSaltBytes]);
+
 // Builds the whole stored value with seq, prev_hash and hash left zero (the
 // writer fills them) and returns the personal-data digest in `*digest`.
 void EncodeValue(const Record& r, const uint8_t salt[kSaltBytes], std::string* value,

@@ -190,6 +190,18 @@ TEST(UsageReport, RefusesWhatFitsNoShapeNamingTheKeys) {
   }
 }
 
+TEST(UsageReport, AReportThatFitsSeveralShapesNamesEveryOneThatReadsItAlike) {
+  const Value report = Obj{{"input_tokens", 7}, {"output_tokens", 3}};
+  Result<ParsedUsage> got = ParseUsageReport(report, "auto");
+  ASSERT_TRUE(got.ok()) << got.status().ToString();
+  EXPECT_EQ(got->usage, (Usage{7, 0, 0, 0, 3, 0}));
+  EXPECT_EQ(got->shape, "OpenAI responses / Anthropic messages / LangChain usage_metadata");
+  // Under an explicit provider only that provider's shapes are tried.
+  got = ParseUsageReport(report, "anthropic");
+  ASSERT_TRUE(got.ok()) << got.status().ToString();
+  EXPECT_EQ(got->shape, "Anthropic messages");
+}
+
 // The failure this guards against: a 150k-token OpenAI report read with a
 // LangChain reader priced at $0. Read automatically it costs what it should.
 TEST(UsageReport, AnOpenAIReportIsNeverPricedAtZero) {

@@ -1,5 +1,8 @@
 #include "ledger/record_codec.h"
 
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <cstdint>
 #include <limits>
 #include <set>
@@ -797,6 +800,52 @@ TEST(RecordCodec, DecodesAnErasedValueWithoutItsPersonalFields) {
   expected.approved_by.clear();
   expected.attributes.clear();
   EXPECT_EQ(out.record, expected);
+}
+
+}  // namespace
+}  // namespace bastion
+
+namespace bastion {
+namespace {
+
+std::string NewSaltBytes() {
+  uint8_t salt[codec::kSaltBytes];
+  EXPECT_TRUE(codec::NewSalt(salt).ok());
+  return std::string(reinterpret_cast<const char*>(salt), sizeof(salt));
+}
+
+TEST(NewSaltTest, EverySaltIsFreshAcrossPoolRefills) {
+  // 1000 salts span several per-thread pools: none repeats, none is zero.
+  std::set<std::string> seen;
+  for (int i = 0; i < 1000; ++i) {
+    const std::string salt = NewSaltBytes();
+    EXPECT_NE(salt, std::string(codec::kSaltBytes, '\0')) << "salt " << i;
+    EXPECT_TRUE(seen.insert(salt).second) << "salt " << i << " repeats";
+  }
+}
+
+TEST(NewSaltTest, AForkedChildDoesNotReuseItsParentsSalts) {
+  NewSaltBytes();  // the parent's pool now holds salts it has not handed out
+  int fds[2];
+  ASSERT_EQ(pipe(fds), 0);
+  const pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    uint8_t salt[codec::kSaltBytes];
+    const bool ok = codec::NewSalt(salt).ok();
+    const ssize_t n = ok ? write(fds[1], salt, sizeof(salt)) : 0;
+    _exit(n == static_cast<ssize_t>(sizeof(salt)) ? 0 : 1);
+  }
+  close(fds[1]);
+  std::string from_child(codec::kSaltBytes, '\0');
+  ASSERT_EQ(read(fds[0], from_child.data(), from_child.size()),
+            static_cast<ssize_t>(codec::kSaltBytes));
+  close(fds[0]);
+  int status = 0;
+  ASSERT_EQ(waitpid(child, &status, 0), child);
+  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  // The parent's next salt came from the pool the child copied.
+  EXPECT_NE(NewSaltBytes(), from_child);
 }
 
 }  // namespace

@@ -1,6 +1,6 @@
 """What a guarded call costs from Python, beside the policy decisions it makes.
 
-    .venv/bin/python bench/call_bench.py [--calls N] [--json FILE]
+    .venv/bin/python bench/call_bench.py [--calls N] [--durability group|async|sync] [--json FILE]
 
 One guard, opened with `Guard.open` defaults on a directory holding one budget
 and one SLO (bench/guard_config/budgets.yaml, slos.yaml): the shipped policy
@@ -45,11 +45,11 @@ USAGE = {"input_tokens": 420, "output_tokens": 36, "total_tokens": 456,
 WHO = {"agent_id": "support-bot", "user_id": "u-1", "run_id": "run-1"}
 
 
-def open_guard(root: Path) -> bastion.Guard:
+def open_guard(root: Path, durability: str = "group") -> bastion.Guard:
     root.mkdir(parents=True)
     for name in ("budgets.yaml", "slos.yaml"):
         shutil.copy(CONFIG / name, root / name)
-    return bastion.Guard.open(root)
+    return bastion.Guard.open(root, durability=durability)
 
 
 def paired(a, b, n: int) -> tuple[list[int], list[int]]:
@@ -101,13 +101,15 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--calls", type=int, default=20_000)
     ap.add_argument("--seconds", type=float, default=3.0, help="per threaded run")
+    ap.add_argument("--durability", default="group", choices=["group", "async", "sync"],
+                    help="of ordinary records (default: Guard.open's, group)")
     ap.add_argument("--json")
     args = ap.parse_args()
     results: dict[str, float] = {}
 
     engine = bastion.PolicyEngine.load(bastion.default_policies())
     with tempfile.TemporaryDirectory() as tmp:
-        guard = open_guard(Path(tmp) / "guard")
+        guard = open_guard(Path(tmp) / "guard", args.durability)
 
         def guarded_model(i: int) -> None:
             call = guard.begin_model("gpt-4o", PROMPT, step_index=i, input_tokens=420,
@@ -157,7 +159,7 @@ def main() -> None:
         guard.close()
 
         # Allowed high-risk: a write the support role may make without approval.
-        guard = open_guard(Path(tmp) / "guard-threads")
+        guard = open_guard(Path(tmp) / "guard-threads", args.durability)
 
         def high_risk(i: int) -> None:
             call = guard.begin_tool("send_email", "write", {"to": "a@support.example.com"},

@@ -45,12 +45,7 @@ py::dict StatusDict(const SeriesStatus& s) {
                          "short_burn_rate"_a = b.short_burn_rate, "firing"_a = b.firing));
   }
   py::list actions;
-  for (const BreachAction& a : s.active_actions) {
-    std::string text = BreachActionKindName(a.kind);
-    if (a.kind == BreachAction::Kind::kDowngrade) text += ":" + a.model;
-    if (a.kind == BreachAction::Kind::kRateLimit) text += fmt::format(":{}/s", a.rate_per_second);
-    actions.append(text);
-  }
+  for (const BreachAction& a : s.active_actions) actions.append(BreachActionText(a));
   py::dict d;
   d["slo"] = s.slo_id;
   d["subject"] = s.subject;

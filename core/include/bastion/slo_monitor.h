@@ -155,6 +155,10 @@ struct BreachAction {
 };
 // "log", "downgrade", "disable", "rate_limit", "escalate".
 const char* BreachActionKindName(BreachAction::Kind kind);
+// An action in force as status reports show it: its kind name, with the model
+// of a downgrade ("downgrade:gpt-4o-mini") or the rate of a rate limit
+// ("rate_limit:0.5/s").
+std::string BreachActionText(const BreachAction& action);
 
 struct SloSpec {
   std::string id;  // unique, non-empty, no control characters

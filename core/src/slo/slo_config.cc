@@ -822,6 +822,15 @@ const char* BreachActionKindName(BreachAction::Kind kind) {
   return "?";
 }
 
+std::string BreachActionText(const BreachAction& action) {
+  std::string text = BreachActionKindName(action.kind);
+  if (action.kind == BreachAction::Kind::kDowngrade) text += ":" + action.model;
+  if (action.kind == BreachAction::Kind::kRateLimit) {
+    text += fmt::format(":{}/s", action.rate_per_second);
+  }
+  return text;
+}
+
 Status ValidateSloSpec(const SloSpec& spec) {
   std::optional<Problem> p = FindProblem(spec);
   if (!p) return Status::OK();

@@ -136,6 +136,20 @@ TEST(SloConfig, ReadsEveryField) {
   EXPECT_DOUBLE_EQ(b.on_breach[2].rate_per_second, 0.5);
 }
 
+TEST(SloConfig, ActionsInForceReadAsKindAndParameter) {
+  BreachAction downgrade;
+  downgrade.kind = BreachAction::Kind::kDowngrade;
+  downgrade.model = "gpt-4o-mini";
+  BreachAction limit;
+  limit.kind = BreachAction::Kind::kRateLimit;
+  limit.rate_per_second = 0.5;
+  BreachAction disable;
+  disable.kind = BreachAction::Kind::kDisable;
+  EXPECT_EQ(BreachActionText(downgrade), "downgrade:gpt-4o-mini");
+  EXPECT_EQ(BreachActionText(limit), "rate_limit:0.5/s");
+  EXPECT_EQ(BreachActionText(disable), "disable");
+}
+
 TEST(SloConfig, IanaTimeZones) {
   if (!TimeZone::Load("America/New_York").ok()) GTEST_SKIP() << "no zoneinfo here";
   const auto specs = ParseOrDie(

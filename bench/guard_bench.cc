@@ -199,7 +199,7 @@ CallRequest ToolRequest(const std::string& tool, const std::string& resource, in
   req.call.run_id = "run-1";
   req.call.tool = tool;
   req.call.operation = "write";
-  req.call.resource = resource;
+  req.call.resource_id = resource;
   req.call.input = "set status=shipped where id=A-1001";
   req.call.step_index = step;
   return req;

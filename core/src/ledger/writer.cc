@@ -274,6 +274,9 @@ Status Writer::Wait(uint64_t seq, uint64_t epoch, bool durable) {
   return Status::OK();
 }
 
+// Batches a durable waiter leading an fsync writes after its own.
+constexpr int kLateBatches = 2;
+
 Status Writer::WaitSynced(uint64_t seq, uint64_t epoch) {
   std::unique_lock<std::mutex> lock(mu_);
   while (true) {
@@ -294,12 +297,16 @@ Status Writer::WaitSynced(uint64_t seq, uint64_t epoch) {
     // Lead the next fsync: write the queue (this record and the records
     // queued with it) in one batch, then fsync. Producers that wait for a
     // write only may write meanwhile; durable waiters wait for this fsync.
+    // Records queued while the batch was written go into the fsync too (a
+    // few more batches at most, so the leader is not held up for long).
     syncing_ = true;
     lock.unlock();
     {
       std::lock_guard<std::mutex> w(write_mu_);
-      while (epoch_.load(std::memory_order_seq_cst) == epoch &&
-             written_seq_.load(std::memory_order_acquire) < seq) {
+      for (int extra = 0; epoch_.load(std::memory_order_seq_cst) == epoch;) {
+        if (written_seq_.load(std::memory_order_acquire) >= seq && extra++ == kLateBatches) {
+          break;
+        }
         bool wrote = false;
         if (!WriteQueued(&wrote).ok() || !wrote) break;
       }

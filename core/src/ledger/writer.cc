@@ -274,9 +274,6 @@ Status Writer::Wait(uint64_t seq, uint64_t epoch, bool durable) {
   return Status::OK();
 }
 
-// Batches a durable waiter leading an fsync writes after its own.
-constexpr int kLateBatches = 2;
-
 Status Writer::WaitSynced(uint64_t seq, uint64_t epoch) {
   std::unique_lock<std::mutex> lock(mu_);
   while (true) {
@@ -297,18 +294,14 @@ Status Writer::WaitSynced(uint64_t seq, uint64_t epoch) {
     // Lead the next fsync: write the queue (this record and the records
     // queued with it) in one batch, then fsync. Producers that wait for a
     // write only may write meanwhile; durable waiters wait for this fsync.
-    // Records queued while the batch was written go into the fsync too (a
-    // few more batches at most, so the leader is not held up for long).
     syncing_ = true;
     lock.unlock();
     {
       std::lock_guard<std::mutex> w(write_mu_);
-      for (int extra = 0; epoch_.load(std::memory_order_seq_cst) == epoch;) {
-        if (written_seq_.load(std::memory_order_acquire) >= seq && extra++ == kLateBatches) {
-          break;
-        }
+      while (epoch_.load(std::memory_order_seq_cst) == epoch &&
+             written_seq_.load(std::memory_order_acquire) < seq) {
         bool wrote = false;
-        if (!WriteQueued(&wrote).ok() || !wrote) break;
+        if (!WriteQueued(&wrote, /*sync_claimed=*/true).ok() || !wrote) break;
       }
     }
     lock.lock();
@@ -329,12 +322,17 @@ Status Writer::SyncLog(std::unique_lock<std::mutex>* lock) {
   Status s = store_->SyncWal();
   if (s.ok() && sync_hooks_.after) sync_hooks_.after(upto);
   if (!s.ok()) {
-    // Discarding the queue needs the write lock: a producer may be writing a
-    // batch of it.
+    // A write failing meanwhile waits (holding write_mu_) for this fsync to
+    // end: end it before taking the write lock, which discarding the queue
+    // needs (a producer may be writing a batch of it).
+    lock->lock();
+    EndSync();
+    lock->unlock();
     std::lock_guard<std::mutex> w(write_mu_);
     lock->lock();
     // A write that failed meanwhile has ended the epoch already.
     if (epoch_.load(std::memory_order_relaxed) == epoch) s = Break(s, nullptr);
+    return s;
   } else {
     lock->lock();
     // head_ never goes back (a discard drops only unwritten records), so
@@ -366,7 +364,7 @@ void Writer::EndSync() {
   if (wake) work_cv_.notify_one();
 }
 
-Status Writer::WriteQueued(bool* wrote) {
+Status Writer::WriteQueued(bool* wrote, bool sync_claimed) {
   *wrote = false;
   uint64_t first = 0;
   {
@@ -387,8 +385,13 @@ Status Writer::WriteQueued(bool* wrote) {
   Status s = WriteBatchOf(&batch_, first);
   bool wake_writer = false;
   {
-    std::lock_guard<std::mutex> lock(mu_);
-    if (!s.ok()) return Break(s, &batch_);
+    std::unique_lock<std::mutex> lock(mu_);
+    if (!s.ok()) {
+      // An fsync under way covers records written before this failure: it
+      // ends first, so that their sync appends do not fail for this write.
+      while (syncing_ && !sync_claimed) sync_cv_.wait(lock);
+      return Break(s, &batch_);
+    }
     written_seq_.store(head_.seq, std::memory_order_release);
     // Durable waiters fsync the log themselves (WaitSynced); the writer thread
     // fsyncs what nobody did by the deadline.
@@ -429,6 +432,15 @@ Status Writer::Flush() {
     flush_target_ = std::max(flush_target_, last);
   }
   work_cv_.notify_one();
+  // Written, then the postings gathered so far, then one fsync for all.
+  BASTION_RETURN_IF_ERROR(Wait(last, epoch, /*durable=*/false));
+  {
+    std::lock_guard<std::mutex> w(write_mu_);
+    if (Status s = WritePostings(); !s.ok()) {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (epoch_.load(std::memory_order_relaxed) == epoch) Break(s, nullptr);
+    }
+  }
   return Wait(last, epoch, /*durable=*/true);
 }
 

@@ -130,8 +130,10 @@ class Writer {
  private:
   void Run();
   // Takes the next batch from the queue and writes it; *wrote says whether
-  // there was one. Requires write_mu_, not mu_.
-  Status WriteQueued(bool* wrote);
+  // there was one. Requires write_mu_, not mu_. `sync_claimed`: the caller
+  // holds the fsync claim (syncing_); otherwise a failed write first waits
+  // for an fsync under way to end.
+  Status WriteQueued(bool* wrote, bool sync_claimed = false);
   // Writes `batch` (without an fsync) and advances head_. Requires
   // write_mu_, not mu_.
   Status WriteBatchOf(std::vector<PendingRecord>* batch, uint64_t first_seq);

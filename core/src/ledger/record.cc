@@ -124,7 +124,8 @@ Status ValidateRecord(Record& r) {
   std::sort(r.attributes.begin(), r.attributes.end(),
             [](const auto& a, const auto& b) { return a.first < b.first; });
   for (size_t i = 0; i < r.attributes.size(); ++i) {
-    const auto& [key, value] = r.attributes[i];
+    const std::string& key = r.attributes[i].first;
+    const std::string& value = r.attributes[i].second;
     if (key.empty()) return Status::InvalidArgument("field 'attributes' has an empty key");
     BASTION_RETURN_IF_ERROR(CheckString("attributes key", key, kMaxAttributeKeyBytes));
     BASTION_RETURN_IF_ERROR(

@@ -8,6 +8,7 @@
 #include <fstream>
 #include <iterator>
 #include <string>
+#include <vector>
 
 #include <fmt/format.h>
 #include <gtest/gtest.h>
@@ -87,6 +88,25 @@ inline std::unique_ptr<Ledger> OpenOrDie(const std::string& path, LedgerOptions 
   auto opened = Ledger::Open(path, options);
   EXPECT_TRUE(opened.ok()) << opened.status().ToString();
   return opened.ok() ? std::move(*opened) : nullptr;
+}
+
+// Every record of `ledger`, oldest first, after a flush; a failure to read
+// fails the calling test.
+inline std::vector<Record> AllRecords(Ledger* ledger) {
+  EXPECT_TRUE(ledger->Flush().ok());
+  Query q;
+  q.newest_first = false;
+  q.limit = 0;
+  auto page = ledger->Find(q);
+  EXPECT_TRUE(page.ok()) << page.status().ToString();
+  std::vector<Record> out;
+  if (!page.ok()) return out;
+  for (const std::string& e : page->encoded) {
+    auto stored = DecodeStoredRecord(e);
+    EXPECT_TRUE(stored.ok()) << stored.status().ToString();
+    if (stored.ok()) out.push_back(stored->record);
+  }
+  return out;
 }
 
 }  // namespace bastion::testing

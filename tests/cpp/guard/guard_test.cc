@@ -114,22 +114,7 @@ slos:
     return r;
   }
 
-  std::vector<Record> Records() {
-    EXPECT_TRUE(guard_->ledger()->Flush().ok());
-    Query q;
-    q.newest_first = false;
-    q.limit = 0;
-    auto page = guard_->ledger()->Find(q);
-    EXPECT_TRUE(page.ok()) << page.status().ToString();
-    std::vector<Record> out;
-    if (!page.ok()) return out;
-    for (const std::string& e : page->encoded) {
-      auto stored = DecodeStoredRecord(e);
-      EXPECT_TRUE(stored.ok()) << stored.status().ToString();
-      if (stored.ok()) out.push_back(stored->record);
-    }
-    return out;
-  }
+  std::vector<Record> Records() { return testing::AllRecords(guard_->ledger()); }
 
   static std::string Attr(const Record& r, const std::string& key) {
     for (const auto& [k, v] : r.attributes) {

@@ -179,21 +179,7 @@ slos:
     return 0;
   }
 
-  std::vector<Record> Records() {
-    EXPECT_TRUE(guard_->ledger()->Flush().ok());
-    Query q;
-    q.newest_first = false;
-    q.limit = 0;
-    auto page = guard_->ledger()->Find(q);
-    EXPECT_TRUE(page.ok()) << page.status().ToString();
-    std::vector<Record> out;
-    if (!page.ok()) return out;
-    for (const std::string& e : page->encoded) {
-      auto stored = DecodeStoredRecord(e);
-      if (stored.ok()) out.push_back(stored->record);
-    }
-    return out;
-  }
+  std::vector<Record> Records() { return testing::AllRecords(guard_->ledger()); }
 
   testing::TempDir tmp_;
   std::shared_ptr<ManualClock> clock_ = std::make_shared<ManualClock>(kNoon);

@@ -147,21 +147,7 @@ class StageTest : public ::testing::Test {
     return true;
   }
 
-  std::vector<Record> Records() {
-    EXPECT_TRUE(ledger_->Flush().ok());
-    Query q;
-    q.newest_first = false;
-    q.limit = 0;
-    auto page = ledger_->Find(q);
-    EXPECT_TRUE(page.ok()) << page.status().ToString();
-    std::vector<Record> out;
-    if (!page.ok()) return out;
-    for (const std::string& e : page->encoded) {
-      auto stored = DecodeStoredRecord(e);
-      if (stored.ok()) out.push_back(stored->record);
-    }
-    return out;
-  }
+  std::vector<Record> Records() { return testing::AllRecords(ledger_.get()); }
 
   testing::TempDir tmp_;
   std::shared_ptr<ManualClock> clock_ = std::make_shared<ManualClock>(kNoon);

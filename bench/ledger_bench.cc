@@ -267,14 +267,10 @@ void BM_AsyncAppendCallerCost(benchmark::State& state) {
 BENCHMARK(BM_AsyncAppendCallerCost)->Iterations(100'000)->UseRealTime();
 
 // Sync appends for a fixed time with 1 and with 8 producers: group commit lets
-// concurrent sync appends share an fsync. The first moments of a fresh
-// ledger's log fsync slowly (new files): each run first appends untimed.
+// concurrent sync appends share an fsync.
 double SyncRate(int producers, double seconds) {
   const auto& records = Records();
   auto ledger = OpenLedger(FreshDir("sync"));
-  for (const auto warm = Clock::now(); Clock::now() - warm < std::chrono::milliseconds(500);) {
-    if (!ledger->Append(records[0], Durability::kSync).ok()) std::abort();
-  }
   std::atomic<bool> stop{false};
   std::atomic<uint64_t> done{0};
   std::vector<std::thread> threads;

@@ -44,14 +44,11 @@ using Hash = std::array<uint8_t, 32>;
 std::string HashToHex(const Hash& h);
 
 enum class Durability : uint8_t {
-  // fsync of the write-ahead log before Append returns: one that started after
-  // the record was written. No acknowledged record is lost, even on power
-  // failure. Concurrent sync appends share one fsync; one that arrives while
-  // an fsync is under way joins the next.
+  // fsync of the write-ahead log before Append returns. No acknowledged record
+  // is lost, even on power failure. Concurrent sync appends share one fsync.
   kSync,
-  // Append returns once the record is written (survives a process crash),
-  // never waiting for an fsync under way; the log is fsynced within
-  // LedgerOptions::group_sync_interval.
+  // Append returns once the record is written (survives a process crash); the
+  // log is fsynced within LedgerOptions::group_sync_interval.
   kGroup,
   // Append returns once the record is queued; the queue is bounded
   // (backpressure) and flushed on Close. A process crash loses the queue, never

@@ -137,7 +137,10 @@ class Ledger::Impl {
   Result<uint64_t> Submit(std::vector<PendingRecord>* pending, Durability d,
                           bool deferred = false) {
     const bool awaited = !deferred && d != Durability::kAsync;
-    for (auto& p : *pending) p.awaited = awaited;
+    for (auto& p : *pending) {
+      p.sync = d == Durability::kSync;
+      p.awaited = awaited;
+    }
     using Handoff = Writer::Handoff;
     const size_t n = pending->size();
     auto ticket = writer->Submit(pending, deferred                  ? Handoff::kDeferred

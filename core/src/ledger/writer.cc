@@ -141,7 +141,6 @@ Status Writer::Break(Status s, std::vector<PendingRecord>* batch) {
   queue_due_ = {};
   epoch_.store(ends_.size(), std::memory_order_seq_cst);
   done_cv_.notify_all();
-  sync_cv_.notify_all();
   not_full_cv_.notify_all();
   return error;
 }
@@ -231,40 +230,38 @@ Result<Writer::Ticket> Writer::Submit(std::vector<PendingRecord>* records, Hando
   return ticket;
 }
 
-Status Writer::Ended(uint64_t seq, uint64_t epoch, bool durable) const {
-  const EpochEnd& end = ends_[epoch];
-  return seq <= (durable ? end.durable : end.written) ? Status::OK() : end.error;
-}
-
 Status Writer::Wait(uint64_t seq, uint64_t epoch, bool durable) {
-  if (durable) return WaitSynced(seq, epoch);
-  // Sequence numbers are reused after a discard: a write reached counts only
-  // if the epoch is the record's before and after reading written_seq_.
-  auto written = [&] {
+  std::atomic<uint64_t>& target = durable ? durable_seq_ : written_seq_;
+  // Sequence numbers are reused after a discard: a target reached counts only
+  // if the epoch is the record's before and after reading it.
+  auto reached = [&] {
     if (epoch_.load(std::memory_order_seq_cst) != epoch) return false;
-    const bool r = written_seq_.load(std::memory_order_seq_cst) >= seq;
+    const bool r = target.load(std::memory_order_seq_cst) >= seq;
     return r && epoch_.load(std::memory_order_seq_cst) == epoch;
   };
-  while (!written()) {
+  while (!reached()) {
     if (epoch_.load(std::memory_order_seq_cst) != epoch) {
       std::lock_guard<std::mutex> lock(mu_);
-      return Ended(seq, epoch, /*durable=*/false);
+      const EpochEnd& end = ends_[epoch];
+      return seq <= (durable ? end.durable : end.written) ? Status::OK() : end.error;
     }
-    // Write the queue ourselves unless a write is already under way (never
-    // an fsync: it runs outside write_mu_). A failure ends the epoch: the
-    // loop reports it.
-    std::unique_lock<std::mutex> w(write_mu_, std::try_to_lock);
-    if (w.owns_lock()) {
-      while (epoch_.load(std::memory_order_seq_cst) == epoch &&
-             written_seq_.load(std::memory_order_acquire) < seq) {
-        bool wrote = false;
-        if (!WriteQueued(&wrote).ok() || !wrote) break;
+    if (written_seq_.load(std::memory_order_acquire) < seq) {
+      // Write the queue ourselves unless a write is already under way. (A
+      // batch holding a sync record is written synced, so this serves
+      // durable waits too.) A failure ends the epoch: the loop reports it.
+      std::unique_lock<std::mutex> w(write_mu_, std::try_to_lock);
+      if (w.owns_lock()) {
+        while (epoch_.load(std::memory_order_seq_cst) == epoch &&
+               written_seq_.load(std::memory_order_acquire) < seq) {
+          bool wrote = false;
+          if (!WriteQueued(&wrote).ok() || !wrote) break;
+        }
+        w.unlock();
+        continue;
       }
-      w.unlock();
-      continue;
     }
     std::unique_lock<std::mutex> lock(mu_);
-    if (written() || epoch_.load(std::memory_order_relaxed) != epoch) continue;
+    if (reached() || epoch_.load(std::memory_order_relaxed) != epoch) continue;
     if (stopped_) {
       return Status::FailedPrecondition("the ledger was closed before the record was written");
     }
@@ -274,99 +271,10 @@ Status Writer::Wait(uint64_t seq, uint64_t epoch, bool durable) {
   return Status::OK();
 }
 
-Status Writer::WaitSynced(uint64_t seq, uint64_t epoch) {
-  std::unique_lock<std::mutex> lock(mu_);
-  while (true) {
-    if (epoch_.load(std::memory_order_relaxed) != epoch) {
-      return Ended(seq, epoch, /*durable=*/true);
-    }
-    if (durable_seq_.load(std::memory_order_relaxed) >= seq) return Status::OK();
-    if (stopped_) {
-      return Status::FailedPrecondition("the ledger was closed before the record was fsynced");
-    }
-    // An fsync under way may have started before the record was written:
-    // wait for it to end, then lead (or join) the next. While the ledger
-    // stops, the writer thread writes and fsyncs what is left.
-    if (syncing_ || stopping_) {
-      sync_cv_.wait_for(lock, std::chrono::milliseconds(1));
-      continue;
-    }
-    // Lead the next fsync: write the queue (this record and the records
-    // queued with it) in one batch, then fsync. Producers that wait for a
-    // write only may write meanwhile; durable waiters wait for this fsync.
-    syncing_ = true;
-    lock.unlock();
-    {
-      std::lock_guard<std::mutex> w(write_mu_);
-      while (epoch_.load(std::memory_order_seq_cst) == epoch &&
-             written_seq_.load(std::memory_order_acquire) < seq) {
-        bool wrote = false;
-        if (!WriteQueued(&wrote, /*sync_claimed=*/true).ok() || !wrote) break;
-      }
-    }
-    lock.lock();
-    if (epoch_.load(std::memory_order_relaxed) != epoch || !broken_.ok()) {
-      EndSync();  // the loop reports the failed write
-      continue;
-    }
-    (void)SyncLog(&lock);  // a failure ends the epoch: the loop reports it
-  }
-}
-
-Status Writer::SyncLog(std::unique_lock<std::mutex>* lock) {
-  const uint64_t upto = head_.seq;  // written: in the log before the fsync starts
-  const uint64_t epoch = epoch_.load(std::memory_order_relaxed);
-  const auto started = std::chrono::steady_clock::now();
-  lock->unlock();
-  if (sync_hooks_.before) sync_hooks_.before(upto);
-  Status s = store_->SyncWal();
-  if (s.ok() && sync_hooks_.after) sync_hooks_.after(upto);
-  if (!s.ok()) {
-    // A write failing meanwhile waits (holding write_mu_) for this fsync to
-    // end: end it before taking the write lock, which discarding the queue
-    // needs (a producer may be writing a batch of it).
-    lock->lock();
-    EndSync();
-    lock->unlock();
-    std::lock_guard<std::mutex> w(write_mu_);
-    lock->lock();
-    // A write that failed meanwhile has ended the epoch already.
-    if (epoch_.load(std::memory_order_relaxed) == epoch) s = Break(s, nullptr);
-    return s;
-  } else {
-    lock->lock();
-    // head_ never goes back (a discard drops only unwritten records), so
-    // `upto` stays written whatever happened meanwhile.
-    if (durable_seq_.load(std::memory_order_relaxed) < upto) {
-      durable_seq_.store(upto, std::memory_order_release);
-    }
-    // Batches written during the fsync keep the log unsynced; they were
-    // written after it started.
-    unsynced_ = head_.seq > durable_seq_.load(std::memory_order_relaxed);
-    if (unsynced_) {
-      sync_deadline_ = std::max(sync_deadline_, started + options_.group_sync_interval);
-    }
-  }
-  EndSync();
-  return s;
-}
-
-void Writer::EndSync() {
-  syncing_ = false;
-  // The writer thread skips its own fsync while another runs: it is woken
-  // if it sleeps past what is due now.
-  const bool wake =
-      writer_asleep_ &&
-      (stopping_ || flush_target_ > durable_seq_.load(std::memory_order_relaxed) ||
-       (unsynced_ && sync_deadline_ < writer_wakes_));
-  if (wake) writer_asleep_ = false;
-  sync_cv_.notify_all();
-  if (wake) work_cv_.notify_one();
-}
-
-Status Writer::WriteQueued(bool* wrote, bool sync_claimed) {
+Status Writer::WriteQueued(bool* wrote) {
   *wrote = false;
   uint64_t first = 0;
+  bool sync = false;
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (!broken_.ok()) return broken_;
@@ -375,6 +283,7 @@ Status Writer::WriteQueued(bool* wrote, bool sync_claimed) {
     first = next_seq_ - queue_.size();  // seq of queue_.front()
     batch_.clear();
     for (size_t i = 0; i < n; ++i) {
+      sync |= queue_.front().sync;
       batch_.push_back(std::move(queue_.front()));
       queue_.pop_front();
     }
@@ -382,25 +291,21 @@ Status Writer::WriteQueued(bool* wrote, bool sync_claimed) {
     if (queue_.empty()) queue_due_ = {};
   }
   not_full_cv_.notify_all();
-  Status s = WriteBatchOf(&batch_, first);
+  Status s = WriteBatchOf(&batch_, first, sync);
   bool wake_writer = false;
   {
-    std::unique_lock<std::mutex> lock(mu_);
-    if (!s.ok()) {
-      // An fsync under way covers records written before this failure: it
-      // ends first, so that their sync appends do not fail for this write.
-      while (syncing_ && !sync_claimed) sync_cv_.wait(lock);
-      return Break(s, &batch_);
-    }
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!s.ok()) return Break(s, &batch_);
     written_seq_.store(head_.seq, std::memory_order_release);
-    // Durable waiters fsync the log themselves (WaitSynced); the writer thread
-    // fsyncs what nobody did by the deadline.
-    if (!unsynced_) {
+    if (sync) {
+      // A synced write makes every earlier write durable too.
+      durable_seq_.store(head_.seq, std::memory_order_release);
+      unsynced_ = false;
+    } else if (!unsynced_) {
       unsynced_ = true;
       sync_deadline_ = std::chrono::steady_clock::now() + options_.group_sync_interval;
-      // The writer thread owns the fsync deadline. While an fsync is claimed
-      // (it may cover this batch), EndSync wakes it if need be.
-      wake_writer |= !syncing_ && writer_asleep_ && sync_deadline_ < writer_wakes_;
+      // The writer thread owns the fsync deadline.
+      wake_writer |= writer_asleep_ && sync_deadline_ < writer_wakes_;
     }
     if (indexed_ == head_.seq) {
       index_due_ = {};
@@ -432,15 +337,6 @@ Status Writer::Flush() {
     flush_target_ = std::max(flush_target_, last);
   }
   work_cv_.notify_one();
-  // Written, then the postings gathered so far, then one fsync for all.
-  BASTION_RETURN_IF_ERROR(Wait(last, epoch, /*durable=*/false));
-  {
-    std::lock_guard<std::mutex> w(write_mu_);
-    if (Status s = WritePostings(); !s.ok()) {
-      std::lock_guard<std::mutex> lock(mu_);
-      if (epoch_.load(std::memory_order_relaxed) == epoch) Break(s, nullptr);
-    }
-  }
   return Wait(last, epoch, /*durable=*/true);
 }
 
@@ -462,7 +358,6 @@ Status Writer::Stop() {
   std::lock_guard<std::mutex> lock(mu_);
   stopped_ = true;
   done_cv_.notify_all();
-  sync_cv_.notify_all();
   stop_status_ = TakeLoss();
   if (stop_status_.ok()) stop_status_ = recovered.ok() ? broken_ : recovered;
   return stop_status_;
@@ -474,17 +369,13 @@ void Writer::Run() {
   while (true) {
     // A broken store writes nothing until a producer recovers it.
     const bool broken = !broken_.ok();
-    // An fsync under way must end before the store may close.
-    if (stopping_ && !syncing_ &&
-        (broken || (queue_.empty() && !unsynced_ && index_due_ == Clock::time_point()))) {
+    if (stopping_ && (broken || (queue_.empty() && !unsynced_ &&
+                                 index_due_ == Clock::time_point()))) {
       break;
     }
     const bool flush_wanted = flush_target_ > durable_seq_.load(std::memory_order_relaxed);
-    // One fsync at a time: while a durable waiter runs one, the writer
-    // thread waits for it to end (EndSync wakes it).
     const bool sync_due =
-        !broken && unsynced_ && !syncing_ &&
-        (stopping_ || flush_wanted || Clock::now() >= sync_deadline_);
+        !broken && unsynced_ && (stopping_ || flush_wanted || Clock::now() >= sync_deadline_);
     const bool index_due = !broken && index_due_ != Clock::time_point() &&
                            (stopping_ || flush_wanted || Clock::now() >= index_due_);
     // Queued records wait for their deadline (async_batch_delay, or
@@ -498,10 +389,7 @@ void Writer::Run() {
     if (!queue_due && !sync_due && !index_due) {
       Clock::time_point deadline = Clock::time_point::max();
       if (!broken) {
-        // Past the deadline with an fsync claimed, EndSync wakes it.
-        if (unsynced_ && (!syncing_ || Clock::now() < sync_deadline_)) {
-          deadline = sync_deadline_;
-        }
+        if (unsynced_) deadline = sync_deadline_;
         if (index_due_ != Clock::time_point()) deadline = std::min(deadline, index_due_);
         if (!queue_.empty() && queue_due_ != Clock::time_point()) {
           deadline = std::min(deadline, queue_due_);
@@ -546,14 +434,31 @@ void Writer::Run() {
     }
 
     if (sync_due) {
-      syncing_ = true;
-      (void)SyncLog(&lock);  // a failure breaks the store: see the top
+      const uint64_t upto = head_.seq;
+      lock.unlock();
+      Status s = store_->SyncWal();
+      if (!s.ok()) {
+        // Discarding the queue needs the write lock: a producer may be
+        // writing a batch of it.
+        std::lock_guard<std::mutex> w(write_mu_);
+        std::lock_guard<std::mutex> relock(mu_);
+        Break(s, nullptr);
+      }
+      lock.lock();
+      if (!s.ok()) continue;
+      if (durable_seq_.load(std::memory_order_relaxed) < upto) {
+        durable_seq_.store(upto, std::memory_order_release);
+      }
+      // Batches written while the log was being synced keep it unsynced.
+      unsynced_ = head_.seq > durable_seq_.load(std::memory_order_relaxed);
+      if (unsynced_) sync_deadline_ = Clock::now() + options_.group_sync_interval;
+      done_cv_.notify_all();
     }
   }
   done_cv_.notify_all();
 }
 
-Status Writer::WriteBatchOf(std::vector<PendingRecord>* batch, uint64_t first_seq) {
+Status Writer::WriteBatchOf(std::vector<PendingRecord>* batch, uint64_t first_seq, bool sync) {
   thread_local Sha256 sha;
   rocksdb::WriteBatch wb;
   Hash prev = head_.hash;  // only the holder of write_mu_ changes head_
@@ -569,7 +474,7 @@ Status Writer::WriteBatchOf(std::vector<PendingRecord>* batch, uint64_t first_se
   const bool index_now = new_head.seq - indexed_ >= options_.index_batch_records;
   if (index_now) PutPostingBlocks(store_, &postings_, new_head.seq, &wb);
   wb.Put(store_->meta(), kMetaHeadKey, EncodeHead(new_head));
-  if (Status s = store_->Write(&wb, /*sync=*/false); !s.ok()) {
+  if (Status s = store_->Write(&wb, sync); !s.ok()) {
     // The batch is discarded: so are its postings.
     std::erase_if(postings_, [&](const PostingEntry& e) { return e.seq >= first_seq; });
     return s;

@@ -9,7 +9,6 @@
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
-#include <functional>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -30,6 +29,7 @@ struct PendingRecord {
   Hash personal_digest;
   index::IndexEntries index;
   int64_t timestamp_ns = 0;
+  bool sync = false;
   bool awaited = false;  // its producer waits for it (not an async append)
 };
 
@@ -98,15 +98,8 @@ class Writer {
   // that the failed write discarded. FailedPrecondition once stopped.
   Result<Ticket> Submit(std::vector<PendingRecord>* records, Handoff handoff);
   // Waits until record `seq` of `epoch` is written (durable == false) or
-  // fsynced (durable == true): covered by an fsync of the log that started
-  // after the record was written. The store's error if a failed write
-  // discarded it (or, durable, failed before its fsync).
-  //
-  // Batches are written without an fsync; the log is fsynced beside the
-  // writes, one fsync at a time. A written wait never waits for an fsync; a
-  // durable wait that finds none under way runs one itself, covering every
-  // record written so far, and one that finds an fsync under way which does
-  // not cover its record waits for it and joins the next.
+  // fsynced (durable == true). The store's error if a failed write discarded
+  // it (or, durable, failed before its fsync).
   Status Wait(uint64_t seq, uint64_t epoch, bool durable);
   // Waits until everything queued so far is written and fsynced; recovers and
   // reports a discard as Submit does.
@@ -118,37 +111,12 @@ class Writer {
 
   Head head() const;
 
-  // Test only: called around every fsync of the log, with the last record it
-  // covers (`after` only when it succeeded), outside every lock. Set before
-  // the first Submit.
-  struct SyncHooks {
-    std::function<void(uint64_t upto)> before;
-    std::function<void(uint64_t upto)> after;
-  };
-  void SetSyncHooksForTesting(SyncHooks hooks) { sync_hooks_ = std::move(hooks); }
-
  private:
   void Run();
   // Takes the next batch from the queue and writes it; *wrote says whether
-  // there was one. Requires write_mu_, not mu_. `sync_claimed`: the caller
-  // holds the fsync claim (syncing_); otherwise a failed write first waits
-  // for an fsync under way to end.
-  Status WriteQueued(bool* wrote, bool sync_claimed = false);
-  // Writes `batch` (without an fsync) and advances head_. Requires
-  // write_mu_, not mu_.
-  Status WriteBatchOf(std::vector<PendingRecord>* batch, uint64_t first_seq);
-  // Wait for a durable record: leads the next fsync or joins it.
-  Status WaitSynced(uint64_t seq, uint64_t epoch);
-  // Fsyncs the log, covering every record written before it starts, and
-  // publishes durable_seq_; a failure breaks the store (Break). Requires mu_
-  // held by `lock`, the fsync claimed by the caller (syncing_ set by it) and
-  // not write_mu_; unlocks mu_ during the fsync. Ends with EndSync.
-  Status SyncLog(std::unique_lock<std::mutex>* lock);
-  // Releases the fsync claim: wakes durable waiters, and the writer thread if
-  // an fsync of its own is due. Requires mu_.
-  void EndSync();
-  // How a wait for record `seq` of ended epoch `epoch` ends. Requires mu_.
-  Status Ended(uint64_t seq, uint64_t epoch, bool durable) const;
+  // there was one. Requires write_mu_, not mu_.
+  Status WriteQueued(bool* wrote);
+  Status WriteBatchOf(std::vector<PendingRecord>* batch, uint64_t first_seq, bool sync);
   // Writes the postings gathered since the last such write. Requires
   // write_mu_, not mu_.
   Status WritePostings();
@@ -173,8 +141,7 @@ class Writer {
   mutable std::mutex mu_;
   std::condition_variable work_cv_;      // writer waits for records or stop
   std::condition_variable not_full_cv_;  // producers wait for room
-  std::condition_variable done_cv_;      // producers wait for their record's write
-  std::condition_variable sync_cv_;      // producers wait for an fsync
+  std::condition_variable done_cv_;      // producers wait for their record
   std::deque<PendingRecord> queue_;      // guarded by mu_
   uint64_t next_seq_;                    // guarded by mu_: seq of the next Submit
   bool stopping_ = false;                // guarded by mu_
@@ -203,10 +170,6 @@ class Writer {
   std::atomic<uint64_t> durable_seq_;
   // Written but not yet fsynced records exist; fsync them by sync_deadline_.
   bool unsynced_ = false;                              // guarded by mu_
-  // An fsync of the log is claimed: its leader writes the queue, then
-  // fsyncs (SyncLog). Guarded by mu_. One at a time; the fsync runs without
-  // write_mu_, so batches are written meanwhile.
-  bool syncing_ = false;
   std::chrono::steady_clock::time_point sync_deadline_;  // guarded by mu_
   // When the oldest queued record that its producer does not write itself is
   // due to be written; zero when none is queued.
@@ -228,8 +191,6 @@ class Writer {
   std::vector<PendingRecord> batch_;
   std::vector<PostingEntry> postings_;  // of records indexed_+1..head_.seq
   uint64_t indexed_;
-
-  SyncHooks sync_hooks_;
 
   std::thread thread_;
 };

@@ -4,6 +4,7 @@
 
 #include <stdlib.h>
 
+#include <cstdint>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
@@ -23,8 +24,13 @@ inline std::string ReadFile(const std::string& path) {
   return std::string(std::istreambuf_iterator<char>(in), {});
 }
 
-// Replaces a file's bytes; fails the test if they cannot be written.
+// 2026-11-21T12:00:00Z, in ns: the "now" of tests on a ManualClock.
+inline constexpr int64_t kNoon = 1'795'262'400LL * 1'000'000'000;
+
+// Replaces a file's bytes, creating its folders; fails the test if they
+// cannot be written.
 inline void WriteFile(const std::string& path, const std::string& content) {
+  std::filesystem::create_directories(std::filesystem::path(path).parent_path());
   std::ofstream out(path, std::ios::binary | std::ios::trunc);
   out << content;
   ASSERT_TRUE(out.good()) << path;

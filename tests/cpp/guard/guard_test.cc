@@ -13,18 +13,13 @@
 namespace bastion {
 namespace {
 
-constexpr int64_t kNoon = 1'795'262'400LL * 1'000'000'000;  // 2026-11-21T12:00:00Z
-
-void Write(const std::string& path, const std::string& text) {
-  std::filesystem::create_directories(std::filesystem::path(path).parent_path());
-  std::ofstream(path) << text;
-}
+using testing::kNoon;
 
 class GuardTest : public ::testing::Test {
  protected:
   void SetUp() override {
     const std::string dir = tmp_.path();
-    Write(dir + "/policies/redact.lua", R"(
+    testing::WriteFile(dir + "/policies/redact.lua", R"(
 return {
   id = "redact-email",
   before_model = function(call)
@@ -41,7 +36,7 @@ return {
   end,
 }
 )");
-    Write(dir + "/policies/payments.lua", R"(
+    testing::WriteFile(dir + "/policies/payments.lua", R"(
 return {
   id = "payments-need-review",
   after_model = function(call, out)
@@ -51,7 +46,7 @@ return {
   end,
 }
 )");
-    Write(dir + "/policies/approve.lua", R"(
+    testing::WriteFile(dir + "/policies/approve.lua", R"(
 return {
   id = "refunds-need-approval",
   before_tool = function(call)
@@ -60,8 +55,8 @@ return {
   end,
 }
 )");
-    Write(dir + "/prices.yaml", "models:\n  big: {input: 10, output: 30}\n  small: {input: 1, output: 2}\n");
-    Write(dir + "/budgets.yaml", R"(version: 1
+    testing::WriteFile(dir + "/prices.yaml", "models:\n  big: {input: 10, output: 30}\n  small: {input: 1, output: 2}\n");
+    testing::WriteFile(dir + "/budgets.yaml", R"(version: 1
 budgets:
   - id: per-user
     scope: user
@@ -71,7 +66,7 @@ budgets:
       - {at: 50%, action: notify}
       - {at: 60%, action: downgrade, model: small}
 )");
-    Write(dir + "/slos.yaml", R"(version: 1
+    testing::WriteFile(dir + "/slos.yaml", R"(version: 1
 slos:
   - id: models
     match: {kind: model}
@@ -479,7 +474,7 @@ TEST_F(GuardTest, ManyThreadsBeginAndEndConcurrently) {
 
 TEST(GuardOpen, ConfigurationErrorsNameTheFile) {
   testing::TempDir tmp;
-  Write(tmp.Sub("budgets.yaml"), "version: 1\nbudgets:\n  - {id: a, scope: nobody}\n");
+  testing::WriteFile(tmp.Sub("budgets.yaml"), "version: 1\nbudgets:\n  - {id: a, scope: nobody}\n");
   GuardOptions o;
   o.budgets_file = tmp.Sub("budgets.yaml");
   auto g = Guard::Open(o);

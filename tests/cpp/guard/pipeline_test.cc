@@ -14,12 +14,7 @@
 namespace bastion {
 namespace {
 
-constexpr int64_t kNoon = 1'795'262'400LL * 1'000'000'000;  // 2026-11-21T12:00:00Z
-
-void Write(const std::string& path, const std::string& text) {
-  std::filesystem::create_directories(std::filesystem::path(path).parent_path());
-  std::ofstream(path) << text;
-}
+using testing::kNoon;
 
 // Counts what the guard asks of its budgets; refuses every reservation when
 // `refuse` is set.
@@ -68,7 +63,7 @@ class PipelineTest : public ::testing::Test {
  protected:
   void SetUp() override {
     const std::string dir = tmp_.path();
-    Write(dir + "/policies/checks.lua", R"(
+    testing::WriteFile(dir + "/policies/checks.lua", R"(
 return {
   id = "checks",
   before_model = function(call)
@@ -77,7 +72,7 @@ return {
   end,
 }
 )");
-    Write(dir + "/policies/permissions.yaml", R"(version: 1
+    testing::WriteFile(dir + "/policies/permissions.yaml", R"(version: 1
 agents:
   support:
     tools:
@@ -87,15 +82,15 @@ agents:
       - name: refund
         operations: [write]
 )");
-    Write(dir + "/prices.yaml", "models:\n  big: {input: 10, output: 30}\n");
-    Write(dir + "/budgets.yaml", R"(version: 1
+    testing::WriteFile(dir + "/prices.yaml", "models:\n  big: {input: 10, output: 30}\n");
+    testing::WriteFile(dir + "/budgets.yaml", R"(version: 1
 budgets:
   - id: per-user
     scope: user
     limit_usd: 0.10
     window: daily
 )");
-    Write(dir + "/slos.yaml", R"(version: 1
+    testing::WriteFile(dir + "/slos.yaml", R"(version: 1
 slos:
   - id: calls
     match: {kind: "*"}

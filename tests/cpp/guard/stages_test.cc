@@ -9,7 +9,7 @@
 namespace bastion::guard {
 namespace {
 
-constexpr int64_t kNoon = 1'795'262'400LL * 1'000'000'000;  // 2026-11-21T12:00:00Z
+using testing::kNoon;
 
 constexpr char kPolicy[] = R"(
 return {

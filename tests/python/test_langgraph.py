@@ -382,8 +382,10 @@ def test_guard_graph_wraps_every_node_and_subgraphs_inherit_the_run(guard):
 def tool_graph(guard, tools=(lookup_order, issue_refund, delete_user), *, retry=None,
                **settings) -> Any:
     builder = StateGraph(MessagesState)
-    builder.add_node("tools", guarded_tool_node(list(tools), guard, agent_id="support-bot",
-                                                **settings), retry_policy=retry)
+    if "identity" not in settings:
+        settings.setdefault("agent_id", "support-bot")
+    builder.add_node("tools", guarded_tool_node(list(tools), guard, **settings),
+                     retry_policy=retry)
     builder.add_edge(START, "tools")
     builder.add_edge("tools", END)
     return builder.compile(checkpointer=InMemorySaver())
@@ -711,7 +713,7 @@ def test_messages_redacted_once_stay_redacted_in_later_model_calls(guard):
 
 
 def test_redaction_memory_knows_messages_by_id_and_text_and_forgets_the_oldest():
-    from bastion.langgraph import _Redactions
+    from bastion.langgraph.models import _Redactions
 
     memory = _Redactions(size=3)
     a, b, c, d = (HumanMessage(f"{n}@example.com", id=n) for n in "abcd")
@@ -747,13 +749,13 @@ def test_agent_streams_tokens_and_records_the_aggregated_usage(guard):
     assert len(records) == 6
 
 
-def test_streamed_tokens_are_not_redacted_but_the_stored_message_is(guard):
+def test_streamed_tokens_are_redacted_and_the_stored_message_is_what_was_streamed(guard):
     agent, _ = agent_with(guard, [says("Call 555-123-4567 now")])
     streamed = "".join(chunk.content for chunk, meta in agent.stream(
         user("hi"), thread("t-r"), stream_mode="messages") if meta["langgraph_node"] == "model")
-    assert streamed == "Call 555-123-4567 now"
+    assert streamed == "Call [PHONE] now"
     state = agent.get_state(thread("t-r"))
-    assert state.values["messages"][-1].content == "Call [PHONE] now"
+    assert state.values["messages"][-1].content == streamed
 
 
 def test_agent_async(guard):
@@ -1094,3 +1096,65 @@ def test_model_output_held_for_review(tmp_path, verdict):
              status)]
         assert records[2]["attributes"]["stage"] == "output"
         assert records[2]["run_id"] == records[0]["run_id"]
+
+
+# --- the package's shape ------------------------------------------------------
+
+
+def test_every_public_name_is_importable_from_the_package():
+    import bastion.langgraph as lg
+
+    for name in lg.__all__:
+        assert getattr(lg, name) is not None, name
+    from bastion.langgraph import context, middleware, models, nodes, streaming, tools  # noqa
+
+
+def test_identity_is_one_object_and_unknown_keywords_are_named():
+    from bastion.langgraph import Identity
+
+    base = Identity(agent_id="support-bot", tenant_id="acme", attributes={"team": "eu"})
+    assert Identity.of(base, user_id="u-1") == Identity(
+        agent_id="support-bot", tenant_id="acme", user_id="u-1", attributes={"team": "eu"})
+    with pytest.raises(TypeError, match="agent_name"):
+        BastionMiddleware(None, agent_name="x")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="agent_id must be a str"):
+        Identity.of(agent_id=7)
+    with pytest.raises(TypeError, match="agnt_id"):
+        guard_node(None, lambda state: state, agnt_id="x")  # type: ignore[arg-type]
+
+
+def test_an_identity_object_and_keywords_reach_the_records(guard):
+    from bastion.langgraph import Identity
+
+    who = Identity(agent_id="support-bot", agent_role="support", tenant_id="acme")
+    tool_graph(guard, identity=who, user_id="u-9").invoke(
+        asked(call("lookup_order", {"order_id": "A-1"}, "c1")), thread("t-id"))
+    [decision, _outcome] = guard_records(guard)
+    assert (decision["agent_id"], decision["agent_role"], decision["tenant_id"],
+            decision["user_id"]) == ("support-bot", "support", "acme", "u-9")
+
+
+def test_a_guarded_model_keeps_its_guard_when_bound_to_tools(guard):
+    from langchain_core.runnables import RunnableBinding
+
+    from bastion.langgraph import GuardedChatModel, guard_model
+
+    class Bindable(ScriptedChat):
+        def bind_tools(self, tools, **kwargs):
+            return self.bind(tools=[t.name for t in tools], **kwargs)
+
+    llm = guard_model(Bindable(responses=[says("hi")]), guard, agent_id="support-bot")
+    bound = llm.bind_tools([lookup_order], tool_choice="auto")
+    assert isinstance(bound, RunnableBinding) and isinstance(bound.bound, GuardedChatModel)
+    assert bound.kwargs == {"tools": ["lookup_order"], "tool_choice": "auto"}
+    assert bound.invoke("hello").content == "hi"
+    assert [r["action"] for r in guard_records(guard)] == ["model_call", "model_call"]
+    with pytest.raises(TypeError, match="BaseChatModel"):
+        guard_model(lambda x: x, guard)  # type: ignore[arg-type]
+
+
+def test_a_guarded_model_without_a_guard_outside_a_guarded_node_says_so():
+    from bastion.langgraph import guard_model
+
+    with pytest.raises(RuntimeError, match="needs a guard"):
+        guard_model(ScriptedChat(responses=[says("hi")])).invoke("hello")

@@ -20,9 +20,14 @@ SCRIPT = [
     # the agent: an order lookup
     asks(call("lookup_order", {"order_id": "A-1001"}, "call_1")),
     says("It shipped yesterday."),
+    # streaming: a reply with an e-mail address in it
+    says("Write to jane@example.com today."),
     # approvals: a refund
     asks(call("issue_refund", {"order_id": "A-1001", "amount": 25.0}, "call_2")),
     says("Done: $25 refunded."),
+    # approvals kept in the guard: a refund resumed with a persistent checkpointer
+    asks(call("issue_refund", {"order_id": "A-7", "amount": 25.0}, "call_5")),
+    says("Refunded."),
     # denials: a tool no grant covers
     asks(call("delete_customer", {"customer_id": "7"}, "call_3")),
     # plain LangGraph
@@ -38,9 +43,11 @@ tool_call lookup_order allow decision
 tool_call lookup_order modify outcome
 model_call gpt-4o allow decision
 model_call gpt-4o allow outcome
+Write to [EMAIL] today.
 {'order_id': 'A-1001', 'amount': 25.0}
 ['permissions', 'write-approval']
 Refunded $25.00 on order A-1001
+Refunded $25.00 on order A-7
 permissions
 Hello from the small model.
 True

@@ -282,8 +282,7 @@ class GuardedChatModel(BaseChatModel):
         if step is not None:
             await self._alimit()
             return await self._chosen(step, self.inner)._agenerate(messages, stop=stop, **kwargs)
-        flow, step = await asyncio.to_thread(contextvars.copy_context().run, self._standalone,
-                                             messages)
+        flow, step = await asyncio.to_thread(self._standalone, messages)
         if step.result is not None:
             return _result(step.result)
         await self._alimit()
@@ -347,8 +346,7 @@ class GuardedChatModel(BaseChatModel):
         step = _ACTIVE.get()
         flow: ModelFlow | None = None
         if step is None:
-            flow, step = await asyncio.to_thread(contextvars.copy_context().run,
-                                                 self._standalone, messages)
+            flow, step = await asyncio.to_thread(self._standalone, messages)
             if step.result is not None:
                 yield _one_chunk(step.result)
                 return

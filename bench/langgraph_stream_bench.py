@@ -1,6 +1,6 @@
 """What guarding a streamed model call adds, per chunk and to the first token.
 
-    python bench/stream_bench.py [--runs N] [--chunks N] [--durability group|async|sync]
+    python bench/langgraph_stream_bench.py [--runs N] [--chunks N] [--durability group|async|sync]
 
 One run streams a scripted chat model's reply of --chunks chunks (a word
 each, with an e-mail address, a card number and a phone number among them)

@@ -689,6 +689,11 @@ Result<std::unique_ptr<CallJournal>> CallJournal::Open(const std::string& path,
 
 CallJournal::~CallJournal() { (void)Close(); }
 
+Status CallJournal::CheckOpen() const {
+  if (store_) return Status::OK();
+  return Status::FailedPrecondition("the guard is closed (its call journal with it)");
+}
+
 std::string CallJournal::What(const std::string& key) const {
   return path_.empty() ? fmt::format("call journal (in memory), key '{}'", key)
                        : fmt::format("call journal '{}', key '{}'", path_, key);
@@ -697,6 +702,7 @@ std::string CallJournal::What(const std::string& key) const {
 std::vector<std::unique_ptr<CallState>> CallJournal::TakeOpenCalls() { return std::move(open_); }
 
 Result<std::unique_ptr<CallState>> CallJournal::Get(const std::string& key, int64_t now_ns) {
+  BASTION_RETURN_IF_ERROR(CheckOpen());
   std::string value;
   Status got = store_->Get(Key(kCall, key), &value);
   if (got.IsNotFound()) return std::unique_ptr<CallState>();
@@ -714,6 +720,7 @@ Result<std::unique_ptr<CallState>> CallJournal::Get(const std::string& key, int6
 }
 
 Result<std::optional<std::string>> CallJournal::GetMemo(const std::string& key) {
+  BASTION_RETURN_IF_ERROR(CheckOpen());
   std::string value;
   Status got = store_->Get(Key(kMemo, key), &value);
   if (got.IsNotFound()) return std::optional<std::string>();
@@ -722,6 +729,7 @@ Result<std::optional<std::string>> CallJournal::GetMemo(const std::string& key) 
 }
 
 Status CallJournal::Put(const CallState& call, bool sync) {
+  BASTION_RETURN_IF_ERROR(CheckOpen());
   const std::string& key = call.request.idempotency_key;
   Store::Ops ops;
   ops.emplace_back(Key(kCall, key), EncodeCall(call));
@@ -735,10 +743,12 @@ Status CallJournal::Put(const CallState& call, bool sync) {
 }
 
 Status CallJournal::PutMemo(const std::string& key, const std::string& memo, bool sync) {
+  BASTION_RETURN_IF_ERROR(CheckOpen());
   return store_->Write({{Key(kMemo, key), memo}}, sync);
 }
 
 Status CallJournal::MaybePrune(int64_t now_ns) {
+  BASTION_RETURN_IF_ERROR(CheckOpen());
   if (now_ns < next_prune_ns_.load(std::memory_order_relaxed)) return Status::OK();
   return Prune(now_ns);
 }

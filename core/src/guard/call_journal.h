@@ -78,6 +78,7 @@ class CallJournal {
  private:
   CallJournal() = default;
   Status Prune(int64_t now_ns);
+  Status CheckOpen() const;
   std::string What(const std::string& key) const;
 
   std::string path_;

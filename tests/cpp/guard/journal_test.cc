@@ -330,6 +330,12 @@ TEST_F(JournalTest, AKeyReusedForAnotherCallIsRefusedAfterARestart) {
   EXPECT_TRUE(guard_->Begin(model).status().IsInvalidArgument());
 }
 
+TEST_F(JournalTest, AClosedGuardRefusesKeyedCalls) {
+  ASSERT_TRUE(guard_->Close().ok());
+  EXPECT_TRUE(guard_->Begin(Refund("k-closed")).status().IsFailedPrecondition());
+  EXPECT_TRUE(guard_->Remember("k-closed", "x").IsFailedPrecondition());
+}
+
 TEST_F(JournalTest, ACallWithoutAKeyIsNotKept) {
   CallRequest req = Refund("");
   auto begun = guard_->Begin(req);

@@ -49,11 +49,18 @@ CALLS = textwrap.dedent("""
                                  idempotency_key="thread-1/model-1")
 """)
 
+USAGE = {"input_tokens": 1000, "output_tokens": 10, "total_tokens": 1010}
+
 FIRST = CALLS + textwrap.dedent("""
     import sys, bastion
-    guard = bastion.Guard.open(sys.argv[1])
+    guard = bastion.Guard.open(sys.argv[1], budget_flush_interval=float(sys.argv[4]))
     a, b = refund(guard), wire(guard)
     assert a.state == "awaiting_approval" and b.state == "awaiting_approval", (a.state, b.state)
+    if sys.argv[3] in ("approved", "ended"):
+        a.approve("ann"); b.approve("ann")
+    if sys.argv[3] == "ended":
+        a.end("refunded")
+        b.end("sent", usage={"input_tokens": 1000, "output_tokens": 10, "total_tokens": 1010})
     print(b.estimate_usd, flush=True)
     if sys.argv[2] == "exit":
         guard.close()
@@ -75,9 +82,11 @@ def root(tmp_path: Path) -> Path:
     return root
 
 
-def first_process(root: Path, how: str) -> Decimal:
-    """Runs the first process; returns the model call's estimate."""
-    with subprocess.Popen([sys.executable, "-c", FIRST, str(root), how], stdin=subprocess.PIPE,
+def first_process(root: Path, how: str, upto: str = "pending", flush: float = 1.0) -> Decimal:
+    """Runs the first process (its calls left `upto` pending, approved or ended;
+    then it exits or is killed -9); returns the model call's estimate."""
+    with subprocess.Popen([sys.executable, "-c", FIRST, str(root), how, upto, str(flush)],
+                          stdin=subprocess.PIPE,
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                           env=child_env()) as child:
         assert child.stdout is not None and child.stderr is not None
@@ -161,6 +170,38 @@ def test_rejected_in_a_second_process_releases_the_hold(root: Path, how: str) ->
     with bastion.Guard.open(root) as guard:
         assert alice(guard)["spent_usd"] == 0
         assert refund(guard).state == "rejected"
+
+
+@pytest.mark.parametrize("flush", [0.0, 1.0])
+def test_killed_while_the_approved_call_runs(root: Path, flush: float) -> None:
+    estimate = first_process(root, "kill", "approved", flush)
+    with bastion.Guard.open(root) as guard:
+        assert alice(guard)["reserved_usd"] == estimate
+        a, b = refund(guard), wire(guard)
+        assert (a.state, b.state) == ("in_flight", "in_flight")
+        assert b.effect == "allow" and b.resumed
+        a.end("refunded")
+        cost = b.end("sent", usage=USAGE).cost_usd
+        assert alice(guard) == alice(guard) | {"reserved_usd": 0, "spent_usd": cost}
+        assert [p for _, p in shape(guard)] == ["decision", "decision", "approval", "approval",
+                                                "outcome", "outcome"]
+
+
+@pytest.mark.parametrize("flush", [0.0, 1.0])
+def test_killed_right_after_the_end(root: Path, flush: float) -> None:
+    estimate = first_process(root, "kill", "ended", flush)
+    with bastion.Guard.open(root) as guard:
+        a, b = refund(guard), wire(guard)
+        assert (a.state, b.state) == ("ended", "ended")
+        assert b.ended is not None and b.ended.output == "sent"
+        usage = alice(guard)
+        assert usage["reserved_usd"] == 0
+        # Charged once: the settlement when it was saved, else the hold at its
+        # estimate (the budget state lost the settlement, not the hold).
+        expected = b.ended.cost_usd if flush == 0 else usage["spent_usd"]
+        assert usage["spent_usd"] == expected
+        assert usage["spent_usd"] in (b.ended.cost_usd, estimate)
+        assert len(shape(guard)) == 6
 
 
 def test_a_key_reused_for_another_call_is_refused(root: Path) -> None:

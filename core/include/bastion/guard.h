@@ -330,7 +330,8 @@ class Guard {
  private:
   explicit Guard(GuardOptions options);
   Status Restore(std::vector<std::unique_ptr<guard::CallState>> kept);
-  Result<std::optional<BeginResult>> Resume(const CallRequest& request);
+  struct KeyHold;
+  Result<std::optional<BeginResult>> Resume(const CallRequest& request, KeyHold* hold);
   Status Journal(const guard::CallState& call, Durability durability);
 
   GuardOptions options_;

@@ -13,9 +13,11 @@
 #include "bastion/guard.h"
 
 #include <algorithm>
+#include <condition_variable>
 #include <mutex>
 #include <random>
 #include <unordered_map>
+#include <unordered_set>
 
 #include <fmt/format.h>
 
@@ -137,6 +139,11 @@ class Guard::Impl {
   // (key, when over); swept of calls past their retention as it grows.
   std::unordered_map<uint64_t, std::pair<std::string, int64_t>> over;  // GUARDED_BY(mu)
   size_t over_sweep_at = 1024;                                         // GUARDED_BY(mu)
+  // Keys whose call a thread is beginning, or ending or resolving out of
+  // flight: Begin with such a key waits until that thread is done, so two
+  // threads never begin one key twice nor find a call half ended.
+  std::unordered_set<std::string> busy;  // GUARDED_BY(mu)
+  std::condition_variable busy_cv;
 
   // What Begin returns for a call: the decision copied when the call keeps
   // it (a resumed or approved call returns it again), else moved out.
@@ -187,11 +194,15 @@ class Guard::Impl {
     over_sweep_at = std::max<size_t>(1024, 2 * over.size());
   }
 
-  // Takes call `id` out of flight (and its key).
+  // Takes call `id` out of flight (and its key, busy until a KeyHold of it
+  // dies).
   std::unique_ptr<CallState> Take(std::unordered_map<uint64_t, std::unique_ptr<CallState>>::iterator it) {
     std::unique_ptr<CallState> call = std::move(it->second);
     calls.erase(it);
-    if (!call->request.idempotency_key.empty()) by_key.erase(call->request.idempotency_key);
+    if (!call->request.idempotency_key.empty()) {
+      by_key.erase(call->request.idempotency_key);
+      busy.insert(call->request.idempotency_key);
+    }
     return call;
   }
 
@@ -202,6 +213,24 @@ class Guard::Impl {
     }
     const uint64_t id = call->call_id;
     calls.emplace(id, std::move(call));
+  }
+};
+
+// A busy key (Impl::busy), given back when this dies (outside mu).
+struct Guard::KeyHold {
+  Impl* impl = nullptr;
+  std::string key;  // "" = none
+  KeyHold() = default;
+  KeyHold(Impl* i, std::string k) : impl(i), key(std::move(k)) {}
+  KeyHold(const KeyHold&) = delete;
+  KeyHold& operator=(const KeyHold&) = delete;
+  ~KeyHold() {
+    if (key.empty()) return;
+    {
+      std::lock_guard lock(impl->mu);
+      impl->busy.erase(key);
+    }
+    impl->busy_cv.notify_all();
   }
 };
 
@@ -353,11 +382,12 @@ Status Guard::Journal(const CallState& call, Durability durability) {
 
 // The call `request`'s key names, if one is kept: in flight in this process,
 // or over and kept in the journal. nullopt: begin a new call.
-Result<std::optional<BeginResult>> Guard::Resume(const CallRequest& request) {
+Result<std::optional<BeginResult>> Guard::Resume(const CallRequest& request, KeyHold* hold) {
   const std::string& key = request.idempotency_key;
   std::optional<BeginResult> out;
   {
-    std::lock_guard lock(impl_->mu);
+    std::unique_lock lock(impl_->mu);
+    impl_->busy_cv.wait(lock, [&] { return !impl_->busy.contains(key); });
     if (auto it = impl_->by_key.find(key); it != impl_->by_key.end()) {
       auto call = impl_->calls.find(it->second);
       if (call == impl_->calls.end()) {
@@ -365,6 +395,10 @@ Result<std::optional<BeginResult>> Guard::Resume(const CallRequest& request) {
       }
       BASTION_RETURN_IF_ERROR(CheckSameCall(*call->second, request));
       out = Impl::ResumedOf(*call->second);
+    } else {
+      impl_->busy.insert(key);  // this thread finds it in the journal or begins it
+      hold->impl = impl_.get();
+      hold->key = key;
     }
   }
   if (!out) {
@@ -374,12 +408,10 @@ Result<std::optional<BeginResult>> Guard::Resume(const CallRequest& request) {
     CallState& call = **kept;
     BASTION_RETURN_IF_ERROR(CheckSameCall(call, request));
     if (!guard::IsOver(call.phase)) {
-      // Not in flight, yet not over: another thread is ending or resolving
-      // it right now (calls not over are in flight from Open on).
-      return Status::Busy(fmt::format(
-          "the call of idempotency key '{}' is being ended or resolved; begin it again once "
-          "that returns",
-          key));
+      // Calls not over are in flight from Open on, or busy.
+      return Status::Internal(fmt::format(
+          "the call of idempotency key '{}' is kept {} but is not in flight", key,
+          CallPhaseName(call.phase)));
     }
     // Over: returned as it ended, under a new id nothing else has (End and
     // Approve find no call in flight by it).
@@ -398,8 +430,9 @@ Result<BeginResult> Guard::Begin(CallRequest request) {
   if (c.hook != Hook::kBeforeModel && c.hook != Hook::kBeforeTool) {
     return Status::InvalidArgument("Begin takes a before_model or before_tool call");
   }
+  KeyHold hold;  // a new keyed call's key, busy until it is in flight
   if (!request.idempotency_key.empty()) {
-    auto found = Resume(request);
+    auto found = Resume(request, &hold);
     if (!found.ok()) return found.status();
     if (*found) return std::move(**found);
   }
@@ -434,11 +467,12 @@ Result<BeginResult> Guard::Begin(CallRequest request) {
     // approval or a high-risk one at high_risk_durability. A call waiting
     // for a human has its hold saved too, so no crash loses it meanwhile.
     const bool runs = !call->awaiting_approval;
-    if (!runs && budgets_ && !call->hold.reservations.empty()) {
-      BASTION_RETURN_IF_ERROR(budgets_->Flush());
+    Status kept = !runs && budgets_ && !call->hold.reservations.empty() ? budgets_->Flush()
+                                                                         : Status::OK();
+    if (kept.ok()) {
+      kept = Journal(*call, !runs || call->high_risk() ? options_.high_risk_durability
+                                                       : options_.durability);
     }
-    Status kept = Journal(*call, !runs || call->high_risk() ? options_.high_risk_durability
-                                                            : options_.durability);
     if (!kept.ok()) {
       (void)impl_->pipeline->Undo(*call);
       return kept;
@@ -510,6 +544,7 @@ Result<EndResult> Guard::End(uint64_t call_id, const CallOutcome& outcome) {
     }
     call = impl_->Take(it);
   }
+  const KeyHold ending(impl_.get(), call->request.idempotency_key);
   CallState& s = *call;
   // The cost of the outcome, which the slo and budget stages settle with.
   if (outcome.usage) {
@@ -569,6 +604,7 @@ Result<std::string> Guard::ReviewOutput(uint64_t call_id, bool approved,
     }
     call = impl_->Take(it);
   }
+  const KeyHold reviewing(impl_.get(), call->request.idempotency_key);
   const std::string who = reason.empty() ? reviewed_by : reviewed_by + ": " + reason;
   guard::Verdict verdict;
   verdict.approved = approved;
@@ -622,6 +658,7 @@ Result<BeginResult> Guard::Approve(uint64_t call_id, bool approved, const std::s
     }
   }
   if (!approved) {
+    const KeyHold rejecting(impl_.get(), call->request.idempotency_key);
     call->decision.Resolve(false, "approval", verdict.message);
     BASTION_RETURN_IF_ERROR(impl_->pipeline->Resolve(*call, verdict));
     call->phase = CallPhase::kRejected;

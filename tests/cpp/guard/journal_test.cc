@@ -4,6 +4,7 @@
 // the call there.
 #include <filesystem>
 #include <fstream>
+#include <thread>
 
 #include <gtest/gtest.h>
 #include <rocksdb/db.h>
@@ -328,6 +329,30 @@ TEST_F(JournalTest, AKeyReusedForAnotherCallIsRefusedAfterARestart) {
   testing::ExpectMentions(refused.status(), "k-1");
   CallRequest model = Wire("k-1");
   EXPECT_TRUE(guard_->Begin(model).status().IsInvalidArgument());
+}
+
+// Threads beginning one key at once get one call between them: one begins
+// it, the others find it (none begins it a second time).
+TEST_F(JournalTest, ConcurrentBeginsOfOneKeyBeginOneCall) {
+  for (const char* tool : {"refund", "drop_table"}) {  // pending, denied
+    SCOPED_TRACE(tool);
+    CallRequest req = Refund(std::string("k-race-") + tool);
+    req.call.tool = tool;
+    std::vector<Result<BeginResult>> results(8, Status::Internal("not run"));
+    std::vector<std::thread> threads;
+    for (size_t i = 0; i < results.size(); ++i) {
+      threads.emplace_back([&, i] { results[i] = guard_->Begin(req); });
+    }
+    for (std::thread& t : threads) t.join();
+    int begun = 0;
+    for (const auto& r : results) {
+      ASSERT_TRUE(r.ok()) << r.status().ToString();
+      begun += r->resumed ? 0 : 1;
+      EXPECT_EQ(r->record_seq, results[0]->record_seq);
+    }
+    EXPECT_EQ(begun, 1);
+  }
+  EXPECT_EQ(Records().size(), 2u);
 }
 
 TEST_F(JournalTest, AClosedGuardRefusesKeyedCalls) {

@@ -56,6 +56,15 @@
 // output (End returns a withheld notice and awaiting_approval) until
 // ReviewOutput records the verdict and releases it or keeps it back.
 //
+// Idempotency keys: a call begun with CallRequest::idempotency_key is kept in
+// the call journal (GuardOptions::calls_path, or memory) from Begin until its
+// retention after it is over. Begin with the key returns it where it stands
+// (BeginResult::resumed, ::state, ::ended, ::memo): no new decision record, no
+// new reservation, in this process or in one that reopens the same journal
+// (its pending calls come back in flight at Open; their budget holds are
+// adopted, not charged as abandoned). Remember keeps an opaque memo with it.
+// docs/architecture.md#the-call-journal.
+//
 // Time: one clock (GuardOptions::clock) drives budgets, SLOs, the policies'
 // rate limits and counters, record timestamps and the default latency.
 //

@@ -236,3 +236,20 @@ def test_the_journal_lives_where_it_is_told(root: Path, tmp_path: Path) -> None:
     assert (elsewhere / "CURRENT").exists() and not (root / "calls").exists()
     with pytest.raises(bastion.InvalidArgumentError, match="idempotency_retention"):
         bastion.Guard.open(root, idempotency_retention=-1)
+
+
+def test_without_a_directory_the_journal_lives_in_memory(root: Path) -> None:
+    with bastion.Guard.open(None, policies=root / "policies") as guard:
+        a = refund(guard)
+        a.approve("ann")
+        a.end("refunded")
+        assert a.state == "ended"
+        a.remember("the tool message")
+        again = refund(guard)
+        assert again.resumed and again.state == "ended" and again.memo == "the tool message"
+        assert again.ended is not None and again.ended.output == "refunded"
+        assert again.id != a.id
+        with pytest.raises(bastion.NotFoundError):
+            again.end("twice")
+    with bastion.Guard.open(None, policies=root / "policies") as guard:
+        assert not refund(guard).resumed   # another process's memory

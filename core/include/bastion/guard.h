@@ -164,7 +164,9 @@ struct GuardOptions {
   std::string calls_path;
   // How long an ended keyed call (ended, denied, rejected, its output
   // reviewed) stays findable by its key; after that, Begin with the key
-  // begins a new call. Calls not ended are kept until they end.
+  // begins a new call (0: as soon as it is over). Calls not over are kept
+  // until they are. Default 24 hours: a graph resumed the next day still
+  // finds its calls, and the journal holds about a day of keyed calls.
   int64_t idempotency_retention_ns = 24LL * 3600 * 1'000'000'000;
 };
 

@@ -125,7 +125,9 @@ class PyGuardedCall {
       py::gil_scoped_release release;
       return guard_->End(begun_.call_id, o);
     }();
-    return {Unwrap(std::move(r))};
+    PyCallEnd out{Unwrap(std::move(r))};
+    begun_.state = out.end.awaiting_approval ? CallPhase::kAwaitingReview : CallPhase::kEnded;
+    return out;
   }
   void Resolve(bool approved, const std::string& by, const std::string& reason) {
     if (by.empty()) ThrowInvalid("an approval must name who decided (approved_by)");
@@ -142,7 +144,19 @@ class PyGuardedCall {
       py::gil_scoped_release release;
       return guard_->ReviewOutput(begun_.call_id, approved, by, reason);
     }();
-    return Unwrap(std::move(r));
+    std::string shown = Unwrap(std::move(r));
+    begun_.state = CallPhase::kEnded;
+    return shown;
+  }
+
+  void Remember(std::string memo) {
+    Status s;
+    {
+      py::gil_scoped_release release;
+      s = guard_->Remember(begun_.call_id, memo);
+    }
+    ThrowIfError(s);
+    begun_.memo = std::move(memo);
   }
   const BeginResult& begun() const { return begun_; }
   bool model_call() const { return model_call_; }
@@ -165,7 +179,9 @@ class PyGuard {
                                        const std::string& durability,
                                        const std::string& high_risk_durability,
                                        py::object clock, int64_t default_max_output_tokens,
-                                       bool deny_unpriced_budgeted_calls) {
+                                       bool deny_unpriced_budgeted_calls,
+                                       const std::string& calls_path,
+                                       double idempotency_retention) {
     GuardOptions o;
     o.policy_dir = policy_dir;
     o.pricing_files = std::move(pricing_files);
@@ -180,6 +196,13 @@ class PyGuard {
     if (default_max_output_tokens <= 0) ThrowInvalid("default_max_output_tokens must be > 0");
     o.default_max_output_tokens = default_max_output_tokens;
     o.deny_unpriced_budgeted_calls = deny_unpriced_budgeted_calls;
+    o.calls_path = calls_path;
+    if (!(idempotency_retention >= 0 && idempotency_retention < 9e9)) {
+      ThrowInvalid(fmt::format(
+          "idempotency_retention must be a non-negative number of seconds, got {}",
+          idempotency_retention));
+    }
+    o.idempotency_retention_ns = static_cast<int64_t>(idempotency_retention * 1e9);
     Result<std::unique_ptr<Guard>> r = [&] {
       py::gil_scoped_release release;
       return Guard::Open(std::move(o));
@@ -343,6 +366,17 @@ void RegisterGuard(py::module_& m) {
       .def_property_readonly("budget_alerts",
                              [](const PyGuardedCall& c) { return BudgetAlertList(c.begun().budget_alerts); })
       .def_property_readonly("record_seq", [](const PyGuardedCall& c) { return c.begun().record_seq; })
+      .def_property_readonly(
+          "state", [](const PyGuardedCall& c) { return std::string(CallPhaseName(c.begun().state)); })
+      .def_property_readonly("memo", [](const PyGuardedCall& c) { return c.begun().memo; })
+      .def_property_readonly("ended",
+                             [](const PyGuardedCall& c) -> py::object {
+                               if (!c.begun().ended) return py::none();
+                               return py::cast(PyCallEnd{*c.begun().ended});
+                             })
+      .def("remember", &PyGuardedCall::Remember, py::arg("memo"),
+           "Keeps `memo` with the call's idempotency key: a later begin with the key "
+           "(after a restart too) returns it as `memo`.")
       .def("chunk", &PyGuardedCall::Chunk, py::arg("text"),
            "Checks a streamed piece of output: (stop, text as it may be shown).")
       .def(
@@ -384,7 +418,8 @@ void RegisterGuard(py::module_& m) {
                   py::arg("ledger_path"), py::arg("state_path"),
                   py::arg("budget_flush_interval"), py::arg("durability"),
                   py::arg("high_risk_durability"), py::arg("clock"),
-                  py::arg("default_max_output_tokens"), py::arg("deny_unpriced_budgeted_calls"))
+                  py::arg("default_max_output_tokens"), py::arg("deny_unpriced_budgeted_calls"),
+                  py::arg("calls_path") = "", py::arg("idempotency_retention") = 86400.0)
       .def("record", &PyGuard::AppendRecord, py::arg("record") = py::none())
       .def_property_readonly("budgets", &PyGuard::budgets)
       .def_property_readonly("slos", &PyGuard::slos)

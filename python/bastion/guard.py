@@ -19,6 +19,8 @@ A guard directory holds (each part optional):
     slos.yaml       SLOs (none when missing)
     ledger/         the audit ledger (created)
     state/          budget state (created)
+    calls/          the call journal: calls begun with an idempotency key
+                    (created; see docs/architecture.md, "The call journal")
 """
 
 from __future__ import annotations
@@ -129,6 +131,8 @@ class Guard:
         clock: ManualClock | None = None,
         default_max_output_tokens: int = 1024,
         deny_unpriced_budgeted_calls: bool = True,
+        calls: PathLike | None = None,
+        idempotency_retention: float = 86400.0,
     ) -> Guard:
         """Opens a guard on the directory `path` (created if missing); explicit
         arguments override the files found there. Without `path` and `ledger`,
@@ -137,9 +141,13 @@ class Guard:
         is admitted (see docs/cost.md, "Guarantees: budgets across a crash").
         `clock` (a ManualClock) is the one clock of the guard: budgets, SLOs,
         the policies' rate limits and counters, record times and default
-        latencies."""
+        latencies. `calls` is the call journal (default: <path>/calls; in
+        memory without `path`): a call begun with an idempotency key is kept
+        there, so that a guard reopened on the same directory (another
+        process) resumes it; an ended one is kept `idempotency_retention`
+        seconds (default 24 h)."""
         named = [("path", path), ("policies", policies), ("budgets", budgets), ("slos", slos),
-                 ("ledger", ledger), ("state", state)]
+                 ("ledger", ledger), ("state", state), ("calls", calls)]
         named += [(f"pricing[{i}]", p) for i, p in enumerate(pricing or [])]
         for name, value in named:
             if value is not None and b"\0" in os.fsencode(value):
@@ -169,6 +177,7 @@ class Guard:
         slos_file = slos if slos is not None else found("slos.yaml")
         ledger_path = ledger if ledger is not None else (root / "ledger" if root else None)
         state_path = state if state is not None else (root / "state" if root else None)
+        calls_path = calls if calls is not None else (root / "calls" if root else None)
         core = _Guard._open(
             policy_dir=str(policy_dir),
             pricing_files=pricing_files,
@@ -183,6 +192,8 @@ class Guard:
             clock=clock,
             default_max_output_tokens=default_max_output_tokens,
             deny_unpriced_budgeted_calls=deny_unpriced_budgeted_calls,
+            calls_path=str(calls_path) if calls_path is not None else "",
+            idempotency_retention=idempotency_retention,
         )
         return cls(core, root, str(ledger_path) if ledger_path is not None else "")
 

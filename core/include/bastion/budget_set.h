@@ -148,6 +148,9 @@ struct RestoreReport {
   // Budgets whose saved state was not restored: the id is no longer
   // configured, or its scope or window changed. One message each.
   std::vector<std::string> dropped;
+  // The reservations of Options::adopt found outstanding, left outstanding
+  // for their owner to settle or release: (budget id, reservation id).
+  std::vector<std::pair<std::string, uint64_t>> adopted;
 };
 
 class BudgetSet {
@@ -171,6 +174,13 @@ class BudgetSet {
     //      up to that much more than the limit.
     // Close() and the destructor save everything in either mode.
     int64_t flush_interval_ns = 1'000'000'000;
+    // Reservations whose calls outlive the process that made them (a guard's
+    // journaled calls, resumed after a restart): when the saved state holds
+    // one outstanding (same budget, id, key, estimate and time), it stays
+    // outstanding for its owner to Settle or Release, instead of being
+    // charged as abandoned. One the saved state does not hold (already
+    // settled or released, or never saved) is not in RestoreReport::adopted.
+    std::vector<Reservation> adopt;
   };
 
   // Registers every budget of `config` and restores saved state. Errors:

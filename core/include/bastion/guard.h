@@ -56,6 +56,15 @@
 // output (End returns a withheld notice and awaiting_approval) until
 // ReviewOutput records the verdict and releases it or keeps it back.
 //
+// Idempotency keys: a call begun with CallRequest::idempotency_key is kept in
+// the call journal (GuardOptions::calls_path, or memory) from Begin until its
+// retention after it is over. Begin with the key returns it where it stands
+// (BeginResult::resumed, ::state, ::ended, ::memo): no new decision record, no
+// new reservation, in this process or in one that reopens the same journal
+// (its pending calls come back in flight at Open; their budget holds are
+// adopted, not charged as abandoned). Remember keeps an opaque memo with it.
+// docs/architecture.md#the-call-journal.
+//
 // Time: one clock (GuardOptions::clock) drives budgets, SLOs, the policies'
 // rate limits and counters, record timestamps and the default latency.
 //
@@ -85,6 +94,10 @@
 #include "bastion/status.h"
 
 namespace bastion {
+
+namespace guard {
+struct CallState;
+}  // namespace guard
 
 struct GuardOptions {
   // --- configuration (each optional; empty = that part is off) ---
@@ -142,6 +155,19 @@ struct GuardOptions {
   // Measure the time of every stage (Guard::StageTimings): two clock reads a
   // stage; off by default.
   bool time_stages = false;
+
+  // --- the call journal (docs/architecture.md#the-call-journal) ---
+  // Where calls begun with an idempotency key are kept (RocksDB, created
+  // when missing); "" = in this process's memory only. A guard reopened over
+  // the same calls_path finds every kept call again: Begin with its key
+  // resumes it where it stood. Calls without a key are never journaled.
+  std::string calls_path;
+  // How long an ended keyed call (ended, denied, rejected, its output
+  // reviewed) stays findable by its key; after that, Begin with the key
+  // begins a new call (0: as soon as it is over). Calls not over are kept
+  // until they are. Default 24 hours: a graph resumed the next day still
+  // finds its calls, and the journal holds about a day of keyed calls.
+  int64_t idempotency_retention_ns = 24LL * 3600 * 1'000'000'000;
 };
 
 // Where a guard's calls spent their time, per stage and phase.
@@ -161,36 +187,29 @@ struct CallRequest {
   std::optional<int64_t> max_output_tokens;
   std::string parent_span_id;
   std::string request_id;
-  // Same key, same call: while a call with this key is begun and not ended
-  // (e.g. waiting for approval), Begin returns it again instead of checking
-  // and recording anew, so a re-executed step is never charged or recorded
-  // twice. A key reused for a different call (another hook, tool, operation,
-  // resource, agent or model) is InvalidArgument. "" = no key. Keys live in
-  // this process only.
+  // Same key, same call: Begin with the key of a call begun before (waiting
+  // for approval, in flight, ended, denied or rejected; in this process or,
+  // with GuardOptions::calls_path, before a restart) returns that call again
+  // (BeginResult::resumed, ::state) instead of checking and recording anew,
+  // so a re-executed step is never charged or recorded twice. An ended call
+  // is kept for GuardOptions::idempotency_retention_ns. A key reused for a
+  // different call (another hook, tool, operation, resource, agent or model)
+  // is InvalidArgument. "" = no key (nothing is kept).
   std::string idempotency_key;
 };
 
-struct BeginResult {
-  uint64_t call_id = 0;
-  Decision decision;
-  bool resumed = false;  // an existing call returned for its idempotency_key
-  // What to call: the model after any downgrade (policy, SLO, budget), and the
-  // input after redactions.
-  std::string model;
-  std::string input;
-  std::string trace_id, span_id;
-  int64_t estimate_nanousd = 0;
-  std::vector<AlertEvent> budget_alerts;
-  uint64_t record_seq = 0;  // the decision record; 0 without a ledger
+// Where a call stands, as its idempotency key finds it.
+enum class CallPhase : uint8_t {
+  kAwaitingApproval,  // require_approval: Approve resolves it
+  kInFlight,          // allowed, or approved: End it after the call
+  kAwaitingReview,    // ended; an after_* policy holds its output (ReviewOutput)
+  kEnded,             // ended (its output shown, withheld, or reviewed)
+  kDenied,            // denied at Begin: nothing ran
+  kRejected,          // a human rejected it: nothing ran
 };
-
-struct CallOutcome {
-  std::string output;
-  std::optional<Usage> usage;  // tool calls usually have none
-  bool ok = true;              // false: the call itself failed
-  std::string error_class;     // when !ok, e.g. "timeout", "upstream_5xx"
-  std::optional<int64_t> latency_ns;  // default: since Begin
-};
+// "awaiting_approval", "in_flight", "awaiting_review", "ended", "denied",
+// "rejected".
+std::string_view CallPhaseName(CallPhase phase);
 
 struct EndResult {
   Decision decision;   // the after_* hook's
@@ -207,6 +226,38 @@ struct EndResult {
   std::vector<AlertEvent> budget_alerts;
   std::vector<SloEvent> slo_events;
   uint64_t record_seq = 0;
+};
+
+struct BeginResult {
+  uint64_t call_id = 0;
+  Decision decision;
+  bool resumed = false;  // an existing call returned for its idempotency_key
+  // What to call: the model after any downgrade (policy, SLO, budget), and the
+  // input after redactions.
+  std::string model;
+  std::string input;
+  std::string trace_id, span_id;
+  int64_t estimate_nanousd = 0;
+  std::vector<AlertEvent> budget_alerts;
+  uint64_t record_seq = 0;  // the decision record; 0 without a ledger
+  // Where the call stands now. A resumed call's decision, model, input, ids,
+  // estimate and record_seq are those it was begun with (its decision as
+  // resolved once approved or rejected); budget_alerts are not repeated.
+  CallPhase state = CallPhase::kInFlight;
+  // What Remember kept for the call's key, if anything.
+  std::optional<std::string> memo;
+  // The call ended (kAwaitingReview, kEnded): its end as End returned it;
+  // once reviewed, `output` is what ReviewOutput returned and
+  // awaiting_approval is false. budget_alerts and slo_events are not kept.
+  std::optional<EndResult> ended;
+};
+
+struct CallOutcome {
+  std::string output;
+  std::optional<Usage> usage;  // tool calls usually have none
+  bool ok = true;              // false: the call itself failed
+  std::string error_class;     // when !ok, e.g. "timeout", "upstream_5xx"
+  std::optional<int64_t> latency_ns;  // default: since Begin
 };
 
 struct ChunkResult {
@@ -253,6 +304,16 @@ class Guard {
   // output awaiting review), or NotFound.
   Result<uint64_t> FindByKey(const std::string& idempotency_key);
 
+  // Keeps `memo` (opaque to the guard: e.g. the serialized result a
+  // re-executed step returns without running the tool again) with a keyed
+  // call, replacing an earlier memo; Begin with the key returns it
+  // (BeginResult::memo) for as long as the call is kept, after a restart too.
+  // Written before it returns (as durable as the call's journal entry).
+  // NotFound: no call with that key is kept (or, by id, the call is unknown
+  // to this process); FailedPrecondition: the call has no idempotency key.
+  Status Remember(uint64_t call_id, std::string memo);
+  Status Remember(const std::string& idempotency_key, std::string memo);
+
   // Appends a free-standing record (e.g. a run start) with the guard's policy
   // version filled in.
   Result<uint64_t> AppendRecord(bastion::Record record);
@@ -279,6 +340,10 @@ class Guard {
 
  private:
   explicit Guard(GuardOptions options);
+  Status Restore(std::vector<std::unique_ptr<guard::CallState>> kept);
+  struct KeyHold;
+  Result<std::optional<BeginResult>> Resume(const CallRequest& request, KeyHold* hold);
+  Status Journal(const guard::CallState& call, Durability durability);
 
   GuardOptions options_;
   std::shared_ptr<const Clock> clock_;

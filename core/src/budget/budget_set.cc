@@ -384,7 +384,18 @@ Result<std::unique_ptr<BudgetSet>> BudgetSet::Open(BudgetConfig config, Options 
     }
     // The calls behind outstanding reservations died with the process that
     // made them: charge their estimates to the windows they were made in.
+    int64_t abandoned = 0;
     for (const auto& o : snap.outstanding) {
+      const auto& adopt = set->options_.adopt;
+      if (std::any_of(adopt.begin(), adopt.end(), [&](const Reservation& a) {
+            return a.id == o.id && a.budget_id == id && a.key == o.key &&
+                   a.estimate_nanousd == o.estimate_nanousd &&
+                   a.reserved_at_ns == o.reserved_at_ns;
+          })) {
+        set->restored_.adopted.emplace_back(id, o.id);
+        continue;
+      }
+      ++abandoned;
       Reservation r;
       r.id = o.id;
       r.budget_id = id;
@@ -397,7 +408,7 @@ Result<std::unique_ptr<BudgetSet>> BudgetSet::Open(BudgetConfig config, Options 
       ++set->restored_.abandoned_reservations;
       set->restored_.abandoned_nanousd += o.estimate_nanousd;
     }
-    if (!snap.outstanding.empty()) set->changes_[*index].fetch_add(1);
+    if (abandoned > 0) set->changes_[*index].fetch_add(1);
     ++set->restored_.budgets_restored;
   }
   if (set->options_.flush_interval_ns > 0) {

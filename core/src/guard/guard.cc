@@ -5,16 +5,24 @@
 // or remove an entry: the stages (policy evaluation, pricing, budgets, SLOs
 // and ledger appends) all run outside it. A call's state is allocated once
 // at Begin and handed from stage to stage, never copied.
+//
+// A call with an idempotency key is also kept in the call journal
+// (guard/call_journal.h), written by the thread working on the call after
+// each lifecycle step and before the step returns; calls not over are read
+// back into flight when the guard opens.
 #include "bastion/guard.h"
 
 #include <algorithm>
+#include <condition_variable>
 #include <mutex>
 #include <random>
 #include <unordered_map>
+#include <unordered_set>
 
 #include <fmt/format.h>
 
 #include "bastion/policy_state.h"
+#include "guard/call_journal.h"
 #include "guard/stage.h"
 #include "util/path_arg.h"
 
@@ -47,7 +55,36 @@ std::string RandomHex(int words) {
 std::string NewTraceId() { return RandomHex(2); }
 std::string NewSpanId() { return RandomHex(1); }
 
+// A key reused for another call: InvalidArgument naming both.
+Status CheckSameCall(const guard::CallState& f, const CallRequest& request) {
+  const CallInfo& was = f.request.call;
+  const CallInfo& c = request.call;
+  const bool model = c.hook == Hook::kBeforeModel;
+  if (f.model_call != model || was.tool != c.tool || was.operation != c.operation ||
+      was.resource_id != c.resource_id || was.agent_id != c.agent_id ||
+      (model && was.model != c.model && f.requested_model.value_or(was.model) != c.model)) {
+    return Status::InvalidArgument(fmt::format(
+        "idempotency key '{}' belongs to call {} ({} '{}'), not to this {} call",
+        request.idempotency_key, f.call_id, f.model_call ? "model" : "tool",
+        f.model_call ? f.requested_model.value_or(was.model) : was.tool,
+        model ? "model" : "tool"));
+  }
+  return Status::OK();
+}
+
 }  // namespace
+
+std::string_view CallPhaseName(CallPhase phase) {
+  switch (phase) {
+    case CallPhase::kAwaitingApproval: return "awaiting_approval";
+    case CallPhase::kInFlight: return "in_flight";
+    case CallPhase::kAwaitingReview: return "awaiting_review";
+    case CallPhase::kEnded: return "ended";
+    case CallPhase::kDenied: return "denied";
+    case CallPhase::kRejected: return "rejected";
+  }
+  return "unknown";
+}
 
 namespace guard {
 
@@ -97,6 +134,17 @@ class Guard::Impl {
   std::atomic<uint64_t> next_id{1};
   bool closed = false;  // GUARDED_BY(mu)
 
+  std::unique_ptr<guard::CallJournal> journal;
+  // Keyed calls over in this process, by id: what Remember(call_id) finds
+  // (key, when over); swept of calls past their retention as it grows.
+  std::unordered_map<uint64_t, std::pair<std::string, int64_t>> over;  // GUARDED_BY(mu)
+  size_t over_sweep_at = 1024;                                         // GUARDED_BY(mu)
+  // Keys whose call a thread is beginning, or ending or resolving out of
+  // flight: Begin with such a key waits until that thread is done, so two
+  // threads never begin one key twice nor find a call half ended.
+  std::unordered_set<std::string> busy;  // GUARDED_BY(mu)
+  std::condition_variable busy_cv;
+
   // What Begin returns for a call: the decision copied when the call keeps
   // it (a resumed or approved call returns it again), else moved out.
   static BeginResult ResultOf(CallState& call, bool keep_decision) {
@@ -110,14 +158,51 @@ class Guard::Impl {
         .estimate_nanousd = call.estimate_nanousd,
         .budget_alerts = call.hold.alerts,
         .record_seq = call.record_seq,
+        .state = call.phase,
+        .memo = std::nullopt,
+        .ended = std::nullopt,
     };
   }
 
-  // Takes call `id` out of flight (and its key).
+  // What Begin returns for a call its key found: as begun (its decision as
+  // resolved), where it stands now, and how it ended.
+  static BeginResult ResumedOf(CallState& call) {
+    BeginResult out = ResultOf(call, /*keep_decision=*/true);
+    out.resumed = true;
+    out.budget_alerts.clear();
+    if (call.phase == CallPhase::kAwaitingReview || call.phase == CallPhase::kEnded) {
+      EndResult& end = out.ended.emplace(call.ended);
+      if (call.output_held) {
+        end.held_output = call.held_output;
+        if (call.phase == CallPhase::kEnded) {  // reviewed
+          end.output = call.reviewed_output;
+          end.awaiting_approval = false;
+          end.withheld = end.output != call.held_output;
+        }
+      }
+    }
+    return out;
+  }
+
+  // Remembers a keyed call now over, for Remember(call_id).
+  void Over(const CallState& call) {
+    std::lock_guard lock(mu);
+    over[call.call_id] = {call.request.idempotency_key, call.ended_ns};
+    if (over.size() < over_sweep_at) return;
+    const int64_t cutoff = call.ended_ns - journal->retention_ns();
+    std::erase_if(over, [&](const auto& e) { return e.second.second <= cutoff; });
+    over_sweep_at = std::max<size_t>(1024, 2 * over.size());
+  }
+
+  // Takes call `id` out of flight (and its key, busy until a KeyHold of it
+  // dies).
   std::unique_ptr<CallState> Take(std::unordered_map<uint64_t, std::unique_ptr<CallState>>::iterator it) {
     std::unique_ptr<CallState> call = std::move(it->second);
     calls.erase(it);
-    if (!call->request.idempotency_key.empty()) by_key.erase(call->request.idempotency_key);
+    if (!call->request.idempotency_key.empty()) {
+      by_key.erase(call->request.idempotency_key);
+      busy.insert(call->request.idempotency_key);
+    }
     return call;
   }
 
@@ -128,6 +213,24 @@ class Guard::Impl {
     }
     const uint64_t id = call->call_id;
     calls.emplace(id, std::move(call));
+  }
+};
+
+// A busy key (Impl::busy), given back when this dies (outside mu).
+struct Guard::KeyHold {
+  Impl* impl = nullptr;
+  std::string key;  // "" = none
+  KeyHold() = default;
+  KeyHold(Impl* i, std::string k) : impl(i), key(std::move(k)) {}
+  KeyHold(const KeyHold&) = delete;
+  KeyHold& operator=(const KeyHold&) = delete;
+  ~KeyHold() {
+    if (key.empty()) return;
+    {
+      std::lock_guard lock(impl->mu);
+      impl->busy.erase(key);
+    }
+    impl->busy_cv.notify_all();
   }
 };
 
@@ -142,7 +245,8 @@ Result<std::unique_ptr<Guard>> Guard::Open(GuardOptions options) {
                                    {&o.budgets_file, "budgets_file"},
                                    {&o.slos_file, "slos_file"},
                                    {&o.ledger_path, "ledger_path"},
-                                   {&o.state_path, "state_path"}}) {
+                                   {&o.state_path, "state_path"},
+                                   {&o.calls_path, "calls_path"}}) {
     BASTION_RETURN_IF_ERROR(CheckPathArgument(*path, name, /*allow_empty=*/true));
   }
   for (size_t i = 0; i < o.pricing_files.size(); ++i) {
@@ -156,6 +260,13 @@ Result<std::unique_ptr<Guard>> Guard::Open(GuardOptions options) {
   }
   guard->clock_ = o.clock ? o.clock : std::make_shared<WallClock>();
   auto clock = guard->clock_;
+
+  // The journal first: the budget state adopts the holds of its calls.
+  auto journal = guard::CallJournal::Open(o.calls_path, o.idempotency_retention_ns,
+                                          clock->NowNs());
+  if (!journal.ok()) return journal.status();
+  guard->impl_->journal = std::move(*journal);
+  std::vector<std::unique_ptr<CallState>> kept = guard->impl_->journal->TakeOpenCalls();
 
   if (!o.policy_dir.empty()) {
     auto engine = PolicyEngine::Load(o.policy_dir);
@@ -179,6 +290,10 @@ Result<std::unique_ptr<Guard>> Guard::Open(GuardOptions options) {
     bo.clock = [clock] { return clock->NowNs(); };
     bo.state_path = o.state_path;
     bo.flush_interval_ns = o.budget_flush_interval_ns;
+    for (const auto& call : kept) {
+      bo.adopt.insert(bo.adopt.end(), call->hold.reservations.begin(),
+                      call->hold.reservations.end());
+    }
     auto set = BudgetSet::Open(std::move(*config), bo);
     if (!set.ok()) return set.status();
     guard->budgets_ = std::move(*set);
@@ -219,7 +334,36 @@ Result<std::unique_ptr<Guard>> Guard::Open(GuardOptions options) {
   auto pipeline = guard::Pipeline::Build(o.stages, ctx, o.time_stages);
   if (!pipeline.ok()) return pipeline.status();
   guard->impl_->pipeline = std::move(*pipeline);
+  BASTION_RETURN_IF_ERROR(guard->Restore(std::move(kept)));
   return guard;
+}
+
+// Calls the journal kept not over go back into flight under new ids. A hold
+// is settled or released only where the budget state still holds it
+// outstanding (adopted): one it lost, or one already settled before the
+// crash, is never charged again.
+Status Guard::Restore(std::vector<std::unique_ptr<guard::CallState>> kept) {
+  for (auto& call : kept) {
+    call->call_id = impl_->next_id.fetch_add(1, std::memory_order_relaxed);
+    call->journaled = true;
+    call->awaiting_approval = call->phase == CallPhase::kAwaitingApproval;
+    call->output_held = call->phase == CallPhase::kAwaitingReview;
+    std::vector<Reservation>& held = call->hold.reservations;
+    if (!held.empty() && (budgets_ || !budget_backend_)) {
+      const size_t before = held.size();
+      std::erase_if(held, [&](const Reservation& r) {
+        if (!budgets_) return true;
+        const auto& adopted = budgets_->restored().adopted;
+        return std::find(adopted.begin(), adopted.end(), std::pair{r.budget_id, r.id}) ==
+               adopted.end();
+      });
+      if (held.size() != before) {
+        BASTION_RETURN_IF_ERROR(impl_->journal->Put(*call, /*sync=*/false));
+      }
+    }
+    impl_->Put(std::move(call));
+  }
+  return Status::OK();
 }
 
 Result<uint64_t> Guard::AppendRecord(bastion::Record record) {
@@ -231,30 +375,66 @@ Result<uint64_t> Guard::AppendRecord(bastion::Record record) {
 
 std::vector<StageTiming> Guard::StageTimings() const { return impl_->pipeline->Timings(); }
 
+Status Guard::Journal(const CallState& call, Durability durability) {
+  BASTION_RETURN_IF_ERROR(impl_->journal->Put(call, durability == Durability::kSync));
+  return impl_->journal->MaybePrune(clock_->NowNs());
+}
+
+// The call `request`'s key names, if one is kept: in flight in this process,
+// or over and kept in the journal. nullopt: begin a new call.
+Result<std::optional<BeginResult>> Guard::Resume(const CallRequest& request, KeyHold* hold) {
+  const std::string& key = request.idempotency_key;
+  std::optional<BeginResult> out;
+  {
+    std::unique_lock lock(impl_->mu);
+    impl_->busy_cv.wait(lock, [&] { return !impl_->busy.contains(key); });
+    if (auto it = impl_->by_key.find(key); it != impl_->by_key.end()) {
+      auto call = impl_->calls.find(it->second);
+      if (call == impl_->calls.end()) {
+        return Status::Internal(fmt::format("idempotency key '{}' names no call", key));
+      }
+      BASTION_RETURN_IF_ERROR(CheckSameCall(*call->second, request));
+      out = Impl::ResumedOf(*call->second);
+    } else {
+      impl_->busy.insert(key);  // this thread finds it in the journal or begins it
+      hold->impl = impl_.get();
+      hold->key = key;
+    }
+  }
+  if (!out) {
+    auto kept = impl_->journal->Get(key, clock_->NowNs());
+    if (!kept.ok()) return kept.status();
+    if (*kept == nullptr) return out;
+    CallState& call = **kept;
+    BASTION_RETURN_IF_ERROR(CheckSameCall(call, request));
+    if (!guard::IsOver(call.phase)) {
+      // Calls not over are in flight from Open on, or busy.
+      return Status::Internal(fmt::format(
+          "the call of idempotency key '{}' is kept {} but is not in flight", key,
+          CallPhaseName(call.phase)));
+    }
+    // Over: returned as it ended, under a new id nothing else has (End and
+    // Approve find no call in flight by it).
+    call.call_id = impl_->next_id.fetch_add(1, std::memory_order_relaxed);
+    impl_->Over(call);
+    out = Impl::ResumedOf(call);
+  }
+  auto memo = impl_->journal->GetMemo(key);
+  if (!memo.ok()) return memo.status();
+  out->memo = std::move(*memo);
+  return out;
+}
+
 Result<BeginResult> Guard::Begin(CallRequest request) {
   const CallInfo& c = request.call;
   if (c.hook != Hook::kBeforeModel && c.hook != Hook::kBeforeTool) {
     return Status::InvalidArgument("Begin takes a before_model or before_tool call");
   }
+  KeyHold hold;  // a new keyed call's key, busy until it is in flight
   if (!request.idempotency_key.empty()) {
-    std::lock_guard lock(impl_->mu);
-    if (auto it = impl_->by_key.find(request.idempotency_key); it != impl_->by_key.end()) {
-      CallState& f = *impl_->calls.at(it->second);
-      const CallInfo& was = f.request.call;
-      if (was.hook != c.hook || was.tool != c.tool || was.operation != c.operation ||
-          was.resource_id != c.resource_id || was.agent_id != c.agent_id ||
-          (c.hook == Hook::kBeforeModel && was.model != c.model &&
-           f.requested_model.value_or(was.model) != c.model)) {
-        return Status::InvalidArgument(fmt::format(
-            "idempotency key '{}' belongs to call {} ({} '{}'), not to this {} call",
-            request.idempotency_key, it->second, was.hook == Hook::kBeforeTool ? "tool" : "model",
-            was.hook == Hook::kBeforeTool ? was.tool : was.model,
-            c.hook == Hook::kBeforeTool ? "tool" : "model"));
-      }
-      BeginResult again = Impl::ResultOf(f, /*keep_decision=*/true);
-      again.resumed = true;
-      return again;
-    }
+    auto found = Resume(request, &hold);
+    if (!found.ok()) return found.status();
+    if (*found) return std::move(**found);
   }
 
   auto call = std::make_unique<CallState>();
@@ -264,14 +444,40 @@ Result<BeginResult> Guard::Begin(CallRequest request) {
   if (call->request.call.trace_id.empty()) call->request.call.trace_id = NewTraceId();
   call->span_id = NewSpanId();
   call->started_ns = clock_->NowNs();
+  call->journaled = !call->request.idempotency_key.empty();
   // Without a bundle nobody else names the call's risk (it decides durability).
   if (!engine_) call->decision.risk_level = call->request.call.risk_level;
   BASTION_RETURN_IF_ERROR(impl_->pipeline->Admit(*call));
 
   const Effect effect = call->decision.effect;
-  if (effect == Effect::kDeny) return Impl::ResultOf(*call, /*keep_decision=*/false);
+  if (effect == Effect::kDeny) {
+    call->phase = CallPhase::kDenied;
+    if (call->journaled) {
+      call->ended_ns = call->started_ns;
+      BASTION_RETURN_IF_ERROR(Journal(*call, options_.durability));
+      impl_->Over(*call);
+    }
+    return Impl::ResultOf(*call, /*keep_decision=*/false);
+  }
   call->awaiting_approval = effect == Effect::kRequireApproval;
+  call->phase = call->awaiting_approval ? CallPhase::kAwaitingApproval : CallPhase::kInFlight;
   call->policy_version = call->decision.policy_version;
+  if (call->journaled) {
+    // As durable as its decision record (record stage): a call awaiting
+    // approval or a high-risk one at high_risk_durability. A call waiting
+    // for a human has its hold saved too, so no crash loses it meanwhile.
+    const bool runs = !call->awaiting_approval;
+    Status kept = !runs && budgets_ && !call->hold.reservations.empty() ? budgets_->Flush()
+                                                                         : Status::OK();
+    if (kept.ok()) {
+      kept = Journal(*call, !runs || call->high_risk() ? options_.high_risk_durability
+                                                       : options_.durability);
+    }
+    if (!kept.ok()) {
+      (void)impl_->pipeline->Undo(*call);
+      return kept;
+    }
+  }
   // A call found again (by its key, or to approve it) returns its decision.
   const bool keep = call->awaiting_approval || !call->request.idempotency_key.empty();
   BeginResult out = Impl::ResultOf(*call, keep);
@@ -338,6 +544,7 @@ Result<EndResult> Guard::End(uint64_t call_id, const CallOutcome& outcome) {
     }
     call = impl_->Take(it);
   }
+  const KeyHold ending(impl_.get(), call->request.idempotency_key);
   CallState& s = *call;
   // The cost of the outcome, which the slo and budget stages settle with.
   if (outcome.usage) {
@@ -353,7 +560,15 @@ Result<EndResult> Guard::End(uint64_t call_id, const CallOutcome& outcome) {
   s.latency_ns = outcome.latency_ns.value_or(std::max<int64_t>(0, clock_->NowNs() - s.started_ns));
   BASTION_RETURN_IF_ERROR(impl_->pipeline->Settle(s, outcome));
 
-  if (!s.ended.awaiting_approval) return std::move(s.ended);
+  if (!s.ended.awaiting_approval) {
+    if (s.journaled) {
+      s.phase = CallPhase::kEnded;
+      s.ended_ns = clock_->NowNs();
+      BASTION_RETURN_IF_ERROR(Journal(s, options_.durability));
+      impl_->Over(s);
+    }
+    return std::move(s.ended);
+  }
   // Kept (its budget settled, its SLO recorded) until ReviewOutput; a Begin
   // with its idempotency key finds it as begun.
   EndResult out = s.ended;
@@ -361,6 +576,11 @@ Result<EndResult> Guard::End(uint64_t call_id, const CallOutcome& outcome) {
   s.output_held = true;
   s.held_output = std::move(s.ended.held_output);
   s.after_policy_version = s.ended.decision.policy_version;
+  s.phase = CallPhase::kAwaitingReview;
+  if (s.journaled) {
+    s.ended_ns = clock_->NowNs();
+    BASTION_RETURN_IF_ERROR(Journal(s, options_.durability));
+  }
   impl_->Put(std::move(call));
   return out;
 }
@@ -384,6 +604,7 @@ Result<std::string> Guard::ReviewOutput(uint64_t call_id, bool approved,
     }
     call = impl_->Take(it);
   }
+  const KeyHold reviewing(impl_.get(), call->request.idempotency_key);
   const std::string who = reason.empty() ? reviewed_by : reviewed_by + ": " + reason;
   guard::Verdict verdict;
   verdict.approved = approved;
@@ -391,8 +612,16 @@ Result<std::string> Guard::ReviewOutput(uint64_t call_id, bool approved,
   verdict.by = reviewed_by;
   verdict.message = fmt::format("output {} by {}", approved ? "approved" : "rejected", who);
   BASTION_RETURN_IF_ERROR(impl_->pipeline->Resolve(*call, verdict));
-  if (approved) return std::move(call->held_output);
-  return fmt::format("[withheld: output rejected by {}]", who);
+  std::string shown = approved ? call->held_output
+                               : fmt::format("[withheld: output rejected by {}]", who);
+  if (call->journaled) {
+    call->phase = CallPhase::kEnded;
+    call->ended_ns = clock_->NowNs();
+    call->reviewed_output = shown;
+    BASTION_RETURN_IF_ERROR(Journal(*call, options_.high_risk_durability));
+    impl_->Over(*call);
+  }
+  return shown;
 }
 
 Result<BeginResult> Guard::Approve(uint64_t call_id, bool approved, const std::string& approved_by,
@@ -429,8 +658,17 @@ Result<BeginResult> Guard::Approve(uint64_t call_id, bool approved, const std::s
     }
   }
   if (!approved) {
+    const KeyHold rejecting(impl_.get(), call->request.idempotency_key);
     call->decision.Resolve(false, "approval", verdict.message);
     BASTION_RETURN_IF_ERROR(impl_->pipeline->Resolve(*call, verdict));
+    call->phase = CallPhase::kRejected;
+    if (call->journaled) {
+      call->approved_by = approved_by;
+      call->approval_reason = reason;
+      call->ended_ns = clock_->NowNs();
+      BASTION_RETURN_IF_ERROR(Journal(*call, options_.high_risk_durability));
+      impl_->Over(*call);
+    }
     BeginResult out = Impl::ResultOf(*call, /*keep_decision=*/false);
     out.record_seq = call->verdict_seq;
     return out;
@@ -445,13 +683,24 @@ Result<BeginResult> Guard::Approve(uint64_t call_id, bool approved, const std::s
     std::swap(s.decision, resolved);  // the record stage records the resolved decision
   }
   Status recorded = impl_->pipeline->Resolve(s, verdict);
+  if (recorded.ok() && s.journaled) {
+    {
+      std::lock_guard lock(impl_->mu);
+      s.phase = CallPhase::kInFlight;
+      s.approved_by = approved_by;
+      s.approval_reason = reason;
+    }
+    recorded = Journal(s, options_.high_risk_durability);
+  }
   std::lock_guard lock(impl_->mu);
   s.resolving = false;
   if (!recorded.ok()) {
     std::swap(s.decision, resolved);
+    s.phase = CallPhase::kAwaitingApproval;
     return recorded;
   }
   s.awaiting_approval = false;
+  s.phase = CallPhase::kInFlight;
   BeginResult out = Impl::ResultOf(s, /*keep_decision=*/true);
   out.record_seq = s.verdict_seq;
   return out;
@@ -466,6 +715,48 @@ Result<uint64_t> Guard::FindByKey(const std::string& idempotency_key) {
   return it->second;
 }
 
+Status Guard::Remember(uint64_t call_id, std::string memo) {
+  std::string key;
+  {
+    std::lock_guard lock(impl_->mu);
+    if (auto it = impl_->calls.find(call_id); it != impl_->calls.end()) {
+      key = it->second->request.idempotency_key;
+      if (key.empty()) {
+        return Status::FailedPrecondition(fmt::format(
+            "call {} has no idempotency key: there is nothing to keep a memo under", call_id));
+      }
+    } else if (auto over = impl_->over.find(call_id); over != impl_->over.end()) {
+      key = over->second.first;
+    } else {
+      return Status::NotFound(fmt::format(
+          "call {} is unknown to this guard (or was begun without an idempotency key)",
+          call_id));
+    }
+  }
+  return Remember(key, std::move(memo));
+}
+
+Status Guard::Remember(const std::string& idempotency_key, std::string memo) {
+  if (idempotency_key.empty()) {
+    return Status::InvalidArgument("Remember: the idempotency key is empty");
+  }
+  bool known = false;
+  {
+    std::lock_guard lock(impl_->mu);
+    known = impl_->by_key.contains(idempotency_key);
+  }
+  if (!known) {
+    auto kept = impl_->journal->Get(idempotency_key, clock_->NowNs());
+    if (!kept.ok()) return kept.status();
+    if (*kept == nullptr) {
+      return Status::NotFound(
+          fmt::format("no call is kept with idempotency key '{}'", idempotency_key));
+    }
+  }
+  return impl_->journal->PutMemo(idempotency_key, memo,
+                                 options_.durability == Durability::kSync);
+}
+
 Status Guard::Close() {
   {
     std::lock_guard lock(impl_->mu);
@@ -473,7 +764,11 @@ Status Guard::Close() {
     impl_->closed = true;
   }
   Status result;
-  if (budgets_) result = budgets_->Close();
+  if (impl_->journal) result = impl_->journal->Close();
+  if (budgets_) {
+    Status s = budgets_->Close();
+    if (result.ok()) result = s;
+  }
   if (ledger_) {
     Status s = ledger_->Close();
     if (result.ok()) result = s;

@@ -97,8 +97,15 @@ class RecordStage final : public Stage {
     std::optional<Record> base;
     if (!call.hold.alerts.empty()) base = r;
     const bool runs = d.effect == Effect::kAllow || d.effect == Effect::kModify;
-    auto seq = runs && call.high_risk() ? Append(std::move(r), ctx_.options->high_risk_durability)
-                                        : Queue(std::move(r));
+    // A journaled call's record is never only queued: the journal names it,
+    // so it is written (crash-safe) first; one awaiting approval is as
+    // durable as a high-risk call's, as its journal entry is.
+    const Durability durability =
+        (runs && call.high_risk()) || (call.journaled && d.effect == Effect::kRequireApproval)
+            ? ctx_.options->high_risk_durability
+            : ctx_.options->durability;
+    auto seq = (runs && call.high_risk()) || call.journaled ? Append(std::move(r), durability)
+                                                            : Queue(std::move(r));
     if (!seq.ok()) return seq.status();
     call.record_seq = *seq;
     for (const AlertEvent& a : call.hold.alerts) {

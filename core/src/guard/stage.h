@@ -64,6 +64,15 @@ struct CallState {
   std::string held_output;
   std::string after_policy_version;
 
+  // --- the call journal (a call with an idempotency key) ---
+  // Kept in the call journal: its decision record is written (crash-safe)
+  // before Begin returns, so the journal never names a record a crash lost.
+  bool journaled = false;
+  CallPhase phase = CallPhase::kInFlight;
+  std::string approved_by, approval_reason;  // the verdict at approval
+  int64_t ended_ns = 0;         // when it was over (or its output held)
+  std::string reviewed_output;  // what ReviewOutput returned
+
   const std::string& input() const {
     return redacted_input ? *redacted_input : request.call.input;
   }

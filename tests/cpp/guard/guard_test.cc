@@ -273,6 +273,13 @@ TEST_F(GuardTest, IdempotencyKeyReturnsTheSameCallWithoutRecordingAgain) {
   EXPECT_TRUE(guard_->Begin(other).status().IsInvalidArgument());
   ASSERT_TRUE(guard_->End(first->call_id, {}).ok());
   EXPECT_TRUE(guard_->FindByKey("thread-1/call-7").status().IsNotFound());
+  // Ended, and still the same call: returned as it ended, not begun anew.
+  auto ended = guard_->Begin(req);
+  ASSERT_TRUE(ended.ok());
+  EXPECT_TRUE(ended->resumed);
+  EXPECT_EQ(ended->state, CallPhase::kEnded);
+  EXPECT_TRUE(guard_->End(ended->call_id, {}).status().IsNotFound());
+  EXPECT_EQ(Records().size(), 3u);
 }
 
 TEST_F(GuardTest, CallAttributesReachTheRecordsAndGuardKeysWin) {

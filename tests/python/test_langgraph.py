@@ -624,11 +624,11 @@ def test_tool_operation_and_resource_from_settings(guard):
                           version="v2")
     assert out.value["messages"][-1].status == "error" and RAN == []
 
-    for resource in ("order/{order_id}", lambda args: f"order/{args['order_id']}"):
+    for n, resource in enumerate(("order/{order_id}", lambda args: f"order/{args['order_id']}")):
         mapped = tool_graph(guard, tools=(bare_lookup,), operations={"lookup_order": "read"},
                             resources={"lookup_order": resource})
-        out = mapped.invoke(asked(call("lookup_order", {"order_id": "A-1"}, "c1")), thread("m"),
-                            version="v2")
+        out = mapped.invoke(asked(call("lookup_order", {"order_id": "A-1"}, "c1")),
+                            thread(f"m{n}"), version="v2")
         assert out.value["messages"][-1].content == "found"
     records = guard_records(guard)
     assert [(r["effect"], r["operation"], r["resource_id"]) for r in records

@@ -285,6 +285,8 @@ int SubIndex(lua_State* L) {
     }
     if (key == "text") return lua_pushlstring(L, text->data(), text->size()), 1;
     if (key == "kind") return lua_pushstring(L, kind), 1;
+    // on_chunk: whether the stream has ended (the last evaluation).
+    if (key == "final" && c.hook == Hook::kOnChunk) return lua_pushboolean(L, c.chunk_final), 1;
     return lua_pushnil(L), 1;
   }
   static_assert(static_cast<size_t>(Part::kTokens) < kPartsByName);

@@ -249,12 +249,13 @@ class Guard {
   // outcome record says where and why it stopped. Otherwise the text is
   // released up to the hold rule's cut, with the window's redactions:
   //   - held: the trailing word (a maximal run of ASCII bytes that are not
-  //     whitespace), extended across single spaces (or tabs) that have an
-  //     ASCII digit or upper-case letter on either side ("4111 1111",
+  //     whitespace), extended across single spaces (or tabs) after words
+  //     ending in an ASCII digit, upper-case letter or ')' ("4111 1111",
   //     "+1 415 555", "DE89 3704 ..."), at most stream_hold_bytes of it;
-  //   - a redaction that reaches the held text may still grow: it is held
-  //     whole (until more than chunk_window_bytes would be pending), so a
-  //     match is released once, redacted;
+  //   - a redaction that reaches the held text, or that only whitespace
+  //     separates from it, may still grow: it is held whole (until more
+  //     than chunk_window_bytes would be pending), so a match is released
+  //     once, redacted, when a word not part of it follows it;
   //   - never inside a UTF-8 sequence.
   // So after a chunk ending "... to alice" everything before "alice" is out.
   // Without a policy bundle every chunk is released whole at once.

@@ -13,8 +13,13 @@ bool IsSpace(unsigned char b) {
 }
 // A byte a PII match can hold: ASCII and not whitespace.
 bool InWord(unsigned char b) { return b < 0x80 && !IsSpace(b); }
-// A byte next to which a single space may separate the groups of one match.
-bool Groups(unsigned char b) { return (b >= '0' && b <= '9') || (b >= 'A' && b <= 'Z'); }
+// A byte after which a single space may separate the groups of one match:
+// card, phone, SSN and IBAN groups end in a digit or upper-case letter, a
+// phone's area code in ')', a private key's "BEGIN RSA PRIVATE" words in
+// upper-case letters.
+bool EndsGroup(unsigned char b) {
+  return (b >= '0' && b <= '9') || (b >= 'A' && b <= 'Z') || b == ')';
+}
 bool IsContinuation(unsigned char b) { return (b & 0xC0) == 0x80; }
 
 // The length a UTF-8 lead byte announces (1 for ASCII and invalid bytes).
@@ -52,9 +57,7 @@ size_t StreamCut(std::string_view s, size_t hold_bytes) {
     // p starts the trailing word (or is s.size() after a trailing separator).
     if (p < 2) break;
     const unsigned char sep = s[p - 1];
-    if ((sep != ' ' && sep != '\t') || !InWord(s[p - 2])) break;
-    const bool right = p < s.size() && Groups(s[p]);
-    if (!Groups(s[p - 2]) && !right) break;
+    if ((sep != ' ' && sep != '\t') || !EndsGroup(s[p - 2])) break;
     --p;  // a group separator: the run goes on with the word before it
   }
   if (s.size() - p > hold_bytes) p = s.size() - hold_bytes;
@@ -132,12 +135,17 @@ ChunkResult Stream::Release(Decision d, bool final) {
   size_t cut = pending.size();
   if (!final) {
     cut = StreamCut(pending, hold_bytes_);
-    // A match reaching the held tail may still grow: hold it whole, unless
-    // holding it would keep more than a window pending.
+    // A match reaching the held text, or followed by nothing but whitespace
+    // before it (a private key's body line by line, then "-----END ..."),
+    // may still grow: hold it whole, unless that would keep more than a
+    // window pending. So a match goes out once a word not part of it
+    // follows it, or at the end of the stream.
+    size_t open_from = cut;
+    while (open_from > 0 && IsSpace(pending[open_from - 1])) --open_from;
     for (bool moved = true; moved;) {
       moved = false;
       for (const Redaction& r : spans) {
-        if (r.end >= cut && r.start < cut) {
+        if ((r.end >= cut || r.end >= open_from) && r.start < cut) {
           cut = r.start;
           moved = true;
         }

@@ -28,12 +28,13 @@ namespace bastion::guard {
 //   - a word is a maximal run of ASCII bytes that are not whitespace (no PII
 //     match holds whitespace or a byte >= 0x80: bastion/pii.h);
 //   - the last word is held (it may still grow: "alice@exa");
-//   - a single ' ' or '\t' between two words is a group separator when the
-//     byte on either side of it is an ASCII digit or upper-case letter
-//     ("4111 1111", "+1 415 555", "(415) 555", "DE89 3704", "NWBK 6016",
-//     "-----BEGIN RSA PRIVATE KEY-----"); the held run then extends across it
-//     to the word before, and so on. A trailing separator after a digit or
-//     upper-case letter ("4111 ") is held with the word before it;
+//   - a single ' ' or '\t' after a word ending in an ASCII digit, an
+//     upper-case letter or ')' is a group separator ("4111 1111",
+//     "+1 415 555", "(415) 555", "DE89 3704", "GB29 NWBK 6016",
+//     "-----BEGIN RSA PRIVATE KEY-----"): the held run extends across it to
+//     that word, and so on. A trailing separator ("4111 ") is held with the
+//     word before it. These are the only spaces inside a match (pii.h);
+//     other whitespace ends the run;
 //   - at most `hold_bytes` are held this way: older text is released even in
 //     the middle of a word;
 //   - the cut never falls inside a UTF-8 sequence (an incomplete sequence at

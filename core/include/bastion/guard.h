@@ -253,9 +253,10 @@ class Guard {
   //     ending in an ASCII digit, upper-case letter or ')' ("4111 1111",
   //     "+1 415 555", "DE89 3704 ..."), at most stream_hold_bytes of it;
   //   - a redaction that reaches the held text, or that only whitespace
-  //     separates from it, may still grow: it is held whole (until more
-  //     than chunk_window_bytes would be pending), so a match is released
-  //     once, redacted, when a word not part of it follows it;
+  //     with a line break separates from it (a private key line by line),
+  //     may still grow: it is held whole (until more than
+  //     chunk_window_bytes would be pending), so a match is released once,
+  //     redacted;
   //   - never inside a UTF-8 sequence.
   // So after a chunk ending "... to alice" everything before "alice" is out.
   // Without a policy bundle every chunk is released whole at once.

@@ -135,13 +135,18 @@ ChunkResult Stream::Release(Decision d, bool final) {
   size_t cut = pending.size();
   if (!final) {
     cut = StreamCut(pending, hold_bytes_);
-    // A match reaching the held text, or followed by nothing but whitespace
-    // before it (a private key's body line by line, then "-----END ..."),
-    // may still grow: hold it whole, unless that would keep more than a
-    // window pending. So a match goes out once a word not part of it
-    // follows it, or at the end of the stream.
+    // A match reaching the held text may still grow: hold it whole, unless
+    // that would keep more than a window pending. So does one that only
+    // whitespace with a line break separates from the held text: a private
+    // key (the one multi-line match) arrives line by line, then
+    // "-----END ...".
     size_t open_from = cut;
-    while (open_from > 0 && IsSpace(pending[open_from - 1])) --open_from;
+    bool line_break = false;
+    while (open_from > 0 && IsSpace(pending[open_from - 1])) {
+      --open_from;
+      line_break = line_break || pending[open_from] == '\n' || pending[open_from] == '\r';
+    }
+    if (!line_break) open_from = cut;
     for (bool moved = true; moved;) {
       moved = false;
       for (const Redaction& r : spans) {

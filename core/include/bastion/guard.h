@@ -120,9 +120,13 @@ struct GuardOptions {
   // Model calls of an unpriced model that a budget covers are denied (the
   // budget cannot be enforced); false admits them and records them unpriced.
   bool deny_unpriced_budgeted_calls = true;
-  // The streamed text on_chunk policies see: the last this many bytes (more
-  // when one chunk is larger: the text not released yet is always seen whole).
+  // The streamed text on_chunk policies see (the window): the text not
+  // released yet, after at most chunk_context_bytes of the text released
+  // before it, at most chunk_window_bytes in all (more only when one chunk is
+  // larger: the text not released yet is always seen whole). Every chunk's
+  // evaluation reads the whole window, so its cost grows with the context.
   size_t chunk_window_bytes = 4096;
+  size_t chunk_context_bytes = 512;
   // Streamed text held back while it may still grow into a pattern (the hold
   // rule, Chunk): at most this many bytes of a run without a break, which
   // covers the longest pattern a detector must see whole before it matches

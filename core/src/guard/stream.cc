@@ -66,6 +66,7 @@ size_t StreamCut(std::string_view s, size_t hold_bytes) {
 
 Stream::Stream(const CallInfo& call, const GuardOptions& options)
     : window_bytes_(options.chunk_window_bytes),
+      context_bytes_(options.chunk_context_bytes),
       hold_bytes_(std::min(options.stream_hold_bytes, options.chunk_window_bytes)),
       view_(call) {
   view_.hook = Hook::kOnChunk;
@@ -73,15 +74,17 @@ Stream::Stream(const CallInfo& call, const GuardOptions& options)
   view_.chunk_final = false;
 }
 
-// Drops the oldest context so that the window (context + pending) fits in
-// chunk_window_bytes, as far as the pending text allows: the pending text is
-// evaluated whole, so a chunk larger than the window makes a larger window.
+// Drops the oldest context so that it is at most chunk_context_bytes and the
+// window (context + pending) fits in chunk_window_bytes, as far as the
+// pending text allows: the pending text is evaluated whole, so a chunk larger
+// than the window makes a larger window.
 // The window starts at a word boundary where it can, so that the piece of a
 // word cut off does not read as a match of its own ("abc4111..." as a card).
 void Stream::TrimContext() {
   std::string& w = view_.chunk;
   const size_t pending_size = w.size() - pending_;
-  const size_t keep = window_bytes_ > pending_size ? window_bytes_ - pending_size : 0;
+  const size_t keep =
+      std::min(context_bytes_, window_bytes_ > pending_size ? window_bytes_ - pending_size : 0);
   if (pending_ <= keep) return;
   size_t drop = pending_ - keep;
   while (drop < pending_ && InWord(w[drop - 1]) && InWord(w[drop])) ++drop;

@@ -3,7 +3,7 @@
 // docs/policies.md#streamed-output describes the rules for policy authors.
 //
 // A stream keeps the raw text it received in two parts: the context (text
-// already released, the last chunk_window_bytes of it) and the pending text
+// already released, the last chunk_context_bytes of it) and the pending text
 // (received, not released yet). Each chunk is appended to the pending text,
 // the on_chunk policies evaluate the window (context + pending), and the
 // pending text is released up to a cut (StreamCut) chosen so that a pattern
@@ -85,6 +85,7 @@ class Stream {
   ChunkResult Stopped() const;
 
   const size_t window_bytes_;
+  const size_t context_bytes_;
   const size_t hold_bytes_;
 
   mutable std::mutex mu_;

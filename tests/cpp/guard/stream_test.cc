@@ -488,6 +488,35 @@ return {
   EXPECT_EQ(Attr(outcome, "stream_stop_byte"), "9");  // "the last " was out
 }
 
+TEST_F(StreamTest, TheWindowIsTheHeldTextAfterABoundedContext) {
+  const std::string dir = tmp_.Sub("policies");
+  testing::WriteFile(dir + "/size.lua", R"(
+return {
+  id = "window-size",
+  on_chunk = function(call, chunk)
+    if #chunk.text > 120 then return deny("a window of " .. #chunk.text .. " bytes") end
+    if string.find(chunk.text, "^%a") then return deny("the window starts mid-word") end
+  end,
+}
+)");
+  for (size_t context : {100, 200}) {
+    GuardOptions o;
+    o.policy_dir = dir;
+    o.chunk_context_bytes = context;
+    Open(std::move(o));
+    const uint64_t id = Begin();
+    bool stopped = false;
+    for (int i = 0; i < 100 && !stopped; ++i) {
+      auto r = guard_->Chunk(id, i % 3 == 2 ? "\nwords" : " words");
+      ASSERT_TRUE(r.ok());
+      stopped = r->stop;
+    }
+    // At most 100 bytes of context (from a word's start) and the held word
+    // with the new chunk: never more than 111.
+    EXPECT_EQ(stopped, context == 200) << "context " << context;
+  }
+}
+
 TEST_F(StreamTest, WithoutABundleEveryChunkIsReleasedAtOnce) {
   Open(GuardOptions{});
   const uint64_t id = Begin();

@@ -123,9 +123,12 @@ struct GuardOptions {
   // The streamed text on_chunk policies see (the window): the text not
   // released yet, after at most chunk_context_bytes of the text released
   // before it, at most chunk_window_bytes in all (more only when one chunk is
-  // larger: the text not released yet is always seen whole). Every chunk's
-  // evaluation reads the whole window, so its cost grows with the context.
+  // larger: the text not released yet is always seen whole).
   size_t chunk_window_bytes = 4096;
+  // Released text in the window. Every chunk's evaluation reads the whole
+  // window, so its cost grows with this (and with the matches in it); the
+  // hold rule keeps every match in the text not released yet, so the
+  // context serves phrases that span chunks.
   size_t chunk_context_bytes = 512;
   // Streamed text held back while it may still grow into a pattern (the hold
   // rule, Chunk): at most this many bytes of a run without a break, which
@@ -246,8 +249,8 @@ class Guard {
 
   // A streamed piece of output of a begun call (docs/policies.md#streamed-output).
   // The on_chunk policies evaluate the window: the text not released yet
-  // with `text` appended, after as much released text as fits in
-  // chunk_window_bytes. A deny stops the stream: stop is set, nothing of this
+  // with `text` appended, after at most chunk_context_bytes of released
+  // text (chunk_window_bytes in all). A deny stops the stream: stop is set, nothing of this
   // chunk or of the held text is released, and every later Chunk and
   // FinishStream returns stop with no text and evaluates nothing; the
   // outcome record says where and why it stopped. Otherwise the text is

@@ -5,8 +5,8 @@
 One guard, opened with `Guard.open` defaults (the shipped policy bundle: its
 `pii-redaction` and `forbidden-output` policies evaluate every chunk), no
 budget. Each stream is one model call whose answer arrives as 400 word-sized
-chunks (each with the space before it; an e-mail address, a phone number and
-a card number among them): `call.chunk(text)` for each (the on_chunk
+chunks (each with the space before it), of two answers: one with an e-mail
+address, a phone number and a card number every 230 bytes, one without: `call.chunk(text)` for each (the on_chunk
 evaluation over the window, the hold rule, the release), then
 `finish_stream()` and `end()` outside the timing. The baseline, interleaved
 chunk by chunk so that the machine's load moves both alike, is the same loop
@@ -28,13 +28,20 @@ from pathlib import Path
 
 import bastion
 
-PARAGRAPH = ("Your order A-1001 shipped yesterday and the courier will call +1 415 555 2671 "
-             "before delivery. Questions? Mail support@example.com or reply here. The card "
-             "4111 1111 1111 1111 was charged $42.50 on Monday, and the receipt is attached. ")
+# Three matches every 230 bytes (each re-found while it stays in the window),
+# and an answer without any.
+TEXTS = {
+    "pii": ("Your order A-1001 shipped yesterday and the courier will call +1 415 555 2671 "
+            "before delivery. Questions? Mail support@example.com or reply here. The card "
+            "4111 1111 1111 1111 was charged $42.50 on Monday, and the receipt is attached. "),
+    "plain": ("Your order A-1001 shipped yesterday and the courier will arrive before noon. "
+              "If anything is missing, reply here and we will get back to you within a day; "
+              "returns are free for thirty days, and refunds take three to five days. "),
+}
 
 
-def chunks(n: int = 400) -> list[str]:
-    words = PARAGRAPH.split(" ")
+def chunks(paragraph: str, n: int = 400) -> list[str]:
+    words = paragraph.split(" ")
     pieces = [(" " if i else "") + w for i, w in enumerate(words) if w or i]
     out: list[str] = []
     while len(out) < n:
@@ -47,8 +54,8 @@ def stats(ns: list[int]) -> dict[str, float]:
     return {"median_us": statistics.median(s) / 1e3, "p99_us": s[int(len(s) * 0.99)] / 1e3}
 
 
-def run(streams: int) -> dict[str, object]:
-    pieces = chunks()
+def run(streams: int, paragraph: str) -> dict[str, object]:
+    pieces = chunks(paragraph)
     clock = time.perf_counter_ns
     guarded: list[int] = []
     plain: list[int] = []
@@ -82,6 +89,7 @@ def run(streams: int) -> dict[str, object]:
                 stream_plain.append(total_p)
         text = "".join(shown)
         assert "support@example.com" not in text and "4111 1111" not in text, text
+        assert paragraph != TEXTS["plain"] or text == "".join(pieces), "the stream lost text"
         guard.close()
     g, p = stats(guarded), stats(plain)
     per_chunk_mean = (sum(stream_guarded) - sum(stream_plain)) / len(guarded) / 1e3
@@ -101,15 +109,17 @@ def main() -> None:
     parser.add_argument("--streams", type=int, default=100)
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
-    result = run(args.streams)
-    g, p = result["guarded_chunk"], result["unguarded_chunk"]
-    print(f"{result['chunks_per_stream']}-chunk streams x {result['streams']}")
-    print(f"call.chunk       median {g['median_us']:7.2f} us   p99 {g['p99_us']:7.2f} us")
-    print(f"unguarded        median {p['median_us']:7.2f} us   p99 {p['p99_us']:7.2f} us")
-    print(f"added per chunk  median {result['added_median_us']:7.2f} us   "
-          f"p99 {result['added_p99_us']:7.2f} us   mean {result['added_mean_us']:7.2f} us")
+    results = {}
+    for name, paragraph in TEXTS.items():
+        result = results[name] = run(args.streams, paragraph)
+        g, p = result["guarded_chunk"], result["unguarded_chunk"]
+        print(f"{name}: {result['chunks_per_stream']}-chunk streams x {result['streams']}")
+        print(f"  call.chunk       median {g['median_us']:7.2f} us   p99 {g['p99_us']:7.2f} us")
+        print(f"  unguarded        median {p['median_us']:7.2f} us   p99 {p['p99_us']:7.2f} us")
+        print(f"  added per chunk  median {result['added_median_us']:7.2f} us   "
+              f"p99 {result['added_p99_us']:7.2f} us   mean {result['added_mean_us']:7.2f} us")
     if args.json:
-        args.json.write_text(json.dumps(result, indent=2))
+        args.json.write_text(json.dumps(results, indent=2))
 
 
 if __name__ == "__main__":

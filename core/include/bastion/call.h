@@ -50,7 +50,6 @@ struct CallInfo {
   std::string input;   // prompt / tool input text (before_*)
   std::string output;  // model or tool output (after_*)
   std::string chunk;   // the window of recent streamed text (on_chunk)
-  bool chunk_final = false;  // on_chunk: the stream has ended, nothing more comes
   TokenUsage tokens;
   // context
   std::string run_id, thread_id, trace_id, risk_level;

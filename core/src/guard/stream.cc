@@ -4,6 +4,8 @@
 
 #include <fmt/format.h>
 
+#include "policy/call_view.h"
+
 namespace bastion::guard {
 
 namespace {
@@ -71,7 +73,6 @@ Stream::Stream(const CallInfo& call, const GuardOptions& options)
       view_(call) {
   view_.hook = Hook::kOnChunk;
   view_.chunk.clear();
-  view_.chunk_final = false;
 }
 
 // Drops the oldest context so that it is at most chunk_context_bytes and the
@@ -108,8 +109,13 @@ ChunkResult Stream::Stopped() const {
 }
 
 Decision Stream::Evaluate(const PolicyEngine* engine, bool final) {
-  view_.chunk_final = final;
-  Decision d = engine->Evaluate(view_);
+  Decision d = Decision::DefaultAllow();
+  if (final) {
+    policy::FinalChunk last;  // chunk.final
+    d = engine->Evaluate(view_);
+  } else {
+    d = engine->Evaluate(view_);
+  }
   if (d.effect == Effect::kDeny) {
     report_.stopped = true;
     report_.stop_chunk = final ? report_.chunks + 1 : report_.chunks;

@@ -84,7 +84,6 @@ return {
     CallInfo c;
     c.hook = Hook::kOnChunk;
     c.chunk = text;
-    c.chunk_final = true;
     Decision d = guard_->policies()->Evaluate(c);
     EXPECT_NE(d.effect, Effect::kDeny) << text;
     return ApplyRedactions(text, d.redactions, "chunk");

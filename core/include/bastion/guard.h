@@ -230,7 +230,9 @@ struct ChunkResult {
   // The text released by this call, as it may be shown (redacted): raw text
   // the hold rule released, which may be more or less than the chunk.
   std::string text;
-  Decision decision;         // this evaluation's (a stopped stream's: its stop)
+  // This evaluation's (its redactions are offsets into the window); on a
+  // stream stopped earlier, a deny with the stop's reasons.
+  Decision decision;
   size_t held_bytes = 0;     // raw bytes received and not released yet
 };
 

@@ -4,7 +4,9 @@
 // Calls in flight live in one map under one mutex, held only to find, insert
 // or remove an entry: the stages (policy evaluation, pricing, budgets, SLOs
 // and ledger appends) all run outside it. A call's state is allocated once
-// at Begin and handed from stage to stage, never copied.
+// at Begin and handed from stage to stage, never copied. A streamed call's
+// output (guard/stream.h) has its own lock: chunks of different calls are
+// evaluated concurrently, and End waits for a chunk being evaluated.
 #include "bastion/guard.h"
 
 #include <algorithm>

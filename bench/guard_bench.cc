@@ -18,6 +18,15 @@
 // on one thread, then on 8: calls per second, and the ratio (concurrent
 // sync appends share an fsync).
 //
+// BM_GuardedChunk: Guard::Chunk of one streamed chunk (a word-sized token of
+// a 400-chunk answer with an e-mail address, a phone number and a card number
+// in it) under the default bundle (policies/default: the PII and forbidden
+// output on_chunk hooks), with the hold rule and the release; the baseline is
+// the engine alone evaluating on_chunk over the same window. Streams are
+// finished and ended outside the timing. The argument is chunk_context_bytes
+// (512, the default; 4096, the whole window): the evaluation's cost grows
+// with the window, and with the matches in it.
+//
 // Ledgers go to $BASTION_BENCH_DIR (default: the temp directory); fsync
 // figures depend on its disk.
 //
@@ -289,6 +298,79 @@ void BM_HighRiskToolThroughput(benchmark::State& state) {
   state.counters["ratio"] = eight / one;
 }
 BENCHMARK(BM_HighRiskToolThroughput)->Iterations(1)->UseRealTime()->Unit(benchmark::kSecond);
+
+// A streamed answer as a model sends it: 400 word-sized chunks, each with
+// the space before it.
+std::vector<std::string> StreamChunks() {
+  const std::string paragraph =
+      "Your order A-1001 shipped yesterday and the courier will call +1 415 555 2671 "
+      "before delivery. Questions? Mail support@example.com or reply here. The card "
+      "4111 1111 1111 1111 was charged $42.50 on Monday, and the receipt is attached. ";
+  std::vector<std::string> chunks;
+  while (chunks.size() < 400) {
+    size_t start = 0;
+    while (start < paragraph.size() && chunks.size() < 400) {
+      size_t end = paragraph.find(' ', start + 1);
+      if (end == std::string::npos) end = paragraph.size();
+      chunks.push_back(paragraph.substr(start, end - start));
+      start = end;
+    }
+  }
+  return chunks;
+}
+
+void BM_GuardedChunk(benchmark::State& state) {
+  GuardOptions o;
+  o.policy_dir = std::string(BASTION_SOURCE_DIR) + "/policies/default";
+  o.chunk_context_bytes = static_cast<size_t>(state.range(0));
+  const size_t context = o.chunk_context_bytes;
+  auto opened = Guard::Open(std::move(o));
+  Guard* guard = Check(opened);
+  PolicyEngine* engine = guard->policies();
+  const std::vector<std::string> chunks = StreamChunks();
+  CallInfo view = Request(0).call;
+  view.hook = Hook::kOnChunk;
+  std::vector<double> guarded, baseline;
+  uint64_t call_id = 0;
+  size_t next = chunks.size();
+  std::string raw;
+  size_t raw_released = 0;
+  for (auto _ : state) {
+    if (next == chunks.size()) {
+      if (call_id != 0) {
+        if (!guard->FinishStream(call_id).ok() || !guard->End(call_id, {}).ok()) std::abort();
+      }
+      auto begun = guard->Begin(Request(0));
+      if (!begun.ok() || begun->decision.effect != Effect::kAllow) std::abort();
+      call_id = begun->call_id;
+      next = 0;
+      raw.clear();
+      raw_released = 0;
+    }
+    const std::string& chunk = chunks[next++];
+    // The window as the guard builds it (the pending text is short here).
+    const size_t pending = raw.size() - raw_released;
+    raw += chunk;
+    const size_t seen = std::min(raw.size(), context + pending + chunk.size());
+    view.chunk = raw.substr(raw.size() - seen);
+    auto t0 = Clock::now();
+    auto r = guard->Chunk(call_id, chunk);
+    auto t1 = Clock::now();
+    Decision d = engine->Evaluate(view);
+    auto t2 = Clock::now();
+    if (!r.ok() || r->stop) std::abort();
+    raw_released = raw.size() - r->held_bytes;
+    benchmark::DoNotOptimize(d);
+    guarded.push_back(std::chrono::duration<double, std::micro>(t1 - t0).count());
+    baseline.push_back(std::chrono::duration<double, std::micro>(t2 - t1).count());
+  }
+  state.counters["median_us"] = Percentile(guarded, 0.5);
+  state.counters["p99_us"] = Percentile(guarded, 0.99);
+  state.counters["on_chunk_median_us"] = Percentile(baseline, 0.5);
+  state.counters["added_median_us"] = Percentile(guarded, 0.5) - Percentile(baseline, 0.5);
+  state.counters["ratio"] = Percentile(guarded, 0.5) / Percentile(baseline, 0.5);
+}
+BENCHMARK(BM_GuardedChunk)->Arg(512)->Arg(4096)->Iterations(40'000)->UseRealTime();
 
 }  // namespace
 }  // namespace bastion

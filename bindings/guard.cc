@@ -51,14 +51,38 @@ class PyGuardedCall {
   }
   bool needs_approval() const { return begun_.decision.effect == Effect::kRequireApproval; }
 
-  py::tuple Chunk(const std::string& text) {
+  // chunk(text) -> (stop, released text), bound as a vectorcall method: it
+  // runs once per streamed chunk. The text is read in place (no copy).
+  static PyObject* ChunkCall(PyObject* self, PyObject* const* args, Py_ssize_t nargs,
+                             PyObject* kwnames) {
+    try {
+      PyGuardedCall& call = py::handle(self).cast<PyGuardedCall&>();
+      const Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
+      if (nargs + nkw != 1 ||
+          (nkw == 1 && Utf8View(PyTuple_GET_ITEM(kwnames, 0), "a keyword") != "text")) {
+        throw py::type_error("chunk() takes exactly one argument: text");
+      }
+      const std::string_view text = Utf8View(args[0], "chunk text");
+      Result<ChunkResult> r = [&] {
+        py::gil_scoped_release release;
+        return call.guard_->Chunk(call.begun_.call_id, text);
+      }();
+      return call.Released(Unwrap(std::move(r)));
+    } catch (...) {
+      py::detail::try_translate_exceptions();
+      return nullptr;
+    }
+  }
+
+  // finish_stream() -> (stop, released text): the stream ended normally.
+  py::object FinishStream() {
     Result<ChunkResult> r = [&] {
       py::gil_scoped_release release;
-      return guard_->Chunk(begun_.call_id, text);
+      return guard_->FinishStream(begun_.call_id);
     }();
-    ChunkResult c = Unwrap(std::move(r));
-    return py::make_tuple(c.stop, c.text);
+    return py::reinterpret_steal<py::object>(Released(Unwrap(std::move(r))));
   }
+  size_t held_bytes() const { return held_bytes_; }
 
   // end(output="", *, usage=None, usage_provider="auto", ok=True,
   // error_class="", latency=None), bound as a vectorcall method and parsed in
@@ -162,9 +186,28 @@ class PyGuardedCall {
   bool model_call() const { return model_call_; }
 
  private:
+  // (stop, text) as a new reference.
+  PyObject* Released(const ChunkResult& c) {
+    held_bytes_ = c.held_bytes;
+    PyObject* text = PyUnicode_DecodeUTF8(c.text.data(), static_cast<Py_ssize_t>(c.text.size()),
+                                          "replace");
+    if (text == nullptr) throw py::error_already_set();
+    PyObject* out = PyTuple_New(2);
+    if (out == nullptr) {
+      Py_DECREF(text);
+      throw py::error_already_set();
+    }
+    PyObject* stop = c.stop ? Py_True : Py_False;
+    Py_INCREF(stop);
+    PyTuple_SET_ITEM(out, 0, stop);
+    PyTuple_SET_ITEM(out, 1, text);
+    return out;
+  }
+
   std::shared_ptr<Guard> guard_;
   BeginResult begun_;
   bool model_call_;
+  size_t held_bytes_ = 0;  // after the last chunk or finish_stream
 };
 
 class PyGuard {
@@ -377,8 +420,10 @@ void RegisterGuard(py::module_& m) {
       .def("remember", &PyGuardedCall::Remember, py::arg("memo"),
            "Keeps `memo` with the call's idempotency key: a later begin with the key "
            "(after a restart too) returns it as `memo`.")
-      .def("chunk", &PyGuardedCall::Chunk, py::arg("text"),
-           "Checks a streamed piece of output: (stop, text as it may be shown).")
+      .def("finish_stream", &PyGuardedCall::FinishStream,
+           "The stream ended: the last check, then the held text. (stop, text to show).")
+      .def_property_readonly("held_bytes", &PyGuardedCall::held_bytes,
+                             "Bytes of streamed output received and not released yet.")
       .def(
           "approve",
           [](PyGuardedCall& c, const std::string& by, const std::string& reason) {
@@ -447,7 +492,16 @@ void RegisterGuard(py::module_& m) {
           reinterpret_cast<void (*)()>(&PyGuard::BeginCall<Hook::kBeforeTool>)),
       METH_FASTCALL | METH_KEYWORDS,
       "begin_tool(tool, operation='', args=None, input='', **fields) -> GuardedCall"};
+  static PyMethodDef chunk_def = {
+      "chunk",
+      reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(&PyGuardedCall::ChunkCall)),
+      METH_FASTCALL | METH_KEYWORDS,
+      "chunk(text) -> tuple[bool, str]\n\n"
+      "Checks a streamed piece of output: (stop, the text that may be shown now). Text that\n"
+      "could still grow into a pattern is held back until it cannot (finish_stream releases\n"
+      "the rest); stop=True: a policy denied, show nothing more."};
   AddFastMethod(guarded_call, &end_def);
+  AddFastMethod(guarded_call, &chunk_def);
   AddFastMethod(guard, &begin_model_def);
   AddFastMethod(guard, &begin_tool_def);
 }

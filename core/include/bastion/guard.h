@@ -133,8 +133,24 @@ struct GuardOptions {
   // Model calls of an unpriced model that a budget covers are denied (the
   // budget cannot be enforced); false admits them and records them unpriced.
   bool deny_unpriced_budgeted_calls = true;
-  // The streamed text on_chunk policies see: the last this many bytes.
+  // The streamed text on_chunk policies see (the window): the text not
+  // released yet, after at most chunk_context_bytes of the text released
+  // before it, at most chunk_window_bytes in all (more only when one chunk is
+  // larger: the text not released yet is always seen whole).
   size_t chunk_window_bytes = 4096;
+  // Released text in the window. Every chunk's evaluation reads the whole
+  // window, so its cost grows with this (and with the matches in it); the
+  // hold rule keeps every match in the text not released yet, so the
+  // context serves phrases that span chunks.
+  size_t chunk_context_bytes = 512;
+  // Streamed text held back while it may still grow into a pattern (the hold
+  // rule, Chunk): at most this many bytes of a run without a break, which
+  // covers the longest pattern a detector must see whole before it matches
+  // (an e-mail address's first 131 bytes, an IBAN's 42, a key's prefix and
+  // 20 bytes). Text older than that is released even mid-word, except a
+  // match that reaches the end of the text, held until chunk_window_bytes
+  // are pending. At most chunk_window_bytes (Open refuses more).
+  size_t stream_hold_bytes = 256;
   // Input and output as stored in the ledger (after redaction): at most this
   // many bytes each.
   size_t summary_bytes = 2048;
@@ -262,8 +278,13 @@ struct CallOutcome {
 
 struct ChunkResult {
   bool stop = false;         // a policy denied: stop streaming
-  std::string text;          // the chunk as it may be shown (redacted)
+  // The text released by this call, as it may be shown (redacted): raw text
+  // the hold rule released, which may be more or less than the chunk.
+  std::string text;
+  // This evaluation's (its redactions are offsets into the window); on a
+  // stream stopped earlier, a deny with the stop's reasons.
   Decision decision;
+  size_t held_bytes = 0;     // raw bytes received and not released yet
 };
 
 class Guard {
@@ -279,8 +300,40 @@ class Guard {
   // cannot do its job (e.g. the ledger failed): the caller must not proceed.
   Result<BeginResult> Begin(CallRequest request);
 
-  // A streamed piece of output of a begun call.
+  // A streamed piece of output of a begun call (docs/policies.md#streamed-output).
+  // The on_chunk policies evaluate the window: the text not released yet
+  // with `text` appended, after at most chunk_context_bytes of released
+  // text (chunk_window_bytes in all). A deny stops the stream: stop is set, nothing of this
+  // chunk or of the held text is released, and every later Chunk and
+  // FinishStream returns stop with no text and evaluates nothing; the
+  // outcome record says where and why it stopped. Otherwise the text is
+  // released up to the hold rule's cut, with the window's redactions:
+  //   - held: the trailing word (a maximal run of ASCII bytes that are not
+  //     whitespace), extended across single spaces (or tabs) after words
+  //     ending in an ASCII digit, upper-case letter or ')' ("4111 1111",
+  //     "+1 415 555", "DE89 3704 ..."), at most stream_hold_bytes of it;
+  //   - a redaction that reaches the held text, or that only whitespace
+  //     with a line break separates from it (a private key line by line),
+  //     may still grow: it is held whole (until more than
+  //     chunk_window_bytes would be pending), so a match is released once,
+  //     redacted;
+  //   - never inside a UTF-8 sequence.
+  // So after a chunk ending "... to alice" everything before "alice" is out.
+  // Without a policy bundle every chunk is released whole at once.
+  // NotFound (not in flight); FailedPrecondition while the call awaits
+  // approval, after its End held its output, or after FinishStream.
+  // Chunks of one call must come in order from one producer; calls stream
+  // concurrently (the guard's lock is held only to find the call).
   Result<ChunkResult> Chunk(uint64_t call_id, std::string_view text);
+
+  // The stream ended normally: the on_chunk policies evaluate the window once
+  // more with chunk.final = true, and all held text is released (redacted),
+  // or a deny stops the stream as in Chunk. A second FinishStream, or a Chunk
+  // after it, is FailedPrecondition; on a stopped stream it returns stop.
+  // Call it before End: End records the output the caller passes and the
+  // held bytes never released (stream_unreleased_bytes), it does not release
+  // them.
+  Result<ChunkResult> FinishStream(uint64_t call_id);
 
   // Ends a begun call that was allowed (or approved). A call denied at Begin
   // or rejected at approval is over already: NotFound, as for an unknown or

@@ -4,7 +4,9 @@
 // Calls in flight live in one map under one mutex, held only to find, insert
 // or remove an entry: the stages (policy evaluation, pricing, budgets, SLOs
 // and ledger appends) all run outside it. A call's state is allocated once
-// at Begin and handed from stage to stage, never copied.
+// at Begin and handed from stage to stage, never copied. A streamed call's
+// output (guard/stream.h) has its own lock: chunks of different calls are
+// evaluated concurrently, and End waits for a chunk being evaluated.
 //
 // A call with an idempotency key is also kept in the call journal
 // (guard/call_journal.h), written by the thread working on the call after
@@ -24,6 +26,7 @@
 #include "bastion/policy_state.h"
 #include "guard/call_journal.h"
 #include "guard/stage.h"
+#include "guard/stream.h"
 #include "util/path_arg.h"
 
 namespace bastion {
@@ -206,6 +209,25 @@ class Guard::Impl {
     return call;
   }
 
+  // The stream of call `id`, begun on first use. The map's lock is held to
+  // find the call (and, once, to copy its view); the stream has its own.
+  Result<std::shared_ptr<guard::Stream>> StreamOf(uint64_t id, const GuardOptions& options) {
+    std::lock_guard lock(mu);
+    auto it = calls.find(id);
+    if (it == calls.end()) return Status::NotFound(fmt::format("call {} is not in flight", id));
+    CallState& call = *it->second;
+    if (call.awaiting_approval) {
+      return Status::FailedPrecondition(
+          fmt::format("call {} is awaiting approval; it may not stream yet", id));
+    }
+    if (call.output_held) {
+      return Status::FailedPrecondition(
+          fmt::format("call {} has ended; its output awaits review", id));
+    }
+    if (!call.stream) call.stream = std::make_shared<guard::Stream>(call.request.call, options);
+    return call.stream;
+  }
+
   void Put(std::unique_ptr<CallState> call) {
     std::lock_guard lock(mu);
     if (!call->request.idempotency_key.empty()) {
@@ -254,6 +276,11 @@ Result<std::unique_ptr<Guard>> Guard::Open(GuardOptions options) {
                                               fmt::format("pricing_files[{}]", i)));
   }
   BASTION_RETURN_IF_ERROR(guard::ValidateStageNames(o.stages));
+  if (o.stream_hold_bytes > o.chunk_window_bytes) {
+    return Status::InvalidArgument(fmt::format(
+        "GuardOptions: stream_hold_bytes ({}) is more than chunk_window_bytes ({})",
+        o.stream_hold_bytes, o.chunk_window_bytes));
+  }
   if (o.budget_backend && !o.budgets_file.empty()) {
     return Status::InvalidArgument(
         "GuardOptions: budgets_file and budget_backend are both set; give one");
@@ -486,43 +513,15 @@ Result<BeginResult> Guard::Begin(CallRequest request) {
 }
 
 Result<ChunkResult> Guard::Chunk(uint64_t call_id, std::string_view text) {
-  CallInfo c;
-  size_t prefix = 0;
-  {
-    std::lock_guard lock(impl_->mu);
-    auto it = impl_->calls.find(call_id);
-    if (it == impl_->calls.end()) {
-      return Status::NotFound(fmt::format("call {} is not in flight", call_id));
-    }
-    std::string& window = it->second->chunk_window;
-    window.append(text);
-    if (window.size() > options_.chunk_window_bytes + text.size()) {
-      size_t cut = window.size() - options_.chunk_window_bytes - text.size();
-      while (cut < window.size() && (static_cast<unsigned char>(window[cut]) & 0xC0) == 0x80) ++cut;
-      window.erase(0, cut);
-    }
-    prefix = window.size() - text.size();
-    c = it->second->request.call;
-    c.chunk = window;
-  }
-  c.hook = Hook::kOnChunk;
-  ChunkResult out;
-  out.decision = engine_ ? engine_->Evaluate(c) : Decision::DefaultAllow();
-  if (out.decision.effect == Effect::kDeny) {
-    out.stop = true;
-    return out;
-  }
-  // Redactions of the window, clipped to the new text.
-  std::vector<Redaction> mine;
-  for (const Redaction& red : out.decision.redactions) {
-    if (red.target != "chunk" || red.end <= prefix) continue;
-    Redaction r = red;
-    r.start = red.start > prefix ? red.start - prefix : 0;
-    r.end = red.end - prefix;
-    mine.push_back(std::move(r));
-  }
-  out.text = ApplyRedactions(text, mine, "chunk");
-  return out;
+  auto stream = impl_->StreamOf(call_id, options_);
+  if (!stream.ok()) return stream.status();
+  return (*stream)->Chunk(engine_.get(), text);
+}
+
+Result<ChunkResult> Guard::FinishStream(uint64_t call_id) {
+  auto stream = impl_->StreamOf(call_id, options_);
+  if (!stream.ok()) return stream.status();
+  return (*stream)->Finish(engine_.get());
 }
 
 Result<EndResult> Guard::End(uint64_t call_id, const CallOutcome& outcome) {

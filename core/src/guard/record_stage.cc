@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include "guard/stage.h"
+#include "guard/stream.h"
 
 namespace bastion::guard {
 
@@ -66,6 +67,36 @@ Record BreachRecord(const SloEvent& e, const Record& call) {
                   {"firing", e.firing ? "true" : "false"}, {"severity", e.severity},
                   {"action", e.action}};
   return r;
+}
+
+// The stream summary of a streamed call's outcome record; where and why it
+// stopped, if it did (then the record's effect is deny, and the denying
+// votes join its reasons). Returns whether it stopped.
+bool AddStream(const StreamReport& s, Record* r) {
+  SetAttribute(r, "stream_chunks", std::to_string(s.chunks));
+  SetAttribute(r, "stream_released_bytes", std::to_string(s.released_bytes));
+  SetAttribute(r, "stream_redacted_chunks", std::to_string(s.redacted));
+  if (s.unreleased_bytes > 0) {
+    SetAttribute(r, "stream_unreleased_bytes", std::to_string(s.unreleased_bytes));
+  }
+  if (!s.stopped) return false;
+  SetAttribute(r, "stream_stop_chunk", std::to_string(s.stop_chunk));
+  SetAttribute(r, "stream_stop_byte", std::to_string(s.stop_byte));
+  if (s.stop_at_finish) SetAttribute(r, "stream_stop_at", "finish");
+  std::string ids;
+  for (size_t i = 0; i < s.stop_reasons.size(); ++i) {
+    const std::string& id = s.stop_reasons[i].policy_id;
+    bool seen = false;
+    for (size_t j = 0; j < i && !seen; ++j) seen = s.stop_reasons[j].policy_id == id;
+    if (!seen) ids += ids.empty() ? id : "," + id;
+  }
+  SetAttribute(r, "stream_stop_policies", ids);
+  // Deny wins (bastion/decision.h): its votes are the reasons.
+  const std::string deny(EffectName(Effect::kDeny));
+  if (r->effect != deny) r->reasons.clear();
+  r->effect = deny;
+  r->reasons.insert(r->reasons.end(), s.stop_reasons.begin(), s.stop_reasons.end());
+  return true;
 }
 
 class RecordStage final : public Stage {
@@ -133,8 +164,13 @@ class RecordStage final : public Stage {
     r.risk_level = d.risk_level;
     r.duration_ns = call.latency_ns;
     SetAttribute(&r, "phase", "outcome");
-    if (!outcome.ok) {
-      SetAttribute(&r, "error", outcome.error_class.empty() ? "error" : outcome.error_class);
+    const bool stopped = call.stream && AddStream(call.stream->Report(), &r);
+    if (!outcome.ok || stopped) {
+      // A stopped stream reads as failed, under the caller's error class if
+      // it gave one.
+      SetAttribute(&r, "error", !outcome.ok && !outcome.error_class.empty() ? outcome.error_class
+                                : stopped                                   ? "stream_stopped"
+                                                                            : "error");
     }
     if (out.unpriced) SetAttribute(&r, "cost", "unpriced");
     if (outcome.usage && !out.cost_nanousd && !call.model_call) SetAttribute(&r, "cost", "none");

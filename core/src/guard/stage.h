@@ -24,6 +24,8 @@
 
 namespace bastion::guard {
 
+class Stream;
+
 // Everything one guarded call carries from Begin to its end. Owned by the
 // guard: one thread at a time works on it.
 struct CallState {
@@ -54,7 +56,9 @@ struct CallState {
   bool awaiting_approval = false;
   bool resolving = false;      // an approval is being recorded
   uint64_t verdict_seq = 0;    // the last verdict record
-  std::string chunk_window;
+  // The streamed output (guard/stream.h), from the first Chunk or
+  // FinishStream on; shared so that a chunk being evaluated outlives End.
+  std::shared_ptr<Stream> stream;
 
   // --- End ---
   int64_t latency_ns = 0;

@@ -12,6 +12,8 @@
 namespace bastion::policy {
 namespace {
 
+thread_local bool t_final_chunk = false;  // see FinalChunk
+
 const char kCallMeta[] = "bastion.call";
 const char kSubMeta[] = "bastion.callpart";
 const char kValueMeta[] = "bastion.value";
@@ -285,6 +287,8 @@ int SubIndex(lua_State* L) {
     }
     if (key == "text") return lua_pushlstring(L, text->data(), text->size()), 1;
     if (key == "kind") return lua_pushstring(L, kind), 1;
+    // on_chunk: whether the stream has ended (its last evaluation).
+    if (key == "final" && c.hook == Hook::kOnChunk) return lua_pushboolean(L, t_final_chunk), 1;
     return lua_pushnil(L), 1;
   }
   static_assert(static_cast<size_t>(Part::kTokens) < kPartsByName);
@@ -349,6 +353,9 @@ void NewMeta(lua_State* L, const char* name, lua_CFunction index, int upvalues =
 }
 
 }  // namespace
+
+FinalChunk::FinalChunk() { t_final_chunk = true; }
+FinalChunk::~FinalChunk() { t_final_chunk = false; }
 
 void InstallViews(lua_State* L, ViewContext* ctx) {
   InstallNames(L, ctx);

@@ -38,6 +38,18 @@ struct ViewContext {
   int names_ref = -1;
 };
 
+// on_chunk's `chunk.final`: true while a FinalChunk lives on this thread (the
+// guard's evaluation of a stream's last window; evaluations run on the
+// calling thread). It describes the evaluation, not the call, so it is not a
+// CallInfo member (those are exactly kCallFields).
+class FinalChunk {
+ public:
+  FinalChunk();
+  ~FinalChunk();
+  FinalChunk(const FinalChunk&) = delete;
+  FinalChunk& operator=(const FinalChunk&) = delete;
+};
+
 // Registers the view metatables in `L` and creates the fixed views; call once
 // per state. `ctx` must outlive the state.
 void InstallViews(lua_State* L, ViewContext* ctx);

@@ -83,6 +83,10 @@ class PyGuardedCall {
     return py::reinterpret_steal<py::object>(Released(Unwrap(std::move(r))));
   }
   size_t held_bytes() const { return held_bytes_; }
+  // The decision that stopped the stream, or None while it goes on.
+  py::object stream_stop() const {
+    return stop_decision_ ? py::object(WrapDecision(*stop_decision_)) : py::none();
+  }
 
   // end(output="", *, usage=None, usage_provider="auto", ok=True,
   // error_class="", latency=None), bound as a vectorcall method and parsed in
@@ -189,6 +193,7 @@ class PyGuardedCall {
   // (stop, text) as a new reference.
   PyObject* Released(const ChunkResult& c) {
     held_bytes_ = c.held_bytes;
+    if (c.stop && !stop_decision_) stop_decision_ = c.decision;
     PyObject* text = PyUnicode_DecodeUTF8(c.text.data(), static_cast<Py_ssize_t>(c.text.size()),
                                           "replace");
     if (text == nullptr) throw py::error_already_set();
@@ -208,6 +213,7 @@ class PyGuardedCall {
   BeginResult begun_;
   bool model_call_;
   size_t held_bytes_ = 0;  // after the last chunk or finish_stream
+  std::optional<Decision> stop_decision_;  // once a chunk or finish_stream stopped
 };
 
 class PyGuard {
@@ -422,6 +428,8 @@ void RegisterGuard(py::module_& m) {
            "(after a restart too) returns it as `memo`.")
       .def("finish_stream", &PyGuardedCall::FinishStream,
            "The stream ended: the last check, then the held text. (stop, text to show).")
+      .def_property_readonly("stream_stop", &PyGuardedCall::stream_stop,
+                             "The decision that stopped the stream (its reasons), or None.")
       .def_property_readonly("held_bytes", &PyGuardedCall::held_bytes,
                              "Bytes of streamed output received and not released yet.")
       .def(

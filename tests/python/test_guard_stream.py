@@ -73,7 +73,9 @@ def test_held_text_comes_out_with_finish_stream(guard: bastion.Guard) -> None:
 def test_a_deny_stops_the_stream_and_the_ledger_says_where(guard: bastion.Guard) -> None:
     call = guard.begin_model("gpt-4o", "hi", agent_id="a")
     assert call.chunk("This is for internal ") == (False, "This is for internal ")
+    assert call.stream_stop is None
     assert call.chunk(text="use only, the plan") == (True, "")
+    assert [r["policy_id"] for r in call.stream_stop.reasons] == ["forbidden-output"]
     assert call.chunk("and the rest") == (True, "")
     assert call.finish_stream() == (True, "")
     call.end("This is for internal ")

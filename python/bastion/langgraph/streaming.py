@@ -91,8 +91,7 @@ class StreamGuard:
 
     def _stop(self) -> None:
         self.stopped = True
-        decision = getattr(self.call, "stream_decision", None)
-        self.reasons = reasons(decision) if decision is not None else "a policy denied the stream"
+        self.reasons = reasons(self.call.stream_stop)
 
     def add_usage(self, usage: Any) -> None:
         if usage:

@@ -131,6 +131,8 @@ class PyGuardedCall {
         o.ok = v == Py_True;
       } else if (key == "error_class") {
         o.error_class = Utf8String(v, "error_class");
+      } else if (key == "memo") {
+        if (v != Py_None) o.memo = Utf8String(v, "memo");
       } else if (key == "latency") {
         if (v == Py_None) continue;
         const double seconds = PyBool_Check(v) ? -1.0 : PyFloat_AsDouble(v);
@@ -486,7 +488,7 @@ void RegisterGuard(py::module_& m) {
       "end", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(&PyGuardedCall::EndCall)),
       METH_FASTCALL | METH_KEYWORDS,
       "end(output='', *, usage=None, usage_provider='auto', ok=True, error_class='', "
-      "latency=None) -> CallEnd\n\n"
+      "latency=None, memo=None) -> CallEnd\n\n"
       "after_* policies, cost, SLO record and the outcome record."};
   static PyMethodDef begin_model_def = {
       "begin_model",

@@ -274,6 +274,10 @@ struct CallOutcome {
   bool ok = true;              // false: the call itself failed
   std::string error_class;     // when !ok, e.g. "timeout", "upstream_5xx"
   std::optional<int64_t> latency_ns;  // default: since Begin
+  // Kept with a keyed call as Remember keeps it, in the same journal write
+  // as the end (so a crash never leaves an ended call without its memo).
+  // FailedPrecondition on a call without an idempotency key.
+  std::optional<std::string> memo;
 };
 
 struct ChunkResult {
@@ -396,7 +400,8 @@ class Guard {
   Status Restore(std::vector<std::unique_ptr<guard::CallState>> kept);
   struct KeyHold;
   Result<std::optional<BeginResult>> Resume(const CallRequest& request, KeyHold* hold);
-  Status Journal(const guard::CallState& call, Durability durability);
+  Status Journal(const guard::CallState& call, Durability durability,
+                 const std::optional<std::string>& memo = std::nullopt);
 
   GuardOptions options_;
   std::shared_ptr<const Clock> clock_;

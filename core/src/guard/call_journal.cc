@@ -15,6 +15,8 @@
 
 #include <fmt/format.h>
 #include <rocksdb/db.h>
+#include <rocksdb/filter_policy.h>
+#include <rocksdb/table.h>
 #include <rocksdb/write_batch.h>
 
 #include "bastion/call.h"
@@ -564,6 +566,12 @@ class RocksJournalStore final : public CallJournal::Store {
     // write cut short by a crash (never acknowledged) is dropped.
     options.wal_recovery_mode = rocksdb::WALRecoveryMode::kTolerateCorruptedTailRecords;
     options.write_buffer_size = 4 << 20;
+    // Every Begin with a new key looks it up and misses: a Bloom filter per
+    // table file answers most misses without reading the file.
+    rocksdb::BlockBasedTableOptions table;
+    table.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10));
+    table.whole_key_filtering = true;
+    options.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table));
     rocksdb::DB* raw = nullptr;
     rocksdb::Status s = rocksdb::DB::Open(options, path, &raw);
     if (!s.ok()) {
@@ -728,11 +736,13 @@ Result<std::optional<std::string>> CallJournal::GetMemo(const std::string& key) 
   return std::optional<std::string>(std::move(value));
 }
 
-Status CallJournal::Put(const CallState& call, bool sync) {
+Status CallJournal::Put(const CallState& call, bool sync,
+                        const std::optional<std::string>& memo) {
   BASTION_RETURN_IF_ERROR(CheckOpen());
   const std::string& key = call.request.idempotency_key;
   Store::Ops ops;
   ops.emplace_back(Key(kCall, key), EncodeCall(call));
+  if (memo) ops.emplace_back(Key(kMemo, key), *memo);
   if (IsOver(call.phase)) {
     ops.emplace_back(Key(kOpen, key), std::nullopt);
     ops.emplace_back(Key(kOver, BigEndian(call.ended_ns) + key), std::string());
@@ -745,6 +755,14 @@ Status CallJournal::Put(const CallState& call, bool sync) {
 Status CallJournal::PutMemo(const std::string& key, const std::string& memo, bool sync) {
   BASTION_RETURN_IF_ERROR(CheckOpen());
   return store_->Write({{Key(kMemo, key), memo}}, sync);
+}
+
+Status CallJournal::Forget(const std::string& key) {
+  BASTION_RETURN_IF_ERROR(CheckOpen());
+  return store_->Write({{Key(kCall, key), std::nullopt},
+                        {Key(kMemo, key), std::nullopt},
+                        {Key(kOpen, key), std::nullopt}},
+                       /*sync=*/false);
 }
 
 Status CallJournal::MaybePrune(int64_t now_ns) {

@@ -62,8 +62,13 @@ class CallJournal {
 
   // Writes the call where it now stands (call.phase). `sync`: fsynced before
   // it returns; otherwise it survives a process crash, not a power loss.
-  Status Put(const CallState& call, bool sync);
+  // `memo`, when given, is written in the same batch (PutMemo's).
+  Status Put(const CallState& call, bool sync,
+             const std::optional<std::string>& memo = std::nullopt);
   Status PutMemo(const std::string& key, const std::string& memo, bool sync);
+  // Removes the call kept under `key` and its memo: Begin with the key then
+  // begins a new call.
+  Status Forget(const std::string& key);
 
   // Removes the calls over before now - retention (their memos too). Runs
   // at most once per prune interval; cheap (one seek) when nothing is due.

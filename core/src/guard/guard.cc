@@ -295,6 +295,27 @@ Result<std::unique_ptr<Guard>> Guard::Open(GuardOptions options) {
   guard->impl_->journal = std::move(*journal);
   std::vector<std::unique_ptr<CallState>> kept = guard->impl_->journal->TakeOpenCalls();
 
+  if (!o.ledger_path.empty()) {
+    auto ledger = Ledger::Open(o.ledger_path, o.ledger);
+    if (!ledger.ok()) return ledger.status();
+    guard->ledger_ = std::move(*ledger);
+    // A kept call whose decision record was still queued when its process
+    // ended never reached the ledger: it is forgotten (Begin with its key
+    // begins anew, checked and recorded), and its hold is not adopted (the
+    // budget state charges it as abandoned, as for a call without a key).
+    auto head = guard->ledger_->GetHead();
+    if (!head.ok()) return head.status();
+    for (auto it = kept.begin(); it != kept.end();) {
+      if ((*it)->record_seq > head->seq) {
+        BASTION_RETURN_IF_ERROR(
+            guard->impl_->journal->Forget((*it)->request.idempotency_key));
+        it = kept.erase(it);
+      } else {
+        ++it;
+      }
+    }
+  }
+
   if (!o.policy_dir.empty()) {
     auto engine = PolicyEngine::Load(o.policy_dir);
     if (!engine.ok()) return engine.status();
@@ -337,12 +358,6 @@ Result<std::unique_ptr<Guard>> Guard::Open(GuardOptions options) {
     auto monitor = SloMonitor::Create(std::move(*specs), so);
     if (!monitor.ok()) return monitor.status();
     guard->slos_ = std::move(*monitor);
-  }
-
-  if (!o.ledger_path.empty()) {
-    auto ledger = Ledger::Open(o.ledger_path, o.ledger);
-    if (!ledger.ok()) return ledger.status();
-    guard->ledger_ = std::move(*ledger);
   }
 
   if (guard->engine_) {
@@ -402,8 +417,9 @@ Result<uint64_t> Guard::AppendRecord(bastion::Record record) {
 
 std::vector<StageTiming> Guard::StageTimings() const { return impl_->pipeline->Timings(); }
 
-Status Guard::Journal(const CallState& call, Durability durability) {
-  BASTION_RETURN_IF_ERROR(impl_->journal->Put(call, durability == Durability::kSync));
+Status Guard::Journal(const CallState& call, Durability durability,
+                      const std::optional<std::string>& memo) {
+  BASTION_RETURN_IF_ERROR(impl_->journal->Put(call, durability == Durability::kSync, memo));
   return impl_->journal->MaybePrune(clock_->NowNs());
 }
 
@@ -541,6 +557,10 @@ Result<EndResult> Guard::End(uint64_t call_id, const CallOutcome& outcome) {
       return Status::FailedPrecondition(fmt::format(
           "call {} has ended; its output awaits review (ReviewOutput)", call_id));
     }
+    if (outcome.memo && !it->second->journaled) {
+      return Status::FailedPrecondition(
+          fmt::format("call {} has no idempotency key to keep a memo with", call_id));
+    }
     call = impl_->Take(it);
   }
   const KeyHold ending(impl_.get(), call->request.idempotency_key);
@@ -563,7 +583,7 @@ Result<EndResult> Guard::End(uint64_t call_id, const CallOutcome& outcome) {
     if (s.journaled) {
       s.phase = CallPhase::kEnded;
       s.ended_ns = clock_->NowNs();
-      BASTION_RETURN_IF_ERROR(Journal(s, options_.durability));
+      BASTION_RETURN_IF_ERROR(Journal(s, options_.durability, outcome.memo));
       impl_->Over(s);
     }
     return std::move(s.ended);
@@ -578,7 +598,7 @@ Result<EndResult> Guard::End(uint64_t call_id, const CallOutcome& outcome) {
   s.phase = CallPhase::kAwaitingReview;
   if (s.journaled) {
     s.ended_ns = clock_->NowNs();
-    BASTION_RETURN_IF_ERROR(Journal(s, options_.durability));
+    BASTION_RETURN_IF_ERROR(Journal(s, options_.durability, outcome.memo));
   }
   impl_->Put(std::move(call));
   return out;

@@ -128,15 +128,19 @@ class RecordStage final : public Stage {
     std::optional<Record> base;
     if (!call.hold.alerts.empty()) base = r;
     const bool runs = d.effect == Effect::kAllow || d.effect == Effect::kModify;
-    // A journaled call's record is never only queued: the journal names it,
-    // so it is written (crash-safe) first; one awaiting approval is as
-    // durable as a high-risk call's, as its journal entry is.
+    // Waited for: a high-risk call that runs (its record reaches disk before
+    // the side effect), and a journaled call that does not run (denied, or
+    // awaiting approval: the journal keeps it, and Begin with its key returns
+    // it without recording again, so its record must not be lost). A
+    // journaled call that runs is queued like any other: a guard reopened
+    // after a crash forgets a kept call whose record never reached the
+    // ledger (Guard::Restore).
     const Durability durability =
         (runs && call.high_risk()) || (call.journaled && d.effect == Effect::kRequireApproval)
             ? ctx_.options->high_risk_durability
             : ctx_.options->durability;
-    auto seq = (runs && call.high_risk()) || call.journaled ? Append(std::move(r), durability)
-                                                            : Queue(std::move(r));
+    const bool wait = (runs && call.high_risk()) || (call.journaled && !runs);
+    auto seq = wait ? Append(std::move(r), durability) : Queue(std::move(r));
     if (!seq.ok()) return seq.status();
     call.record_seq = *seq;
     for (const AlertEvent& a : call.hold.alerts) {

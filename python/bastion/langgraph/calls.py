@@ -119,21 +119,23 @@ class Memo:
     """What this package keeps with a call in the core (GuardedCall.memo)."""
 
     asked: list[dict[str, Any]] = dataclasses.field(default_factory=list)  # answered interrupts
+    raw: Any = None                       # the encoded result the call ended with, as it came
     review: dict[str, Any] | None = None  # the output review interrupt, once asked for
     held: Any = None                      # the encoded result the review releases
-    result: Any = None                    # the encoded result handed back
+    result: Any = None                    # the encoded result handed back, when not `raw`'s
 
     def dump(self) -> str:
-        return json.dumps({"asked": self.asked, "review": self.review, "held": self.held,
-                           "result": self.result}, ensure_ascii=False, default=str)
+        return json.dumps({"asked": self.asked, "raw": self.raw, "review": self.review,
+                           "held": self.held, "result": self.result},
+                          ensure_ascii=False, default=str)
 
     @classmethod
     def load(cls, text: str | None) -> Memo:
         if not text:
             return cls()
         data = json.loads(text)
-        return cls(asked=list(data.get("asked") or []), review=data.get("review"),
-                   held=data.get("held"), result=data.get("result"))
+        return cls(asked=list(data.get("asked") or []), raw=data.get("raw"),
+                   review=data.get("review"), held=data.get("held"), result=data.get("result"))
 
 
 class _Local:
@@ -208,8 +210,13 @@ class CallFlow:
     def prepare(self, step: Step) -> None:
         """Rewrites step.request after the guard's changes (or sets step.result)."""
 
-    def finish(self, step: Step, result: Any) -> tuple[Any, Any, Callable[[], dict[str, Any]]]:
-        """Ends the call: (the result as shown, the CallEnd, the review payload maker)."""
+    def end(self, step: Step, result: Any, memo: str | None) -> Any:
+        """Ends the call with what the handler returned (keeping `memo` with it):
+        the CallEnd."""
+        raise NotImplementedError
+
+    def shown(self, step: Step, result: Any, end: Any) -> tuple[Any, Callable[[], dict[str, Any]]]:
+        """(`result` as the guard's `end` lets it be shown, the review payload maker)."""
         raise NotImplementedError
 
     def withhold(self, step: Step, result: Any, review: dict[str, Any], by: str) -> Any:
@@ -291,25 +298,37 @@ class CallFlow:
             result = self._load(memo.result)
             if result is not None:
                 return result
-        if memo.review is not None and memo.held is not None and step.answers:
-            # Reviewed, then stopped before the result was kept.
-            approved, by, reason = parse_resume(step.answers[-1], self.settings.default_approver)
-            held = self._load(memo.held)
-            return held if approved else self.withhold(step, held, memo.review, who(by, reason))
+        ended = step.call.ended
+        if memo.raw is not None and ended is not None:
+            raw = self._load(memo.raw)
+            if raw is not None:
+                return self.shown(step, raw, ended)[0]
         if step.answers:
+            # Rejected, or reviewed, then stopped before the result was kept.
             approved, by, reason = parse_resume(step.answers[-1], self.settings.default_approver)
+            if memo.review is not None and memo.held is not None:
+                held = self._load(memo.held)
+                return held if approved else self.withhold(step, held, memo.review,
+                                                           who(by, reason))
             if not approved:
                 return self.rejected(step, who(by, reason))
         return self.lost(step)
 
     def after(self, step: Step, result: Any) -> Any:
-        result, end, review = self.finish(step, result)
+        memo: str | None = None
+        if step.key:
+            # Kept with the end, in one write: a re-execution finds the call
+            # ended and shows this result as the end let it be shown.
+            step.memo.raw = self._store(step, result)
+            memo = step.memo.dump()
+        end = self.end(step, result, memo)
+        result, review = self.shown(step, result, end)
         if end.awaiting_approval:
             step.memo.review = review()
             step.memo.held = self._store(step, result)
             self._remember(step)
             return self._review(step)
-        return self._final(step, result)
+        return result
 
     def _review(self, step: Step) -> Any:
         """Asks a human about held output, has the guard record the verdict, and

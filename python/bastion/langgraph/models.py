@@ -229,25 +229,36 @@ class ModelFlow(CallFlow):
         if overrides:
             step.request = request.override(**overrides)
 
-    def finish(self, step: Step, response: Any) -> tuple[Any, Any, Callable[[], dict[str, Any]]]:
+    @staticmethod
+    def _last_ai(response: Any) -> tuple[list[BaseMessage], int | None]:
         if isinstance(response, AIMessage):
-            response = ModelResponse(result=[response])
+            return [response], 0
         result = list(response.result)
         index = next((i for i in range(len(result) - 1, -1, -1)
                       if isinstance(result[i], AIMessage)), None)
+        return result, index
+
+    def end(self, step: Step, response: Any, memo: str | None) -> Any:
+        result, index = self._last_ai(response)
         message = result[index] if index is not None else None
         text = text_of(message.content) if message is not None else ""
         usage = getattr(message, "usage_metadata", None)
         stream = step.extra.stream
         stopped = stream is not None and stream.stopped
-        end = step.call.end(
+        return step.call.end(
             text, usage=dict(usage) if usage else None,
             ok=not stopped, error_class="stream_stopped" if stopped else "",
-            latency=time.monotonic() - step.started)
+            latency=time.monotonic() - step.started, memo=memo)
+
+    def shown(self, step: Step, response: Any, end: Any) -> tuple[Any, Callable[[], dict[str, Any]]]:
+        result, index = self._last_ai(response)
+        message = result[index] if index is not None else None
+        text = text_of(message.content) if message is not None else ""
+        stream = step.extra.stream
         held = end.awaiting_approval  # shown as if approved; after() asks first
         shown = end.held_output if held else end.output
         withheld = end.withheld and not held
-        if message is not None and stopped:
+        if message is not None and stream is not None and stream.stopped:
             result[index] = message.model_copy(update={
                 "content": f"Model output stopped by policy: {stream.reasons}",
                 "tool_calls": [], "invalid_tool_calls": []})
@@ -256,8 +267,9 @@ class ModelFlow(CallFlow):
             if withheld:
                 update.update(tool_calls=[], invalid_tool_calls=[])
             result[index] = message.model_copy(update=update)
-        out = ModelResponse(result=result, structured_response=response.structured_response)
-        return out, end, lambda: self.review_payload(
+        structured = None if isinstance(response, AIMessage) else response.structured_response
+        out = ModelResponse(result=result, structured_response=structured)
+        return out, lambda: self.review_payload(
             step, "model_output", end, model=step.name, output=shown)
 
     def withhold(self, step: Step, out: Any, review: dict[str, Any], by: str) -> Any:

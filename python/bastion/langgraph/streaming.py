@@ -216,6 +216,9 @@ class GuardedChatModel(BaseChatModel):
     def _identifying_params(self) -> Mapping[str, Any]:
         return {"guarded": dict(self.inner._identifying_params)}
 
+    def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> Any:
+        return self.inner._get_ls_params(stop=stop, **kwargs)  # traces name the inner model
+
     def __getattr__(self, name: str) -> Any:
         try:
             return super().__getattr__(name)  # type: ignore[misc]

@@ -224,12 +224,16 @@ class ToolFlow(CallFlow):
             raise GuardDeniedError(message, call.decision)
         return self._final(step, self._message(step, message))
 
-    def finish(self, step: Step, result: Any) -> tuple[Any, Any, Callable[[], dict[str, Any]]]:
+    def end(self, step: Step, result: Any, memo: str | None) -> Any:
         message = _tool_message_in(result, step.request.tool_call.get("id"))
         text = text_of(message.content) if message is not None else ""
         ok = message is None or message.status != "error"
-        end = step.call.end(text, ok=ok, error_class="" if ok else "tool_error",
-                            latency=time.monotonic() - step.started)
+        return step.call.end(text, ok=ok, error_class="" if ok else "tool_error",
+                             latency=time.monotonic() - step.started, memo=memo)
+
+    def shown(self, step: Step, result: Any, end: Any) -> tuple[Any, Callable[[], dict[str, Any]]]:
+        message = _tool_message_in(result, step.request.tool_call.get("id"))
+        text = text_of(message.content) if message is not None else ""
         # Output held for review is shown as it would be if approved (after()
         # asks first); a rejection replaces it.
         held = end.awaiting_approval
@@ -239,7 +243,7 @@ class ToolFlow(CallFlow):
             if end.withheld and not held:
                 update["status"] = "error"
             result = _replace_tool_message(result, message, message.model_copy(update=update))
-        return result, end, lambda: self.review_payload(
+        return result, lambda: self.review_payload(
             step, "tool_result", end,
             tool_call={"name": step.name, "args": step.request.tool_call.get("args"),
                        "id": step.request.tool_call.get("id")},

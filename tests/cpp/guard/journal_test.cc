@@ -243,6 +243,33 @@ TEST_F(JournalTest, AnEndedCallReturnsItsMemoInsteadOfRunningAgain) {
   EXPECT_TRUE(guard_->Remember(unkeyed->call_id, "x").IsFailedPrecondition());
 }
 
+TEST_F(JournalTest, AMemoGivenToEndIsKeptWithTheEnd) {
+  auto begun = guard_->Begin(Refund("thread-3/call-1"));
+  ASSERT_TRUE(begun.ok());
+  ASSERT_TRUE(guard_->Approve(begun->call_id, true, "ann", "").ok());
+  CallOutcome out;
+  out.output = "refunded $30";
+  out.memo = R"({"raw": "refunded $30"})";
+  ASSERT_TRUE(guard_->End(begun->call_id, out).ok());
+
+  Reopen();
+  auto again = guard_->Begin(Refund("thread-3/call-1"));
+  ASSERT_TRUE(again.ok()) << again.status().ToString();
+  EXPECT_EQ(again->state, CallPhase::kEnded);
+  ASSERT_TRUE(again->memo.has_value() && again->ended.has_value());
+  EXPECT_EQ(*again->memo, R"({"raw": "refunded $30"})");
+  EXPECT_EQ(again->ended->output, "refunded $30");
+
+  // A call without a key has nowhere to keep one: refused, and still in flight.
+  CallRequest plain = Refund("");
+  plain.call.tool = "lookup";
+  auto unkeyed = guard_->Begin(plain);
+  ASSERT_TRUE(unkeyed.ok());
+  EXPECT_TRUE(guard_->End(unkeyed->call_id, out).status().IsFailedPrecondition());
+  out.memo.reset();
+  EXPECT_TRUE(guard_->End(unkeyed->call_id, out).ok());
+}
+
 TEST_F(JournalTest, OutputAwaitingReviewIsReviewedInTheNextProcess) {
   CallRequest req = Refund("k-review");
   req.call.tool = "fetch_page";

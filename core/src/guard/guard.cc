@@ -505,10 +505,13 @@ Result<BeginResult> Guard::Begin(CallRequest request) {
   call->awaiting_approval = effect == Effect::kRequireApproval;
   call->phase = call->awaiting_approval ? CallPhase::kAwaitingApproval : CallPhase::kInFlight;
   call->policy_version = call->decision.policy_version;
-  if (call->journaled) {
-    // As durable as its decision record (record stage): a call awaiting
-    // approval or a high-risk one at high_risk_durability. A call waiting
-    // for a human has its hold saved too, so no crash loses it meanwhile.
+  // Kept from Begin on: a call awaiting approval (its hold saved too, so no
+  // crash loses it meanwhile) and a high-risk one, as durable as their
+  // decision records (record stage). An allowed low-risk call is kept once
+  // it ends: in flight, this process finds it by its key; if the process
+  // dies first, a Begin with the key begins it anew, as for a call without
+  // a key (docs/guarantees.md#calls-across-a-restart).
+  if (call->journaled && (call->awaiting_approval || call->high_risk())) {
     const bool runs = !call->awaiting_approval;
     Status kept = !runs && budgets_ && !call->hold.reservations.empty() ? budgets_->Flush()
                                                                          : Status::OK();

@@ -262,3 +262,22 @@ def test_an_abandoned_stream_is_settled_at_what_was_produced(tmp_path):
         assert outcome["output_tokens"] >= 1 and outcome["input_tokens"] >= 1
         spent = guard.budgets.usage_of("cap")
         assert spent["spent_usd"] > Decimal(0) and spent["reserved_usd"] == Decimal(0)
+
+
+def test_callbacks_see_only_guarded_tokens_and_chunks(guard):
+    from langchain_core.callbacks import BaseCallbackHandler
+
+    class Seen(BaseCallbackHandler):
+        def __init__(self):
+            self.tokens, self.texts = [], []
+
+        def on_llm_new_token(self, token, *, chunk=None, **kwargs):
+            self.tokens.append(token)
+            self.texts.append(chunk.text if chunk is not None else "")
+
+    seen = Seen()
+    llm = guard_model(ChunkedChat(replies=[(["mail dave@exa", "mple.com or ", "4111 1111 ",
+                                             "1111 1111"], [])]), guard, agent_id="writer")
+    reply = "".join(c.content for c in llm.stream("hi", config={"callbacks": [seen]}))
+    shown = "".join(seen.tokens)
+    assert shown == "".join(seen.texts) == reply == "mail [EMAIL] or [CREDIT_CARD]"

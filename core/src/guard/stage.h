@@ -62,7 +62,12 @@ struct CallState {
 
   // --- End ---
   int64_t latency_ns = 0;
-  EndResult ended{Decision::DefaultAllow()};  // what End returns, as the stages settle it
+  // What End returns, as the stages settle it.
+  EndResult ended = [] {
+    EndResult e;
+    e.decision = Decision::DefaultAllow();
+    return e;
+  }();
   // Ended with its output held for review (an after_* require_approval).
   bool output_held = false;
   std::string held_output;

@@ -109,7 +109,9 @@ class StreamGuard:
 
 
 def _guarded(chunk: ChatGenerationChunk, text: str) -> ChatGenerationChunk:
-    """`chunk` with its text replaced by the released `text`."""
+    """`chunk` with its text replaced by the released `text`, in place: the
+    chunk is the inner model's, made for this stream, and nothing else holds
+    it (a copy would cost more than the guard's check of it)."""
     message = chunk.message
     content = message.content
     if isinstance(content, list):
@@ -124,11 +126,11 @@ def _guarded(chunk: ChatGenerationChunk, text: str) -> ChatGenerationChunk:
                     placed = True
             else:
                 out.append(block)
-        content = out
+        message.content = out
     else:
-        content = text
-    return ChatGenerationChunk(message=message.model_copy(update={"content": content}),
-                               generation_info=chunk.generation_info)
+        message.content = text
+    chunk.text = text  # what LangChain read off the raw content when it made the chunk
+    return chunk
 
 
 def _worth_sending(chunk: ChatGenerationChunk, text: str) -> bool:

@@ -203,6 +203,10 @@ def test_a_deny_on_chunk_stops_the_stream_and_the_ledger_says_where(guard):
     [outcome] = outcomes(guard)
     attributes = outcome["attributes"]
     assert outcome["effect"] == "deny" and attributes["error"] == "stream_stopped"
+    # The provider's usage chunk never came: settled at an estimate of what
+    # was produced (4 characters a token).
+    assert outcome["output_tokens"] == (len("".join(text[:5])) + 3) // 4
+    assert outcome["input_tokens"] > 0
     assert attributes["stream_stop_policies"] == "forbidden-output"
     shown = len("".join(tokens).encode())
     assert int(attributes["stream_stop_byte"]) == shown == int(attributes["stream_released_bytes"])

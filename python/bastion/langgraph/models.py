@@ -245,6 +245,8 @@ class ModelFlow(CallFlow):
         usage = getattr(message, "usage_metadata", None)
         stream = step.extra.stream
         stopped = stream is not None and stream.stopped
+        if stopped and not usage:
+            usage = stream.usage_of(step)  # the provider's closing usage never came
         return step.call.end(
             text, usage=dict(usage) if usage else None,
             ok=not stopped, error_class="stream_stopped" if stopped else "",

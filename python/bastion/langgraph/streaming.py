@@ -97,15 +97,19 @@ class StreamGuard:
         if usage:
             self.usage = add_usage(self.usage, usage) if self.usage else usage
 
+    def usage_of(self, step: Step) -> dict[str, Any]:
+        """The usage the chunks reported, else an estimate (4 characters a
+        token) of the prompt and of the text the model produced: what a
+        stream cut short is settled at."""
+        if self.usage:
+            return dict(self.usage)
+        return {"input_tokens": step.extra.input_tokens,
+                "output_tokens": (self.produced_chars + 3) // 4}
+
     def settle(self, step: Step, error_class: str) -> None:
-        """Ends a stream the client abandoned (or that broke) at what was produced:
-        the usage the chunks reported, else an estimate (4 characters a token)
-        of the prompt and of the text the model produced."""
-        usage = dict(self.usage) if self.usage else {
-            "input_tokens": step.extra.input_tokens,
-            "output_tokens": (self.produced_chars + 3) // 4}
-        step.call.end("".join(self.released), usage=usage, ok=False, error_class=error_class,
-                      latency=time.monotonic() - step.started)
+        """Ends a stream the client abandoned (or that broke) at what was produced."""
+        step.call.end("".join(self.released), usage=self.usage_of(step), ok=False,
+                      error_class=error_class, latency=time.monotonic() - step.started)
 
 
 def _guarded(chunk: ChatGenerationChunk, text: str) -> ChatGenerationChunk:

@@ -24,6 +24,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Literal
 
 from langchain_core.exceptions import ModelError
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage, ToolMessage
 from langgraph.types import interrupt
 
 from bastion.guard import CallDenied
@@ -104,6 +105,23 @@ def with_text(content: Any, text: str) -> Any:
     if not placed:
         out.insert(0, {"type": "text", "text": text})
     return out
+
+
+# Messages in a memo: their own JSON (pydantic's serializer, several times
+# faster than a dict built for json.dumps), under their type.
+_MESSAGE_TYPES: dict[str, type[BaseMessage]] = {
+    "ai": AIMessage, "tool": ToolMessage, "human": HumanMessage, "system": SystemMessage}
+
+
+def message_json(message: BaseMessage) -> list[str] | None:
+    """[type, JSON] of a message, or None for a type a memo cannot hold."""
+    if type(message) not in _MESSAGE_TYPES.values():
+        return None
+    return [message.type, message.model_dump_json()]
+
+
+def message_of(data: list[str]) -> BaseMessage:
+    return _MESSAGE_TYPES[data[0]].model_validate_json(data[1])
 
 
 def reasons(decision: Any) -> str:

@@ -17,13 +17,21 @@ from langchain_core.messages import (
     BaseMessage,
     HumanMessage,
     ToolMessage,
-    message_to_dict,
-    messages_from_dict,
 )
 from langgraph.errors import GraphBubbleUp
 
 from bastion.langgraph.approvals import APPROVAL_TYPE
-from bastion.langgraph.calls import CallFlow, Settings, Step, log, reasons, text_of, with_text
+from bastion.langgraph.calls import (
+    CallFlow,
+    Settings,
+    Step,
+    log,
+    message_json,
+    message_of,
+    reasons,
+    text_of,
+    with_text,
+)
 from bastion.langgraph.context import Identity, config_now, resolve
 
 if TYPE_CHECKING:
@@ -286,15 +294,16 @@ class ModelFlow(CallFlow):
 
     def encode(self, result: Any) -> Any:
         if isinstance(result, AIMessage):
-            return {"message": message_to_dict(result)}
+            return message_json(result)
         if isinstance(result, ModelResponse) and result.structured_response is None:
-            return {"response": [message_to_dict(m) for m in result.result]}
+            messages = [message_json(m) for m in result.result]
+            return {"response": messages} if None not in messages else None
         return None
 
     def decode(self, data: Any) -> Any:
-        if "message" in data:
-            return messages_from_dict([data["message"]])[0]
-        return ModelResponse(result=messages_from_dict(data["response"]))
+        if isinstance(data, list):
+            return message_of(data)
+        return ModelResponse(result=[message_of(m) for m in data["response"]])
 
     def failed(self, step: Step, exc: BaseException) -> None:
         if isinstance(exc, GraphBubbleUp):

@@ -10,7 +10,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from langchain_core.messages import AIMessage, ToolMessage, message_to_dict, messages_from_dict
+from langchain_core.messages import AIMessage, ToolMessage
 from langgraph.errors import GraphBubbleUp, ParentCommand
 from langgraph.prebuilt import ToolNode
 from langgraph.types import Command
@@ -23,6 +23,8 @@ from bastion.langgraph.calls import (
     Settings,
     Step,
     log,
+    message_json,
+    message_of,
     reasons,
     text_of,
     with_text,
@@ -258,12 +260,10 @@ class ToolFlow(CallFlow):
             "status": "error"}))
 
     def encode(self, result: Any) -> Any:
-        if isinstance(result, ToolMessage):
-            return {"message": message_to_dict(result)}
-        return None
+        return message_json(result) if isinstance(result, ToolMessage) else None
 
     def decode(self, data: Any) -> Any:
-        return messages_from_dict([data["message"]])[0]
+        return message_of(data)
 
     def failed(self, step: Step, exc: BaseException) -> None:
         if isinstance(exc, ParentCommand):  # the tool finished by commanding the parent graph

@@ -78,7 +78,10 @@ def test_a_deny_stops_the_stream_and_the_ledger_says_where(guard: bastion.Guard)
     assert [r["policy_id"] for r in call.stream_stop.reasons] == ["forbidden-output"]
     assert call.chunk("and the rest") == (True, "")
     assert call.finish_stream() == (True, "")
-    call.end("This is for internal ")
+    end = call.end("This is for internal use only, the plan")
+    # What the caller passes as the output of a stopped stream is not shown.
+    assert end.withheld and end.output.startswith("[withheld by policy:")
+    assert end.decision.effect == "deny"
     outcome = records(guard)[-1]
     attributes = outcome["attributes"]
     assert outcome["effect"] == "deny"

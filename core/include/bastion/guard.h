@@ -400,7 +400,7 @@ class Guard {
   Status Restore(std::vector<std::unique_ptr<guard::CallState>> kept);
   struct KeyHold;
   Result<std::optional<BeginResult>> Resume(const CallRequest& request, KeyHold* hold);
-  Status Journal(const guard::CallState& call, Durability durability,
+  Status Journal(guard::CallState& call, Durability durability,
                  const std::optional<std::string>& memo = std::nullopt);
 
   GuardOptions options_;

@@ -710,6 +710,7 @@ std::string CallJournal::What(const std::string& key) const {
 std::vector<std::unique_ptr<CallState>> CallJournal::TakeOpenCalls() { return std::move(open_); }
 
 Result<std::unique_ptr<CallState>> CallJournal::Get(const std::string& key, int64_t now_ns) {
+  std::shared_lock lock(mu_);
   BASTION_RETURN_IF_ERROR(CheckOpen());
   std::string value;
   Status got = store_->Get(Key(kCall, key), &value);
@@ -728,6 +729,7 @@ Result<std::unique_ptr<CallState>> CallJournal::Get(const std::string& key, int6
 }
 
 Result<std::optional<std::string>> CallJournal::GetMemo(const std::string& key) {
+  std::shared_lock lock(mu_);
   BASTION_RETURN_IF_ERROR(CheckOpen());
   std::string value;
   Status got = store_->Get(Key(kMemo, key), &value);
@@ -737,12 +739,17 @@ Result<std::optional<std::string>> CallJournal::GetMemo(const std::string& key) 
 }
 
 Status CallJournal::Put(const CallState& call, bool sync,
-                        const std::optional<std::string>& memo) {
+                        const std::optional<std::string>& memo, bool fresh) {
+  std::shared_lock lock(mu_);
   BASTION_RETURN_IF_ERROR(CheckOpen());
   const std::string& key = call.request.idempotency_key;
   Store::Ops ops;
   ops.emplace_back(Key(kCall, key), EncodeCall(call));
-  if (memo) ops.emplace_back(Key(kMemo, key), *memo);
+  if (memo) {
+    ops.emplace_back(Key(kMemo, key), *memo);
+  } else if (fresh) {
+    ops.emplace_back(Key(kMemo, key), std::nullopt);  // an earlier call's
+  }
   if (IsOver(call.phase)) {
     ops.emplace_back(Key(kOpen, key), std::nullopt);
     ops.emplace_back(Key(kOver, BigEndian(call.ended_ns) + key), std::string());
@@ -753,11 +760,13 @@ Status CallJournal::Put(const CallState& call, bool sync,
 }
 
 Status CallJournal::PutMemo(const std::string& key, const std::string& memo, bool sync) {
+  std::shared_lock lock(mu_);
   BASTION_RETURN_IF_ERROR(CheckOpen());
   return store_->Write({{Key(kMemo, key), memo}}, sync);
 }
 
 Status CallJournal::Forget(const std::string& key) {
+  std::shared_lock lock(mu_);
   BASTION_RETURN_IF_ERROR(CheckOpen());
   return store_->Write({{Key(kCall, key), std::nullopt},
                         {Key(kMemo, key), std::nullopt},
@@ -766,6 +775,8 @@ Status CallJournal::Forget(const std::string& key) {
 }
 
 Status CallJournal::MaybePrune(int64_t now_ns) {
+  if (now_ns < next_prune_ns_.load(std::memory_order_relaxed)) return Status::OK();
+  std::unique_lock lock(mu_);
   BASTION_RETURN_IF_ERROR(CheckOpen());
   if (now_ns < next_prune_ns_.load(std::memory_order_relaxed)) return Status::OK();
   return Prune(now_ns);
@@ -773,6 +784,9 @@ Status CallJournal::MaybePrune(int64_t now_ns) {
 
 Status CallJournal::Prune(int64_t now_ns) {
   next_prune_ns_.store(now_ns + PruneInterval(retention_ns_), std::memory_order_relaxed);
+  // Nothing can have ended before the clock's epoch plus the retention (and
+  // a negative bound would sort after every time).
+  if (now_ns - retention_ns_ + 1 <= 0) return Status::OK();
   std::vector<std::string> due;
   BASTION_RETURN_IF_ERROR(store_->Keys(std::string(kOver),
                                        Key(kOver, BigEndian(now_ns - retention_ns_ + 1)), &due));
@@ -798,6 +812,7 @@ Status CallJournal::Prune(int64_t now_ns) {
 }
 
 Status CallJournal::Close() {
+  std::unique_lock lock(mu_);
   if (!store_) return Status::OK();
   Status s = store_->Close();
   store_.reset();

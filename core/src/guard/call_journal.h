@@ -25,6 +25,7 @@
 #include <cstdint>
 #include <memory>
 #include <optional>
+#include <shared_mutex>
 #include <string>
 #include <vector>
 
@@ -62,9 +63,11 @@ class CallJournal {
 
   // Writes the call where it now stands (call.phase). `sync`: fsynced before
   // it returns; otherwise it survives a process crash, not a power loss.
-  // `memo`, when given, is written in the same batch (PutMemo's).
+  // `memo`, when given, is written in the same batch (PutMemo's). `fresh`:
+  // the call's first write, which also removes a memo an earlier call under
+  // the same key left (unless `memo` replaces it).
   Status Put(const CallState& call, bool sync,
-             const std::optional<std::string>& memo = std::nullopt);
+             const std::optional<std::string>& memo = std::nullopt, bool fresh = false);
   Status PutMemo(const std::string& key, const std::string& memo, bool sync);
   // Removes the call kept under `key` and its memo: Begin with the key then
   // begins a new call.
@@ -88,7 +91,10 @@ class CallJournal {
 
   std::string path_;
   int64_t retention_ns_ = 0;
-  std::unique_ptr<Store> store_;
+  // Shared by reads and writes; exclusive for Close and for Prune, whose
+  // read-check-delete must not interleave with a new call's write.
+  mutable std::shared_mutex mu_;
+  std::unique_ptr<Store> store_;  // GUARDED_BY(mu_)
   std::vector<std::unique_ptr<CallState>> open_;
   std::atomic<int64_t> next_prune_ns_{0};
 };

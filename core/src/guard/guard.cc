@@ -171,6 +171,7 @@ class Guard::Impl {
   // resolved), where it stands now, and how it ended.
   static BeginResult ResumedOf(CallState& call) {
     BeginResult out = ResultOf(call, /*keep_decision=*/true);
+    if (call.unresolved) out.decision = *call.unresolved;  // not approved until recorded
     out.resumed = true;
     out.budget_alerts.clear();
     if (call.phase == CallPhase::kAwaitingReview || call.phase == CallPhase::kEnded) {
@@ -255,6 +256,24 @@ struct Guard::KeyHold {
     impl->busy_cv.notify_all();
   }
 };
+
+namespace {
+
+// A kept call taken out of flight by a step (End, ReviewOutput, a
+// rejection): if the step fails, nobody holds the call any more, so its kept
+// entry goes too and its key begins a new call (as a process that crashed
+// there would begin one after the restart, its records being what they are).
+// Declared after the step's KeyHold, so it runs while the key is still busy.
+struct DropUnlessDone {
+  guard::CallJournal* journal;
+  const guard::CallState* call;
+  bool done = false;
+  ~DropUnlessDone() {
+    if (!done && call->kept) (void)journal->Forget(call->request.idempotency_key);
+  }
+};
+
+}  // namespace
 
 Guard::Guard(GuardOptions options) : options_(std::move(options)), impl_(std::make_unique<Impl>()) {}
 
@@ -388,6 +407,7 @@ Status Guard::Restore(std::vector<std::unique_ptr<guard::CallState>> kept) {
   for (auto& call : kept) {
     call->call_id = impl_->next_id.fetch_add(1, std::memory_order_relaxed);
     call->journaled = true;
+    call->kept = true;
     call->awaiting_approval = call->phase == CallPhase::kAwaitingApproval;
     call->output_held = call->phase == CallPhase::kAwaitingReview;
     std::vector<Reservation>& held = call->hold.reservations;
@@ -417,10 +437,15 @@ Result<uint64_t> Guard::AppendRecord(bastion::Record record) {
 
 std::vector<StageTiming> Guard::StageTimings() const { return impl_->pipeline->Timings(); }
 
-Status Guard::Journal(const CallState& call, Durability durability,
+Status Guard::Journal(CallState& call, Durability durability,
                       const std::optional<std::string>& memo) {
-  BASTION_RETURN_IF_ERROR(impl_->journal->Put(call, durability == Durability::kSync, memo));
-  return impl_->journal->MaybePrune(clock_->NowNs());
+  BASTION_RETURN_IF_ERROR(
+      impl_->journal->Put(call, durability == Durability::kSync, memo, /*fresh=*/!call.kept));
+  call.kept = true;
+  // Pruning is housekeeping: its failure is not the step's (the next write
+  // tries again), and the call's own entry is written.
+  (void)impl_->journal->MaybePrune(clock_->NowNs());
+  return Status::OK();
 }
 
 // The call `request`'s key names, if one is kept: in flight in this process,
@@ -567,6 +592,7 @@ Result<EndResult> Guard::End(uint64_t call_id, const CallOutcome& outcome) {
     call = impl_->Take(it);
   }
   const KeyHold ending(impl_.get(), call->request.idempotency_key);
+  DropUnlessDone dropped{impl_->journal.get(), call.get()};
   CallState& s = *call;
   // The cost of the outcome, which the slo and budget stages settle with.
   if (outcome.usage) {
@@ -589,6 +615,7 @@ Result<EndResult> Guard::End(uint64_t call_id, const CallOutcome& outcome) {
       BASTION_RETURN_IF_ERROR(Journal(s, options_.durability, outcome.memo));
       impl_->Over(s);
     }
+    dropped.done = true;
     return std::move(s.ended);
   }
   // Kept (its budget settled, its SLO recorded) until ReviewOutput; a Begin
@@ -603,6 +630,7 @@ Result<EndResult> Guard::End(uint64_t call_id, const CallOutcome& outcome) {
     s.ended_ns = clock_->NowNs();
     BASTION_RETURN_IF_ERROR(Journal(s, options_.durability, outcome.memo));
   }
+  dropped.done = true;
   impl_->Put(std::move(call));
   return out;
 }
@@ -627,6 +655,7 @@ Result<std::string> Guard::ReviewOutput(uint64_t call_id, bool approved,
     call = impl_->Take(it);
   }
   const KeyHold reviewing(impl_.get(), call->request.idempotency_key);
+  DropUnlessDone dropped{impl_->journal.get(), call.get()};
   const std::string who = reason.empty() ? reviewed_by : reviewed_by + ": " + reason;
   guard::Verdict verdict;
   verdict.approved = approved;
@@ -643,6 +672,7 @@ Result<std::string> Guard::ReviewOutput(uint64_t call_id, bool approved,
     BASTION_RETURN_IF_ERROR(Journal(*call, options_.high_risk_durability));
     impl_->Over(*call);
   }
+  dropped.done = true;
   return shown;
 }
 
@@ -681,6 +711,7 @@ Result<BeginResult> Guard::Approve(uint64_t call_id, bool approved, const std::s
   }
   if (!approved) {
     const KeyHold rejecting(impl_.get(), call->request.idempotency_key);
+    DropUnlessDone dropped{impl_->journal.get(), call};
     call->decision.Resolve(false, "approval", verdict.message);
     BASTION_RETURN_IF_ERROR(impl_->pipeline->Resolve(*call, verdict));
     call->phase = CallPhase::kRejected;
@@ -691,6 +722,7 @@ Result<BeginResult> Guard::Approve(uint64_t call_id, bool approved, const std::s
       BASTION_RETURN_IF_ERROR(Journal(*call, options_.high_risk_durability));
       impl_->Over(*call);
     }
+    dropped.done = true;
     BeginResult out = Impl::ResultOf(*call, /*keep_decision=*/false);
     out.record_seq = call->verdict_seq;
     return out;
@@ -703,6 +735,7 @@ Result<BeginResult> Guard::Approve(uint64_t call_id, bool approved, const std::s
   {
     std::lock_guard lock(impl_->mu);
     std::swap(s.decision, resolved);  // the record stage records the resolved decision
+    s.unresolved = resolved;
   }
   Status recorded = impl_->pipeline->Resolve(s, verdict);
   if (recorded.ok() && s.journaled) {
@@ -716,6 +749,7 @@ Result<BeginResult> Guard::Approve(uint64_t call_id, bool approved, const std::s
   }
   std::lock_guard lock(impl_->mu);
   s.resolving = false;
+  s.unresolved.reset();
   if (!recorded.ok()) {
     std::swap(s.decision, resolved);
     s.phase = CallPhase::kAwaitingApproval;
@@ -747,6 +781,10 @@ Status Guard::Remember(uint64_t call_id, std::string memo) {
         return Status::FailedPrecondition(fmt::format(
             "call {} has no idempotency key: there is nothing to keep a memo under", call_id));
       }
+      if (!it->second->kept) {
+        return Status::FailedPrecondition(fmt::format(
+            "call {} is not kept until it ends: give the memo to End", call_id));
+      }
     } else if (auto over = impl_->over.find(call_id); over != impl_->over.end()) {
       key = over->second.first;
     } else {
@@ -765,7 +803,15 @@ Status Guard::Remember(const std::string& idempotency_key, std::string memo) {
   bool known = false;
   {
     std::lock_guard lock(impl_->mu);
-    known = impl_->by_key.contains(idempotency_key);
+    if (auto it = impl_->by_key.find(idempotency_key); it != impl_->by_key.end()) {
+      auto call = impl_->calls.find(it->second);
+      if (call != impl_->calls.end() && !call->second->kept) {
+        return Status::FailedPrecondition(fmt::format(
+            "the call of key '{}' is not kept until it ends: give the memo to End",
+            idempotency_key));
+      }
+      known = true;
+    }
   }
   if (!known) {
     auto kept = impl_->journal->Get(idempotency_key, clock_->NowNs());

@@ -1,5 +1,7 @@
 // The record stage: a call's ledger records (decision, outcome, verdicts,
 // budget alerts, SLO breaches), each with the durability its risk needs.
+#include <algorithm>
+
 #include <fmt/format.h>
 
 #include "guard/stage.h"
@@ -91,11 +93,16 @@ bool AddStream(const StreamReport& s, Record* r) {
     if (!seen) ids += ids.empty() ? id : "," + id;
   }
   SetAttribute(r, "stream_stop_policies", ids);
-  // Deny wins (bastion/decision.h): its votes are the reasons.
+  // Deny wins (bastion/decision.h): its votes are the reasons (the end's
+  // decision already carries them when the policies stage folded the stop in).
   const std::string deny(EffectName(Effect::kDeny));
   if (r->effect != deny) r->reasons.clear();
   r->effect = deny;
-  r->reasons.insert(r->reasons.end(), s.stop_reasons.begin(), s.stop_reasons.end());
+  for (const Reason& reason : s.stop_reasons) {
+    if (std::find(r->reasons.begin(), r->reasons.end(), reason) == r->reasons.end()) {
+      r->reasons.push_back(reason);
+    }
+  }
   return true;
 }
 

@@ -55,6 +55,11 @@ struct CallState {
   std::string policy_version;  // the decision's (kept when the decision is handed out)
   bool awaiting_approval = false;
   bool resolving = false;      // an approval is being recorded
+  // While an approval is recorded: the decision as it stood, which a Begin
+  // resuming the call returns until the verdict is recorded and kept.
+  std::optional<Decision> unresolved;
+  // Written to the call journal at least once (Guard::Journal).
+  bool kept = false;
   uint64_t verdict_seq = 0;    // the last verdict record
   // The streamed output (guard/stream.h), from the first Chunk or
   // FinishStream on; shared so that a chunk being evaluated outlives End.

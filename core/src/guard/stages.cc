@@ -7,6 +7,7 @@
 
 #include "bastion/policy_state.h"
 #include "guard/stage.h"
+#include "guard/stream.h"
 
 namespace bastion::guard {
 
@@ -79,6 +80,21 @@ class PoliciesStage final : public Stage {
     EndResult& out = call.ended;
     out.decision = Decision::DefaultAllow();  // a failed call's output is not checked
     out.decision.policy_version = call.policy_version;
+    if (call.stream) {
+      // A stream a policy stopped is denied whole: what the caller passes
+      // as its output is not shown, whatever the after_* hook would say.
+      StreamReport stream = call.stream->Report();
+      if (stream.stopped) {
+        out.decision.effect = Effect::kDeny;
+        out.decision.reasons = std::move(stream.stop_reasons);
+        out.withheld = true;
+        out.output = fmt::format("[withheld by policy: {}]",
+                                 out.decision.reasons.empty()
+                                     ? std::string("the stream was stopped")
+                                     : out.decision.reasons[0].message);
+        return Status::OK();
+      }
+    }
     if (outcome.ok && ctx_.engine != nullptr) {
       out.decision.Merge(ctx_.engine->EvaluatePolicies(c));
     }

@@ -243,6 +243,26 @@ TEST_F(JournalTest, AnEndedCallReturnsItsMemoInsteadOfRunningAgain) {
   EXPECT_TRUE(guard_->Remember(unkeyed->call_id, "x").IsFailedPrecondition());
 }
 
+TEST_F(JournalTest, ACallNotKeptYetTakesItsMemoWithItsEnd) {
+  CallRequest plain = Refund("k-low");
+  plain.call.tool = "lookup";
+  plain.call.operation = "read";
+  plain.call.risk_level = "low";
+  auto begun = guard_->Begin(plain);
+  ASSERT_TRUE(begun.ok()) << begun.status().ToString();
+  ASSERT_EQ(begun->state, CallPhase::kInFlight);
+  // Kept once it ends: a memo now would name a call the journal does not hold.
+  EXPECT_TRUE(guard_->Remember(begun->call_id, "x").IsFailedPrecondition());
+  EXPECT_TRUE(guard_->Remember("k-low", "x").IsFailedPrecondition());
+  CallOutcome out;
+  out.output = "found";
+  out.memo = "with the end";
+  ASSERT_TRUE(guard_->End(begun->call_id, out).ok());
+  EXPECT_EQ(*guard_->Begin(plain)->memo, "with the end");
+  ASSERT_TRUE(guard_->Remember("k-low", "later").ok());
+  EXPECT_EQ(*guard_->Begin(plain)->memo, "later");
+}
+
 TEST_F(JournalTest, AMemoGivenToEndIsKeptWithTheEnd) {
   auto begun = guard_->Begin(Refund("thread-3/call-1"));
   ASSERT_TRUE(begun.ok());
@@ -335,7 +355,9 @@ TEST_F(JournalTest, EndedCallsExpireAfterTheRetention) {
   EXPECT_FALSE(fresh->memo.has_value());
   ASSERT_TRUE(guard_->Approve(fresh->call_id, false, "ann", "").ok());
   Reopen();
-  EXPECT_TRUE(guard_->Begin(Refund("k-old"))->resumed);  // the new call, kept
+  auto kept = guard_->Begin(Refund("k-old"));
+  EXPECT_TRUE(kept->resumed);  // the new call, kept
+  EXPECT_FALSE(kept->memo.has_value()) << "the earlier call's memo went with it";
   clock_->Advance(3 * kHour);
   Reopen();  // pruned on open
   auto third = guard_->Begin(Refund("k-old"));

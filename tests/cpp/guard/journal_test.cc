@@ -2,10 +2,13 @@
 // that began them. Each test reopens a guard over the same directory (the
 // first one closed, as a restarted process would find it) and goes on with
 // the call there.
+#include <atomic>
+#include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <thread>
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 #include <rocksdb/db.h>
 
@@ -408,6 +411,30 @@ TEST_F(JournalTest, AClosedGuardRefusesKeyedCalls) {
   ASSERT_TRUE(guard_->Close().ok());
   EXPECT_TRUE(guard_->Begin(Refund("k-closed")).status().IsFailedPrecondition());
   EXPECT_TRUE(guard_->Remember("k-closed", "x").IsFailedPrecondition());
+}
+
+TEST_F(JournalTest, ClosingWhileKeyedCallsRunRefusesThemAndNeverCrashes) {
+  std::atomic<bool> refused{false};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 2; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < 2000 && !refused; ++i) {
+        auto begun = guard_->Begin(Refund(fmt::format("k-close-{}-{}", t, i)));
+        if (!begun.ok()) {
+          refused = true;
+          break;
+        }
+        if (!guard_->Approve(begun->call_id, true, "ann", "").ok() ||
+            !guard_->End(begun->call_id, {}).ok()) {
+          refused = true;
+        }
+      }
+    });
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  EXPECT_TRUE(guard_->Close().ok());
+  for (auto& thread : threads) thread.join();
+  EXPECT_TRUE(refused);
 }
 
 TEST_F(JournalTest, ACallWithoutAKeyIsNotKept) {

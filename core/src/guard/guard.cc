@@ -441,7 +441,9 @@ Status Guard::Journal(CallState& call, Durability durability,
                       const std::optional<std::string>& memo) {
   BASTION_RETURN_IF_ERROR(
       impl_->journal->Put(call, durability == Durability::kSync, memo, /*fresh=*/!call.kept));
-  call.kept = true;
+  // Written only on a call's first write, which no other thread can see yet
+  // (Begin, or End of a call taken out of flight): Remember reads it under mu.
+  if (!call.kept) call.kept = true;
   // Pruning is housekeeping: its failure is not the step's (the next write
   // tries again), and the call's own entry is written.
   (void)impl_->journal->MaybePrune(clock_->NowNs());

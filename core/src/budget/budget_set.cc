@@ -12,7 +12,6 @@
 
 #include <algorithm>
 #include <cstring>
-#include <filesystem>
 
 #include <fmt/format.h>
 #include <rocksdb/db.h>
@@ -23,8 +22,6 @@
 #include "util/path_arg.h"
 
 namespace bastion {
-
-namespace fs = std::filesystem;
 
 namespace {
 
@@ -228,18 +225,7 @@ std::string_view ScopeValue(Scope::Kind kind, const BudgetSubject& s) {
 class BudgetSet::Store {
  public:
   static Result<std::unique_ptr<Store>> Open(const std::string& path) {
-    std::error_code ec;
-    const fs::path p(path);
-    if (fs::exists(p, ec) && !fs::is_directory(p, ec)) {
-      return Status::InvalidArgument(
-          fmt::format("budget state at '{}' is a file, not a directory", path));
-    }
-    fs::create_directories(p, ec);
-    if (ec) {
-      return Status::IOError(
-          fmt::format("cannot create budget state directory '{}': {}", path, ec.message()));
-    }
-    auto lock = DirLock::Acquire(path, "budget state");
+    auto lock = DirLock::CreateAndAcquire(path, "budget state");
     if (!lock.ok()) return lock.status();
     rocksdb::Options options;
     SetWriterOptions(&options);

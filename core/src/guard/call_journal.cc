@@ -9,7 +9,6 @@
 
 #include <algorithm>
 #include <cstring>
-#include <filesystem>
 #include <map>
 #include <mutex>
 
@@ -23,8 +22,6 @@
 #include "ledger/rocks_store.h"
 
 namespace bastion::guard {
-
-namespace fs = std::filesystem;
 
 namespace {
 
@@ -544,18 +541,7 @@ class MemoryStore final : public CallJournal::Store {
 class RocksJournalStore final : public CallJournal::Store {
  public:
   static Result<std::unique_ptr<RocksJournalStore>> Open(const std::string& path) {
-    std::error_code ec;
-    const fs::path p(path);
-    if (fs::exists(p, ec) && !fs::is_directory(p, ec)) {
-      return Status::InvalidArgument(
-          fmt::format("call journal at '{}' is a file, not a directory", path));
-    }
-    fs::create_directories(p, ec);
-    if (ec) {
-      return Status::IOError(
-          fmt::format("cannot create call journal directory '{}': {}", path, ec.message()));
-    }
-    auto lock = DirLock::Acquire(path, "call journal");
+    auto lock = DirLock::CreateAndAcquire(path, "call journal");
     if (!lock.ok()) return lock.status();
     rocksdb::Options options;
     SetWriterOptions(&options);

@@ -164,6 +164,22 @@ void SetWriterOptions(rocksdb::DBOptions* options) {
   options->listeners.push_back(std::make_shared<ManualRecovery>());
 }
 
+Result<std::unique_ptr<DirLock>> DirLock::CreateAndAcquire(const std::string& dir,
+                                                           std::string_view what) {
+  std::error_code ec;
+  const fs::path p(dir);
+  if (fs::exists(p, ec) && !fs::is_directory(p, ec)) {
+    return Status::InvalidArgument(
+        fmt::format("{} at '{}' is a file, not a directory", what, dir));
+  }
+  fs::create_directories(p, ec);
+  if (ec) {
+    return Status::IOError(
+        fmt::format("cannot create {} directory '{}': {}", what, dir, ec.message()));
+  }
+  return Acquire(dir, what);
+}
+
 Result<std::unique_ptr<DirLock>> DirLock::Acquire(const std::string& dir, std::string_view what) {
   std::error_code ec;
   const fs::path canonical = fs::canonical(dir, ec);

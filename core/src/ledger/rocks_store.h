@@ -38,6 +38,12 @@ class DirLock {
 
   static constexpr const char* kFileName = "bastion.lock";
 
+  // Creates `dir` (and its parents) for a store named `what` and acquires
+  // it: InvalidArgument when a file stands there, IOError when it cannot be
+  // created, and Acquire's errors.
+  static Result<std::unique_ptr<DirLock>> CreateAndAcquire(const std::string& dir,
+                                                           std::string_view what);
+
  private:
   explicit DirLock(int fd) : fd_(fd) {}
   int fd_;

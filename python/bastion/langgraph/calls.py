@@ -28,7 +28,7 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, System
 from langgraph.types import interrupt
 
 from bastion.guard import CallDenied
-from bastion.langgraph.approvals import parse_resume, who
+from bastion.langgraph.approvals import APPROVAL_TYPE, parse_resume, who
 from bastion.langgraph.context import Identity, RunContext
 
 if TYPE_CHECKING:
@@ -373,7 +373,6 @@ class CallFlow:
 
     def review_payload(self, step: Step, kind: str, end: Any,
                        **specifics: Any) -> dict[str, Any]:
-        from bastion.langgraph.approvals import APPROVAL_TYPE
         return {"type": APPROVAL_TYPE, "kind": kind, "call_id": step.call.id, **specifics,
                 "agent_id": step.context.agent_id, "thread_id": step.context.thread_id,
                 "run_id": step.context.run_id,

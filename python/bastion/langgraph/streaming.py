@@ -33,7 +33,7 @@ from pydantic import ConfigDict
 
 from bastion.langgraph.calls import OnDeny, Settings, Step, reasons, text_of
 from bastion.langgraph.context import Identity, IdentityKeywords, current_context
-from bastion.langgraph.models import ModelFlow, ModelResponse
+from bastion.langgraph.models import ModelFlow
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -68,30 +68,23 @@ class StreamGuard:
             return None
         self.produced = True
         self.produced_chars += len(text)
-        stop, out = self.call.chunk(text)
-        if stop:
-            self._stop()
-            return None
-        if out:
-            self.released.append(out)
-        return out
+        return self._released(*self.call.chunk(text))
 
     def finish(self) -> str | None:
         """The held tail once the model is done, or None: stopped."""
         if self.stopped:
             return None
         self.finished = True
-        stop, out = self.call.finish_stream()
+        return self._released(*self.call.finish_stream())
+
+    def _released(self, stop: bool, out: str) -> str | None:
         if stop:
-            self._stop()
+            self.stopped = True
+            self.reasons = reasons(self.call.stream_stop)
             return None
         if out:
             self.released.append(out)
         return out
-
-    def _stop(self) -> None:
-        self.stopped = True
-        self.reasons = reasons(self.call.stream_stop)
 
     def add_usage(self, usage: Any) -> None:
         if usage:
@@ -167,33 +160,24 @@ class _Pass:
         stream.add_usage(getattr(message, "usage_metadata", None))
         self.last = chunk
         text = text_of(message.content)
-        out: list[ChatGenerationChunk] = []
+        shown = stream.chunk(text) if text else text
+        if shown is None:
+            return None
         if getattr(message, "chunk_position", None) == "last":
             # The held tail goes before the closing chunk (usage, tool calls).
-            if text:
-                shown = stream.chunk(text)
-                if shown is None:
-                    return None
-                text = shown
             tail = stream.finish()
             if tail is None:
                 return None
-            guarded = _guarded(chunk, text + tail)
-            return [guarded] if _worth_sending(chunk, text + tail) else []
-        if text:
-            shown = stream.chunk(text)
-            if shown is None:
-                return None
-            if shown != text:
-                chunk = _guarded(chunk, shown)
-            text = shown
-        if _worth_sending(chunk, text):
-            out.append(chunk)
-        return out
+            shown += tail
+        if shown != text:
+            chunk = _guarded(chunk, shown)
+        return [chunk] if _worth_sending(chunk, shown) else []
 
     def end(self) -> list[ChatGenerationChunk] | None:
-        if self.stream.finished or self.stream.stopped:
-            return [] if not self.stream.stopped else None
+        if self.stream.stopped:
+            return None
+        if self.stream.finished:
+            return []
         tail = self.stream.finish()
         if tail is None:
             return None
@@ -364,33 +348,32 @@ class GuardedChatModel(BaseChatModel):
         passing = _Pass(stream)
         await self._alimit()
         try:
+            source: AsyncIterator[ChatGenerationChunk]
             if (type(model)._astream is BaseChatModel._astream
-                    and type(model)._stream is BaseChatModel._stream):
-                result = await model._agenerate(messages, stop=stop, **kwargs)
-                out = passing.on(_as_chunk(result))
-                for chunk in out or []:
-                    yield chunk
-                if out is not None:
-                    for chunk in passing.end() or []:
-                        yield chunk
+                    and type(model)._stream is BaseChatModel._stream):  # the model cannot stream
+                source = _one(model._agenerate(messages, stop=stop, **kwargs))
             else:
-                stopped = False
-                async for chunk in model._astream(messages, stop=stop, **kwargs):
-                    out = passing.on(chunk)
-                    if out is None:
-                        stopped = True
-                        break
-                    for c in out:
-                        yield c
-                if not stopped:
-                    for chunk in passing.end() or []:
-                        yield chunk
+                source = model._astream(messages, stop=stop, **kwargs)
+            async for chunk in source:
+                out = passing.on(chunk)
+                if out is None:
+                    break
+                for c in out:
+                    yield c
+            else:
+                for c in passing.end() or []:
+                    yield c
         except BaseException as exc:  # closed by the consumer, cancelled, or broken
             if flow is not None:
                 await asyncio.to_thread(flow.failed, step, exc)
             raise
         if flow is not None:
             await asyncio.to_thread(flow.after, step, _streamed_message(stream, passing))
+
+
+async def _one(result: Awaitable[ChatResult]) -> AsyncIterator[ChatGenerationChunk]:
+    """The result of a model that cannot stream, as a stream of one chunk."""
+    yield _as_chunk(await result)
 
 
 @dataclasses.dataclass
@@ -401,7 +384,6 @@ class _Request:
     messages: list[BaseMessage]
     system_message: Any = None
     model_settings: dict[str, Any] = dataclasses.field(default_factory=dict)
-    flow: Any = None
 
     def override(self, **overrides: Any) -> _Request:
         return dataclasses.replace(self, **overrides)
@@ -543,4 +525,4 @@ def guard_model(
                             profile=model.profile)
 
 
-__all__ = ["GuardedChatModel", "guard_model", "ModelResponse"]
+__all__ = ["GuardedChatModel", "guard_model"]

@@ -157,11 +157,13 @@ def export_evidence(ledger_path: str | os.PathLike[str], out_dir: str | os.PathL
         raise NotADirectoryError(f"{out} exists and is not a directory")
     if out.is_dir() and any(out.iterdir()) and not overwrite:
         raise FileExistsError(f"{out} is not empty (pass overwrite=True to replace its files)")
-    out.mkdir(parents=True, exist_ok=True)
     with Ledger.open(os.fspath(ledger_path), reader=True) as ledger:
         last = ledger.head()["seq"]
         if last < cp.size:
             raise ValueError(f"the checkpoint covers {cp.size} records, the ledger holds {last}")
+        out.mkdir(parents=True, exist_ok=True)
+        for stale in ("records.jsonl", "records.parquet"):
+            (out / stale).unlink(missing_ok=True)
         rows = _records(ledger, last)
         if format == "jsonl":
             with open(out / "records.jsonl", "w", encoding="utf-8") as f:
@@ -183,7 +185,16 @@ def _write_parquet(path: Path, rows: list[dict[str, Any]]) -> None:
         import pyarrow.parquet as pq
     except ImportError as e:
         raise ImportError("format='parquet' needs pyarrow: pip install pyarrow") from e
-    # Nested fields (reasons, attributes) as JSON text, so every column has one type.
-    flat = [{k: json.dumps(v, ensure_ascii=False) if isinstance(v, (dict, list)) else v
-             for k, v in row.items()} for row in rows]
-    pq.write_table(pa.Table.from_pylist(flat), path)
+    # Nested fields (reasons, attributes) as JSON text, so every column has one
+    # type; token counts are unsigned 64-bit.
+    columns: dict[str, Any] = {}
+    for name in (rows[0] if rows else {}):
+        values = [row[name] for row in rows]
+        if name in ("reasons", "attributes"):
+            columns[name] = pa.array([json.dumps(v, ensure_ascii=False) for v in values],
+                                     pa.string())
+        elif name.endswith("_tokens"):
+            columns[name] = pa.array(values, pa.uint64())
+        else:
+            columns[name] = pa.array(values)
+    pq.write_table(pa.table(columns), path)

@@ -112,7 +112,10 @@ class Verifier:
         self.key_id = int(id_hex, 16)
         if key_id(name, self.public_key) != self.key_id:
             raise Failed(f"verifier.txt: key id {id_hex} does not match the name and key")
-        self.key = Ed25519PublicKey.from_public_bytes(self.public_key)
+        try:
+            self.key = Ed25519PublicKey.from_public_bytes(self.public_key)
+        except ValueError:
+            raise Failed("verifier.txt: the key is not an Ed25519 public key") from None
 
     @property
     def label(self) -> str:
@@ -121,16 +124,13 @@ class Verifier:
 
 def open_checkpoint(note: str, verifier: Verifier) -> tuple[int, bytes, list[str]]:
     """The (size, root, extension lines) of a checkpoint signed by `verifier`."""
-    raw = note.encode("utf-8", "surrogatepass")
-    if len(raw) > MAX_NOTE_BYTES:
+    if len(note.encode("utf-8")) > MAX_NOTE_BYTES:
         raise Failed(f"checkpoint.txt: the signed note is more than {MAX_NOTE_BYTES} bytes")
     for i, ch in enumerate(note):
         if ch == "\r":
             raise Failed(f"checkpoint.txt: character {i}: carriage return (lines end in \\n only)")
         if (ch < " " and ch != "\n") or ch == "\x7f":
             raise Failed(f"checkpoint.txt: character {i}: control character {ord(ch):#04x}")
-        if "\ud800" <= ch <= "\udfff":
-            raise Failed(f"checkpoint.txt: character {i}: not valid UTF-8")
     split = note.rfind("\n\n")
     if split < 0:
         raise Failed("checkpoint.txt: no blank line before the signatures (it is not signed)")
@@ -374,8 +374,8 @@ def readable(decoded: dict[str, Any]) -> dict[str, Any]:
             out[name] = value
         elif kind in (UINT, INT):
             out[name] = value or 0
-        elif kind == REASONS:
-            out[name] = value or []
+        elif kind == REASONS:  # an empty policy id or message reads as null
+            out[name] = [{k: v or None for k, v in r.items()} for r in value or []]
         elif kind == ATTRIBUTES:
             out[name] = value or {}
         else:
@@ -506,11 +506,16 @@ def load_lines(folder: Path) -> list[dict[str, Any]]:
 
 
 def verify(folder: Path, record: int | None, out: Any) -> None:
-    try:
-        verifier_text = (folder / "verifier.txt").read_text(encoding="utf-8")
-        note = (folder / "checkpoint.txt").read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
+    try:  # bytes, not text mode: a "\r" must not be translated away
+        verifier_raw = (folder / "verifier.txt").read_bytes()
+        note_raw = (folder / "checkpoint.txt").read_bytes()
+    except OSError as e:
         raise SystemExit(f"cannot read the evidence: {e}") from None
+    try:
+        verifier_text = verifier_raw.decode("utf-8")
+        note = note_raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise Failed(f"verifier.txt or checkpoint.txt is not valid UTF-8 ({e})") from None
     verifier = Verifier(verifier_text)
     size, root, _ = open_checkpoint(note, verifier)
     rows = load_lines(folder)

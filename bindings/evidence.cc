@@ -74,7 +74,7 @@ class PySigningKey {
   }
 
   py::str Pem() const {
-    std::string pem = key_.ToPem();
+    std::string pem = Unwrap(key_.ToPem());
     py::str out(pem);
     OPENSSL_cleanse(pem.data(), pem.size());
     return out;

@@ -52,6 +52,10 @@ class Failed(Exception):
     """The evidence does not verify; the message names what and where."""
 
 
+class Unreadable(Exception):
+    """The evidence folder cannot be read (missing files, no pyarrow)."""
+
+
 # --------------------------------------------------------------------------
 # Signed notes and checkpoints (https://c2sp.org/signed-note,
 # https://c2sp.org/tlog-checkpoint)
@@ -495,14 +499,14 @@ def load_lines(folder: Path) -> list[dict[str, Any]]:
         try:
             import pyarrow.parquet as pq
         except ImportError:
-            raise SystemExit("records.parquet needs pyarrow: pip install pyarrow") from None
+            raise Unreadable("records.parquet needs pyarrow: pip install pyarrow") from None
         rows = pq.read_table(parquet).to_pylist()
         for row in rows:  # nested fields travel as JSON text
             for name in ("reasons", "attributes"):
                 if isinstance(row.get(name), str):
                     row[name] = json.loads(row[name])
         return rows
-    raise SystemExit(f"{folder}: neither records.jsonl nor records.parquet")
+    raise Unreadable(f"{folder}: neither records.jsonl nor records.parquet")
 
 
 def verify(folder: Path, record: int | None, out: Any) -> None:
@@ -510,7 +514,7 @@ def verify(folder: Path, record: int | None, out: Any) -> None:
         verifier_raw = (folder / "verifier.txt").read_bytes()
         note_raw = (folder / "checkpoint.txt").read_bytes()
     except OSError as e:
-        raise SystemExit(f"cannot read the evidence: {e}") from None
+        raise Unreadable(f"cannot read the evidence: {e}") from None
     try:
         verifier_text = verifier_raw.decode("utf-8")
         note = note_raw.decode("utf-8")
@@ -583,6 +587,9 @@ def main(argv: list[str] | None = None) -> int:
     except Failed as e:
         sys.stderr.write(f"FAILED: {e}\n")
         return 1
+    except Unreadable as e:
+        sys.stderr.write(f"cannot check the evidence: {e}\n")
+        return 2
     return 0
 
 

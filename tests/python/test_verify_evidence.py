@@ -306,3 +306,16 @@ def test_export_refuses_bad_checkpoints_and_non_empty_folders(tmp_path: Path, ke
     with pytest.raises(ValueError, match="format"):
         bastion.export_evidence(path, tmp_path / "ev4", checkpoint=note, verifier=key.verifier,
                                 format="csv")
+
+
+def test_a_checkpoint_with_crlf_line_endings_is_not_a_signed_note(evidence: Path) -> None:
+    note = (evidence / "checkpoint.txt").read_bytes()
+    (evidence / "checkpoint.txt").write_bytes(note.replace(b"\n", b"\r\n"))
+    assert_fails(evidence, "carriage return")
+
+
+def test_a_missing_file_is_a_usage_error_not_a_verdict(evidence: Path) -> None:
+    (evidence / "checkpoint.txt").unlink()
+    r = audit(evidence)
+    assert r.returncode == 2, (r.stdout, r.stderr)
+    assert "cannot check the evidence" in r.stderr and "checkpoint.txt" in r.stderr

@@ -3,7 +3,7 @@
 //
 //   auto key = bastion::SigningKey::Generate("audit.example.com/ledger");
 //   if (!key.ok()) { report(key.status()); return; }
-//   std::string pem = key->ToPem();                 // store it, mode 0600
+//   bastion::Result<std::string> pem = key->ToPem(); // store it, mode 0600
 //   std::string verifier = key->VerifierText();     // give it to auditors
 //
 //   bastion::Result<std::string> note = bastion::SignCheckpoint(*key, size, root);
@@ -66,8 +66,8 @@ class SigningKey {
   ~SigningKey();
 
   // Form (a) of FromText. The string holds the private key: the caller wipes
-  // it (OPENSSL_cleanse) once written.
-  std::string ToPem() const;
+  // it (OPENSSL_cleanse) once written. Internal only if OpenSSL fails.
+  Result<std::string> ToPem() const;
 
   const std::string& name() const { return name_; }
   uint32_t key_id() const { return key_id_; }

@@ -210,13 +210,13 @@ Result<SigningKey> SigningKey::FromText(std::string_view text) {
   return SigningKey(std::string(name), std::move(holder));
 }
 
-std::string SigningKey::ToPem() const {
+Result<std::string> SigningKey::ToPem() const {
   std::unique_ptr<BIO, BioFree> bio(BIO_new(BIO_s_secmem()));
   std::string out = fmt::format("{}{}\n", kPemHeader, name_);
   if (!bio ||
       PEM_write_bio_PrivateKey(bio.get(), pkey_->p.get(), nullptr, nullptr, 0, nullptr,
                                nullptr) != 1) {
-    return {};
+    return Status::Internal("OpenSSL could not write the key as PEM");
   }
   char* data = nullptr;
   const long n = BIO_get_mem_data(bio.get(), &data);

@@ -251,9 +251,11 @@ TEST(SigningKey, NamesFollowTheC2spRules) {
 
 TEST(SigningKey, PemRoundTrips) {
   const SigningKey key = NewKey();
-  const std::string pem = key.ToPem();
+  auto pem_or = key.ToPem();
+  ASSERT_TRUE(pem_or.ok());
+  const std::string pem = *pem_or;
   EXPECT_EQ(pem.substr(0, 21 + kName.size()), "bastion-signing-key: " + std::string(kName));
-  ExpectMentions(Status::InvalidArgument(pem), "-----BEGIN PRIVATE KEY-----");
+  EXPECT_NE(pem.find("\n-----BEGIN PRIVATE KEY-----\n"), std::string::npos);
   auto back = SigningKey::FromText(pem);
   ASSERT_TRUE(back.ok()) << back.status().ToString();
   EXPECT_EQ(back->name(), key.name());
@@ -280,7 +282,7 @@ TEST(SigningKey, ReadsGoSignerKeys) {
   EXPECT_EQ(note::Hex8(key->key_id()), id);
   EXPECT_EQ(key->key_id(), note::KeyId("go.example", key->public_key()));
   // RFC 8032 derives the public key from the seed; the PEM form keeps it.
-  auto again = SigningKey::FromText(key->ToPem());
+  auto again = SigningKey::FromText(*key->ToPem());
   ASSERT_TRUE(again.ok());
   EXPECT_EQ(again->public_key(), key->public_key());
 

@@ -212,7 +212,9 @@ Result<SigningKey> SigningKey::FromText(std::string_view text) {
 
 Result<std::string> SigningKey::ToPem() const {
   std::unique_ptr<BIO, BioFree> bio(BIO_new(BIO_s_secmem()));
-  std::string out = fmt::format("{}{}\n", kPemHeader, name_);
+  std::string out;
+  out.reserve(kPemHeader.size() + name_.size() + 512);  // no reallocation leaves a copy
+  out.append(fmt::format("{}{}\n", kPemHeader, name_));
   if (!bio ||
       PEM_write_bio_PrivateKey(bio.get(), pkey_->p.get(), nullptr, nullptr, 0, nullptr,
                                nullptr) != 1) {

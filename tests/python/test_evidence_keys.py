@@ -99,7 +99,7 @@ def test_cryptography_verifies_a_checkpoint_the_wheel_signed() -> None:
     assert [name for name, _ in sigs] == [NAME]
     sig = sigs[0][1]
     assert int.from_bytes(sig[:4], "big") == key.key_id
-    public = Ed25519PublicKey.from_public_bytes(base64.b64decode(key.verifier.split("+")[2])[1:])
+    public = Ed25519PublicKey.from_public_bytes(base64.b64decode(key.verifier.split("+", 2)[2])[1:])
     public.verify(sig[4:], body.encode())  # raises InvalidSignature on failure
     with pytest.raises(Exception):
         public.verify(sig[4:], body.replace("42", "43").encode())
@@ -133,7 +133,7 @@ def test_a_go_signer_key_signs_as_cryptography_does() -> None:
     text = f"PRIVATE+KEY+go.example+{kid:08x}+" + base64.b64encode(b"\x01" + seed).decode()
     key = bastion.SigningKey.from_text(text)
     assert (key.name, key.key_id) == ("go.example", kid)
-    assert base64.b64decode(key.verifier.split("+")[2])[1:] == public
+    assert base64.b64decode(key.verifier.split("+", 2)[2])[1:] == public
     body, sigs = split_note(key.sign_checkpoint(5, ROOT))
     # Deterministic Ed25519 (RFC 8032): the same seed gives the same signature.
     assert sigs[0][1][4:] == private.sign(body.encode())

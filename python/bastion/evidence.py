@@ -130,6 +130,12 @@ def _records(ledger: Ledger, last: int) -> Iterator[dict[str, Any]]:
         if not page:
             return
         for stored in page:
+            # Pairs each stored value with its decoded fields; a gap or a
+            # misplaced record would pair the wrong ones.
+            if len(stored) < 10 or int.from_bytes(stored[2:10], "little") != seq:
+                raise _core.CorruptionError(
+                    f"record {seq} is missing or misplaced: the ledger does not verify "
+                    f"(run Ledger.verify()); evidence needs an intact chain")
             row = {k: _json_value(v) for k, v in ledger.get(seq).items()}
             row["stored"] = base64.b64encode(stored).decode("ascii")
             yield row

@@ -319,3 +319,13 @@ def test_a_missing_file_is_a_usage_error_not_a_verdict(evidence: Path) -> None:
     r = audit(evidence)
     assert r.returncode == 2, (r.stdout, r.stderr)
     assert "cannot check the evidence" in r.stderr and "checkpoint.txt" in r.stderr
+
+
+def test_export_refuses_a_ledger_with_a_missing_record(tmp_path: Path, key) -> None:
+    path = str(tmp_path / "ledger")
+    hashes = make_ledger(path)
+    with raw_store(path) as cf:
+        del cf["records"][struct.pack(">Q", 6)]
+    note = key.sign_checkpoint(RECORDS, reference_root(hashes))
+    with pytest.raises(bastion.CorruptionError, match="record 6 is missing or misplaced"):
+        bastion.export_evidence(path, tmp_path / "ev", checkpoint=note, verifier=key.verifier)

@@ -514,7 +514,7 @@ def verify(folder: Path, record: int | None, out: Any) -> None:
         verifier_raw = (folder / "verifier.txt").read_bytes()
         note_raw = (folder / "checkpoint.txt").read_bytes()
     except OSError as e:
-        raise Unreadable(f"cannot read the evidence: {e}") from None
+        raise Unreadable(str(e)) from None
     try:
         verifier_text = verifier_raw.decode("utf-8")
         note = note_raw.decode("utf-8")

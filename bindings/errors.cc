@@ -18,6 +18,7 @@ PyObject* g_state = nullptr;
 PyObject* g_budget = nullptr;
 PyObject* g_storage = nullptr;
 PyObject* g_internal = nullptr;
+PyObject* g_verification = nullptr;
 
 PyObject* NewError(py::module_& m, const char* name, std::initializer_list<PyObject*> bases,
                    const char* doc) {
@@ -51,6 +52,9 @@ void RegisterErrors(py::module_& m) {
   g_storage = NewError(m, "StorageError", {g_error, PyExc_OSError},
                        "The file system or the store failed.");
   g_internal = NewError(m, "InternalError", {g_error}, "An internal invariant did not hold.");
+  g_verification = NewError(m, "VerificationError", {g_error},
+                            "Evidence does not verify: a signature is missing, forged or does "
+                            "not match, or a signed note or checkpoint is malformed.");
 }
 
 namespace {
@@ -95,6 +99,8 @@ void ThrowStatus(const Status& s) {
   }
   Raise(type, s);
 }
+
+void ThrowVerification(const Status& s) { Raise(g_verification, s); }
 
 void ThrowInvalid(const std::string& message) {
   ThrowStatus(Status::InvalidArgument(message));

@@ -29,6 +29,10 @@ T Unwrap(Result<T>&& r) {
   return std::move(r).value();
 }
 
+// Raises bastion.VerificationError with the message of `s` (not OK), whatever
+// its code: evidence that fails to verify.
+[[noreturn]] void ThrowVerification(const Status& s);
+
 // Raises bastion.InvalidArgumentError (also a ValueError) with `message`.
 [[noreturn]] void ThrowInvalid(const std::string& message);
 

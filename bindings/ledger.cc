@@ -348,6 +348,24 @@ class PyLedger {
     ThrowIfError(s);
   }
 
+  // The stored values of records from_seq..to_seq, for exports that keep
+  // the exact bytes; the caller pages through long ranges.
+  py::list Stored(uint64_t from_seq, uint64_t to_seq) {
+    std::vector<std::string> values;
+    Status s;
+    {
+      py::gil_scoped_release release;
+      s = ledger()->ScanStored(from_seq, to_seq, [&](uint64_t, std::string_view v) {
+        values.emplace_back(v);
+        return true;
+      });
+    }
+    ThrowIfError(s);
+    py::list out;
+    for (const std::string& v : values) out.append(py::bytes(v));
+    return out;
+  }
+
   bool closed() const { return closed_; }
   bool read_only() const { return read_only_; }
   const std::string& path() const { return path_; }
@@ -498,6 +516,8 @@ void RegisterLedger(py::module_& m) {
   PyObject* append = PyDescr_NewMethod(reinterpret_cast<PyTypeObject*>(ledger.ptr()), &append_def);
   if (append == nullptr) throw py::error_already_set();
   ledger.attr("append") = py::reinterpret_steal<py::object>(append);
+  ledger.def("_stored", &PyLedger::Stored, py::arg("from_seq"), py::arg("to_seq"),
+             "The stored bytes of records from_seq..to_seq (inclusive), oldest first.");
 }
 
 }  // namespace bastion::py_bindings

@@ -10,6 +10,7 @@ void RegisterPolicy(pybind11::module_& m);
 void RegisterCost(pybind11::module_& m);
 void RegisterSlo(pybind11::module_& m);
 void RegisterGuard(pybind11::module_& m);
+void RegisterEvidence(pybind11::module_& m);
 }
 
 PYBIND11_MODULE(_core, m) {
@@ -20,4 +21,5 @@ PYBIND11_MODULE(_core, m) {
   bastion::py_bindings::RegisterCost(m);
   bastion::py_bindings::RegisterSlo(m);
   bastion::py_bindings::RegisterGuard(m);
+  bastion::py_bindings::RegisterEvidence(m);
 }

@@ -36,13 +36,16 @@ from bastion._core import (
     PricingTable,
     QueryResult,
     RepairReport,
+    SigningKey,
     SloMonitor,
     StateError,
     StorageError,
     Usage,
+    VerificationError,
     VerifyReport,
 )
 
+from bastion.evidence import Checkpoint, export_evidence, open_checkpoint
 from bastion.guard import CallDenied, CallDeniedError, Guard
 from bastion.summary import Summary, summary
 
@@ -78,6 +81,7 @@ __all__ = [
     "CallDenied",
     "CallDeniedError",
     "CallEnd",
+    "Checkpoint",
     "CorruptionError",
     "Cost",
     "Decision",
@@ -94,15 +98,19 @@ __all__ = [
     "PricingTable",
     "QueryResult",
     "RepairReport",
+    "SigningKey",
     "SloMonitor",
     "StateError",
     "StorageError",
     "Summary",
     "Usage",
+    "VerificationError",
     "VerifyReport",
     "__version__",
     "default_policies",
     "default_pricing",
     "default_pricing_path",
+    "export_evidence",
+    "open_checkpoint",
     "summary",
 ]

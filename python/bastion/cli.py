@@ -7,6 +7,9 @@
     bastion ledger repair PATH --accept-loss
                                          recover from a damaged write-ahead log
     bastion test POLICY_DIR              run a policy bundle's test cases
+    bastion keys generate NAME --out FILE
+                                         a new checkpoint signing key; prints its verifier key
+    bastion keys verifier FILE           the verifier key of a signing key file
 
 Every ledger command but repair opens PATH as a reader, so it is safe beside a
 running agent that is writing to the ledger. ``--json`` prints machine-readable
@@ -329,6 +332,28 @@ def _cmd_test(args: argparse.Namespace) -> int:
         return 2
 
 
+def _cmd_keys_generate(args: argparse.Namespace) -> int:
+    key = bastion.SigningKey.generate(args.name)
+    try:
+        key.save(args.out, overwrite=args.overwrite)
+    except FileExistsError:
+        print(f"bastion: error: {args.out} exists (pass --overwrite to replace it)",
+              file=sys.stderr)
+        return 2
+    print(key.verifier)
+    return 0
+
+
+def _cmd_keys_verifier(args: argparse.Namespace) -> int:
+    try:
+        key = bastion.SigningKey.load(args.file)
+    except OSError as e:
+        print(f"bastion: error: {e}", file=sys.stderr)
+        return 2
+    print(key.verifier)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="bastion",
@@ -411,6 +436,28 @@ def build_parser() -> argparse.ArgumentParser:
     pt.add_argument("--run", metavar="REGEX", help="only cases whose name matches REGEX")
     pt.add_argument("--json", action="store_true", help="one JSON object per case")
     pt.set_defaults(func=_cmd_test)
+
+    keys = top.add_parser(
+        "keys",
+        help="create checkpoint signing keys and show their verifier keys",
+        description="Ed25519 keys that sign ledger checkpoints (C2SP signed notes). The key "
+        "file is secret (mode 0600); the verifier key it prints is public: give it to auditors.",
+    )
+    kcmds = keys.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    kg = kcmds.add_parser("generate", help="a new signing key; prints its verifier key",
+                          description="Write a new signing key to --out and print its "
+                          "verifier key.")
+    kg.add_argument("name", metavar="NAME",
+                    help="the key's name, also the checkpoints' origin line (no spaces, no '+'), "
+                    "e.g. audit.example.com/ledger")
+    kg.add_argument("--out", required=True, metavar="FILE", help="where to write the key")
+    kg.add_argument("--overwrite", action="store_true", help="replace an existing FILE")
+    kg.set_defaults(func=_cmd_keys_generate)
+    kv = kcmds.add_parser("verifier", help="print the verifier key of a signing key file",
+                          description="Print the public verifier key of a signing key file "
+                          "(Bastion's PEM form or a Go signer key).")
+    kv.add_argument("file", metavar="FILE", help="the signing key file")
+    kv.set_defaults(func=_cmd_keys_verifier)
     return parser
 
 

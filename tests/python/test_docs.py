@@ -12,7 +12,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 # Guides whose every ```python block is a complete, runnable example.
-RUNNABLE_GUIDES = ["cost.md", "slo.md", "guarantees.md"]
+RUNNABLE_GUIDES = ["cost.md", "slo.md", "guarantees.md", "evidence.md"]
 
 
 def python_blocks(guide: str) -> list[tuple[int, str]]:

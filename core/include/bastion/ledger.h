@@ -324,6 +324,14 @@ class Ledger {
   // and the next Open recovers it), or if async records were discarded.
   Status Close();
 
+  // Calls `fn` with each stored value (the bytes DecodeStoredRecord reads)
+  // of records from_seq..to_seq (inclusive), in ascending order, from one
+  // consistent view; `fn` returning false stops the scan. Missing records are
+  // skipped: Verify, not this, judges the chain. InvalidArgument for a
+  // reversed range; the store's error if a read fails.
+  Status ScanStored(uint64_t from_seq, uint64_t to_seq,
+                    const std::function<bool(uint64_t seq, std::string_view stored)>& fn);
+
   class Impl;
 
  private:

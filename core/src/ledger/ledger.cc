@@ -626,6 +626,26 @@ Result<StoredRecord> Ledger::Get(uint64_t seq) {
   return rec;
 }
 
+Status Ledger::ScanStored(uint64_t from_seq, uint64_t to_seq,
+                          const std::function<bool(uint64_t, std::string_view)>& fn) {
+  std::shared_lock lock(impl_->mu);
+  BASTION_RETURN_IF_ERROR(impl_->CheckOpen());
+  if (from_seq > to_seq) {
+    return Status::InvalidArgument(fmt::format("from_seq {} is after to_seq {}", from_seq, to_seq));
+  }
+  RocksStore* st = impl_->store.get();
+  auto snap = st->Snapshot();
+  auto it = st->NewIterator(st->records(), snap.get(), /*scan=*/true);
+  const std::string first = codec::RecordKey(from_seq);
+  for (it->Seek(first); it->Valid(); it->Next()) {
+    if (it->key().size() != 8) continue;  // not a record key: Verify reports it
+    const uint64_t seq = codec::GetFixed64BE(it->key().data());
+    if (seq > to_seq) break;
+    if (!fn(seq, {it->value().data(), it->value().size()})) return Status::OK();
+  }
+  return st->IteratorStatus(it.get(), "records");
+}
+
 Result<QueryResult> Ledger::Find(const Query& query) {
   std::shared_lock lock(impl_->mu);
   BASTION_RETURN_IF_ERROR(impl_->CheckOpen());

@@ -180,15 +180,28 @@ std::string UtcNow() {
   return out;
 }
 
+// The erasure record lists the erased records in its attributes, within the
+// 1 MiB a record may take.
+constexpr size_t kMaxSeqListBytes = 768 << 10;
+
 // The erasure record: who, why, how many and which records, never a value.
-Record ErasureRecord(const EraseRequest& request, const EraseReport& report) {
+Result<Record> ErasureRecord(const EraseRequest& request, const EraseReport& report) {
+  const std::vector<std::string> ranges = Ranges(report.seqs);
+  size_t list_bytes = 0;
+  for (const std::string& range : ranges) list_bytes += range.size() + 2;
+  if (list_bytes > kMaxSeqListBytes) {
+    return Status::InvalidArgument(fmt::format(
+        "erasure: the {} records to erase are too scattered to list in one erasure record "
+        "({} bytes of sequence ranges, at most {}); nothing was erased: erase them in parts, "
+        "listing their seqs",
+        report.erased, list_bytes, kMaxSeqListBytes));
+  }
   Record r;
   r.action = "erasure";
   r.agent_id = request.by;
   // Deliberate and authorized, but it removes content from the evidence:
   // high. (critical is for loss: a repair.)
   r.risk_level = "high";
-  const std::vector<std::string> ranges = Ranges(report.seqs);
   std::string message =
       report.erased == 0
           ? fmt::format("{} erased no personal data on {} (no record to erase)", request.by,
@@ -345,7 +358,9 @@ Result<EraseReport> EraseRecords(RocksStore* store, Writer* writer, const EraseR
 
   report.quarantine_folders = QuarantineFolders(store->path());
   Stage("prepared");
-  auto seq = append(ErasureRecord(request, report), std::move(writes));
+  auto record = ErasureRecord(request, report);
+  if (!record.ok()) return record.status();
+  auto seq = append(std::move(*record), std::move(writes));
   if (!seq.ok()) return seq.status().WithContext("erasure: appending the erasure record");
   report.erasure_seq = *seq;
   Stage("written");

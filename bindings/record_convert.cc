@@ -495,7 +495,8 @@ class ColumnVisitor final : public RecordFieldVisitor {
     py::tuple reasons(reasons_.size());
     for (size_t k = 0; k < reasons_.size(); ++k) reasons[k] = std::move(reasons_[k]);
     objs_[static_cast<int>(Field::kReasons)]->Put(row_, reasons.release().ptr());
-    if (!erased) objs_[static_cast<int>(Field::kAttributes)]->Put(row_, attributes_.release().ptr());
+    if (erased) return;  // attributes stay None
+    objs_[static_cast<int>(Field::kAttributes)]->Put(row_, attributes_.release().ptr());
   }
   void OnString(Field f, std::string_view v) override {
     objs_[static_cast<int>(f)]->SetString(row_, v);

@@ -67,7 +67,9 @@ std::vector<std::string> Ranges(const std::vector<uint64_t>& seqs) {
 std::vector<std::string> JoinInPieces(const std::vector<std::string>& ranges, size_t limit) {
   std::vector<std::string> pieces(1);
   for (const std::string& r : ranges) {
-    if (!pieces.back().empty() && pieces.back().size() + 2 + r.size() > limit) pieces.emplace_back();
+    if (!pieces.back().empty() && pieces.back().size() + 2 + r.size() > limit) {
+      pieces.emplace_back();
+    }
     if (!pieces.back().empty()) pieces.back() += ", ";
     pieces.back() += r;
   }
@@ -311,8 +313,8 @@ Result<EraseReport> EraseRecords(RocksStore* store, Writer* writer, const EraseR
   for (auto& [seq, t] : targets) {
     // The erasure record keeps `by` and `reason` in the open: they must not
     // name whom it erases.
-    for (const auto& [name, text] : {std::pair<const char*, const std::string*>{"reason", &request.reason},
-                                     {"by", &request.by}}) {
+    using Text = std::pair<const char*, const std::string*>;
+    for (const auto& [name, text] : {Text{"reason", &request.reason}, Text{"by", &request.by}}) {
       if (!t.user_id.empty() && text->find(t.user_id) != std::string::npos) {
         return Status::InvalidArgument(fmt::format(
             "erasure: '{}' contains the user id of record {}, which the erasure record would "

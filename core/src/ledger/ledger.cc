@@ -349,7 +349,9 @@ Result<std::unique_ptr<Ledger>> Ledger::OpenWriter(const std::string& path,
     BASTION_RETURN_IF_ERROR(st->Write(&wb, /*sync=*/true));
   }
   // An erasure whose scrub a crash interrupted: its old values go first.
-  if (Status s = ResumeScrub(st); !s.ok()) return s.WithContext(fmt::format("ledger at '{}'", path));
+  if (Status s = ResumeScrub(st); !s.ok()) {
+    return s.WithContext(fmt::format("ledger at '{}'", path));
+  }
 
   auto head = impl->ReadStoredHead();
   if (!head.ok()) return head.status();

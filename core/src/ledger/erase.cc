@@ -351,9 +351,10 @@ Result<EraseReport> EraseRecords(RocksStore* store, Writer* writer, const EraseR
     uint64_t first = report.seqs.front(), last = report.seqs.back();
     // An earlier scrub that failed has not finished: this one covers it too.
     std::string pending;
-    if (store->Get(store->meta(), kMetaScrubKey, &pending).ok() && pending.size() == 16) {
-      first = std::min(first, codec::GetFixed64(pending.data()));
-      last = std::max(last, codec::GetFixed64(pending.data() + 8));
+    if (store->Get(store->meta(), kMetaScrubKey, &pending).ok()) {
+      const bool readable = pending.size() == 16;  // else: every record
+      first = readable ? std::min(first, codec::GetFixed64(pending.data())) : 1;
+      last = readable ? std::max(last, codec::GetFixed64(pending.data() + 8)) : UINT64_MAX;
     }
     writes.push_back({store->meta(), std::string(kMetaScrubKey), EncodeScrubRange(first, last)});
   }
@@ -366,7 +367,13 @@ Result<EraseReport> EraseRecords(RocksStore* store, Writer* writer, const EraseR
   if (!seq.ok()) return seq.status().WithContext("erasure: appending the erasure record");
   report.erasure_seq = *seq;
   Stage("written");
-  if (report.seqs.empty()) return report;
+  // The scrub mark: this erasure's, or (when it erased nothing) one left by an
+  // earlier scrub that failed.
+  std::string range;
+  Status pending = store->Get(store->meta(), kMetaScrubKey, &range);
+  if (pending.IsNotFound()) return report;
+  BASTION_RETURN_IF_ERROR(pending);
+  if (range.size() != 16) range = EncodeScrubRange(1, UINT64_MAX);
 
   // A snapshot taken before the write would keep the old values alive
   // through the flush and the compactions; reads hold theirs briefly.
@@ -374,8 +381,6 @@ Result<EraseReport> EraseRecords(RocksStore* store, Writer* writer, const EraseR
   for (uint64_t oldest; (oldest = store->OldestSnapshotSequence()) != 0 && oldest < written;) {
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
   }
-  std::string range;
-  BASTION_RETURN_IF_ERROR(store->Get(store->meta(), kMetaScrubKey, &range));
   Status s = Scrub(store, codec::GetFixed64(range.data()), codec::GetFixed64(range.data() + 8));
   if (!s.ok()) {
     return s.WithContext(fmt::format(

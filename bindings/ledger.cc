@@ -202,6 +202,60 @@ class PyLedger {
     return SeqRange(f, n);
   }
 
+  // Ledger.erase / erase_report: the request from keyword arguments, each
+  // type checked here and each value by the core.
+  EraseReport Erase(py::object user_id, py::object seqs, py::object reason, py::object by) {
+    EraseRequest request;
+    if (!user_id.is_none()) {
+      if (!PyUnicode_Check(user_id.ptr())) {
+        throw py::type_error(fmt::format("erase: user_id must be str or None, got {}",
+                                         Py_TYPE(user_id.ptr())->tp_name));
+      }
+      request.user_id = user_id.cast<std::string>();
+    }
+    if (!seqs.is_none()) {
+      if (PyUnicode_Check(seqs.ptr()) || PyBytes_Check(seqs.ptr()) ||
+          !py::isinstance<py::iterable>(seqs)) {
+        throw py::type_error(fmt::format(
+            "erase: seqs must be an iterable of int (sequence numbers), got {}",
+            Py_TYPE(seqs.ptr())->tp_name));
+      }
+      for (py::handle item : py::iter(seqs)) {
+        if (!PyLong_Check(item.ptr()) || PyBool_Check(item.ptr())) {
+          throw py::type_error(fmt::format("erase: seqs must hold int, got {}",
+                                           Py_TYPE(item.ptr())->tp_name));
+        }
+        const unsigned long long v = PyLong_AsUnsignedLongLong(item.ptr());
+        if (PyErr_Occurred()) {
+          PyErr_Clear();
+          ThrowInvalid(fmt::format("erase: seq {} is not a sequence number (1 or more)",
+                                   py::repr(item).cast<std::string>()));
+        }
+        request.seqs.push_back(v);
+      }
+    }
+    const std::pair<const char*, std::pair<py::object*, std::string*>> texts[] = {
+        {"reason", {&reason, &request.reason}}, {"by", {&by, &request.by}}};
+    for (const auto& [name, slot] : texts) {
+      if (slot.first->is_none()) {
+        ThrowInvalid(fmt::format("erase: '{}' is required ({})", name,
+                                 std::string_view(name) == "by" ? "who erases"
+                                                                : "why the data is erased"));
+      }
+      if (!PyUnicode_Check(slot.first->ptr())) {
+        throw py::type_error(fmt::format("erase: {} must be str, got {}", name,
+                                         Py_TYPE(slot.first->ptr())->tp_name));
+      }
+      *slot.second = slot.first->cast<std::string>();
+    }
+    Result<EraseReport> r = Status::Internal("unset");
+    {
+      py::gil_scoped_release release;
+      r = ledger()->Erase(request);
+    }
+    return Unwrap(std::move(r));
+  }
+
   py::dict Get(uint64_t seq) {
     Result<StoredRecord> r = Status::Internal("unset");
     {
@@ -449,6 +503,19 @@ void RegisterLedger(py::module_& m) {
                            r.last_intact_seq, r.repair_seq);
       });
 
+  py::class_<EraseReport>(m, "EraseReport",
+                          "The outcome of Ledger.erase_report(); int() is the records erased.")
+      .def_readonly("erased", &EraseReport::erased)
+      .def_readonly("already_erased", &EraseReport::already_erased)
+      .def_readonly("erasure_seq", &EraseReport::erasure_seq)
+      .def_readonly("seqs", &EraseReport::seqs)
+      .def_readonly("quarantine_folders", &EraseReport::quarantine_folders)
+      .def("__int__", [](const EraseReport& r) { return r.erased; })
+      .def("__repr__", [](const EraseReport& r) {
+        return fmt::format("<EraseReport erased {} records ({} already erased), erasure record {}>",
+                           r.erased, r.already_erased, r.erasure_seq);
+      });
+
   py::class_<PyQueryResultIterator>(m, "_QueryResultIterator")
       .def("__iter__", [](py::object self) { return self; })
       .def("__next__", &PyQueryResultIterator::Next);
@@ -478,6 +545,19 @@ void RegisterLedger(py::module_& m) {
       .def("append_many", &PyLedger::AppendMany, py::arg("records"), py::kw_only(),
            py::arg("durability") = py::none())
       .def("get", &PyLedger::Get, py::arg("seq"))
+      .def(
+          "erase",
+          [](PyLedger& self, py::object user_id, py::object seqs, py::object reason,
+             py::object by) { return self.Erase(user_id, seqs, reason, by).erased; },
+          py::kw_only(), py::arg("user_id") = py::none(), py::arg("seqs") = py::none(),
+          py::arg("reason") = py::none(), py::arg("by") = py::none(),
+          "Erases the personal data of the user's records and/or the listed records; returns "
+          "how many were erased. See docs/ledger.md, 'Erasing personal data'.")
+      .def("erase_report", &PyLedger::Erase, py::kw_only(), py::arg("user_id") = py::none(),
+           py::arg("seqs") = py::none(), py::arg("reason") = py::none(),
+           py::arg("by") = py::none(),
+           "The same erasure as erase(), returning its EraseReport (erased, already_erased, "
+           "erasure_seq, seqs, quarantine_folders).")
       .def("query", &PyLedger::Query, py::kw_only(), py::arg("user_id") = py::none(),
            py::arg("agent_id") = py::none(), py::arg("tenant_id") = py::none(),
            py::arg("action") = py::none(), py::arg("tool") = py::none(),

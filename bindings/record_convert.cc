@@ -388,6 +388,10 @@ py::dict StoredRecordToDict(const StoredRecord& s) {
         break;
       }
       case FieldType::kAttributes: {
+        if (s.personal_data_erased) {  // unknown, like the other personal fields
+          v = py::none();
+          break;
+        }
         py::dict a;
         for (const auto& [k, val] : r.attributes) a[Str(k)] = py::str(val);
         v = a;
@@ -485,11 +489,13 @@ class ColumnVisitor final : public RecordFieldVisitor {
     attributes_ = py::dict();
   }
   // Reasons become a tuple of dicts (the empty tuple is shared); attributes a
-  // dict of str. Neither is tracked by the garbage collector once built.
-  void EndRow() {
+  // dict of str, or None once erased. Neither is tracked by the garbage
+  // collector once built.
+  void EndRow(bool erased) {
     py::tuple reasons(reasons_.size());
     for (size_t k = 0; k < reasons_.size(); ++k) reasons[k] = std::move(reasons_[k]);
     objs_[static_cast<int>(Field::kReasons)]->Put(row_, reasons.release().ptr());
+    if (erased) return;  // attributes stay None
     objs_[static_cast<int>(Field::kAttributes)]->Put(row_, attributes_.release().ptr());
   }
   void OnString(Field f, std::string_view v) override {
@@ -549,12 +555,15 @@ py::dict EncodedToColumns(const std::vector<std::string>& encoded) {
   py::array_t<uint64_t> seqs(n);
   uint64_t* seq_data = seqs.mutable_data();
   ObjColumn hashes(n);
+  py::array_t<bool> erased(n);
+  bool* erased_data = erased.mutable_data();
   ColumnVisitor cols(n);
   for (size_t i = 0; i < n; ++i) {
     StoredPlace place;
     cols.Row(i);
     Status s = VisitStoredRecord(encoded[i], &place, &cols);
-    cols.EndRow();
+    cols.EndRow(place.personal_data_erased);
+    erased_data[i] = place.personal_data_erased;
     if (!s.ok()) ThrowStatus(s.WithContext(fmt::format("record {}", place.seq)));
     seq_data[i] = place.seq;
     const std::string hex = HashToHex(place.hash);
@@ -563,6 +572,7 @@ py::dict EncodedToColumns(const std::vector<std::string>& encoded) {
   py::dict out;
   out[N().seq] = seqs;
   cols.Export(out);
+  out[N().erased] = erased;
   out[N().hash] = hashes.array();
   return out;
 }

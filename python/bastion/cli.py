@@ -6,13 +6,15 @@
     bastion ledger stats PATH            counts, head, size
     bastion ledger repair PATH --accept-loss
                                          recover from a damaged write-ahead log
+    bastion ledger erase PATH --user U --reason TEXT --by NAME
+                                         erase a data subject's personal data
     bastion test POLICY_DIR              run a policy bundle's test cases
     bastion keys generate NAME --out FILE
                                          a new checkpoint signing key; prints its verifier key
     bastion keys verifier FILE           the verifier key of a signing key file
 
-Every ledger command but repair opens PATH as a reader, so it is safe beside a
-running agent that is writing to the ledger. ``--json`` prints machine-readable
+Every ledger command but repair and erase opens PATH as a reader, so it is safe
+beside a running agent that is writing to the ledger. ``--json`` prints machine-readable
 output.
 """
 
@@ -321,6 +323,63 @@ def _cmd_repair(args: argparse.Namespace) -> int:
     return 0
 
 
+def _ranges(seqs: Sequence[int]) -> str:
+    """Sequence numbers as compact ranges: "3-5, 9"."""
+    out: list[str] = []
+    i = 0
+    while i < len(seqs):
+        j = i
+        while j + 1 < len(seqs) and seqs[j + 1] == seqs[j] + 1:
+            j += 1
+        out.append(str(seqs[i]) if i == j else f"{seqs[i]}-{seqs[j]}")
+        i = j + 1
+    return ", ".join(out)
+
+
+def _cmd_erase(args: argparse.Namespace) -> int:
+    if args.user is None and not args.seq:
+        print("bastion: error: erase needs --user, --seq, or both", file=sys.stderr)
+        return 2
+    try:
+        ledger = Ledger.open(args.path, create=False)
+    except bastion.BusyError as e:
+        print(f"bastion: error: {e}", file=sys.stderr)
+        print("bastion: erasing needs the ledger's writer: stop the program that has it open "
+              "(a running agent?) and retry, or call Ledger.erase in that program",
+              file=sys.stderr)
+        return 2
+    with ledger:
+        report = ledger.erase_report(user_id=args.user, seqs=args.seq or None,
+                                     reason=args.reason, by=args.by)
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "erased": report.erased,
+                    "already_erased": report.already_erased,
+                    "erasure_seq": report.erasure_seq,
+                    "seqs": report.seqs,
+                    "quarantine_folders": report.quarantine_folders,
+                }
+            )
+        )
+        return 0
+    if report.erased:
+        print(f"ERASED the personal data of {report.erased} record"
+              f"{'s' if report.erased != 1 else ''}: {_ranges(report.seqs)}")
+    else:
+        print("no record to erase")
+    if report.already_erased:
+        print(f"{report.already_erased} listed record"
+              f"{'s were' if report.already_erased != 1 else ' was'} already erased")
+    print(f"record {report.erasure_seq} (action 'erasure') records the erasure")
+    for folder in report.quarantine_folders:
+        print(f"warning: {folder} holds copies of old write-ahead logs (from a repair) that may "
+              "still contain the erased values; delete it once it is no longer needed",
+              file=sys.stderr)
+    return 0
+
+
 def _cmd_test(args: argparse.Namespace) -> int:
     from bastion import policytest
 
@@ -366,9 +425,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     ledger = top.add_parser(
         "ledger",
-        help="verify, query, tail, summarize and repair an audit ledger",
+        help="verify, query, tail, summarize and repair an audit ledger; erase personal data",
         description="Work with a hash-chained audit ledger. PATH is opened read-only, "
-        "so these commands are safe while an agent is writing; repair alone opens it for "
+        "so these commands are safe while an agent is writing; repair and erase open it for "
         "writing.",
     )
     cmds = ledger.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -423,6 +482,18 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--by", metavar="NAME", help="who repairs (default: $USER)")
     r.add_argument("--reason", metavar="TEXT", help="why, kept in the repair record")
     r.set_defaults(func=_cmd_repair)
+
+    e = add("erase", "erase the personal data (user id, summaries, approver, attributes) of a "
+            "user's records or of listed records, keeping the chain verifiable; records an "
+            "'erasure' record (opens PATH for writing: stop the agent first)")
+    e.add_argument("--user", metavar="USER_ID", help="erase every record of this user_id")
+    e.add_argument("--seq", type=_count, action="append", metavar="N",
+                   help="erase this record (repeatable)")
+    e.add_argument("--reason", required=True, metavar="TEXT",
+                   help="why (kept in the erasure record; must not name the user)")
+    e.add_argument("--by", required=True, metavar="NAME",
+                   help="who erases (kept in the erasure record)")
+    e.set_defaults(func=_cmd_erase)
 
     pt = top.add_parser(
         "test",

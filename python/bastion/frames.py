@@ -22,7 +22,8 @@ COLUMNS = (
     "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens",
     "reasoning_tokens", "cost_usd", "effect", "reasons", "duration_ns", "trace_id", "span_id",
     "parent_span_id", "request_id", "run_id", "thread_id", "step_index", "risk_level",
-    "policy_version", "approval_status", "approved_by", "attributes", "hash",
+    "policy_version", "approval_status", "approved_by", "attributes", "personal_data_erased",
+    "hash",
 )
 
 
@@ -40,7 +41,9 @@ def to_pandas(result: QueryResult) -> pandas.DataFrame:
     """The records as a DataFrame: one row per record, one column per field.
 
     ``timestamp`` is a UTC ``datetime64[ns]``; ``cost_usd`` is float USD;
-    ``step_index`` is a nullable integer; unset strings are ``None``.
+    ``step_index`` is a nullable integer; unset strings are ``None``;
+    ``personal_data_erased`` is a bool, and an erased record's personal fields
+    (``user_id``, the summaries, ``approved_by``, ``attributes``) are ``None``.
     """
     pd = _require("pandas")
     np = _require("numpy")

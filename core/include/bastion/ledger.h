@@ -221,6 +221,36 @@ struct RepairReport {
   std::string message;
 };
 
+// Which records' personal data Ledger::Erase erases, who asks and why.
+struct EraseRequest {
+  // Every record whose user_id is this (exact match). Non-empty, at most
+  // kMaxIdBytes, valid UTF-8.
+  std::optional<std::string> user_id;
+  // These records (duplicates allowed), whoever their user. At least one of
+  // user_id and seqs is required.
+  std::vector<uint64_t> seqs;
+  // Why, and who erases (a person or role): both required, non-empty, valid
+  // UTF-8, at most kMaxIdBytes each. They are kept in the erasure record and
+  // must not contain the user id being erased.
+  std::string reason;
+  std::string by;
+};
+
+struct EraseReport {
+  // Records whose personal data this call erased, and the listed ones
+  // (EraseRequest::seqs) that were erased before and were left as they were.
+  uint64_t erased = 0;
+  uint64_t already_erased = 0;
+  // The "erasure" record appended to the chain.
+  uint64_t erasure_seq = 0;
+  // The records this call erased, ascending.
+  std::vector<uint64_t> seqs;
+  // Repair quarantine folders (quarantine/<time>/, relative to the ledger
+  // directory) that an erasure leaves alone: they hold byte-for-byte copies
+  // of old write-ahead logs, which may still contain the erased values.
+  std::vector<std::string> quarantine_folders;
+};
+
 class Ledger {
  public:
   // Opens (or creates) the ledger at `path` for appending. Errors:
@@ -286,6 +316,26 @@ class Ledger {
   // any is queued. Returns the first sequence number.
   Result<uint64_t> AppendBatch(std::vector<Record> records, Durability durability);
   Result<uint64_t> AppendBatch(std::vector<Record> records);
+
+  // Erases the personal data (user_id, input_summary, output_summary,
+  // approved_by, attributes) of the records `request` names, as
+  // docs/ledger_format.md specifies: each record keeps its public fields and
+  // its chain hash, and its personal section becomes the 32-byte digest the
+  // chain already committed to; its user_id postings are removed. One
+  // "erasure" record (who, why, how many, which seqs; never the erased
+  // values) is appended in sync mode, in the same atomic write as the
+  // rewritten records. Then the store is scrubbed: memtables are flushed,
+  // the affected table files rewritten and obsolete logs and tables deleted,
+  // so that once Erase returns no file of the ledger directory holds the old
+  // values (quarantine folders of repairs excepted: see EraseReport). A crash
+  // leaves either the old state or the erased one; a writer opening a ledger
+  // whose scrub did not finish finishes it first.
+  // The records covered are those appended before Erase was called; records
+  // appended concurrently are not. Appends and reads go on meanwhile.
+  // Errors: InvalidArgument (a bad request, or a listed seq with no record;
+  // nothing is written), FailedPrecondition (a reader, or closed), the
+  // store's error. Erasures are serialized.
+  Result<EraseReport> Erase(const EraseRequest& request);
 
   // Blocks until every record appended so far is written and fsynced. After a
   // failed write: resumes the store as Append does, and reports async records
@@ -364,6 +414,7 @@ class RecordFieldVisitor {
 struct StoredPlace {
   uint64_t seq = 0;
   Hash hash{};
+  bool personal_data_erased = false;
 };
 
 // Decodes one stored value (QueryResult::encoded) into `visitor`, personal

@@ -11,10 +11,12 @@
 #include <cstring>
 #include <ctime>
 #include <filesystem>
+#include <mutex>
 #include <shared_mutex>
 
 #include <fmt/format.h>
 
+#include "ledger/erase.h"
 #include "ledger/index_keys.h"
 #include "ledger/query_engine.h"
 #include "ledger/record_codec.h"
@@ -84,6 +86,7 @@ class Ledger::Impl {
   // Shared by every operation, exclusive for Close and Refresh.
   mutable std::shared_mutex mu;
   bool closed = false;
+  std::mutex erase_mu;  // one erasure at a time
 
   Status CheckOpen() const {
     if (closed) return Status::FailedPrecondition(fmt::format("ledger at '{}' is closed", path));
@@ -345,6 +348,10 @@ Result<std::unique_ptr<Ledger>> Ledger::OpenWriter(const std::string& path,
     wb.Put(st->meta(), kMetaFormatKey, kFormatName);
     BASTION_RETURN_IF_ERROR(st->Write(&wb, /*sync=*/true));
   }
+  // An erasure whose scrub a crash interrupted: its old values go first.
+  if (Status s = ResumeScrub(st); !s.ok()) {
+    return s.WithContext(fmt::format("ledger at '{}'", path));
+  }
 
   auto head = impl->ReadStoredHead();
   if (!head.ok()) return head.status();
@@ -598,6 +605,23 @@ Result<uint64_t> Ledger::AppendBatch(std::vector<Record> records, Durability dur
     if (!s.ok()) return s.WithContext(fmt::format("record {} of the batch", i));
   }
   return impl_->Submit(&pending, durability);
+}
+
+Result<EraseReport> Ledger::Erase(const EraseRequest& request) {
+  std::shared_lock lock(impl_->mu);
+  BASTION_RETURN_IF_ERROR(impl_->CheckOpen());
+  if (impl_->reader) {
+    return Status::FailedPrecondition(
+        "the ledger is open read-only; erasing needs its writer (Ledger::Open)");
+  }
+  std::lock_guard<std::mutex> serial(impl_->erase_mu);
+  return EraseRecords(impl_->store.get(), impl_->writer.get(), request,
+                      [&](Record r, std::vector<ExtraWrite> writes) -> Result<uint64_t> {
+                        std::vector<PendingRecord> pending(1);
+                        BASTION_RETURN_IF_ERROR(impl_->Encode(r, &pending[0]));
+                        pending[0].extra = std::move(writes);
+                        return impl_->Submit(&pending, Durability::kSync);
+                      });
 }
 
 Status Ledger::Flush() {

@@ -431,6 +431,7 @@ Status VisitStoredRecord(std::string_view encoded, StoredPlace* place,
   BASTION_RETURN_IF_ERROR(codec::ParseValue(encoded, &view));
   place->seq = view.seq;
   std::memcpy(place->hash.data(), view.hash.data(), place->hash.size());
+  place->personal_data_erased = view.erased();
   return codec::DecodeFields(view, visitor);
 }
 

@@ -76,7 +76,12 @@ rocksdb::Options BaseOptions() {
   o.allow_concurrent_memtable_write = false;
   o.max_background_jobs = 2;
   o.bytes_per_sync = 1 << 20;
-  o.keep_log_file_num = 4;
+  o.keep_log_file_num = 4;  // info logs (discarded anyway), not write-ahead logs
+  // An erasure relies on an obsolete write-ahead log being deleted: neither
+  // reused (a recycled log keeps its old bytes past the new end) nor archived.
+  o.recycle_log_file_num = 0;
+  o.WAL_ttl_seconds = 0;
+  o.WAL_size_limit_MB = 0;
   o.info_log_level = rocksdb::InfoLogLevel::WARN_LEVEL;
   return o;
 }
@@ -473,6 +478,33 @@ Status RocksStore::CatchUpWithPrimary() {
 }
 
 Status RocksStore::Resume() { return Convert(db_->Resume(), "recovering the ledger's store"); }
+
+Status RocksStore::FlushMemtables() {
+  rocksdb::FlushOptions fo;
+  fo.wait = true;
+  fo.allow_write_stall = true;
+  return Convert(db_->Flush(fo, handles_), "flushing the ledger's memtables");
+}
+
+Status RocksStore::CompactRange(rocksdb::ColumnFamilyHandle* cf, std::string_view begin,
+                                std::string_view end) {
+  rocksdb::CompactRangeOptions co;
+  co.bottommost_level_compaction = rocksdb::BottommostLevelCompaction::kForceOptimized;
+  const rocksdb::Slice b(begin.data(), begin.size()), e(end.data(), end.size());
+  return Convert(db_->CompactRange(co, cf, &b, &e), "compacting the ledger");
+}
+
+Status RocksStore::DeleteObsoleteFiles() {
+  // With deletions enabled (they always are here) this finds the obsolete
+  // files by listing the directory and deletes them before returning.
+  return Convert(db_->EnableFileDeletions(/*force=*/true), "deleting the ledger's obsolete files");
+}
+
+uint64_t RocksStore::OldestSnapshotSequence() const {
+  uint64_t seq = 0;
+  if (!db_->GetIntProperty(rocksdb::DB::Properties::kOldestSnapshotSequence, &seq)) return 0;
+  return seq;
+}
 
 uint64_t RocksStore::DiskBytes() const {
   uint64_t total = 0;

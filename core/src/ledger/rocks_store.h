@@ -123,6 +123,22 @@ class RocksStore {
   // needs free space. OK when there was no error.
   Status Resume();
   uint64_t DiskBytes() const;
+
+  // For an erasure's scrub (erase.cc), which must leave no old value on disk.
+  // Writes every column family's memtable to a table file, waiting for it;
+  // the write-ahead logs that held them become obsolete.
+  Status FlushMemtables();
+  // Rewrites every table file holding keys in [begin, end] of `cf`, down to
+  // and including the last level, dropping overwritten and deleted values
+  // that no snapshot needs.
+  Status CompactRange(rocksdb::ColumnFamilyHandle* cf, std::string_view begin,
+                      std::string_view end);
+  // Deletes every file of the directory the store no longer uses (old logs,
+  // compacted tables, old MANIFEST and OPTIONS files), now. A table file an
+  // open iterator still reads is deleted when the iterator is.
+  Status DeleteObsoleteFiles();
+  // RocksDB's sequence number of the oldest snapshot alive; 0 when none is.
+  uint64_t OldestSnapshotSequence() const;
   // RocksDB's sequence number of the last write: 0 for a store never written.
   uint64_t LatestSequenceNumber() const { return db_->GetLatestSequenceNumber(); }
   Status Close();

@@ -337,7 +337,17 @@ Status Writer::Flush() {
     flush_target_ = std::max(flush_target_, last);
   }
   work_cv_.notify_one();
-  return Wait(last, epoch, /*durable=*/true);
+  BASTION_RETURN_IF_ERROR(Wait(last, epoch, /*durable=*/true));
+  // The writer thread writes postings when due, or when a flush still waits
+  // for its fsync: records that were durable already may wait unindexed.
+  std::lock_guard<std::mutex> w(write_mu_);
+  if (indexed_ >= last) return Status::OK();
+  Status s = WritePostings();
+  if (!s.ok()) {
+    std::lock_guard<std::mutex> lock(mu_);
+    return broken_.ok() ? Break(s, nullptr) : s;  // else it was broken already
+  }
+  return Status::OK();
 }
 
 Status Writer::Stop() {
@@ -467,6 +477,13 @@ Status Writer::WriteBatchOf(std::vector<PendingRecord>* batch, uint64_t first_se
     prev = chain::Seal(&sha, &r.value, seq, prev, r.personal_digest);
     wb.Put(store_->records(), codec::RecordKey(seq), r.value);
     wb.Put(store_->index(), index::TimeKey(r.timestamp_ns, seq), rocksdb::Slice());
+    for (const ExtraWrite& w : r.extra) {
+      if (w.value) {
+        wb.Put(w.cf, w.key, *w.value);
+      } else {
+        wb.Delete(w.cf, w.key);
+      }
+    }
     AddPostingEntries(r.index, seq, &postings_);
     ++seq;
   }

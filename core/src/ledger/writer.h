@@ -23,6 +23,13 @@
 
 namespace bastion {
 
+// A put (value set) or delete written in the same RocksDB batch as a record.
+struct ExtraWrite {
+  rocksdb::ColumnFamilyHandle* cf = nullptr;
+  std::string key;
+  std::optional<std::string> value;  // nullopt: delete the key
+};
+
 // A record encoded by its producer, waiting for its place in the chain.
 struct PendingRecord {
   std::string value;  // codec::EncodeValue output; seq and hashes still zero
@@ -31,6 +38,9 @@ struct PendingRecord {
   int64_t timestamp_ns = 0;
   bool sync = false;
   bool awaited = false;  // its producer waits for it (not an async append)
+  // Written atomically with the record (an erasure's rewritten records and
+  // posting blocks); usually empty.
+  std::vector<ExtraWrite> extra;
 };
 
 inline constexpr std::string_view kMetaHeadKey = "head";
@@ -101,8 +111,9 @@ class Writer {
   // fsynced (durable == true). The store's error if a failed write discarded
   // it (or, durable, failed before its fsync).
   Status Wait(uint64_t seq, uint64_t epoch, bool durable);
-  // Waits until everything queued so far is written and fsynced; recovers and
-  // reports a discard as Submit does.
+  // Waits until everything queued so far is written and fsynced, and its
+  // postings are stored (the index mark covers it); recovers and reports a
+  // discard as Submit does.
   Status Flush();
   // Drains the queue, fsyncs, and joins the thread. Idempotent. The store's
   // error if it cannot recover from a failed write, or if records nobody

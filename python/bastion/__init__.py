@@ -41,6 +41,9 @@ from bastion._core import (
     StorageError,
     Usage,
     VerifyReport,
+    merkle_leaf_hash,
+    verify_consistency,
+    verify_inclusion,
 )
 
 from bastion.guard import CallDenied, CallDeniedError, Guard
@@ -104,5 +107,8 @@ __all__ = [
     "default_policies",
     "default_pricing",
     "default_pricing_path",
+    "merkle_leaf_hash",
     "summary",
+    "verify_consistency",
+    "verify_inclusion",
 ]

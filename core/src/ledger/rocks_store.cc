@@ -30,7 +30,10 @@ namespace {
 
 namespace fs = std::filesystem;
 
+// Every ledger has these; `tree` (format 2) follows them, absent from a
+// ledger of format 1 until a writer upgrades it.
 const char* const kColumnFamilies[] = {"default", "records", "index", "meta"};
+constexpr const char* kTreeFamily = "tree";
 
 // Keys that are inserted next to the previous key with the same prefix: a
 // record key after the previous record, a posting block after the previous
@@ -48,7 +51,8 @@ class InsertNeighbourPrefix final : public rocksdb::SliceTransform {
       return rocksdb::Slice(key.data(), 9);  // posting: kind | value hash
     }
     if (key.size() == index::kTimeKeyBytes) return rocksdb::Slice(key.data(), 1);
-    return key;  // meta keys: the key itself
+    if (key.size() == 9) return rocksdb::Slice(key.data(), 1);  // tree node: level | index
+    return key;  // meta keys and checkpoints: the key itself
   }
   bool InDomain(const rocksdb::Slice& key) const override { return !key.empty(); }
 };
@@ -81,7 +85,7 @@ rocksdb::Options BaseOptions() {
   return o;
 }
 
-std::vector<rocksdb::ColumnFamilyDescriptor> Descriptors(const LedgerOptions& lo) {
+rocksdb::ColumnFamilyOptions FamilyOptions(const LedgerOptions& lo) {
   rocksdb::BlockBasedTableOptions table;
   table.block_cache = rocksdb::NewLRUCache(lo.block_cache_bytes);
   rocksdb::ColumnFamilyOptions cf;
@@ -92,9 +96,24 @@ std::vector<rocksdb::ColumnFamilyDescriptor> Descriptors(const LedgerOptions& lo
   cf.compression = rocksdb::kLZ4Compression;
   cf.memtable_insert_with_hint_prefix_extractor = std::make_shared<InsertNeighbourPrefix>();
   cf.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table));
+  return cf;
+}
+
+// The ledger's column families, with `tree` when `with_tree`.
+std::vector<rocksdb::ColumnFamilyDescriptor> Descriptors(const LedgerOptions& lo, bool with_tree) {
+  const rocksdb::ColumnFamilyOptions cf = FamilyOptions(lo);
   std::vector<rocksdb::ColumnFamilyDescriptor> out;
   for (const char* name : kColumnFamilies) out.emplace_back(name, cf);
+  if (with_tree) out.emplace_back(kTreeFamily, cf);
   return out;
+}
+
+// Whether the store at `path` has the `tree` column family. A store that
+// cannot be listed is left to the open to report.
+bool HasTreeFamily(const std::string& path) {
+  std::vector<std::string> families;
+  if (!rocksdb::DB::ListColumnFamilies(BaseOptions(), path, &families).ok()) return true;
+  return std::find(families.begin(), families.end(), kTreeFamily) != families.end();
 }
 
 // Keeps what RocksDB's recovery says about damaged write-ahead logs
@@ -262,6 +281,7 @@ Result<std::unique_ptr<RocksStore>> RocksStore::OpenPrimary(const std::string& p
                         "; open it with OpenReader / Ledger.open(..., reader=True) to read it");
   }
   const bool has_db = fs::exists(p / "CURRENT", ec);
+  bool with_tree = true;
   if (has_db) {
     std::vector<std::string> families;
     rocksdb::Status ls = rocksdb::DB::ListColumnFamilies(BaseOptions(), path, &families);
@@ -290,6 +310,9 @@ Result<std::unique_ptr<RocksStore>> RocksStore::OpenPrimary(const std::string& p
             path, name));
       }
     }
+    // Format 1 has no tree: the writer creates it (CreateTree) once the
+    // ledger is known to be sound.
+    with_tree = std::find(families.begin(), families.end(), kTreeFamily) != families.end();
   }
 
   rocksdb::DBOptions options(BaseOptions());
@@ -306,7 +329,9 @@ Result<std::unique_ptr<RocksStore>> RocksStore::OpenPrimary(const std::string& p
   store->path_ = path;
   store->lock_ = std::move(*lock);
   rocksdb::DB* raw = nullptr;
-  rocksdb::Status s = rocksdb::DB::Open(options, path, Descriptors(lo), &store->handles_, &raw);
+  store->family_options_ = FamilyOptions(lo);
+  rocksdb::Status s =
+      rocksdb::DB::Open(options, path, Descriptors(lo, with_tree), &store->handles_, &raw);
   if (!s.ok()) {
     if (IsLockError(s)) {
       return Status::Busy(fmt::format(
@@ -348,7 +373,8 @@ Result<std::unique_ptr<RocksStore>> RocksStore::OpenSecondary(const std::string&
   // moment while the writer switches manifests, damage if it persists.
   for (int attempt = 0; attempt < 5; ++attempt) {
     s = rocksdb::DB::OpenAsSecondary(options, path, store->secondary_path_,
-                                     Descriptors(LedgerOptions{}), &store->handles_, &raw);
+                                     Descriptors(LedgerOptions{}, HasTreeFamily(path)),
+                                     &store->handles_, &raw);
     if (!s.IsTryAgain()) break;
     std::this_thread::sleep_for(std::chrono::milliseconds(20 << attempt));
   }
@@ -380,14 +406,23 @@ Result<std::unique_ptr<RocksStore>> RocksStore::OpenReadOnly(const std::string& 
   store->path_ = path;
   store->secondary_ = true;  // no snapshots needed: nothing writes to it
   rocksdb::DB* raw = nullptr;
-  rocksdb::Status s = rocksdb::DB::OpenForReadOnly(options, path, Descriptors(LedgerOptions{}),
-                                                   &store->handles_, &raw);
+  rocksdb::Status s = rocksdb::DB::OpenForReadOnly(
+      options, path, Descriptors(LedgerOptions{}, HasTreeFamily(path)), &store->handles_, &raw);
   if (!s.ok()) return Convert(s, fmt::format("cannot read ledger at '{}'", path));
   store->db_.reset(raw);
   return store;
 }
 
 RocksStore::~RocksStore() { Close(); }
+
+Status RocksStore::CreateTree() {
+  if (tree() != nullptr) return Status::OK();
+  rocksdb::ColumnFamilyHandle* h = nullptr;
+  BASTION_RETURN_IF_ERROR(Convert(db_->CreateColumnFamily(family_options_, kTreeFamily, &h),
+                                  "creating the ledger's tree column family"));
+  handles_.push_back(h);
+  return Status::OK();
+}
 
 Status RocksStore::Close() {
   Status result;
@@ -437,10 +472,17 @@ std::vector<Status> RocksStore::MultiGet(rocksdb::ColumnFamilyHandle* cf,
                                          const std::vector<std::string>& keys,
                                          std::vector<std::string>* values,
                                          const rocksdb::Snapshot* snapshot) {
+  return MultiGet(std::vector<rocksdb::ColumnFamilyHandle*>(keys.size(), cf), keys, values,
+                  snapshot);
+}
+
+std::vector<Status> RocksStore::MultiGet(const std::vector<rocksdb::ColumnFamilyHandle*>& cfs,
+                                         const std::vector<std::string>& keys,
+                                         std::vector<std::string>* values,
+                                         const rocksdb::Snapshot* snapshot) {
   rocksdb::ReadOptions ro;
   ro.snapshot = snapshot;
   std::vector<rocksdb::Slice> slices(keys.begin(), keys.end());
-  std::vector<rocksdb::ColumnFamilyHandle*> cfs(keys.size(), cf);
   std::vector<rocksdb::Status> statuses =
       db_->MultiGet(ro, cfs, slices, values);
   std::vector<Status> out;

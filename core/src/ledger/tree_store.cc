@@ -1,0 +1,145 @@
+#include "ledger/tree_store.h"
+
+#include <cstring>
+
+#include <fmt/format.h>
+#include <rocksdb/write_batch.h>
+
+#include "ledger/record_codec.h"
+#include "ledger/writer.h"
+
+namespace bastion::tree {
+
+Status ReadNodes(RocksStore* store, const std::vector<merkle::NodeId>& ids,
+                 std::vector<Hash>* hashes, const rocksdb::Snapshot* snapshot) {
+  hashes->resize(ids.size());
+  if (ids.empty()) return Status::OK();
+  std::vector<rocksdb::ColumnFamilyHandle*> cfs;
+  std::vector<std::string> keys;
+  cfs.reserve(ids.size());
+  keys.reserve(ids.size());
+  for (const merkle::NodeId& id : ids) {
+    if (id.level < merkle::kLowestStoredLevel) {
+      cfs.push_back(store->records());
+      keys.push_back(codec::RecordKey(id.index + 1));
+    } else {
+      cfs.push_back(store->tree());
+      keys.push_back(merkle::NodeKey(id));
+    }
+  }
+  std::vector<std::string> values;
+  const std::vector<Status> statuses = store->MultiGet(cfs, keys, &values, snapshot);
+  Sha256 sha;
+  for (size_t i = 0; i < ids.size(); ++i) {
+    const merkle::NodeId& id = ids[i];
+    const bool leaf = id.level < merkle::kLowestStoredLevel;
+    const std::string what =
+        leaf ? fmt::format("record {} (a leaf of the Merkle tree)", id.index + 1)
+             : fmt::format("Merkle tree node (level {}, index {})", id.level, id.index);
+    if (statuses[i].IsNotFound()) {
+      return Status::Corruption(fmt::format("{} is missing; run verify", what));
+    }
+    if (!statuses[i].ok()) return statuses[i].WithContext(fmt::format("reading {}", what));
+    if (leaf) {
+      if (values[i].size() < codec::kHeaderBytes) {
+        return Status::Corruption(fmt::format("{} is too short to hold a chain hash", what));
+      }
+      (*hashes)[i] = merkle::LeafHash(
+          &sha, reinterpret_cast<const uint8_t*>(values[i].data() + codec::kOffHash));
+    } else {
+      if (values[i].size() != 32) {
+        return Status::Corruption(
+            fmt::format("{} is {} bytes, not 32; run verify", what, values[i].size()));
+      }
+      std::memcpy((*hashes)[i].data(), values[i].data(), 32);
+    }
+  }
+  return Status::OK();
+}
+
+Result<Hash> RootAt(RocksStore* store, uint64_t size, const rocksdb::Snapshot* snapshot) {
+  std::vector<Hash> hashes;
+  BASTION_RETURN_IF_ERROR(ReadNodes(store, merkle::Decompose(0, size), &hashes, snapshot));
+  Sha256 sha;
+  return merkle::Fold(&sha, hashes.data(), hashes.size());
+}
+
+Result<merkle::CompactRange> LoadRange(RocksStore* store, uint64_t size) {
+  std::vector<Hash> roots;
+  BASTION_RETURN_IF_ERROR(ReadNodes(store, merkle::Decompose(0, size), &roots));
+  return merkle::CompactRange::FromRoots(size, std::move(roots));
+}
+
+Status Upgrade(RocksStore* store, uint64_t head_seq, uint64_t batch_records) {
+  BASTION_RETURN_IF_ERROR(store->CreateTree());
+  uint64_t covered = 0;
+  {
+    std::string value;
+    Status s = store->Get(store->meta(), kMetaTreeKey, &value);
+    if (s.ok()) {
+      if (value.size() != 8) {
+        return Status::Corruption(fmt::format(
+            "the tree mark (meta key 'tree') is {} bytes, not 8", value.size()));
+      }
+      covered = codec::GetFixed64(value.data());
+      if (covered > head_seq) {
+        return Status::Corruption(fmt::format(
+            "the tree mark (meta key 'tree') names record {}, past the chain head {}", covered,
+            head_seq));
+      }
+    } else if (!s.IsNotFound()) {
+      return s;
+    }
+  }
+  auto range = LoadRange(store, covered);
+  if (!range.ok()) return range.status().WithContext("resuming the Merkle tree's construction");
+  merkle::CompactRange tree = std::move(*range);
+  Sha256 sha;
+  rocksdb::WriteBatch wb;
+  auto put_node = [&](uint8_t level, uint64_t index, const Hash& h) {
+    if (level < merkle::kLowestStoredLevel) return;
+    wb.Put(store->tree(), merkle::NodeKey({level, index}),
+           rocksdb::Slice(reinterpret_cast<const char*>(h.data()), h.size()));
+  };
+  auto finish_batch = [&](uint64_t upto) -> Status {
+    if (upto == head_seq) {
+      wb.Delete(store->meta(), kMetaTreeKey);
+      wb.Put(store->meta(), kMetaFormatKey, kFormatName);
+    } else {
+      std::string mark;
+      codec::PutFixed64(&mark, upto);
+      wb.Put(store->meta(), kMetaTreeKey, mark);
+    }
+    Status s = store->Write(&wb, /*sync=*/upto == head_seq);
+    wb.Clear();
+    return s;
+  };
+  if (covered == head_seq) return finish_batch(head_seq);
+  auto it = store->NewIterator(store->records(), nullptr, /*scan=*/true);
+  uint64_t seq = covered + 1;
+  for (it->Seek(codec::RecordKey(seq)); it->Valid() && seq <= head_seq; it->Next(), ++seq) {
+    const rocksdb::Slice key = it->key();
+    if (key.size() != 8 || codec::GetFixed64BE(key.data()) != seq) {
+      return Status::Corruption(fmt::format(
+          "building the Merkle tree: record {} is missing or misplaced; run verify", seq));
+    }
+    codec::ValueView view;
+    Status s = codec::ParseValue({it->value().data(), it->value().size()}, &view);
+    if (!s.ok()) return s.WithContext(fmt::format("building the Merkle tree: record {}", seq));
+    tree.AppendLeaf(&sha,
+                    merkle::LeafHash(&sha, reinterpret_cast<const uint8_t*>(view.hash.data())),
+                    put_node);
+    if (seq == head_seq || (seq - covered) % batch_records == 0) {
+      BASTION_RETURN_IF_ERROR(finish_batch(seq));
+    }
+  }
+  BASTION_RETURN_IF_ERROR(store->IteratorStatus(it.get(), "building the Merkle tree"));
+  if (seq <= head_seq) {
+    return Status::Corruption(fmt::format(
+        "building the Merkle tree: the records end at {} but the chain head names {}", seq - 1,
+        head_seq));
+  }
+  return Status::OK();
+}
+
+}  // namespace bastion::tree

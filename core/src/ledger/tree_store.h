@@ -1,0 +1,37 @@
+// The Merkle tree as stored: reading the nodes a root or a proof needs, the
+// writer's compact range on open, and building the tree of a ledger of
+// format 1 (the upgrade to format 2).
+#ifndef BASTION_LEDGER_TREE_STORE_H_
+#define BASTION_LEDGER_TREE_STORE_H_
+
+#include <cstdint>
+#include <vector>
+
+#include "bastion/ledger.h"
+#include "ledger/merkle.h"
+#include "ledger/rocks_store.h"
+
+namespace bastion::tree {
+
+// The hashes of `ids`, read in one MultiGet: stored nodes from the tree
+// column family, leaves below merkle::kLowestStoredLevel from their records'
+// chain hashes. Corruption names a node that is missing or malformed.
+Status ReadNodes(RocksStore* store, const std::vector<merkle::NodeId>& ids,
+                 std::vector<Hash>* hashes, const rocksdb::Snapshot* snapshot = nullptr);
+
+// The root of the tree over records 1..size.
+Result<Hash> RootAt(RocksStore* store, uint64_t size, const rocksdb::Snapshot* snapshot = nullptr);
+
+// The compact range of the tree over records 1..size, from its stored nodes.
+Result<merkle::CompactRange> LoadRange(RocksStore* store, uint64_t size);
+
+// Builds the tree of a ledger of format 1 whose records end at `head_seq`:
+// creates the tree column family, adds the nodes of `batch_records` records
+// per write batch with the meta mark `tree` (records covered), and in the
+// last batch sets the format to 2 and removes the mark. An upgrade cut short
+// resumes from the mark.
+Status Upgrade(RocksStore* store, uint64_t head_seq, uint64_t batch_records);
+
+}  // namespace bastion::tree
+
+#endif  // BASTION_LEDGER_TREE_STORE_H_

@@ -93,6 +93,9 @@ class Ledger::Impl {
   // The Merkle tree covers the records (format 2). False for a reader of a
   // ledger of format 1; updated by Refresh.
   bool has_tree = false;
+  // Upper tree nodes read by proofs. A reader clears it on Refresh: after a
+  // repair the records past the damage, and the nodes over them, change.
+  tree::NodeCache nodes;
 
   Status CheckTree() const {
     if (has_tree) return Status::OK();
@@ -736,6 +739,7 @@ Status Ledger::Refresh() {
   if (impl_->writer) return Status::OK();  // the writer always sees its own state
   BASTION_RETURN_IF_ERROR(impl_->store->CatchUpWithPrimary());
   impl_->has_tree = impl_->ReadsTree();
+  impl_->nodes.Clear();
   return Status::OK();
 }
 
@@ -750,7 +754,7 @@ Result<TreeHead> Ledger::TreeHeadAt(std::optional<uint64_t> size) {
     return Status::InvalidArgument(
         fmt::format("tree size {} is past the ledger's head (record {})", n, *head));
   }
-  auto root = tree::RootAt(impl_->store.get(), n);
+  auto root = tree::RootAt(impl_->store.get(), n, &impl_->nodes);
   if (!root.ok()) return root.status().WithContext(fmt::format("ledger at '{}'", impl_->path));
   return TreeHead{n, *root};
 }
@@ -770,7 +774,7 @@ Result<std::vector<Hash>> Ledger::InclusionProof(uint64_t seq, std::optional<uin
   }
   const merkle::ProofPlan plan = merkle::InclusionPlan(seq - 1, n);
   std::vector<Hash> hashes;
-  Status s = tree::ReadNodes(impl_->store.get(), plan.nodes, &hashes);
+  Status s = tree::ReadNodes(impl_->store.get(), plan.nodes, &hashes, nullptr, &impl_->nodes);
   if (!s.ok()) return s.WithContext(fmt::format("ledger at '{}'", impl_->path));
   Sha256 sha;
   return plan.Assemble(&sha, hashes);
@@ -789,7 +793,7 @@ Result<std::vector<Hash>> Ledger::ConsistencyProof(uint64_t old_size, uint64_t n
   }
   const merkle::ProofPlan plan = merkle::ConsistencyPlan(old_size, new_size);
   std::vector<Hash> hashes;
-  Status s = tree::ReadNodes(impl_->store.get(), plan.nodes, &hashes);
+  Status s = tree::ReadNodes(impl_->store.get(), plan.nodes, &hashes, nullptr, &impl_->nodes);
   if (!s.ok()) return s.WithContext(fmt::format("ledger at '{}'", impl_->path));
   Sha256 sha;
   return plan.Assemble(&sha, hashes);

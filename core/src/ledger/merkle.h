@@ -112,7 +112,7 @@ class CompactRange {
 inline constexpr size_t kNodeKeyBytes = 9;
 // Nodes below this level are not stored: a leaf hash is derived from its
 // record's chain hash (docs/ledger_format.md says why).
-inline constexpr int kLowestStoredLevel = 0;
+inline constexpr int kLowestStoredLevel = 1;
 inline constexpr size_t kCheckpointKeyBytes = 13;
 inline constexpr uint8_t kCheckpointTag = 0xFF;
 std::string NodeKey(NodeId id);

@@ -151,7 +151,7 @@ class RocksStore {
   std::unique_ptr<DirLock> lock_;  // the primary's claim; released after the db closes
   std::unique_ptr<rocksdb::DB> db_;
   std::vector<rocksdb::ColumnFamilyHandle*> handles_;
-  rocksdb::ColumnFamilyOptions family_options_;  // for CreateTree
+  rocksdb::ColumnFamilyOptions family_options_;  // the tree's, for CreateTree
 };
 
 }  // namespace bastion

@@ -10,15 +10,41 @@
 
 namespace bastion::tree {
 
+bool NodeCache::Lookup(merkle::NodeId id, Hash* h) const {
+  if (id.level < kMinLevel) return false;
+  std::shared_lock lock(mu_);
+  auto it = nodes_.find(Key(id));
+  if (it == nodes_.end()) return false;
+  *h = it->second;
+  return true;
+}
+
+void NodeCache::Insert(merkle::NodeId id, const Hash& h) {
+  if (id.level < kMinLevel) return;
+  std::unique_lock lock(mu_);
+  if (nodes_.size() >= kCapacity) nodes_.clear();
+  nodes_.emplace(Key(id), h);
+}
+
+void NodeCache::Clear() {
+  std::unique_lock lock(mu_);
+  nodes_.clear();
+}
+
 Status ReadNodes(RocksStore* store, const std::vector<merkle::NodeId>& ids,
-                 std::vector<Hash>* hashes, const rocksdb::Snapshot* snapshot) {
+                 std::vector<Hash>* hashes, const rocksdb::Snapshot* snapshot, NodeCache* cache) {
   hashes->resize(ids.size());
   if (ids.empty()) return Status::OK();
   std::vector<rocksdb::ColumnFamilyHandle*> cfs;
   std::vector<std::string> keys;
+  std::vector<size_t> at;  // the place in `ids` of each key read
   cfs.reserve(ids.size());
   keys.reserve(ids.size());
-  for (const merkle::NodeId& id : ids) {
+  at.reserve(ids.size());
+  for (size_t i = 0; i < ids.size(); ++i) {
+    const merkle::NodeId& id = ids[i];
+    if (cache != nullptr && cache->Lookup(id, &(*hashes)[i])) continue;
+    at.push_back(i);
     if (id.level < merkle::kLowestStoredLevel) {
       cfs.push_back(store->records());
       keys.push_back(codec::RecordKey(id.index + 1));
@@ -27,39 +53,43 @@ Status ReadNodes(RocksStore* store, const std::vector<merkle::NodeId>& ids,
       keys.push_back(merkle::NodeKey(id));
     }
   }
+  if (keys.empty()) return Status::OK();
   std::vector<std::string> values;
   const std::vector<Status> statuses = store->MultiGet(cfs, keys, &values, snapshot);
   Sha256 sha;
-  for (size_t i = 0; i < ids.size(); ++i) {
+  for (size_t k = 0; k < keys.size(); ++k) {
+    const size_t i = at[k];
     const merkle::NodeId& id = ids[i];
     const bool leaf = id.level < merkle::kLowestStoredLevel;
-    const std::string what =
-        leaf ? fmt::format("record {} (a leaf of the Merkle tree)", id.index + 1)
-             : fmt::format("Merkle tree node (level {}, index {})", id.level, id.index);
-    if (statuses[i].IsNotFound()) {
-      return Status::Corruption(fmt::format("{} is missing; run verify", what));
+    auto what = [&] {
+      return leaf ? fmt::format("record {} (a leaf of the Merkle tree)", id.index + 1)
+                  : fmt::format("Merkle tree node (level {}, index {})", id.level, id.index);
+    };
+    if (statuses[k].IsNotFound()) {
+      return Status::Corruption(fmt::format("{} is missing; run verify", what()));
     }
-    if (!statuses[i].ok()) return statuses[i].WithContext(fmt::format("reading {}", what));
+    if (!statuses[k].ok()) return statuses[k].WithContext(fmt::format("reading {}", what()));
     if (leaf) {
-      if (values[i].size() < codec::kHeaderBytes) {
-        return Status::Corruption(fmt::format("{} is too short to hold a chain hash", what));
+      if (values[k].size() < codec::kHeaderBytes) {
+        return Status::Corruption(fmt::format("{} is too short to hold a chain hash", what()));
       }
       (*hashes)[i] = merkle::LeafHash(
-          &sha, reinterpret_cast<const uint8_t*>(values[i].data() + codec::kOffHash));
+          &sha, reinterpret_cast<const uint8_t*>(values[k].data() + codec::kOffHash));
     } else {
-      if (values[i].size() != 32) {
+      if (values[k].size() != 32) {
         return Status::Corruption(
-            fmt::format("{} is {} bytes, not 32; run verify", what, values[i].size()));
+            fmt::format("{} is {} bytes, not 32; run verify", what(), values[k].size()));
       }
-      std::memcpy((*hashes)[i].data(), values[i].data(), 32);
+      std::memcpy((*hashes)[i].data(), values[k].data(), 32);
+      if (cache != nullptr) cache->Insert(id, (*hashes)[i]);
     }
   }
   return Status::OK();
 }
 
-Result<Hash> RootAt(RocksStore* store, uint64_t size, const rocksdb::Snapshot* snapshot) {
+Result<Hash> RootAt(RocksStore* store, uint64_t size, NodeCache* cache) {
   std::vector<Hash> hashes;
-  BASTION_RETURN_IF_ERROR(ReadNodes(store, merkle::Decompose(0, size), &hashes, snapshot));
+  BASTION_RETURN_IF_ERROR(ReadNodes(store, merkle::Decompose(0, size), &hashes, nullptr, cache));
   Sha256 sha;
   return merkle::Fold(&sha, hashes.data(), hashes.size());
 }

@@ -5,6 +5,8 @@
 #define BASTION_LEDGER_TREE_STORE_H_
 
 #include <cstdint>
+#include <shared_mutex>
+#include <unordered_map>
 #include <vector>
 
 #include "bastion/ledger.h"
@@ -13,14 +15,33 @@
 
 namespace bastion::tree {
 
+// Upper nodes read before, kept in memory: a perfect node never changes once
+// its records are written, and the few upper ones are in almost every proof.
+// Thread-safe. Holds at most kCapacity nodes (then starts over).
+class NodeCache {
+ public:
+  static constexpr int kMinLevel = 6;
+  static constexpr size_t kCapacity = 1 << 16;
+  bool Lookup(merkle::NodeId id, Hash* h) const;
+  void Insert(merkle::NodeId id, const Hash& h);
+  void Clear();
+
+ private:
+  static uint64_t Key(merkle::NodeId id) { return (uint64_t{id.level} << 58) | id.index; }
+  mutable std::shared_mutex mu_;
+  std::unordered_map<uint64_t, Hash> nodes_;  // guarded by mu_
+};
+
 // The hashes of `ids`, read in one MultiGet: stored nodes from the tree
 // column family, leaves below merkle::kLowestStoredLevel from their records'
-// chain hashes. Corruption names a node that is missing or malformed.
+// chain hashes; nodes in `cache` (when given) from there, and upper ones read
+// are added to it. Corruption names a node that is missing or malformed.
 Status ReadNodes(RocksStore* store, const std::vector<merkle::NodeId>& ids,
-                 std::vector<Hash>* hashes, const rocksdb::Snapshot* snapshot = nullptr);
+                 std::vector<Hash>* hashes, const rocksdb::Snapshot* snapshot = nullptr,
+                 NodeCache* cache = nullptr);
 
 // The root of the tree over records 1..size.
-Result<Hash> RootAt(RocksStore* store, uint64_t size, const rocksdb::Snapshot* snapshot = nullptr);
+Result<Hash> RootAt(RocksStore* store, uint64_t size, NodeCache* cache = nullptr);
 
 // The compact range of the tree over records 1..size, from its stored nodes.
 Result<merkle::CompactRange> LoadRange(RocksStore* store, uint64_t size);

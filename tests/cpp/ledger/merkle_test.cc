@@ -719,7 +719,7 @@ TEST_F(MerkleTamper, DeletedNodeAndNodePastTheHeadAreTreeInconsistent) {
   {
     auto db = RawDb::Open(path_);
     db->Put(db->tree(), merkle::NodeKey({1, 3}), std::string(32, 'x'));
-    db->Put(db->tree(), merkle::NodeKey({0, 40}), std::string(32, 'x'));
+    db->Put(db->tree(), merkle::NodeKey({1, 20}), std::string(32, 'x'));  // records 41..42
   }
   r = VerifyWith({});
   EXPECT_EQ(r.problem, VerifyProblem::kTreeInconsistent) << Describe(r);

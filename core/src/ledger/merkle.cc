@@ -117,15 +117,19 @@ CompactRange CompactRange::FromRoots(uint64_t size, std::vector<Hash> roots) {
 }
 
 std::string NodeKey(NodeId id) {
-  std::string k(1, static_cast<char>(id.level));
-  codec::PutFixed64BE(&k, id.index);
+  std::string k;
+  codec::PutFixed64BE(&k, id.index << id.level);
+  k.push_back(static_cast<char>(id.level));
   return k;
 }
 
 bool ParseNodeKey(std::string_view key, NodeId* id) {
-  if (key.size() != kNodeKeyBytes || static_cast<uint8_t>(key[0]) >= 64) return false;
-  id->level = static_cast<uint8_t>(key[0]);
-  id->index = codec::GetFixed64BE(key.data() + 1);
+  if (key.size() != kNodeKeyBytes) return false;
+  const uint8_t level = static_cast<uint8_t>(key[8]);
+  const uint64_t first = codec::GetFixed64BE(key.data());
+  if (level >= 64 || (first & ((uint64_t{1} << level) - 1)) != 0) return false;
+  id->level = level;
+  id->index = first >> level;
   return true;
 }
 

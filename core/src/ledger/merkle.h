@@ -107,8 +107,9 @@ class CompactRange {
 };
 
 // Keys of the `tree` column family (docs/ledger_format.md): a node is
-// u8 level || u64be index (9 bytes); a checkpoint is 0xFF || u64be size ||
-// u32be key id (13 bytes).
+// u64be first leaf (index << level) || u8 level (9 bytes), so that the nodes
+// of a subtree are neighbours and a proof's lower nodes share a few blocks; a
+// checkpoint is 0xFF || u64be size || u32be key id (13 bytes).
 inline constexpr size_t kNodeKeyBytes = 9;
 // Nodes below this level are not stored: a leaf hash is derived from its
 // record's chain hash (docs/ledger_format.md says why).

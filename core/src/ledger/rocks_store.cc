@@ -52,7 +52,9 @@ class InsertNeighbourPrefix final : public rocksdb::SliceTransform {
       return rocksdb::Slice(key.data(), 9);  // posting: kind | value hash
     }
     if (key.size() == index::kTimeKeyBytes) return rocksdb::Slice(key.data(), 1);
-    if (key.size() == 9) return rocksdb::Slice(key.data(), 1);  // tree node: level | index
+    // A tree node (first leaf | level): each level's nodes are written in
+    // order, so the level (the last byte) keys the hint.
+    if (key.size() == 9) return rocksdb::Slice(key.data() + 8, 1);
     return key;  // meta keys and checkpoints: the key itself
   }
   bool InDomain(const rocksdb::Slice& key) const override { return !key.empty(); }
@@ -106,7 +108,7 @@ rocksdb::ColumnFamilyOptions FamilyOptions(const LedgerOptions& lo) {
 rocksdb::ColumnFamilyOptions TreeFamilyOptions(const LedgerOptions& lo) {
   rocksdb::ColumnFamilyOptions cf = FamilyOptions(lo);
   rocksdb::BlockBasedTableOptions table;
-  table.block_cache = rocksdb::NewLRUCache(lo.block_cache_bytes / 2);
+  table.block_cache = rocksdb::NewLRUCache(lo.block_cache_bytes);
   table.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10));
   table.whole_key_filtering = true;
   cf.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table));
@@ -499,12 +501,20 @@ std::vector<Status> RocksStore::MultiGet(const std::vector<rocksdb::ColumnFamily
                                          const rocksdb::Snapshot* snapshot) {
   rocksdb::ReadOptions ro;
   ro.snapshot = snapshot;
+  // The batched form: keys of one table are looked up together.
+  const size_t n = keys.size();
   std::vector<rocksdb::Slice> slices(keys.begin(), keys.end());
-  std::vector<rocksdb::Status> statuses =
-      db_->MultiGet(ro, cfs, slices, values);
+  std::vector<rocksdb::PinnableSlice> pinned(n);
+  std::vector<rocksdb::Status> statuses(n);
+  std::vector<rocksdb::ColumnFamilyHandle*> families(cfs);
+  db_->MultiGet(ro, n, families.data(), slices.data(), pinned.data(), statuses.data());
+  values->resize(n);
   std::vector<Status> out;
-  out.reserve(statuses.size());
-  for (const auto& s : statuses) out.push_back(Convert(s, "reading the ledger"));
+  out.reserve(n);
+  for (size_t i = 0; i < n; ++i) {
+    if (statuses[i].ok()) (*values)[i].assign(pinned[i].data(), pinned[i].size());
+    out.push_back(Convert(statuses[i], "reading the ledger"));
+  }
   return out;
 }
 

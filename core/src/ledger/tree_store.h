@@ -20,8 +20,8 @@ namespace bastion::tree {
 // Thread-safe. Holds at most kCapacity nodes (then starts over).
 class NodeCache {
  public:
-  static constexpr int kMinLevel = 6;
-  static constexpr size_t kCapacity = 1 << 16;
+  static constexpr int kMinLevel = 4;
+  static constexpr size_t kCapacity = 1 << 17;
   bool Lookup(merkle::NodeId id, Hash* h) const;
   void Insert(merkle::NodeId id, const Hash& h);
   void Clear();

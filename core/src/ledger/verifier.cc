@@ -294,7 +294,9 @@ Status SumTree(RocksStore* store, const rocksdb::Snapshot* snap, uint64_t to, bo
   auto it = store->NewIterator(store->tree(), snap, /*scan=*/true);
   for (it->SeekToFirst(); it->Valid(); it->Next()) {
     const std::string_view key(it->key().data(), it->key().size());
-    if (!key.empty() && static_cast<uint8_t>(key[0]) == merkle::kCheckpointTag) break;
+    uint64_t size;
+    uint32_t key_id;
+    if (merkle::ParseCheckpointKey(key, &size, &key_id)) continue;
     merkle::NodeId id;
     if (!merkle::ParseNodeKey(key, &id) || id.level < merkle::kLowestStoredLevel) {
       problem->Offer(VerifyProblem::kTreeInconsistent, to,
@@ -720,7 +722,7 @@ VerifyReport VerifyLedger(RocksStore* store, const VerifyOptions& options) {
   }
   problem.Offer(head_problem);
   if (report.error.ok() && !cancelled && !sizes.empty() && sizes.back() > end) {
-    const uint64_t size = *std::upper_bound(sizes.begin(), sizes.end(), end);
+    const uint64_t size = sizes.back();  // the records it proves existed: up to here
     problem.Offer(VerifyProblem::kRolledBack, end + 1,
                   fmt::format("the checkpoint of tree size {} is past the chain head (record {}): "
                               "records {}..{} were removed",

@@ -111,9 +111,11 @@ class CompactRange {
 // of a subtree are neighbours and a proof's lower nodes share a few blocks; a
 // checkpoint is 0xFF || u64be size || u32be key id (13 bytes).
 inline constexpr size_t kNodeKeyBytes = 9;
-// Nodes below this level are not stored: a leaf hash is derived from its
-// record's chain hash (docs/ledger_format.md says why).
-inline constexpr int kLowestStoredLevel = 1;
+// Nodes below this level are not stored: they are computed from the chain
+// hashes of the (at most 4) records under them, which a table block usually
+// holds together. Each stored level costs an append a key per 2^level
+// records (docs/ledger_format.md has the measurements).
+inline constexpr int kLowestStoredLevel = 2;
 inline constexpr size_t kCheckpointKeyBytes = 13;
 inline constexpr uint8_t kCheckpointTag = 0xFF;
 std::string NodeKey(NodeId id);

@@ -35,20 +35,31 @@ Status ReadNodes(RocksStore* store, const std::vector<merkle::NodeId>& ids,
                  std::vector<Hash>* hashes, const rocksdb::Snapshot* snapshot, NodeCache* cache) {
   hashes->resize(ids.size());
   if (ids.empty()) return Status::OK();
+  // Each node not in the cache is read as one stored node, or (below the
+  // lowest stored level) as the records under it.
+  struct Read {
+    size_t id;     // place in `ids`
+    size_t first;  // its first key
+    size_t count;  // keys: 1 for a stored node, else its records
+  };
+  std::vector<Read> reads;
   std::vector<rocksdb::ColumnFamilyHandle*> cfs;
   std::vector<std::string> keys;
-  std::vector<size_t> at;  // the place in `ids` of each key read
-  cfs.reserve(ids.size());
-  keys.reserve(ids.size());
-  at.reserve(ids.size());
+  reads.reserve(ids.size());
+  keys.reserve(ids.size() + 8);
+  cfs.reserve(ids.size() + 8);
   for (size_t i = 0; i < ids.size(); ++i) {
     const merkle::NodeId& id = ids[i];
     if (cache != nullptr && cache->Lookup(id, &(*hashes)[i])) continue;
-    at.push_back(i);
     if (id.level < merkle::kLowestStoredLevel) {
-      cfs.push_back(store->records());
-      keys.push_back(codec::RecordKey(id.index + 1));
+      const uint64_t first_leaf = id.index << id.level, leaves = uint64_t{1} << id.level;
+      reads.push_back({i, keys.size(), leaves});
+      for (uint64_t leaf = first_leaf; leaf < first_leaf + leaves; ++leaf) {
+        cfs.push_back(store->records());
+        keys.push_back(codec::RecordKey(leaf + 1));
+      }
     } else {
+      reads.push_back({i, keys.size(), 1});
       cfs.push_back(store->tree());
       keys.push_back(merkle::NodeKey(id));
     }
@@ -57,32 +68,43 @@ Status ReadNodes(RocksStore* store, const std::vector<merkle::NodeId>& ids,
   std::vector<std::string> values;
   const std::vector<Status> statuses = store->MultiGet(cfs, keys, &values, snapshot);
   Sha256 sha;
-  for (size_t k = 0; k < keys.size(); ++k) {
-    const size_t i = at[k];
-    const merkle::NodeId& id = ids[i];
-    const bool leaf = id.level < merkle::kLowestStoredLevel;
-    auto what = [&] {
-      return leaf ? fmt::format("record {} (a leaf of the Merkle tree)", id.index + 1)
-                  : fmt::format("Merkle tree node (level {}, index {})", id.level, id.index);
-    };
-    if (statuses[k].IsNotFound()) {
-      return Status::Corruption(fmt::format("{} is missing; run verify", what()));
-    }
-    if (!statuses[k].ok()) return statuses[k].WithContext(fmt::format("reading {}", what()));
-    if (leaf) {
-      if (values[k].size() < codec::kHeaderBytes) {
+  std::vector<Hash> level;
+  for (const Read& r : reads) {
+    const merkle::NodeId& id = ids[r.id];
+    const bool derived = id.level < merkle::kLowestStoredLevel;
+    for (size_t k = r.first; k < r.first + r.count; ++k) {
+      auto what = [&] {
+        return derived ? fmt::format("record {} (a leaf of the Merkle tree)",
+                                     codec::GetFixed64BE(keys[k].data()))
+                       : fmt::format("Merkle tree node (level {}, index {})", id.level, id.index);
+      };
+      if (statuses[k].IsNotFound()) {
+        return Status::Corruption(fmt::format("{} is missing; run verify", what()));
+      }
+      if (!statuses[k].ok()) return statuses[k].WithContext(fmt::format("reading {}", what()));
+      if (derived && values[k].size() < codec::kHeaderBytes) {
         return Status::Corruption(fmt::format("{} is too short to hold a chain hash", what()));
       }
-      (*hashes)[i] = merkle::LeafHash(
-          &sha, reinterpret_cast<const uint8_t*>(values[k].data() + codec::kOffHash));
-    } else {
-      if (values[k].size() != 32) {
+      if (!derived && values[k].size() != 32) {
         return Status::Corruption(
             fmt::format("{} is {} bytes, not 32; run verify", what(), values[k].size()));
       }
-      std::memcpy((*hashes)[i].data(), values[k].data(), 32);
-      if (cache != nullptr) cache->Insert(id, (*hashes)[i]);
     }
+    if (!derived) {
+      std::memcpy((*hashes)[r.id].data(), values[r.first].data(), 32);
+      if (cache != nullptr) cache->Insert(id, (*hashes)[r.id]);
+      continue;
+    }
+    // The perfect subtree over the records, level by level.
+    level.clear();
+    for (size_t k = r.first; k < r.first + r.count; ++k) {
+      level.push_back(merkle::LeafHash(
+          &sha, reinterpret_cast<const uint8_t*>(values[k].data() + codec::kOffHash)));
+    }
+    for (size_t n = level.size(); n > 1; n /= 2) {
+      for (size_t j = 0; j < n / 2; ++j) level[j] = merkle::NodeHash(&sha, level[2 * j], level[2 * j + 1]);
+    }
+    (*hashes)[r.id] = level[0];
   }
   return Status::OK();
 }

@@ -33,9 +33,10 @@ class NodeCache {
 };
 
 // The hashes of `ids`, read in one MultiGet: stored nodes from the tree
-// column family, leaves below merkle::kLowestStoredLevel from their records'
-// chain hashes; nodes in `cache` (when given) from there, and upper ones read
-// are added to it. Corruption names a node that is missing or malformed.
+// column family, nodes below merkle::kLowestStoredLevel computed from the
+// chain hashes of the records under them; nodes in `cache` (when given) from
+// there, and upper ones read are added to it. Corruption names a node or
+// record that is missing or malformed.
 Status ReadNodes(RocksStore* store, const std::vector<merkle::NodeId>& ids,
                  std::vector<Hash>* hashes, const rocksdb::Snapshot* snapshot = nullptr,
                  NodeCache* cache = nullptr);

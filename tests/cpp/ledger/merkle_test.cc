@@ -710,7 +710,7 @@ TEST_F(MerkleTamper, FlippedStoredNodeIsTreeInconsistent) {
 TEST_F(MerkleTamper, DeletedNodeAndNodePastTheHeadAreTreeInconsistent) {
   {
     auto db = RawDb::Open(path_);
-    db->Delete(db->tree(), merkle::NodeKey({1, 3}));  // records 7..8
+    db->Delete(db->tree(), merkle::NodeKey({2, 1}));  // records 5..8
   }
   VerifyReport r = VerifyWith({});
   EXPECT_EQ(r.problem, VerifyProblem::kTreeInconsistent) << Describe(r);
@@ -718,8 +718,8 @@ TEST_F(MerkleTamper, DeletedNodeAndNodePastTheHeadAreTreeInconsistent) {
   EXPECT_NE(r.message.find("missing"), std::string::npos) << r.message;
   {
     auto db = RawDb::Open(path_);
-    db->Put(db->tree(), merkle::NodeKey({1, 3}), std::string(32, 'x'));
-    db->Put(db->tree(), merkle::NodeKey({1, 20}), std::string(32, 'x'));  // records 41..42
+    db->Put(db->tree(), merkle::NodeKey({2, 1}), std::string(32, 'x'));
+    db->Put(db->tree(), merkle::NodeKey({2, 10}), std::string(32, 'x'));  // records 41..44
   }
   r = VerifyWith({});
   EXPECT_EQ(r.problem, VerifyProblem::kTreeInconsistent) << Describe(r);

@@ -94,7 +94,8 @@ struct LedgerOptions {
   // --- store tuning ---
   // RocksDB memtable size; larger absorbs bursts of appends better.
   size_t write_buffer_bytes = 64 << 20;
-  // RocksDB block cache for records and indexes.
+  // RocksDB block cache for records and indexes; the Merkle tree (read by
+  // proofs) has one of its own of the same size.
   size_t block_cache_bytes = 64 << 20;
 };
 

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <filesystem>
 #include <thread>
@@ -18,9 +19,11 @@
 #include <rocksdb/write_batch.h>
 
 #include "bastion/ledger.h"
+#include "bastion/merkle.h"
 #include "bench_stats.h"
 #include "ledger/hash_chain.h"
 #include "ledger/record_codec.h"
+#include "ledger/writer.h"
 #include "util/sha256.h"
 
 namespace bastion {
@@ -183,6 +186,31 @@ BENCHMARK_CAPTURE(BM_Append, group_8_producers, Durability::kGroup, 8, 1)
     ->Iterations(1)->Unit(benchmark::kSecond)->UseRealTime();
 BENCHMARK_CAPTURE(BM_Append, group_batches_of_100, Durability::kGroup, 1, 100)
     ->Iterations(1)->Unit(benchmark::kSecond)->UseRealTime();
+
+// What the Merkle tree costs an append: the same async appends with the tree
+// and without it (a writer switch for benchmarks only), alternated twice in
+// one run; the better rate of each counts.
+void BM_AppendMerkleTree(benchmark::State& state) {
+  const size_t count = Records().size();
+  double with_tree = 0, without = 0;
+  for (auto _ : state) {
+    for (int round = 0; round < 2; ++round) {
+      SetMerkleTreeForBenchmarks(false);
+      without = std::max(without, AppendRate(FreshDir("append-no-tree"), Durability::kAsync, 1, 1,
+                                             count));
+      SetMerkleTreeForBenchmarks(true);
+      with_tree = std::max(with_tree, AppendRate(FreshDir("append-tree"), Durability::kAsync, 1,
+                                                 1, count));
+    }
+  }
+  fs::remove_all(FreshDir("append-no-tree"));
+  fs::remove_all(FreshDir("append-tree"));
+  state.counters["records"] = count;
+  state.counters["with_tree_per_s"] = with_tree;
+  state.counters["without_tree_per_s"] = without;
+  state.counters["ratio"] = with_tree / without;
+}
+BENCHMARK(BM_AppendMerkleTree)->Iterations(1)->Unit(benchmark::kSecond)->UseRealTime();
 
 // One producer appending one record at a time in `group` mode and waiting
 // for each write: the latency a guarded call pays per record. The baseline is
@@ -362,6 +390,91 @@ void BM_Verify(benchmark::State& state, bool check_indexes) {
 }
 BENCHMARK_CAPTURE(BM_Verify, chain, false)->Iterations(3)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK_CAPTURE(BM_Verify, chain_and_indexes, true)->Iterations(1)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+// Verify against a trusted tree head (the Merkle root recomputed from the
+// records, chain only), against SHA-256 of the same stored bytes.
+void BM_VerifyTrustedHead(benchmark::State& state) {
+  const std::string dir = VerifyLedgerDir();
+  uint64_t bytes = 0;
+  const double sha_rate = RawShaBytesPerSecond(dir, &bytes);
+  auto reader = Ledger::OpenReader(dir);
+  if (!reader.ok()) std::abort();
+  auto head = (*reader)->TreeHeadAt();
+  if (!head.ok()) std::abort();
+  double rate = 0, plain = 0;
+  for (auto _ : state) {
+    VerifyOptions o;
+    o.check_indexes = false;
+    auto start = Clock::now();
+    VerifyReport r = (*reader)->Verify(o);
+    plain = r.bytes_checked / std::chrono::duration<double>(Clock::now() - start).count();
+    o.trusted = {*head};
+    start = Clock::now();
+    r = (*reader)->Verify(o);
+    const double secs = std::chrono::duration<double>(Clock::now() - start).count();
+    if (!r.ok) {
+      state.SkipWithError(r.message.c_str());
+      return;
+    }
+    rate = r.bytes_checked / secs;
+  }
+  state.counters["MB_per_s"] = rate / 1e6;
+  state.counters["without_trusted_MB_per_s"] = plain / 1e6;
+  state.counters["sha256_MB_per_s"] = sha_rate / 1e6;
+  state.counters["ratio"] = rate / sha_rate;
+}
+BENCHMARK(BM_VerifyTrustedHead)->Iterations(3)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+// Inclusion proofs of random records in the tree of the whole 1 M-record
+// ledger, by 1 and 2 threads sharing one reader (100 k proofs each); a proof
+// of each thread is checked outside the timing.
+void BM_InclusionProofs(benchmark::State& state) {
+  const std::string dir = VerifyLedgerDir();
+  auto reader = Ledger::OpenReader(dir);
+  if (!reader.ok()) std::abort();
+  Ledger* ledger = reader->get();
+  auto head = ledger->TreeHeadAt();
+  if (!head.ok()) std::abort();
+  const int threads = static_cast<int>(state.range(0));
+  constexpr size_t kPerThread = 100'000;
+  double rate = 0;
+  std::atomic<bool> failed{false};
+  for (auto _ : state) {
+    std::vector<std::thread> pool;
+    const auto start = Clock::now();
+    for (int t = 0; t < threads; ++t) {
+      pool.emplace_back([&, t] {
+        uint64_t x = 88172645463325252ULL + t;
+        uint64_t first = 0;
+        for (size_t i = 0; i < kPerThread; ++i) {
+          x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+          const uint64_t seq = 1 + x % head->size;
+          if (i == 0) first = seq;
+          auto proof = ledger->InclusionProof(seq, head->size);
+          if (!proof.ok()) failed = true;
+          benchmark::DoNotOptimize(proof);
+        }
+        auto rec = ledger->Get(first);
+        auto proof = ledger->InclusionProof(first, head->size);
+        if (!rec.ok() || !proof.ok() ||
+            !VerifyInclusion(first - 1, head->size, MerkleLeafHash(rec->hash), *proof,
+                             head->root)) {
+          failed = true;
+        }
+      });
+    }
+    for (auto& th : pool) th.join();
+    rate = threads * kPerThread / std::chrono::duration<double>(Clock::now() - start).count();
+  }
+  if (failed) {
+    state.SkipWithError("a proof failed or does not verify");
+    return;
+  }
+  state.counters["tree_size"] = head->size;
+  state.counters["threads"] = threads;
+  state.counters["proofs_per_s"] = rate;
+}
+BENCHMARK(BM_InclusionProofs)->Arg(1)->Arg(2)->Iterations(1)->UseRealTime();
 
 // An indexed query returning 1000 of the records (one user's), and an
 // intersection of two filters; baseline: reading the same number of records

@@ -1,4 +1,5 @@
 // bastion._core.Ledger, QueryResult and VerifyReport.
+#include <cstring>
 #include <exception>
 #include <memory>
 #include <optional>
@@ -9,6 +10,7 @@
 #include <pybind11/stl.h>
 
 #include "bastion/ledger.h"
+#include "bastion/merkle.h"
 #include "errors.h"
 #include "record_convert.h"
 
@@ -27,6 +29,62 @@ Durability ParseDurability(py::handle value, Durability fallback) {
   auto d = DurabilityFromName(name);
   if (!d) ThrowInvalid(fmt::format("durability '{}' is not one of 'sync', 'group', 'async'", name));
   return *d;
+}
+
+// A 32-byte hash given as bytes: TypeError for another type, ValueError
+// (InvalidArgumentError) for another length; `what` names the argument.
+Hash HashArg(py::handle value, const std::string& what) {
+  if (!PyBytes_Check(value.ptr())) {
+    throw py::type_error(fmt::format("{} must be bytes (a 32-byte SHA-256 hash), got {}", what,
+                                     Py_TYPE(value.ptr())->tp_name));
+  }
+  const Py_ssize_t n = PyBytes_GET_SIZE(value.ptr());
+  if (n != 32) ThrowInvalid(fmt::format("{} must be 32 bytes, got {}", what, n));
+  Hash h;
+  std::memcpy(h.data(), PyBytes_AS_STRING(value.ptr()), 32);
+  return h;
+}
+
+py::bytes HashBytes(const Hash& h) {
+  return py::bytes(reinterpret_cast<const char*>(h.data()), h.size());
+}
+
+py::list HashList(const std::vector<Hash>& hashes) {
+  py::list out;
+  for (const Hash& h : hashes) out.append(HashBytes(h));
+  return out;
+}
+
+// A proof: a list (or other sequence, not bytes) of 32-byte hashes.
+std::vector<Hash> ProofArg(py::handle value) {
+  if (PyBytes_Check(value.ptr()) || PyUnicode_Check(value.ptr()) ||
+      !PySequence_Check(value.ptr())) {
+    throw py::type_error(fmt::format("proof must be a list of 32-byte hashes (bytes), got {}",
+                                     Py_TYPE(value.ptr())->tp_name));
+  }
+  std::vector<Hash> out;
+  const py::sequence seq = py::reinterpret_borrow<py::sequence>(value);
+  for (size_t i = 0; i < seq.size(); ++i) out.push_back(HashArg(seq[i], fmt::format("proof[{}]", i)));
+  return out;
+}
+
+// A size or sequence number: a non-negative int (not bool).
+uint64_t SizeArg(py::handle value, const char* what) {
+  if (!PyLong_Check(value.ptr()) || PyBool_Check(value.ptr())) {
+    throw py::type_error(
+        fmt::format("{} must be int, got {}", what, Py_TYPE(value.ptr())->tp_name));
+  }
+  const unsigned long long v = PyLong_AsUnsignedLongLong(value.ptr());
+  if (v == static_cast<unsigned long long>(-1) && PyErr_Occurred()) {
+    PyErr_Clear();
+    ThrowInvalid(fmt::format("{} must be between 0 and 2**64 - 1", what));
+  }
+  return v;
+}
+
+std::optional<uint64_t> OptionalSizeArg(py::handle value, const char* what) {
+  if (value.is_none()) return std::nullopt;
+  return SizeArg(value, what);
 }
 
 class PyQueryResult {
@@ -303,12 +361,33 @@ class PyLedger {
   }
 
   VerifyReport Verify(std::optional<uint64_t> from_seq, std::optional<uint64_t> to_seq,
-                      bool check_indexes, py::object progress, unsigned threads) {
+                      bool check_indexes, py::object progress, unsigned threads,
+                      py::object trusted) {
     VerifyOptions o;
     o.from_seq = from_seq;
     o.to_seq = to_seq;
     o.check_indexes = check_indexes;
     o.threads = threads;
+    if (!trusted.is_none()) {
+      if (!PySequence_Check(trusted.ptr()) || PyBytes_Check(trusted.ptr()) ||
+          PyUnicode_Check(trusted.ptr())) {
+        throw py::type_error(fmt::format(
+            "trusted must be a list of (size, root) tuples, got {}",
+            Py_TYPE(trusted.ptr())->tp_name));
+      }
+      const py::sequence heads = py::reinterpret_borrow<py::sequence>(trusted);
+      for (size_t i = 0; i < heads.size(); ++i) {
+        py::object item = heads[i];
+        if (!PyTuple_Check(item.ptr()) || PyTuple_GET_SIZE(item.ptr()) != 2) {
+          throw py::type_error(fmt::format(
+              "trusted[{}] must be a (size, root) tuple, got {}", i, Py_TYPE(item.ptr())->tp_name));
+        }
+        const py::tuple t = py::reinterpret_borrow<py::tuple>(item);
+        const std::string what = fmt::format("trusted[{}]", i);
+        o.trusted.push_back(
+            {SizeArg(t[0], (what + " size").c_str()), HashArg(t[1], what + " root")});
+      }
+    }
     // The core never throws and does not expect its callback to: any exception
     // is kept here, stops the verification, and is re-raised afterwards.
     std::exception_ptr callback_error;
@@ -350,6 +429,70 @@ class PyLedger {
     d["seq"] = head.seq;
     d["hash"] = HashToHex(head.hash);
     return d;
+  }
+
+  py::tuple TreeHead(py::object size) {
+    const std::optional<uint64_t> n = OptionalSizeArg(size, "size");
+    Result<bastion::TreeHead> r = Status::Internal("unset");
+    {
+      py::gil_scoped_release release;
+      r = ledger()->TreeHeadAt(n);
+    }
+    const bastion::TreeHead head = Unwrap(std::move(r));
+    return py::make_tuple(head.size, HashBytes(head.root));
+  }
+
+  py::list InclusionProof(py::object seq, py::object tree_size) {
+    const uint64_t s = SizeArg(seq, "seq");
+    const std::optional<uint64_t> n = OptionalSizeArg(tree_size, "tree_size");
+    Result<std::vector<Hash>> r = Status::Internal("unset");
+    {
+      py::gil_scoped_release release;
+      r = ledger()->InclusionProof(s, n);
+    }
+    return HashList(Unwrap(std::move(r)));
+  }
+
+  py::list ConsistencyProof(py::object old_size, py::object new_size) {
+    const uint64_t m = SizeArg(old_size, "old_size"), n = SizeArg(new_size, "new_size");
+    Result<std::vector<Hash>> r = Status::Internal("unset");
+    {
+      py::gil_scoped_release release;
+      r = ledger()->ConsistencyProof(m, n);
+    }
+    return HashList(Unwrap(std::move(r)));
+  }
+
+  void PutCheckpoint(py::object size, py::object key_id, py::object note) {
+    StoredCheckpoint cp;
+    cp.size = SizeArg(size, "size");
+    const uint64_t id = SizeArg(key_id, "key_id");
+    if (id > 0xFFFFFFFFu) ThrowInvalid("key_id must fit in 32 bits");
+    cp.key_id = static_cast<uint32_t>(id);
+    if (!PyUnicode_Check(note.ptr())) {
+      throw py::type_error(
+          fmt::format("note must be str, got {}", Py_TYPE(note.ptr())->tp_name));
+    }
+    cp.note = note.cast<std::string>();
+    Status s;
+    {
+      py::gil_scoped_release release;
+      s = ledger()->PutCheckpoint(cp);
+    }
+    ThrowIfError(s);
+  }
+
+  py::list Checkpoints() {
+    Result<std::vector<StoredCheckpoint>> r = Status::Internal("unset");
+    {
+      py::gil_scoped_release release;
+      r = ledger()->Checkpoints();
+    }
+    py::list out;
+    for (const StoredCheckpoint& cp : Unwrap(std::move(r))) {
+      out.append(py::make_tuple(cp.size, cp.key_id, py::str(cp.note)));
+    }
+    return out;
   }
 
   py::dict Stats() {
@@ -568,8 +711,17 @@ void RegisterLedger(py::module_& m) {
            py::arg("cursor") = py::none())
       .def("verify", &PyLedger::Verify, py::kw_only(), py::arg("from_seq") = py::none(),
            py::arg("to_seq") = py::none(), py::arg("check_indexes") = true,
-           py::arg("progress") = py::none(), py::arg("threads") = 0)
+           py::arg("progress") = py::none(), py::arg("threads") = 0,
+           py::arg("trusted") = py::none())
       .def("head", &PyLedger::Head)
+      .def("tree_head", &PyLedger::TreeHead, py::arg("size") = py::none())
+      .def("inclusion_proof", &PyLedger::InclusionProof, py::arg("seq"),
+           py::arg("tree_size") = py::none())
+      .def("consistency_proof", &PyLedger::ConsistencyProof, py::arg("old_size"),
+           py::arg("new_size"))
+      .def("_put_checkpoint", &PyLedger::PutCheckpoint, py::arg("size"), py::arg("key_id"),
+           py::arg("note"))
+      .def("checkpoints", &PyLedger::Checkpoints)
       .def("stats", &PyLedger::Stats)
       .def("refresh", &PyLedger::Refresh)
       .def("flush", &PyLedger::Flush)
@@ -587,6 +739,36 @@ void RegisterLedger(py::module_& m) {
         return fmt::format("<bastion.Ledger '{}'{}{}>", self.path(),
                            self.read_only() ? " reader" : "", self.closed() ? " closed" : "");
       });
+  m.def(
+      "merkle_leaf_hash",
+      [](py::handle chain_hash) { return HashBytes(MerkleLeafHash(HashArg(chain_hash, "chain_hash"))); },
+      py::arg("chain_hash"),
+      "SHA-256(0x00 || chain_hash): a record's leaf hash in the ledger's Merkle tree.");
+  m.def(
+      "verify_inclusion",
+      [](py::handle seq, py::handle tree_size, py::handle leaf_hash, py::handle proof,
+         py::handle root) {
+        const uint64_t s = SizeArg(seq, "seq"), n = SizeArg(tree_size, "tree_size");
+        const Hash leaf = HashArg(leaf_hash, "leaf_hash");
+        const std::vector<Hash> p = ProofArg(proof);
+        const Hash r = HashArg(root, "root");
+        return s >= 1 && VerifyInclusion(s - 1, n, leaf, p, r);
+      },
+      py::arg("seq"), py::arg("tree_size"), py::arg("leaf_hash"), py::arg("proof"),
+      py::arg("root"),
+      "RFC 9162 inclusion proof check of record `seq` (1-based) in the tree of `tree_size`.");
+  m.def(
+      "verify_consistency",
+      [](py::handle old_size, py::handle new_size, py::handle old_root, py::handle new_root,
+         py::handle proof) {
+        const uint64_t m = SizeArg(old_size, "old_size"), n = SizeArg(new_size, "new_size");
+        const Hash a = HashArg(old_root, "old_root"), b = HashArg(new_root, "new_root");
+        return VerifyConsistency(m, n, a, b, ProofArg(proof));
+      },
+      py::arg("old_size"), py::arg("new_size"), py::arg("old_root"), py::arg("new_root"),
+      py::arg("proof"),
+      "RFC 9162 consistency proof check between tree sizes old_size <= new_size.");
+
   static PyMethodDef append_def = {
       "append", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(&PyLedger::AppendCall)),
       METH_FASTCALL | METH_KEYWORDS,

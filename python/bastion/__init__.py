@@ -44,6 +44,9 @@ from bastion._core import (
     Usage,
     VerificationError,
     VerifyReport,
+    merkle_leaf_hash,
+    verify_consistency,
+    verify_inclusion,
 )
 
 from bastion.evidence import Checkpoint, export_evidence, open_checkpoint
@@ -113,6 +116,9 @@ __all__ = [
     "default_pricing",
     "default_pricing_path",
     "export_evidence",
+    "merkle_leaf_hash",
     "open_checkpoint",
     "summary",
+    "verify_consistency",
+    "verify_inclusion",
 ]

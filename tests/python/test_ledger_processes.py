@@ -420,7 +420,7 @@ def test_cli_stats(cli_ledger):
     stats = json.loads(out.stdout)
     assert stats["records"] == stats["head_seq"] == 40
     assert stats["head_hash"] == records[0]["hash"]
-    assert stats["format"] == "bastion-ledger/1"
+    assert stats["format"] == "bastion-ledger/2"
     assert stats["by_action"] == dict(collections.Counter(r["action"] for r in records))
     assert stats["by_agent"] == dict(collections.Counter(r["agent_id"] for r in records))
     assert stats["first_timestamp_ns"] == min(r["timestamp_ns"] for r in records)

@@ -188,7 +188,7 @@ def test_rocksdict_sees_the_ledger_and_leaves_it_intact(closed_ledger):
     with raw_store(closed_ledger) as cf:
         keys = list(cf["records"].keys())
         assert keys == [seq_key(s) for s in range(1, N + 1)]
-        assert cf["meta"][b"format"] == b"bastion-ledger/1"
+        assert cf["meta"][b"format"] == b"bastion-ledger/2"
         value = cf["records"][seq_key(7)]
         assert value[0] == 1 and int.from_bytes(value[2:10], "little") == 7
     # Opening it with rocksdict changes nothing Bastion can see.

@@ -94,7 +94,8 @@ struct LedgerOptions {
   // --- store tuning ---
   // RocksDB memtable size; larger absorbs bursts of appends better.
   size_t write_buffer_bytes = 64 << 20;
-  // RocksDB block cache for records and indexes.
+  // RocksDB block cache for records and indexes; the Merkle tree (read by
+  // proofs) has one of its own of the same size.
   size_t block_cache_bytes = 64 << 20;
 };
 
@@ -116,6 +117,22 @@ struct StoredRecord {
 struct Head {
   uint64_t seq = 0;  // 0: the ledger is empty
   Hash hash{};       // all zero when empty (the genesis "previous hash")
+};
+
+// The root of the RFC 9162 Merkle tree over records 1..size (see
+// bastion/merkle.h). The empty tree's root is SHA-256("").
+struct TreeHead {
+  uint64_t size = 0;
+  Hash root{};
+  bool operator==(const TreeHead&) const = default;
+};
+
+// A checkpoint as stored: the tree size and signing key it is for, and the
+// signed note text, opaque to the ledger.
+struct StoredCheckpoint {
+  uint64_t size = 0;
+  uint32_t key_id = 0;
+  std::string note;
 };
 
 // Filters are ANDed; an unset filter matches everything. Equality filters use
@@ -153,6 +170,9 @@ enum class VerifyProblem : uint8_t {
   kHeadMismatch,        // the head does not match the last record, or is unreadable
   kExtraRecords,        // records exist past the head (appended behind the ledger's back)
   kIndexInconsistent,   // a secondary index disagrees with the records
+  kCheckpointMismatch,  // the records differ from a trusted tree head (rewritten history)
+  kRolledBack,          // a trusted tree head is past the chain head (records removed)
+  kTreeInconsistent,    // the stored Merkle tree disagrees with the records
 };
 std::string_view VerifyProblemName(VerifyProblem p);
 
@@ -167,6 +187,15 @@ struct VerifyOptions {
   // Called now and then with (records checked, records to check); returning
   // false stops the verification (the report then says "cancelled").
   std::function<bool(uint64_t, uint64_t)> progress;
+  // Tree heads known to be genuine (from checkpoints kept elsewhere). The
+  // Merkle root is recomputed from the records walked (never read from the
+  // stored tree) and compared at each size: a history rewritten behind the
+  // ledger's back, chain hashes resealed and all, fails with
+  // kCheckpointMismatch naming the smallest size that disagrees; a size past
+  // the head fails with kRolledBack. The walk then starts at record 1:
+  // from_seq must be unset or 1, and to_seq unset or at least every size
+  // (else report.error is InvalidArgument).
+  std::vector<TreeHead> trusted;
 };
 
 struct VerifyReport {
@@ -360,6 +389,33 @@ class Ledger {
   VerifyReport Verify(const VerifyOptions& options);
 
   Result<LedgerStats> Stats();
+
+  // --- The Merkle tree (RFC 9162) over the records; see bastion/merkle.h ---
+  // Sizes count records: the tree of size n holds records 1..n. A reader
+  // answers as of its last Refresh. A ledger of format 1 (written by an older
+  // version) has no tree until a writer opens it: these then fail with
+  // FailedPrecondition.
+  //
+  // The tree head of records 1..size; nullopt: the current head. InvalidArgument
+  // past the head.
+  Result<TreeHead> TreeHeadAt(std::optional<uint64_t> size = std::nullopt);
+  // RFC 9162 2.1.3 inclusion proof of record `seq` in the tree of `tree_size`
+  // records (nullopt: the head); checked by VerifyInclusion(seq - 1,
+  // tree_size, MerkleLeafHash(record.hash), proof, root). InvalidArgument
+  // unless 1 <= seq <= tree_size <= head.
+  Result<std::vector<Hash>> InclusionProof(uint64_t seq,
+                                           std::optional<uint64_t> tree_size = std::nullopt);
+  // RFC 9162 2.1.4 consistency proof from the tree of old_size records to the
+  // tree of new_size; empty when they are equal. InvalidArgument unless
+  // 1 <= old_size <= new_size <= head.
+  Result<std::vector<Hash>> ConsistencyProof(uint64_t old_size, uint64_t new_size);
+  // Stores a checkpoint (fsynced), replacing one of the same size and key id.
+  // Writer only (FailedPrecondition on a reader); InvalidArgument if cp.size
+  // is past the head.
+  Status PutCheckpoint(const StoredCheckpoint& cp);
+  // The stored checkpoints, ascending by size, then key id. Empty for a
+  // ledger of format 1.
+  Result<std::vector<StoredCheckpoint>> Checkpoints();
 
   // Reader only: catch up with the writer's latest state.
   Status Refresh();

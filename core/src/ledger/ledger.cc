@@ -19,11 +19,14 @@
 #include "ledger/erase.h"
 #include "ledger/index_keys.h"
 #include "ledger/query_engine.h"
+#include "ledger/merkle.h"
 #include "ledger/record_codec.h"
 #include "ledger/rocks_store.h"
+#include "ledger/tree_store.h"
 #include "ledger/verifier.h"
 #include "ledger/writer.h"
 #include "util/path_arg.h"
+#include "util/sha256.h"
 
 namespace bastion {
 
@@ -65,6 +68,9 @@ std::string_view VerifyProblemName(VerifyProblem p) {
     case VerifyProblem::kHeadMismatch: return "head_mismatch";
     case VerifyProblem::kExtraRecords: return "extra_records";
     case VerifyProblem::kIndexInconsistent: return "index_inconsistent";
+    case VerifyProblem::kCheckpointMismatch: return "checkpoint_mismatch";
+    case VerifyProblem::kRolledBack: return "rolled_back";
+    case VerifyProblem::kTreeInconsistent: return "tree_inconsistent";
   }
   return "unknown";
 }
@@ -87,6 +93,35 @@ class Ledger::Impl {
   mutable std::shared_mutex mu;
   bool closed = false;
   std::mutex erase_mu;  // one erasure at a time
+  // The Merkle tree covers the records (format 2). False for a reader of a
+  // ledger of format 1; updated by Refresh.
+  bool has_tree = false;
+  // Upper tree nodes read by proofs. A reader clears it on Refresh: after a
+  // repair the records past the damage, and the nodes over them, change.
+  tree::NodeCache nodes;
+
+  Status CheckTree() const {
+    if (has_tree) return Status::OK();
+    return Status::FailedPrecondition(fmt::format(
+        "ledger at '{}' has format 1 and no Merkle tree: open it for writing once to build its "
+        "Merkle tree (then reopen this reader)",
+        path));
+  }
+
+  // The number of records the tree covers: the head.
+  Result<uint64_t> TreeSize() {
+    if (writer) return writer->head().seq;
+    auto head = ReadStoredHead();
+    if (!head.ok()) return head.status();
+    return head->seq;
+  }
+
+  // Whether the stored format is 2 and the tree can be read.
+  bool ReadsTree() {
+    std::string format;
+    return store->tree() != nullptr &&
+           store->Get(store->meta(), kMetaFormatKey, &format).ok() && format == kFormatName;
+  }
 
   Status CheckOpen() const {
     if (closed) return Status::FailedPrecondition(fmt::format("ledger at '{}' is closed", path));
@@ -161,6 +196,9 @@ namespace {
 
 namespace fs = std::filesystem;
 
+// Records per write batch while a writer builds the tree of a format-1 ledger.
+constexpr uint64_t kUpgradeBatchRecords = 65536;
+
 // The sequence number the stored chain head names; 0 when there is none.
 Result<uint64_t> StoredHeadSeq(RocksStore* st) {
   std::string value;
@@ -201,7 +239,7 @@ Status CheckFormatMarker(RocksStore* st, const std::string& path, bool* fresh) {
         path));
   }
   if (!s.ok()) return s.WithContext(fmt::format("ledger at '{}': reading the format marker", path));
-  if (format == kFormatName) return Status::OK();
+  if (format == kFormatName || format == kFormat1Name) return Status::OK();
   constexpr std::string_view kPrefix = "bastion-ledger/";
   const bool other_version =
       format.size() > kPrefix.size() && format.compare(0, kPrefix.size(), kPrefix) == 0 &&
@@ -209,8 +247,8 @@ Status CheckFormatMarker(RocksStore* st, const std::string& path, bool* fresh) {
                   [](char c) { return c >= '0' && c <= '9'; });
   if (other_version) {
     return Status::InvalidArgument(fmt::format(
-        "ledger at '{}' has format '{}'; this version of Bastion reads '{}'", path,
-        format.substr(0, 64), kFormatName));
+        "ledger at '{}' has format '{}'; this version of Bastion reads '{}' and '{}'", path,
+        format.substr(0, 64), kFormat1Name, kFormatName));
   }
   std::string shown;
   for (char c : format.substr(0, 64)) {
@@ -377,7 +415,17 @@ Result<std::unique_ptr<Ledger>> Ledger::OpenWriter(const std::string& path,
   }
   auto indexed = RecoverPostings(st, head->seq);
   if (!indexed.ok()) return indexed.status().WithContext(fmt::format("ledger at '{}'", path));
-  impl->writer = std::make_unique<Writer>(st, options, *head, *indexed);
+  if (!impl->ReadsTree()) {
+    // Format 1: build the Merkle tree over the existing records first.
+    Status s = tree::Upgrade(st, head->seq, kUpgradeBatchRecords);
+    if (!s.ok()) {
+      return s.WithContext(fmt::format("ledger at '{}': upgrading to format 2", path));
+    }
+  }
+  auto tree = tree::LoadRange(st, head->seq);
+  if (!tree.ok()) return tree.status().WithContext(fmt::format("ledger at '{}'", path));
+  impl->has_tree = true;
+  impl->writer = std::make_unique<Writer>(st, options, *head, *indexed, std::move(*tree));
   return std::unique_ptr<Ledger>(new Ledger(std::move(impl)));
 }
 
@@ -405,6 +453,7 @@ Result<std::unique_ptr<Ledger>> Ledger::OpenReader(const std::string& path,
   if (Status hs = st->Get(st->meta(), kMetaHeadKey, &head_value); !hs.ok() && !hs.IsNotFound()) {
     return hs.WithContext(fmt::format("ledger at '{}': reading the chain head", path));
   }
+  impl->has_tree = impl->ReadsTree();
   return std::unique_ptr<Ledger>(new Ledger(std::move(impl)));
 }
 
@@ -732,7 +781,104 @@ Status Ledger::Refresh() {
   std::unique_lock lock(impl_->mu);
   BASTION_RETURN_IF_ERROR(impl_->CheckOpen());
   if (impl_->writer) return Status::OK();  // the writer always sees its own state
-  return impl_->store->CatchUpWithPrimary();
+  BASTION_RETURN_IF_ERROR(impl_->store->CatchUpWithPrimary());
+  impl_->has_tree = impl_->ReadsTree();
+  impl_->nodes.Clear();
+  return Status::OK();
+}
+
+Result<TreeHead> Ledger::TreeHeadAt(std::optional<uint64_t> size) {
+  std::shared_lock lock(impl_->mu);
+  BASTION_RETURN_IF_ERROR(impl_->CheckOpen());
+  BASTION_RETURN_IF_ERROR(impl_->CheckTree());
+  auto head = impl_->TreeSize();
+  if (!head.ok()) return head.status();
+  const uint64_t n = size.value_or(*head);
+  if (n > *head) {
+    return Status::InvalidArgument(
+        fmt::format("tree size {} is past the ledger's head (record {})", n, *head));
+  }
+  auto root = tree::RootAt(impl_->store.get(), n, &impl_->nodes);
+  if (!root.ok()) return root.status().WithContext(fmt::format("ledger at '{}'", impl_->path));
+  return TreeHead{n, *root};
+}
+
+Result<std::vector<Hash>> Ledger::InclusionProof(uint64_t seq, std::optional<uint64_t> tree_size) {
+  std::shared_lock lock(impl_->mu);
+  BASTION_RETURN_IF_ERROR(impl_->CheckOpen());
+  BASTION_RETURN_IF_ERROR(impl_->CheckTree());
+  auto head = impl_->TreeSize();
+  if (!head.ok()) return head.status();
+  const uint64_t n = tree_size.value_or(*head);
+  if (seq < 1 || seq > n || n > *head) {
+    return Status::InvalidArgument(fmt::format(
+        "inclusion proof of record {} in the tree of size {}: needs 1 <= record <= tree size <= "
+        "head ({})",
+        seq, n, *head));
+  }
+  const merkle::ProofPlan plan = merkle::InclusionPlan(seq - 1, n);
+  std::vector<Hash> hashes;
+  Status s = tree::ReadNodes(impl_->store.get(), plan.nodes, &hashes, nullptr, &impl_->nodes);
+  if (!s.ok()) return s.WithContext(fmt::format("ledger at '{}'", impl_->path));
+  Sha256 sha;
+  return plan.Assemble(&sha, hashes);
+}
+
+Result<std::vector<Hash>> Ledger::ConsistencyProof(uint64_t old_size, uint64_t new_size) {
+  std::shared_lock lock(impl_->mu);
+  BASTION_RETURN_IF_ERROR(impl_->CheckOpen());
+  BASTION_RETURN_IF_ERROR(impl_->CheckTree());
+  auto head = impl_->TreeSize();
+  if (!head.ok()) return head.status();
+  if (old_size < 1 || old_size > new_size || new_size > *head) {
+    return Status::InvalidArgument(fmt::format(
+        "consistency proof from tree size {} to {}: needs 1 <= old size <= new size <= head ({})",
+        old_size, new_size, *head));
+  }
+  const merkle::ProofPlan plan = merkle::ConsistencyPlan(old_size, new_size);
+  std::vector<Hash> hashes;
+  Status s = tree::ReadNodes(impl_->store.get(), plan.nodes, &hashes, nullptr, &impl_->nodes);
+  if (!s.ok()) return s.WithContext(fmt::format("ledger at '{}'", impl_->path));
+  Sha256 sha;
+  return plan.Assemble(&sha, hashes);
+}
+
+Status Ledger::PutCheckpoint(const StoredCheckpoint& cp) {
+  std::shared_lock lock(impl_->mu);
+  BASTION_RETURN_IF_ERROR(impl_->CheckOpen());
+  if (impl_->reader) return Status::FailedPrecondition("the ledger is open read-only");
+  auto head = impl_->TreeSize();
+  if (!head.ok()) return head.status();
+  if (cp.size > *head) {
+    return Status::InvalidArgument(fmt::format(
+        "checkpoint of tree size {} is past the ledger's head (record {})", cp.size, *head));
+  }
+  rocksdb::WriteBatch wb;
+  wb.Put(impl_->store->tree(), merkle::CheckpointKey(cp.size, cp.key_id), cp.note);
+  return impl_->store->Write(&wb, /*sync=*/true);
+}
+
+Result<std::vector<StoredCheckpoint>> Ledger::Checkpoints() {
+  std::shared_lock lock(impl_->mu);
+  BASTION_RETURN_IF_ERROR(impl_->CheckOpen());
+  std::vector<StoredCheckpoint> out;
+  RocksStore* st = impl_->store.get();
+  if (st->tree() == nullptr) return out;
+  auto it = st->NewIterator(st->tree());
+  const char tag = static_cast<char>(merkle::kCheckpointTag);
+  for (it->Seek(rocksdb::Slice(&tag, 1)); it->Valid(); it->Next()) {
+    StoredCheckpoint cp;
+    const std::string_view key(it->key().data(), it->key().size());
+    if (!merkle::ParseCheckpointKey(key, &cp.size, &cp.key_id)) {
+      return Status::Corruption(fmt::format(
+          "ledger at '{}': a key of {} bytes among the checkpoints is not a checkpoint's",
+          impl_->path, key.size()));
+    }
+    cp.note = it->value().ToString();
+    out.push_back(std::move(cp));
+  }
+  BASTION_RETURN_IF_ERROR(st->IteratorStatus(it.get(), "reading the ledger's checkpoints"));
+  return out;
 }
 
 bool Ledger::read_only() const { return impl_->reader; }

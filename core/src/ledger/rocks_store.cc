@@ -20,6 +20,7 @@
 #include <fmt/format.h>
 #include <rocksdb/cache.h>
 #include <rocksdb/env.h>
+#include <rocksdb/filter_policy.h>
 #include <rocksdb/listener.h>
 #include <rocksdb/slice_transform.h>
 #include <rocksdb/table.h>
@@ -30,7 +31,10 @@ namespace {
 
 namespace fs = std::filesystem;
 
+// Every ledger has these; `tree` (format 2) follows them, absent from a
+// ledger of format 1 until a writer upgrades it.
 const char* const kColumnFamilies[] = {"default", "records", "index", "meta"};
+constexpr const char* kTreeFamily = "tree";
 
 // Keys that are inserted next to the previous key with the same prefix: a
 // record key after the previous record, a posting block after the previous
@@ -48,7 +52,10 @@ class InsertNeighbourPrefix final : public rocksdb::SliceTransform {
       return rocksdb::Slice(key.data(), 9);  // posting: kind | value hash
     }
     if (key.size() == index::kTimeKeyBytes) return rocksdb::Slice(key.data(), 1);
-    return key;  // meta keys: the key itself
+    // A tree node (first leaf | level): each level's nodes are written in
+    // order, so the level (the last byte) keys the hint.
+    if (key.size() == 9) return rocksdb::Slice(key.data() + 8, 1);
+    return key;  // meta keys and checkpoints: the key itself
   }
   bool InDomain(const rocksdb::Slice& key) const override { return !key.empty(); }
 };
@@ -86,7 +93,7 @@ rocksdb::Options BaseOptions() {
   return o;
 }
 
-std::vector<rocksdb::ColumnFamilyDescriptor> Descriptors(const LedgerOptions& lo) {
+rocksdb::ColumnFamilyOptions FamilyOptions(const LedgerOptions& lo) {
   rocksdb::BlockBasedTableOptions table;
   table.block_cache = rocksdb::NewLRUCache(lo.block_cache_bytes);
   rocksdb::ColumnFamilyOptions cf;
@@ -97,9 +104,40 @@ std::vector<rocksdb::ColumnFamilyDescriptor> Descriptors(const LedgerOptions& lo
   cf.compression = rocksdb::kLZ4Compression;
   cf.memtable_insert_with_hint_prefix_extractor = std::make_shared<InsertNeighbourPrefix>();
   cf.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table));
+  return cf;
+}
+
+// The tree is read by point lookups only (a proof is ~log2(n) of them in
+// one MultiGet): bloom filters let each skip the memtables and tables that do
+// not hold its key, and its 32-byte hashes do not compress.
+rocksdb::ColumnFamilyOptions TreeFamilyOptions(const LedgerOptions& lo) {
+  rocksdb::ColumnFamilyOptions cf = FamilyOptions(lo);
+  rocksdb::BlockBasedTableOptions table;
+  table.block_cache = rocksdb::NewLRUCache(lo.block_cache_bytes);
+  table.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10));
+  table.whole_key_filtering = true;
+  cf.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table));
+  cf.compression = rocksdb::kNoCompression;
+  cf.memtable_prefix_bloom_size_ratio = 0.05;
+  cf.memtable_whole_key_filtering = true;
+  return cf;
+}
+
+// The ledger's column families, with `tree` when `with_tree`.
+std::vector<rocksdb::ColumnFamilyDescriptor> Descriptors(const LedgerOptions& lo, bool with_tree) {
+  const rocksdb::ColumnFamilyOptions cf = FamilyOptions(lo);
   std::vector<rocksdb::ColumnFamilyDescriptor> out;
   for (const char* name : kColumnFamilies) out.emplace_back(name, cf);
+  if (with_tree) out.emplace_back(kTreeFamily, TreeFamilyOptions(lo));
   return out;
+}
+
+// Whether the store at `path` has the `tree` column family. A store that
+// cannot be listed is left to the open to report.
+bool HasTreeFamily(const std::string& path) {
+  std::vector<std::string> families;
+  if (!rocksdb::DB::ListColumnFamilies(BaseOptions(), path, &families).ok()) return true;
+  return std::find(families.begin(), families.end(), kTreeFamily) != families.end();
 }
 
 // Keeps what RocksDB's recovery says about damaged write-ahead logs
@@ -267,6 +305,7 @@ Result<std::unique_ptr<RocksStore>> RocksStore::OpenPrimary(const std::string& p
                         "; open it with OpenReader / Ledger.open(..., reader=True) to read it");
   }
   const bool has_db = fs::exists(p / "CURRENT", ec);
+  bool with_tree = true;
   if (has_db) {
     std::vector<std::string> families;
     rocksdb::Status ls = rocksdb::DB::ListColumnFamilies(BaseOptions(), path, &families);
@@ -295,6 +334,9 @@ Result<std::unique_ptr<RocksStore>> RocksStore::OpenPrimary(const std::string& p
             path, name));
       }
     }
+    // Format 1 has no tree: the writer creates it (CreateTree) once the
+    // ledger is known to be sound.
+    with_tree = std::find(families.begin(), families.end(), kTreeFamily) != families.end();
   }
 
   rocksdb::DBOptions options(BaseOptions());
@@ -311,7 +353,9 @@ Result<std::unique_ptr<RocksStore>> RocksStore::OpenPrimary(const std::string& p
   store->path_ = path;
   store->lock_ = std::move(*lock);
   rocksdb::DB* raw = nullptr;
-  rocksdb::Status s = rocksdb::DB::Open(options, path, Descriptors(lo), &store->handles_, &raw);
+  store->family_options_ = TreeFamilyOptions(lo);
+  rocksdb::Status s =
+      rocksdb::DB::Open(options, path, Descriptors(lo, with_tree), &store->handles_, &raw);
   if (!s.ok()) {
     if (IsLockError(s)) {
       return Status::Busy(fmt::format(
@@ -353,7 +397,8 @@ Result<std::unique_ptr<RocksStore>> RocksStore::OpenSecondary(const std::string&
   // moment while the writer switches manifests, damage if it persists.
   for (int attempt = 0; attempt < 5; ++attempt) {
     s = rocksdb::DB::OpenAsSecondary(options, path, store->secondary_path_,
-                                     Descriptors(LedgerOptions{}), &store->handles_, &raw);
+                                     Descriptors(LedgerOptions{}, HasTreeFamily(path)),
+                                     &store->handles_, &raw);
     if (!s.IsTryAgain()) break;
     std::this_thread::sleep_for(std::chrono::milliseconds(20 << attempt));
   }
@@ -385,14 +430,23 @@ Result<std::unique_ptr<RocksStore>> RocksStore::OpenReadOnly(const std::string& 
   store->path_ = path;
   store->secondary_ = true;  // no snapshots needed: nothing writes to it
   rocksdb::DB* raw = nullptr;
-  rocksdb::Status s = rocksdb::DB::OpenForReadOnly(options, path, Descriptors(LedgerOptions{}),
-                                                   &store->handles_, &raw);
+  rocksdb::Status s = rocksdb::DB::OpenForReadOnly(
+      options, path, Descriptors(LedgerOptions{}, HasTreeFamily(path)), &store->handles_, &raw);
   if (!s.ok()) return Convert(s, fmt::format("cannot read ledger at '{}'", path));
   store->db_.reset(raw);
   return store;
 }
 
 RocksStore::~RocksStore() { Close(); }
+
+Status RocksStore::CreateTree() {
+  if (tree() != nullptr) return Status::OK();
+  rocksdb::ColumnFamilyHandle* h = nullptr;
+  BASTION_RETURN_IF_ERROR(Convert(db_->CreateColumnFamily(family_options_, kTreeFamily, &h),
+                                  "creating the ledger's tree column family"));
+  handles_.push_back(h);
+  return Status::OK();
+}
 
 Status RocksStore::Close() {
   Status result;
@@ -442,15 +496,30 @@ std::vector<Status> RocksStore::MultiGet(rocksdb::ColumnFamilyHandle* cf,
                                          const std::vector<std::string>& keys,
                                          std::vector<std::string>* values,
                                          const rocksdb::Snapshot* snapshot) {
+  return MultiGet(std::vector<rocksdb::ColumnFamilyHandle*>(keys.size(), cf), keys, values,
+                  snapshot);
+}
+
+std::vector<Status> RocksStore::MultiGet(const std::vector<rocksdb::ColumnFamilyHandle*>& cfs,
+                                         const std::vector<std::string>& keys,
+                                         std::vector<std::string>* values,
+                                         const rocksdb::Snapshot* snapshot) {
   rocksdb::ReadOptions ro;
   ro.snapshot = snapshot;
+  // The batched form: keys of one table are looked up together.
+  const size_t n = keys.size();
   std::vector<rocksdb::Slice> slices(keys.begin(), keys.end());
-  std::vector<rocksdb::ColumnFamilyHandle*> cfs(keys.size(), cf);
-  std::vector<rocksdb::Status> statuses =
-      db_->MultiGet(ro, cfs, slices, values);
+  std::vector<rocksdb::PinnableSlice> pinned(n);
+  std::vector<rocksdb::Status> statuses(n);
+  std::vector<rocksdb::ColumnFamilyHandle*> families(cfs);
+  db_->MultiGet(ro, n, families.data(), slices.data(), pinned.data(), statuses.data());
+  values->resize(n);
   std::vector<Status> out;
-  out.reserve(statuses.size());
-  for (const auto& s : statuses) out.push_back(Convert(s, "reading the ledger"));
+  out.reserve(n);
+  for (size_t i = 0; i < n; ++i) {
+    if (statuses[i].ok()) (*values)[i].assign(pinned[i].data(), pinned[i].size());
+    out.push_back(Convert(statuses[i], "reading the ledger"));
+  }
   return out;
 }
 

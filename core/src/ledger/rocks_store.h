@@ -94,6 +94,13 @@ class RocksStore {
   rocksdb::ColumnFamilyHandle* records() const { return handles_[1]; }
   rocksdb::ColumnFamilyHandle* index() const { return handles_[2]; }
   rocksdb::ColumnFamilyHandle* meta() const { return handles_[3]; }
+  // The Merkle tree's nodes and checkpoints; nullptr for a ledger of format 1
+  // until CreateTree.
+  rocksdb::ColumnFamilyHandle* tree() const {
+    return handles_.size() > 4 ? handles_[4] : nullptr;
+  }
+  // Creates the `tree` column family if it is missing (primary only).
+  Status CreateTree();
   bool secondary() const { return secondary_; }
   const std::string& path() const { return path_; }
 
@@ -108,6 +115,11 @@ class RocksStore {
              const rocksdb::Snapshot* snapshot = nullptr);
   // One status per key.
   std::vector<Status> MultiGet(rocksdb::ColumnFamilyHandle* cf,
+                               const std::vector<std::string>& keys,
+                               std::vector<std::string>* values,
+                               const rocksdb::Snapshot* snapshot = nullptr);
+  // Key i read from column family cfs[i], all in one call.
+  std::vector<Status> MultiGet(const std::vector<rocksdb::ColumnFamilyHandle*>& cfs,
                                const std::vector<std::string>& keys,
                                std::vector<std::string>* values,
                                const rocksdb::Snapshot* snapshot = nullptr);
@@ -155,6 +167,7 @@ class RocksStore {
   std::unique_ptr<DirLock> lock_;  // the primary's claim; released after the db closes
   std::unique_ptr<rocksdb::DB> db_;
   std::vector<rocksdb::ColumnFamilyHandle*> handles_;
+  rocksdb::ColumnFamilyOptions family_options_;  // the tree's, for CreateTree
 };
 
 }  // namespace bastion

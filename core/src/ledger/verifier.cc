@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <array>
+#include <bit>
 #include <condition_variable>
 #include <cstring>
 #include <deque>
@@ -14,6 +15,7 @@
 
 #include "ledger/hash_chain.h"
 #include "ledger/index_keys.h"
+#include "ledger/merkle.h"
 #include "ledger/record_codec.h"
 #include "ledger/writer.h"
 #include "util/sha256.h"
@@ -68,6 +70,35 @@ struct Problem {
   }
 };
 
+// An order-independent digest of a set of Merkle tree nodes: the nodes the
+// records imply against the nodes stored.
+struct TreeSums {
+  uint64_t sum = 0, count = 0;
+  void Add(uint8_t level, uint64_t index, const uint8_t* hash) {
+    uint64_t a, b;
+    std::memcpy(&a, hash, 8);
+    std::memcpy(&b, hash + 8, 8);
+    sum += Mix(Mix((uint64_t{level} << 56) ^ index) ^ a) ^ Mix(b);
+    ++count;
+  }
+  void Merge(const TreeSums& o) {
+    sum += o.sum;
+    count += o.count;
+  }
+  bool operator==(const TreeSums&) const = default;
+};
+
+// The Merkle tree a slice's records imply: its compact range (the slice
+// starts at a multiple of a power of two no smaller than it, so its nodes are
+// the whole tree's), the nodes it completes, and its roots at each trusted
+// size within it.
+struct SliceTree {
+  merkle::CompactRange range;
+  bool sum_nodes = false;
+  TreeSums sums;
+  std::vector<std::pair<uint64_t, std::vector<Hash>>> at;  // (size, range roots then)
+};
+
 // One slice [lo, hi] of the range, scanned by one thread with its own
 // iterator: sequence, parse, link and hash checks, and (optionally) the index
 // entries its records imply. Links across slices are checked when merging.
@@ -82,14 +113,23 @@ struct Slice {
   Hash last_hash{};   // hash of record next - 1
   uint64_t extra_seq = 0;  // a record past hi (looked for in the last slice only)
   Status error;
+  std::optional<SliceTree> tree;  // when the Merkle tree is computed
 };
 
 // Posting entries are checked for records up to `indexed` (the index mark);
 // later records have only their time-index entry.
+// `sizes`: the trusted tree sizes, ascending.
 void ScanSlice(RocksStore* store, const rocksdb::Snapshot* snap, bool check_indexes,
-               uint64_t indexed, bool peek_past_end, const std::atomic<bool>& cancel,
-               std::atomic<uint64_t>& progress, Slice* slice) {
+               uint64_t indexed, bool peek_past_end, const std::vector<uint64_t>& sizes,
+               const std::atomic<bool>& cancel, std::atomic<uint64_t>& progress, Slice* slice) {
   Sha256 sha;
+  SliceTree* tree = slice->tree ? &*slice->tree : nullptr;
+  auto next_size = std::lower_bound(sizes.begin(), sizes.end(), slice->lo);
+  auto sum_node = [tree](uint8_t level, uint64_t index, const Hash& h) {
+    if (tree->sum_nodes && level >= merkle::kLowestStoredLevel) {
+      tree->sums.Add(level, index, h.data());
+    }
+  };
   auto it = store->NewIterator(store->records(), snap, /*scan=*/true);
   uint64_t expected = slice->lo;
   Hash prev{};
@@ -165,6 +205,12 @@ void ScanSlice(RocksStore* store, const rocksdb::Snapshot* snap, bool check_inde
       slice->sums.Add(index::kPostingKinds, static_cast<uint64_t>(fields.timestamp_ns), seq);
     }
     std::memcpy(prev.data(), view.hash.data(), 32);
+    if (tree != nullptr) {
+      tree->range.AppendLeaf(&sha, merkle::LeafHash(&sha, prev.data()), sum_node);
+      for (; next_size != sizes.end() && *next_size == seq; ++next_size) {
+        tree->at.emplace_back(seq, tree->range.roots());
+      }
+    }
     slice->bytes += value.size();
     ++expected;
     if (++unreported == 4096) {
@@ -241,6 +287,106 @@ Status SumIndex(RocksStore* store, const rocksdb::Snapshot* snap, uint64_t from,
   return store->IteratorStatus(it.get(), "reading the ledger's indexes");
 }
 
+// Sums the stored tree nodes over records 1..to; reports malformed keys and
+// values, and (with `to_head`) nodes past the head.
+Status SumTree(RocksStore* store, const rocksdb::Snapshot* snap, uint64_t to, bool to_head,
+               TreeSums* sums, Problem* problem) {
+  auto it = store->NewIterator(store->tree(), snap, /*scan=*/true);
+  for (it->SeekToFirst(); it->Valid(); it->Next()) {
+    const std::string_view key(it->key().data(), it->key().size());
+    uint64_t size;
+    uint32_t key_id;
+    if (merkle::ParseCheckpointKey(key, &size, &key_id)) continue;
+    merkle::NodeId id;
+    if (!merkle::ParseNodeKey(key, &id) || id.level < merkle::kLowestStoredLevel) {
+      problem->Offer(VerifyProblem::kTreeInconsistent, to,
+                     fmt::format("a key of {} bytes in the tree column family is not a Merkle "
+                                 "tree node's",
+                                 key.size()));
+      continue;
+    }
+    const bool huge = id.level >= 63 || id.index >= (~uint64_t{0} >> id.level);
+    const uint64_t first = huge ? ~uint64_t{0} : (id.index << id.level) + 1;
+    const uint64_t last = huge ? ~uint64_t{0} : (id.index + 1) << id.level;
+    if (last > to) {
+      if (to_head) {
+        problem->Offer(VerifyProblem::kTreeInconsistent, std::min(first, to + 1),
+                       fmt::format("the Merkle tree node (level {}, index {}) covers records "
+                                   "{}..{}, past the chain head {}",
+                                   id.level, id.index, first, last, to));
+      }
+      continue;
+    }
+    if (it->value().size() != 32) {
+      problem->Offer(VerifyProblem::kTreeInconsistent, last,
+                     fmt::format("the Merkle tree node (level {}, index {}) is {} bytes, not 32",
+                                 id.level, id.index, it->value().size()));
+      continue;
+    }
+    sums->Add(id.level, id.index, reinterpret_cast<const uint8_t*>(it->value().data()));
+  }
+  return store->IteratorStatus(it.get(), "reading the ledger's Merkle tree");
+}
+
+// Called only once the tree sums disagree: rebuilds the tree from the
+// records' (verified) chain hashes and reports the first stored node that
+// differs, by the record that completes it.
+Status LocateTreeProblem(RocksStore* store, const rocksdb::Snapshot* snap, uint64_t to,
+                         Problem* problem) {
+  Sha256 sha;
+  merkle::CompactRange range;
+  std::vector<merkle::NodeId> ids;
+  std::vector<Hash> expected;
+  bool found = false;
+  auto check = [&]() -> Status {
+    std::vector<std::string> keys, values;
+    for (const auto& id : ids) keys.push_back(merkle::NodeKey(id));
+    const std::vector<Status> st = store->MultiGet(store->tree(), keys, &values, snap);
+    for (size_t i = 0; i < ids.size() && !found; ++i) {
+      if (!st[i].ok() && !st[i].IsNotFound()) return st[i];
+      const bool same = st[i].ok() && values[i].size() == 32 &&
+                        std::memcmp(values[i].data(), expected[i].data(), 32) == 0;
+      if (same) continue;
+      found = true;
+      const uint64_t first = (ids[i].index << ids[i].level) + 1;
+      const uint64_t last = (ids[i].index + 1) << ids[i].level;
+      problem->Offer(VerifyProblem::kTreeInconsistent, last,
+                     fmt::format("the stored Merkle tree node (level {}, index {}) over records "
+                                 "{}..{} {}; the records give {}",
+                                 ids[i].level, ids[i].index, first, last,
+                                 st[i].ok() ? "is " + HashToHex(*reinterpret_cast<const Hash*>(
+                                                          values[i].data()))
+                                            : std::string("is missing"),
+                                 HashToHex(expected[i])));
+    }
+    ids.clear();
+    expected.clear();
+    return Status::OK();
+  };
+  auto it = store->NewIterator(store->records(), snap, /*scan=*/true);
+  for (it->Seek(codec::RecordKey(1)); it->Valid() && !found; it->Next()) {
+    if (it->key().size() != 8 || codec::GetFixed64BE(it->key().data()) > to) break;
+    codec::ValueView view;
+    if (!codec::ParseValue({it->value().data(), it->value().size()}, &view).ok()) break;
+    range.AppendLeaf(&sha, merkle::LeafHash(&sha, reinterpret_cast<const uint8_t*>(view.hash.data())),
+                     [&](uint8_t level, uint64_t index, const Hash& h) {
+                       if (level < merkle::kLowestStoredLevel) return;
+                       ids.push_back({level, index});
+                       expected.push_back(h);
+                     });
+    if (ids.size() >= 4096) BASTION_RETURN_IF_ERROR(check());
+  }
+  BASTION_RETURN_IF_ERROR(store->IteratorStatus(it.get(), "reading the ledger's records"));
+  if (!found) BASTION_RETURN_IF_ERROR(check());
+  if (!found) {
+    problem->Offer(VerifyProblem::kTreeInconsistent, to,
+                   "the stored Merkle tree holds nodes the records do not give");
+  }
+  return Status::OK();
+}
+
+std::string ShortHex(const Hash& h) { return HashToHex(h).substr(0, 16) + "…"; }
+
 // Called only once the sums disagree: finds the first sequence number whose
 // entries in index `slot` differ from what its record says.
 void LocateIndexProblem(RocksStore* store, const rocksdb::Snapshot* snap, uint64_t from,
@@ -312,6 +458,26 @@ VerifyReport VerifyLedger(RocksStore* store, const VerifyOptions& options) {
         *options.from_seq, *options.to_seq));
     report.message = report.error.ToString();
     return report;
+  }
+  // Trusted tree heads: their roots are recomputed from record 1 on.
+  std::vector<uint64_t> sizes;
+  for (const TreeHead& t : options.trusted) sizes.push_back(t.size);
+  std::sort(sizes.begin(), sizes.end());
+  sizes.erase(std::unique(sizes.begin(), sizes.end()), sizes.end());
+  if (!sizes.empty()) {
+    if (options.from_seq.value_or(1) != 1) {
+      report.error = Status::InvalidArgument(fmt::format(
+          "verify: trusted tree heads are checked from record 1; from_seq is {}",
+          *options.from_seq));
+    } else if (options.to_seq && *options.to_seq < sizes.back()) {
+      report.error = Status::InvalidArgument(fmt::format(
+          "verify: to_seq {} ends before the trusted tree head of size {}", *options.to_seq,
+          sizes.back()));
+    }
+    if (!report.error.ok()) {
+      report.message = report.error.ToString();
+      return report;
+    }
   }
   auto snapshot = store->Snapshot();
   const rocksdb::Snapshot* snap = snapshot.get();
@@ -397,6 +563,16 @@ VerifyReport VerifyLedger(RocksStore* store, const VerifyOptions& options) {
     }
   }
 
+  // The Merkle tree is computed from the records for trusted heads, and to
+  // compare the stored tree with (index checks, from record 1, format 2).
+  bool check_tree = false;
+  if (options.check_indexes && from == 1 && store->tree() != nullptr) {
+    std::string format;
+    Status fs = store->Get(store->meta(), kMetaFormatKey, &format, snap);
+    check_tree = fs.ok() && format == kFormatName;
+  }
+  const bool compute_tree = check_tree || !sizes.empty();
+
   const uint64_t total = to >= from ? to - from + 1 : 0;
   const uint64_t progress_total = options.check_indexes ? 2 * total : total;
   unsigned threads = options.threads ? options.threads : std::thread::hardware_concurrency();
@@ -406,12 +582,20 @@ VerifyReport VerifyLedger(RocksStore* store, const VerifyOptions& options) {
   std::vector<Slice> slices;
   if (total > 0 && !problem.set()) {
     const uint64_t want = std::max<uint64_t>(1, std::min<uint64_t>(threads * 4, total / 65536 + 1));
-    const uint64_t step = (total + want - 1) / want;
+    uint64_t step = (total + want - 1) / want;
+    // Slices of a power of two records, starting at record 1, hold whole
+    // subtrees of the Merkle tree.
+    if (compute_tree) step = std::bit_ceil(step);
     for (uint64_t lo = from;; lo += step) {
       Slice sl;
       sl.lo = lo;
       sl.hi = std::min(to, lo + step - 1);
-      slices.push_back(sl);
+      if (compute_tree) {
+        sl.tree.emplace();
+        sl.tree->range = merkle::CompactRange(lo - 1);
+        sl.tree->sum_nodes = check_tree;
+      }
+      slices.push_back(std::move(sl));
       if (sl.hi == to) break;
     }
   }
@@ -428,7 +612,7 @@ VerifyReport VerifyLedger(RocksStore* store, const VerifyOptions& options) {
       for (size_t i; (i = next_slice.fetch_add(1)) < slices.size();) {
         if (cancel.load()) break;
         ScanSlice(store, snap, options.check_indexes, indexed,
-                  /*peek_past_end=*/i + 1 == slices.size() && to_head, cancel, progress,
+                  /*peek_past_end=*/i + 1 == slices.size() && to_head, sizes, cancel, progress,
                   &slices[i]);
       }
       std::lock_guard<std::mutex> lock(done_mu);
@@ -448,6 +632,40 @@ VerifyReport VerifyLedger(RocksStore* store, const VerifyOptions& options) {
   }
   for (auto& t : pool) t.join();
 
+  // The whole tree, from the slices' ranges in order, and the trusted
+  // heads compared in ascending size: the first that disagrees is reported
+  // with the last that agrees.
+  Sha256 sha;
+  merkle::CompactRange whole;
+  TreeSums implied_tree;
+  auto sum_node = [&](uint8_t level, uint64_t index, const Hash& h) {
+    if (check_tree && level >= merkle::kLowestStoredLevel) implied_tree.Add(level, index, h.data());
+  };
+  std::optional<TreeHead> agreed;  // the largest trusted head that agrees so far
+  bool disagreed = false;
+  auto compare_trusted = [&](uint64_t size, const Hash& root) {
+    for (const TreeHead& t : options.trusted) {
+      if (t.size != size || disagreed) continue;
+      if (t.root == root) {
+        agreed = t;
+        continue;
+      }
+      disagreed = true;
+      const std::string where =
+          agreed ? fmt::format("the history still matches the checkpoint of size {}, so a record "
+                               "in {}..{} was changed",
+                               agreed->size, agreed->size + 1, size)
+                 : fmt::format("no smaller trusted checkpoint agrees, so a record in 1..{} was "
+                               "changed",
+                               size);
+      problem.Offer(VerifyProblem::kCheckpointMismatch, size,
+                    fmt::format("records 1..{} do not match the checkpoint of tree size {} (root "
+                                "{}; the records give {}); {}",
+                                size, size, ShortHex(t.root), ShortHex(root), where));
+    }
+  };
+  if (!sizes.empty() && sizes.front() == 0) compare_trusted(0, merkle::EmptyRoot());
+
   // Merge in sequence order; the first problem wins.
   uint64_t checked = 0;
   uint64_t bytes = 0;
@@ -462,6 +680,24 @@ VerifyReport VerifyLedger(RocksStore* store, const VerifyOptions& options) {
                     fmt::format("record {}: previous hash {} is not record {}'s hash {}", sl.lo,
                                 HashToHex(sl.first_prev), sl.lo - 1, HashToHex(prev)));
       break;
+    }
+    if (sl.tree) {
+      // Roots at the trusted sizes in this slice: the whole tree's roots
+      // before it, then the slice's own.
+      for (const auto& [size, roots] : sl.tree->at) {
+        std::vector<Hash> all = whole.roots();
+        all.insert(all.end(), roots.begin(), roots.end());
+        compare_trusted(size, merkle::Fold(&sha, all.data(), all.size()));
+      }
+      implied_tree.Merge(sl.tree->sums);
+      if (!sl.problem.set() && sl.next > sl.hi) {
+        uint64_t at = sl.tree->range.begin();
+        for (const Hash& h : sl.tree->range.roots()) {
+          const int level = std::bit_width(sl.tree->range.end() - at) - 1;
+          whole.AppendNode(&sha, level, h, sum_node);
+          at += uint64_t{1} << level;
+        }
+      }
     }
     checked += sl.next - sl.lo;
     bytes += sl.bytes;
@@ -485,6 +721,13 @@ VerifyReport VerifyLedger(RocksStore* store, const VerifyOptions& options) {
     }
   }
   problem.Offer(head_problem);
+  if (report.error.ok() && !cancelled && !sizes.empty() && sizes.back() > end) {
+    const uint64_t size = sizes.back();  // the records it proves existed: up to here
+    problem.Offer(VerifyProblem::kRolledBack, end + 1,
+                  fmt::format("the checkpoint of tree size {} is past the chain head (record {}): "
+                              "records {}..{} were removed",
+                              size, end, end + 1, size));
+  }
   if (!problem.set() && !cancelled && report.error.ok()) {
     if (to_head && total > 0 && std::memcmp(prev.data(), head.hash.data(), 32) != 0) {
       problem.Offer(VerifyProblem::kHeadMismatch, to,
@@ -522,6 +765,16 @@ VerifyReport VerifyLedger(RocksStore* store, const VerifyOptions& options) {
           LocateIndexProblem(store, snap, from, to, indexed, slot, &problem);  // lowest seq wins
         }
       }
+    }
+  }
+
+  if (!problem.set() && !cancelled && report.error.ok() && check_tree) {
+    TreeSums stored;
+    Status s = SumTree(store, snap, to, to_head, &stored, &problem);
+    if (!s.ok()) report.error = s;
+    if (s.ok() && !problem.set() && !(stored == implied_tree)) {
+      s = LocateTreeProblem(store, snap, to, &problem);
+      if (!s.ok()) report.error = s;
     }
   }
 

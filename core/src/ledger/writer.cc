@@ -96,7 +96,14 @@ void PutPostingBlocks(RocksStore* store, std::vector<PostingEntry>* entries, uin
   wb->Put(store->meta(), kMetaIndexedKey, EncodeIndexed(upto));
 }
 
-Writer::Writer(RocksStore* store, const LedgerOptions& options, Head head, uint64_t indexed)
+namespace {
+std::atomic<bool> g_maintain_tree{true};
+}  // namespace
+
+void SetMerkleTreeForBenchmarks(bool maintain) { g_maintain_tree = maintain; }
+
+Writer::Writer(RocksStore* store, const LedgerOptions& options, Head head, uint64_t indexed,
+               merkle::CompactRange tree)
     : store_(store),
       options_(options),
       next_seq_(head.seq + 1),
@@ -105,7 +112,9 @@ Writer::Writer(RocksStore* store, const LedgerOptions& options, Head head, uint6
       durable_seq_(head.seq),
       full_batch_(std::max<size_t>(
           1, std::min(options.max_batch_records, options.queue_capacity))),
-      indexed_(indexed) {
+      indexed_(indexed),
+      tree_(std::move(tree)),
+      maintain_tree_(g_maintain_tree.load()) {
   thread_ = std::thread([this] { Run(); });
 }
 
@@ -473,8 +482,16 @@ Status Writer::WriteBatchOf(std::vector<PendingRecord>* batch, uint64_t first_se
   rocksdb::WriteBatch wb;
   Hash prev = head_.hash;  // only the holder of write_mu_ changes head_
   uint64_t seq = first_seq;
+  // Restored if the write fails: the tree then ends where the records do.
+  merkle::CompactRange tree_before = maintain_tree_ ? tree_ : merkle::CompactRange();
+  auto put_node = [&](uint8_t level, uint64_t index, const Hash& h) {
+    if (level < merkle::kLowestStoredLevel) return;
+    wb.Put(store_->tree(), merkle::NodeKey({level, index}),
+           rocksdb::Slice(reinterpret_cast<const char*>(h.data()), h.size()));
+  };
   for (PendingRecord& r : *batch) {
     prev = chain::Seal(&sha, &r.value, seq, prev, r.personal_digest);
+    if (maintain_tree_) tree_.AppendLeaf(&sha, merkle::LeafHash(&sha, prev.data()), put_node);
     wb.Put(store_->records(), codec::RecordKey(seq), r.value);
     wb.Put(store_->index(), index::TimeKey(r.timestamp_ns, seq), rocksdb::Slice());
     for (const ExtraWrite& w : r.extra) {
@@ -492,8 +509,9 @@ Status Writer::WriteBatchOf(std::vector<PendingRecord>* batch, uint64_t first_se
   if (index_now) PutPostingBlocks(store_, &postings_, new_head.seq, &wb);
   wb.Put(store_->meta(), kMetaHeadKey, EncodeHead(new_head));
   if (Status s = store_->Write(&wb, sync); !s.ok()) {
-    // The batch is discarded: so are its postings.
+    // The batch is discarded: so are its postings and its tree nodes.
     std::erase_if(postings_, [&](const PostingEntry& e) { return e.seq >= first_seq; });
+    if (maintain_tree_) tree_ = std::move(tree_before);
     return s;
   }
   if (index_now) {

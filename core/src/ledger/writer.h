@@ -19,6 +19,7 @@
 
 #include "bastion/ledger.h"
 #include "ledger/index_keys.h"
+#include "ledger/merkle.h"
 #include "ledger/rocks_store.h"
 
 namespace bastion {
@@ -48,7 +49,12 @@ inline constexpr std::string_view kMetaFormatKey = "format";
 // The posting lists cover records 1..seq (u64le); records past it are found
 // by reading them. Absent: they cover every record up to the head.
 inline constexpr std::string_view kMetaIndexedKey = "indexed";
-inline constexpr std::string_view kFormatName = "bastion-ledger/1";
+// Present only while a writer builds the Merkle tree of a ledger of format 1:
+// the tree covers records 1..size (u64le). See docs/ledger_format.md.
+inline constexpr std::string_view kMetaTreeKey = "tree";
+inline constexpr std::string_view kFormatName = "bastion-ledger/2";
+// Format 1: no Merkle tree. Read as is; a writer upgrades it to format 2.
+inline constexpr std::string_view kFormat1Name = "bastion-ledger/1";
 std::string EncodeHead(const Head& head);
 bool DecodeHead(std::string_view value, Head* head);
 std::string EncodeIndexed(uint64_t seq);
@@ -77,10 +83,17 @@ void AddPostingEntries(const index::IndexEntries& entries, uint64_t seq,
 void PutPostingBlocks(RocksStore* store, std::vector<PostingEntry>* entries, uint64_t upto,
                       rocksdb::WriteBatch* wb);
 
+// Benchmarks only: writers created while this is false keep no Merkle tree
+// (their ledgers are unusable for proofs and fail verification). It measures
+// what the tree costs an append.
+void SetMerkleTreeForBenchmarks(bool maintain);
+
 class Writer {
  public:
-  // `indexed`: the last record whose postings are stored.
-  Writer(RocksStore* store, const LedgerOptions& options, Head head, uint64_t indexed);
+  // `indexed`: the last record whose postings are stored. `tree`: the compact
+  // range of the Merkle tree over records 1..head.seq.
+  Writer(RocksStore* store, const LedgerOptions& options, Head head, uint64_t indexed,
+         merkle::CompactRange tree);
   ~Writer();
 
   // Who writes a submitted record.
@@ -202,6 +215,10 @@ class Writer {
   std::vector<PendingRecord> batch_;
   std::vector<PostingEntry> postings_;  // of records indexed_+1..head_.seq
   uint64_t indexed_;
+  // The Merkle tree's right edge over records 1..head_.seq; its completed
+  // nodes go into the batch that writes their last record.
+  merkle::CompactRange tree_;
+  const bool maintain_tree_;
 
   std::thread thread_;
 };

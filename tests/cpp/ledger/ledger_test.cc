@@ -206,7 +206,7 @@ TEST(Ledger, StatsCountRecordsByActionEffectAndAgent) {
   EXPECT_EQ(stats->by_action["model_call"], 20u);
   EXPECT_EQ(stats->by_effect["deny"], 3u);
   EXPECT_EQ(stats->by_agent["agent-0"], 6u);
-  EXPECT_EQ(stats->format, "bastion-ledger/1");
+  EXPECT_EQ(stats->format, "bastion-ledger/2");
   EXPECT_GT(stats->disk_bytes, 0u);
   EXPECT_EQ(stats->first_timestamp_ns, SampleRecord(0).timestamp_ns);
   EXPECT_EQ(stats->last_timestamp_ns, SampleRecord(29).timestamp_ns);

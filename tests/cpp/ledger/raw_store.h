@@ -4,6 +4,7 @@
 #ifndef BASTION_TESTS_LEDGER_RAW_STORE_H_
 #define BASTION_TESTS_LEDGER_RAW_STORE_H_
 
+#include <algorithm>
 #include <cstring>
 #include <filesystem>
 #include <memory>
@@ -23,14 +24,22 @@ namespace bastion::testing {
 // closed). Every mutation is a plain Put/Delete: no chain, no index upkeep.
 class RawDb {
  public:
+  // Opens every column family the store has (a ledger of format 1 has no
+  // `tree`), in the ledger's order.
   static std::unique_ptr<RawDb> Open(const std::string& path) {
+    std::vector<std::string> names;
+    rocksdb::Status s = rocksdb::DB::ListColumnFamilies(rocksdb::DBOptions(), path, &names);
+    EXPECT_TRUE(s.ok()) << "listing " << path << "'s column families: " << s.ToString();
+    if (!s.ok()) return nullptr;
     std::vector<rocksdb::ColumnFamilyDescriptor> cfs;
-    for (const char* name : {"default", "records", "index", "meta"}) {
-      cfs.emplace_back(name, rocksdb::ColumnFamilyOptions());
+    for (const char* name : {"default", "records", "index", "meta", "tree"}) {
+      if (std::find(names.begin(), names.end(), name) != names.end()) {
+        cfs.emplace_back(name, rocksdb::ColumnFamilyOptions());
+      }
     }
     auto raw = std::unique_ptr<RawDb>(new RawDb());
     rocksdb::DB* db = nullptr;
-    rocksdb::Status s = rocksdb::DB::Open(rocksdb::DBOptions(), path, cfs, &raw->handles_, &db);
+    s = rocksdb::DB::Open(rocksdb::DBOptions(), path, cfs, &raw->handles_, &db);
     EXPECT_TRUE(s.ok()) << "opening " << path << " with RocksDB: " << s.ToString();
     if (!s.ok()) return nullptr;
     raw->db_.reset(db);
@@ -49,6 +58,23 @@ class RawDb {
   rocksdb::ColumnFamilyHandle* records() const { return handles_[1]; }
   rocksdb::ColumnFamilyHandle* index() const { return handles_[2]; }
   rocksdb::ColumnFamilyHandle* meta() const { return handles_[3]; }
+  // nullptr when the store has no `tree` column family.
+  rocksdb::ColumnFamilyHandle* tree() const { return handles_.size() > 4 ? handles_[4] : nullptr; }
+
+  // Drops the `tree` column family: what a ledger of format 1 lacks.
+  void DropTree() {
+    ASSERT_NE(tree(), nullptr);
+    ASSERT_TRUE(db_->DropColumnFamily(tree()).ok());
+    ASSERT_TRUE(db_->DestroyColumnFamilyHandle(tree()).ok());
+    handles_.pop_back();
+  }
+  // Creates the `tree` column family.
+  void CreateTree() {
+    ASSERT_EQ(tree(), nullptr);
+    rocksdb::ColumnFamilyHandle* h = nullptr;
+    ASSERT_TRUE(db_->CreateColumnFamily(rocksdb::ColumnFamilyOptions(), "tree", &h).ok());
+    handles_.push_back(h);
+  }
   rocksdb::DB* db() const { return db_.get(); }
 
   std::string Get(rocksdb::ColumnFamilyHandle* cf, const std::string& key) {

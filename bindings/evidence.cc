@@ -2,16 +2,23 @@
 // Checkpoint value and the export live in python/bastion/evidence.py.
 #include <openssl/crypto.h>
 
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
 #include <cstring>
+#include <fstream>
 #include <memory>
 #include <optional>
+#include <sstream>
 #include <string>
 
 #include <fmt/format.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
-#include "bastion/evidence.h"
+#include "evidence.h"
+
 #include "errors.h"
 #include "record_convert.h"
 
@@ -48,9 +55,12 @@ Hash RootFromPython(py::handle root) {
   return h;
 }
 
+}  // namespace
+
 class PySigningKey {
  public:
-  explicit PySigningKey(SigningKey key) : key_(std::move(key)) {}
+  explicit PySigningKey(SigningKey key)
+      : key_(std::make_shared<const SigningKey>(std::move(key))) {}
 
   static PySigningKey Generate(py::handle name) {
     return PySigningKey(Unwrap(SigningKey::Generate(Utf8View(name, "key name"))));
@@ -59,30 +69,33 @@ class PySigningKey {
     return PySigningKey(Unwrap(SigningKey::FromText(Utf8View(text, "key text"))));
   }
 
-  const std::string& name() const { return key_.name(); }
-  uint32_t key_id() const { return key_.key_id(); }
-  std::string verifier() const { return key_.VerifierText(); }
+  const std::string& name() const { return key_->name(); }
+  uint32_t key_id() const { return key_->key_id(); }
+  std::string verifier() const { return key_->VerifierText(); }
+  const std::shared_ptr<const SigningKey>& shared() const { return key_; }
 
   std::string SignCheckpoint(uint64_t size, py::handle root) const {
     const Hash h = RootFromPython(root);
     Result<std::string> note = Status::Internal("unset");
     {
       py::gil_scoped_release release;
-      note = bastion::SignCheckpoint(key_, size, h);
+      note = bastion::SignCheckpoint(*key_, size, h);
     }
     return Unwrap(std::move(note));
   }
 
   py::str Pem() const {
-    std::string pem = Unwrap(key_.ToPem());
+    std::string pem = Unwrap(key_->ToPem());
     py::str out(pem);
     OPENSSL_cleanse(pem.data(), pem.size());
     return out;
   }
 
  private:
-  SigningKey key_;
+  std::shared_ptr<const SigningKey> key_;
 };
+
+namespace {
 
 py::tuple OpenCheckpointTuple(py::handle note, py::handle verifier_text) {
   const std::string_view text = Utf8View(note, "note");
@@ -101,7 +114,135 @@ py::tuple OpenCheckpointTuple(py::handle note, py::handle verifier_text) {
                         cp->key_id, py::tuple(ext));
 }
 
+bool Finalizing() {
+#if PY_VERSION_HEX >= 0x030D0000
+  return Py_IsFinalizing() != 0;
+#else
+  return _Py_IsFinalizing() != 0;
+#endif
+}
+
+// A Python callable kept by the core beyond any call: released with the GIL.
+struct PyCallable {
+  py::object fn;
+  ~PyCallable() {
+    if (Py_IsInitialized() == 0 || Finalizing()) {
+      fn.release();  // the interpreter is gone: leak rather than touch it
+      return;
+    }
+    py::gil_scoped_acquire acquire;
+    fn = py::object();
+  }
+};
+
+// Writes `note` to `path` whole or not at all: a temporary file beside it,
+// fsynced, then renamed over it.
+Status WriteNoteFile(const std::string& path, const std::string& note) {
+  const std::string tmp = path + ".tmp";
+  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) {
+    return Status::IOError(fmt::format("cannot write checkpoint file '{}': {}", tmp,
+                                       std::strerror(errno)));
+  }
+  size_t done = 0;
+  while (done < note.size()) {
+    const ssize_t n = ::write(fd, note.data() + done, note.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      const int err = errno;
+      ::close(fd);
+      return Status::IOError(fmt::format("cannot write checkpoint file '{}': {}", tmp,
+                                         std::strerror(err)));
+    }
+    done += static_cast<size_t>(n);
+  }
+  const bool synced = ::fsync(fd) == 0;
+  const int err = errno;
+  ::close(fd);
+  if (!synced || std::rename(tmp.c_str(), path.c_str()) != 0) {
+    return Status::IOError(fmt::format("cannot write checkpoint file '{}': {}", path,
+                                       std::strerror(synced ? errno : err)));
+  }
+  return Status::OK();
+}
+
+bool IsPath(py::handle h) {
+  return PyUnicode_Check(h.ptr()) || PyObject_HasAttrString(h.ptr(), "__fspath__");
+}
+
+std::string PathString(py::handle h, const char* what) {
+  py::object p = py::module_::import("os").attr("fspath")(h);
+  if (!PyUnicode_Check(p.ptr())) {
+    throw py::type_error(fmt::format("{} must be a str path, got bytes", what));
+  }
+  std::string out = p.cast<std::string>();
+  if (out.empty() || out.find('\0') != std::string::npos) {
+    ThrowInvalid(fmt::format("{} must be a non-empty path without NUL bytes", what));
+  }
+  return out;
+}
+
 }  // namespace
+
+std::shared_ptr<const SigningKey> SigningKeyArg(py::handle key, const char* what) {
+  if (py::isinstance<PySigningKey>(key)) return key.cast<const PySigningKey&>().shared();
+  if (!IsPath(key)) {
+    throw py::type_error(fmt::format("{} must be a bastion.SigningKey or a key file path, got {}",
+                                     what, Py_TYPE(key.ptr())->tp_name));
+  }
+  const std::string path = PathString(key, what);
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    ThrowStatus(Status::NotFound(fmt::format("{}: cannot read key file '{}': {}", what, path,
+                                             std::strerror(errno))));
+  }
+  std::ostringstream text;
+  text << in.rdbuf();
+  std::string s = text.str();
+  Result<SigningKey> k = SigningKey::FromText(s);
+  OPENSSL_cleanse(s.data(), s.size());
+  if (!k.ok()) ThrowStatus(k.status().WithContext(fmt::format("{}: key file '{}'", what, path)));
+  return std::make_shared<const SigningKey>(std::move(k).value());
+}
+
+CheckpointSchedule ScheduleArgs(py::handle signing_key, uint64_t every, double interval_seconds,
+                                py::handle sink) {
+  CheckpointSchedule s;
+  if (!(interval_seconds >= 0 && interval_seconds <= 366.0 * 86400)) {
+    ThrowInvalid("checkpoint_interval must be seconds in [0, 1 year]");
+  }
+  if (signing_key.is_none()) {
+    if (every != 0 || interval_seconds != 0 || !sink.is_none()) {
+      ThrowInvalid("checkpoint_every, checkpoint_interval and checkpoint_sink need a signing_key");
+    }
+    return s;
+  }
+  s.key = SigningKeyArg(signing_key, "signing_key");
+  s.every_records = every;
+  s.interval = std::chrono::milliseconds(static_cast<int64_t>(interval_seconds * 1000));
+  if (interval_seconds > 0 && s.interval.count() == 0) s.interval = std::chrono::milliseconds(1);
+  if (sink.is_none()) return s;
+  if (IsPath(sink)) {
+    std::string path = PathString(sink, "checkpoint_sink");
+    s.sink = [path](const std::string& note) { return WriteNoteFile(path, note); };
+  } else if (PyCallable_Check(sink.ptr())) {
+    auto holder = std::make_shared<PyCallable>();
+    holder->fn = py::reinterpret_borrow<py::object>(sink);
+    s.sink = [holder](const std::string& note) -> Status {
+      py::gil_scoped_acquire acquire;
+      try {
+        holder->fn(py::str(note));
+        return Status::OK();
+      } catch (py::error_already_set& e) {
+        return Status::Internal(fmt::format("checkpoint_sink raised {}", e.what()));
+      }
+    };
+  } else {
+    throw py::type_error(fmt::format("checkpoint_sink must be a path or a callable, got {}",
+                                     Py_TYPE(sink.ptr())->tp_name));
+  }
+  return s;
+}
 
 void RegisterEvidence(py::module_& m) {
   py::class_<PySigningKey>(m, "SigningKey",

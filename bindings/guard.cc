@@ -12,6 +12,7 @@
 #include "convert.h"
 #include "cost.h"
 #include "errors.h"
+#include "evidence.h"
 #include "policy.h"
 #include "record_convert.h"
 #include "slo.h"
@@ -232,8 +233,15 @@ class PyGuard {
                                        py::object clock, int64_t default_max_output_tokens,
                                        bool deny_unpriced_budgeted_calls,
                                        const std::string& calls_path,
-                                       double idempotency_retention) {
+                                       double idempotency_retention, py::object signing_key,
+                                       uint64_t checkpoint_every, double checkpoint_interval,
+                                       py::object checkpoint_sink) {
     GuardOptions o;
+    o.ledger.checkpoints =
+        ScheduleArgs(signing_key, checkpoint_every, checkpoint_interval, checkpoint_sink);
+    if (o.ledger.checkpoints.key && ledger_path.empty()) {
+      ThrowInvalid("signing_key needs a ledger: give the guard a directory or a ledger path");
+    }
     o.policy_dir = policy_dir;
     o.pricing_files = std::move(pricing_files);
     o.budgets_file = budgets_file;
@@ -363,6 +371,15 @@ class PyGuard {
   }
   bool closed() const { return guard_ == nullptr; }
 
+  // The ledger's scheduled checkpoints may call Python (checkpoint_sink) on
+  // their own thread: closing the last owner of the guard must not hold the GIL.
+  ~PyGuard() {
+    if (guard_ && guard_.use_count() == 1 && Py_IsInitialized()) {
+      py::gil_scoped_release release;
+      guard_.reset();
+    }
+  }
+
  private:
   const std::shared_ptr<Guard>& Get() const {
     if (!guard_) ThrowStatus(Status::FailedPrecondition("the Guard is closed"));
@@ -474,7 +491,9 @@ void RegisterGuard(py::module_& m) {
                   py::arg("budget_flush_interval"), py::arg("durability"),
                   py::arg("high_risk_durability"), py::arg("clock"),
                   py::arg("default_max_output_tokens"), py::arg("deny_unpriced_budgeted_calls"),
-                  py::arg("calls_path") = "", py::arg("idempotency_retention") = 86400.0)
+                  py::arg("calls_path") = "", py::arg("idempotency_retention") = 86400.0,
+                  py::arg("signing_key") = py::none(), py::arg("checkpoint_every") = 0,
+                  py::arg("checkpoint_interval") = 0.0, py::arg("checkpoint_sink") = py::none())
       .def("record", &PyGuard::AppendRecord, py::arg("record") = py::none())
       .def_property_readonly("budgets", &PyGuard::budgets)
       .def_property_readonly("slos", &PyGuard::slos)

@@ -12,6 +12,7 @@
 #include "bastion/ledger.h"
 #include "bastion/merkle.h"
 #include "errors.h"
+#include "evidence.h"
 #include "record_convert.h"
 
 namespace py = pybind11;
@@ -165,8 +166,13 @@ class PyLedger {
 
   static std::unique_ptr<PyLedger> Open(const std::string& path, bool create, py::object durability,
                                         double group_sync_interval_ms, size_t queue_capacity,
-                                        bool reader) {
+                                        bool reader, py::object signing_key,
+                                        uint64_t checkpoint_every, double checkpoint_interval,
+                                        py::object checkpoint_sink) {
     std::unique_ptr<Ledger> ledger;
+    CheckpointSchedule schedule =
+        ScheduleArgs(signing_key, checkpoint_every, checkpoint_interval, checkpoint_sink);
+    if (reader && schedule.key) ThrowInvalid("a reader takes no checkpoints: drop signing_key");
     if (reader) {
       Result<std::unique_ptr<Ledger>> r = Status::Internal("unset");
       {
@@ -185,6 +191,7 @@ class PyLedger {
           std::max<int64_t>(1, static_cast<int64_t>(group_sync_interval_ms)));
       if (queue_capacity == 0) ThrowInvalid("queue_capacity must be positive");
       o.queue_capacity = queue_capacity;
+      o.checkpoints = std::move(schedule);
       Result<std::unique_ptr<Ledger>> r = Status::Internal("unset");
       {
         py::gil_scoped_release release;
@@ -362,7 +369,17 @@ class PyLedger {
 
   VerifyReport Verify(std::optional<uint64_t> from_seq, std::optional<uint64_t> to_seq,
                       bool check_indexes, py::object progress, unsigned threads,
-                      py::object trusted) {
+                      py::object trusted, py::object checkpoint, py::object verifier) {
+    if (checkpoint.is_none() != verifier.is_none()) {
+      ThrowInvalid("verify: checkpoint and verifier go together (the signed note and the "
+                   "verifier key text of the key that signed it)");
+    }
+    std::optional<NoteVerifier> note_verifier;
+    std::string note;
+    if (!checkpoint.is_none()) {
+      note = std::string(Utf8View(checkpoint, "checkpoint"));
+      note_verifier.emplace(Unwrap(NoteVerifier::Parse(Utf8View(verifier, "verifier"))));
+    }
     VerifyOptions o;
     o.from_seq = from_seq;
     o.to_seq = to_seq;
@@ -409,11 +426,23 @@ class PyLedger {
       };
     }
     VerifyReport report;
+    Status note_error;
     {
       py::gil_scoped_release release;
-      report = ledger()->Verify(o);
+      if (note_verifier) {
+        auto r = VerifyAgainstCheckpoint(*ledger(), note, *note_verifier, o);
+        if (r.ok()) report = std::move(*r); else note_error = r.status();
+      } else {
+        report = ledger()->Verify(o);
+      }
     }
     if (callback_error) std::rethrow_exception(callback_error);
+    if (!note_error.ok()) {
+      if (note_error.IsInvalidArgument() || note_error.IsCorruption()) {
+        ThrowVerification(note_error.WithContext("verify: the checkpoint"));
+      }
+      ThrowStatus(note_error);
+    }
     if (!report.error.ok()) ThrowStatus(report.error);
     return report;
   }
@@ -563,6 +592,25 @@ class PyLedger {
     return out;
   }
 
+  std::string Checkpoint(py::handle key) {
+    std::shared_ptr<const SigningKey> k = SigningKeyArg(key, "key");
+    Result<std::string> note = Status::Internal("unset");
+    {
+      py::gil_scoped_release release;
+      note = ledger()->Checkpoint(*k);
+    }
+    return Unwrap(std::move(note));
+  }
+
+  // A scheduled checkpoint's sink may be Python code, run on the ledger's
+  // checkpoint thread: closing (which joins that thread) must not hold the GIL.
+  ~PyLedger() {
+    if (ledger_ && Py_IsInitialized()) {
+      py::gil_scoped_release release;
+      ledger_.reset();
+    }
+  }
+
   bool closed() const { return closed_; }
   bool read_only() const { return read_only_; }
   const std::string& path() const { return path_; }
@@ -681,7 +729,15 @@ void RegisterLedger(py::module_& m) {
       .def_static("open", &PyLedger::Open, py::arg("path"), py::kw_only(),
                   py::arg("create") = true, py::arg("durability") = py::none(),
                   py::arg("group_sync_interval_ms") = 10.0,
-                  py::arg("queue_capacity") = 65536, py::arg("reader") = false)
+                  py::arg("queue_capacity") = 65536, py::arg("reader") = false,
+                  py::arg("signing_key") = py::none(), py::arg("checkpoint_every") = 0,
+                  py::arg("checkpoint_interval") = 0.0, py::arg("checkpoint_sink") = py::none(),
+                  "Opens (creates) the ledger at `path`, or a reader following it. With "
+                  "`signing_key` (a SigningKey or its file), the writer signs checkpoints of its "
+                  "Merkle tree on close, every `checkpoint_every` records and every "
+                  "`checkpoint_interval` seconds, stores them and hands each to "
+                  "`checkpoint_sink` (a file path it is written to, or a callable taking the "
+                  "note). See docs/evidence.md.")
       .def_static("repair", &PyLedger::Repair, py::arg("path"), py::kw_only(),
                   py::arg("accept_loss") = false, py::arg("by") = py::none(),
                   py::arg("reason") = py::none())
@@ -712,7 +768,11 @@ void RegisterLedger(py::module_& m) {
       .def("verify", &PyLedger::Verify, py::kw_only(), py::arg("from_seq") = py::none(),
            py::arg("to_seq") = py::none(), py::arg("check_indexes") = true,
            py::arg("progress") = py::none(), py::arg("threads") = 0,
-           py::arg("trusted") = py::none())
+           py::arg("trusted") = py::none(), py::arg("checkpoint") = py::none(),
+           py::arg("verifier") = py::none())
+      .def("checkpoint", &PyLedger::Checkpoint, py::arg("key"),
+           "Signs the current Merkle tree head with `key` (a SigningKey or its file), stores "
+           "the checkpoint in the ledger and returns the signed note text.")
       .def("head", &PyLedger::Head)
       .def("tree_head", &PyLedger::TreeHead, py::arg("size") = py::none())
       .def("inclusion_proof", &PyLedger::InclusionProof, py::arg("seq"),

@@ -6,6 +6,14 @@
     bastion ledger stats PATH            counts, head, size
     bastion ledger repair PATH --accept-loss
                                          recover from a damaged write-ahead log
+    bastion ledger verify PATH --checkpoint FILE --verifier KEY
+                                         ... and check the records are the ones signed
+    bastion ledger checkpoint PATH --key FILE
+                                         sign and store the Merkle tree head
+    bastion ledger prove PATH SEQ [--size N]
+                                         a record's inclusion proof
+    bastion ledger export-evidence PATH --out DIR (--verifier KEY | --key FILE)
+                                         an auditor's folder with verify_evidence.py
     bastion ledger erase PATH --user U --reason TEXT --by NAME
                                          erase a data subject's personal data
     bastion test POLICY_DIR              run a policy bundle's test cases
@@ -13,7 +21,8 @@
                                          a new checkpoint signing key; prints its verifier key
     bastion keys verifier FILE           the verifier key of a signing key file
 
-Every ledger command but repair and erase opens PATH as a reader, so it is safe
+Every ledger command but repair, erase and checkpoint (and export-evidence --key)
+opens PATH as a reader, so it is safe
 beside a running agent that is writing to the ledger. ``--json`` prints machine-readable
 output.
 """
@@ -28,6 +37,7 @@ import sys
 import time
 from collections.abc import Sequence
 from decimal import Decimal
+from pathlib import Path
 from typing import Any, TextIO
 
 import bastion
@@ -155,15 +165,29 @@ def _open_reader(path: str) -> Ledger:
     return Ledger.open(path, reader=True)
 
 
+def _text_arg(value: str) -> str:
+    """A verifier key or note given as text, or as the file holding it."""
+    path = Path(value)
+    return path.read_text(encoding="utf-8") if path.is_file() else value
+
+
 def _cmd_verify(args: argparse.Namespace) -> int:
+    if (args.checkpoint is None) != (args.verifier is None):
+        print("bastion: error: --checkpoint and --verifier go together", file=sys.stderr)
+        return 2
     show = args.progress or (not args.json and sys.stderr.isatty())
     bar = _ProgressBar(sys.stderr, show)
+    extra: dict[str, Any] = {}
+    if args.checkpoint is not None:
+        extra = {"checkpoint": Path(args.checkpoint).read_text(encoding="utf-8"),
+                 "verifier": _text_arg(args.verifier).strip()}
     with _open_reader(args.path) as ledger:
         report = ledger.verify(
             from_seq=args.from_seq,
             to_seq=args.to_seq,
             check_indexes=not args.no_indexes,
             progress=bar if show else None,
+            **extra,
         )
     if args.json:
         print(
@@ -391,6 +415,74 @@ def _cmd_test(args: argparse.Namespace) -> int:
         return 2
 
 
+def _cmd_checkpoint(args: argparse.Namespace) -> int:
+    key = bastion.SigningKey.load(args.key)
+    with Ledger.open(args.path, create=False) as ledger:
+        note = ledger.checkpoint(key)
+    if args.out:
+        Path(args.out).write_text(note, encoding="utf-8")
+    if args.json:
+        cp = bastion.open_checkpoint(note, key.verifier)
+        print(json.dumps({"origin": cp.origin, "size": cp.size, "root": cp.root.hex(),
+                          "key_id": f"{cp.key_id:08x}", "note": note}))
+    elif not args.out:
+        sys.stdout.write(note)
+    else:
+        print(f"checkpoint of {key.name} over {note.splitlines()[1]} records written to "
+              f"{args.out}")
+    return 0
+
+
+def _cmd_prove(args: argparse.Namespace) -> int:
+    with _open_reader(args.path) as ledger:
+        size, root = ledger.tree_head(args.size)
+        proof = ledger.inclusion_proof(args.seq, size)
+        record = ledger.get(args.seq)
+    leaf = bastion.merkle_leaf_hash(bytes.fromhex(record["hash"]))
+    ok = bastion.verify_inclusion(args.seq, size, leaf, proof, root)
+    out = {"seq": args.seq, "tree_size": size, "chain_hash": record["hash"],
+           "leaf_hash": leaf.hex(), "root": root.hex(), "proof": [h.hex() for h in proof],
+           "verified": ok}
+    if args.json:
+        print(json.dumps(out))
+    else:
+        print(f"record {args.seq} in the tree of {size} records (root {root.hex()}):")
+        print(f"  leaf hash {leaf.hex()}")
+        for i, h in enumerate(proof):
+            print(f"  proof[{i}]  {h.hex()}")
+        print("inclusion proof verified against the root" if ok else "PROOF DOES NOT VERIFY")
+    return 0 if ok else 1
+
+
+def _cmd_export_evidence(args: argparse.Namespace) -> int:
+    checkpoint = None
+    if args.key is not None:
+        key = bastion.SigningKey.load(args.key)
+        verifier = key.verifier
+        with Ledger.open(args.path, create=False) as ledger:
+            checkpoint = ledger.checkpoint(key)
+    elif args.verifier is not None:
+        verifier = _text_arg(args.verifier).strip()
+    else:
+        print("bastion: error: give --verifier (with the checkpoint to use, or the ledger's "
+              "newest) or --key (to take a checkpoint now)", file=sys.stderr)
+        return 2
+    if args.checkpoint is not None:
+        checkpoint = Path(args.checkpoint).read_text(encoding="utf-8")
+    try:
+        out = bastion.export_evidence(args.path, args.out, verifier=verifier,
+                                      checkpoint=checkpoint, format=args.format,
+                                      overwrite=args.overwrite)
+    except (FileExistsError, LookupError) as e:
+        print(f"bastion: error: {e}", file=sys.stderr)
+        return 2
+    cp = bastion.open_checkpoint((out / "checkpoint.txt").read_text(encoding="utf-8"), verifier)
+    print(f"evidence for records 1..{cp.size} (checkpoint of {cp.origin}, key "
+          f"{cp.key_id:08x}) written to {out}; the auditor runs: "
+          f"python verify_evidence.py {out}")
+    return 0
+
+
 def _cmd_keys_generate(args: argparse.Namespace) -> int:
     key = bastion.SigningKey.generate(args.name)
     try:
@@ -444,7 +536,38 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--no-indexes", action="store_true", help="skip the index check")
     v.add_argument("--progress", action="store_true",
                    help="show the progress bar even when stderr is not a terminal")
+    v.add_argument("--checkpoint", metavar="FILE",
+                   help="a signed checkpoint kept outside the ledger: the records must be the "
+                   "ones it signed (with --verifier)")
+    v.add_argument("--verifier", metavar="KEY",
+                   help="the verifier key text of the checkpoint's signer, or a file holding it")
     v.set_defaults(func=_cmd_verify)
+
+    c = add("checkpoint", "sign the ledger's current Merkle tree head and store the checkpoint "
+            "(opens PATH for writing)")
+    c.add_argument("--key", required=True, metavar="FILE", help="the signing key file")
+    c.add_argument("--out", metavar="FILE", help="also write the signed note to FILE")
+    c.set_defaults(func=_cmd_checkpoint)
+
+    pr = add("prove", "print the inclusion proof of record SEQ in the Merkle tree, checked")
+    pr.add_argument("seq", type=_count, metavar="SEQ", help="the record")
+    pr.add_argument("--size", type=_count, metavar="N",
+                    help="the tree size to prove against (default: the head)")
+    pr.set_defaults(func=_cmd_prove)
+
+    ev = add("export-evidence", "write an auditor's folder: records with their stored bytes, "
+             "the signed checkpoint, the verifier key and the standalone verify_evidence.py")
+    ev.add_argument("--out", required=True, metavar="DIR", help="the folder to write")
+    ev.add_argument("--verifier", metavar="KEY",
+                    help="the verifier key (text or file); the checkpoint is --checkpoint or "
+                    "the newest the ledger holds by that key")
+    ev.add_argument("--checkpoint", metavar="FILE", help="the signed checkpoint to include")
+    ev.add_argument("--key", metavar="FILE",
+                    help="take a checkpoint now with this signing key (opens PATH for writing)")
+    ev.add_argument("--format", choices=("jsonl", "parquet"), default="jsonl",
+                    help="records as JSON lines (default) or Parquet (needs pyarrow)")
+    ev.add_argument("--overwrite", action="store_true", help="replace files in a non-empty DIR")
+    ev.set_defaults(func=_cmd_export_evidence)
 
     q = add("query", "find records by who, what and when (newest first)")
     for flag, field in (("--user", "user_id"), ("--agent", "agent_id"),

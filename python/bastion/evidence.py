@@ -142,8 +142,25 @@ def _records(ledger: Ledger, last: int) -> Iterator[dict[str, Any]]:
             seq += 1
 
 
+def latest_checkpoint(ledger_path: str | os.PathLike[str], verifier: str) -> str:
+    """The signed note of the newest checkpoint the ledger holds that
+    `verifier` opens. LookupError when there is none."""
+    with Ledger.open(os.fspath(ledger_path), reader=True) as ledger:
+        stored = ledger.checkpoints()
+    for _size, _key_id, note in reversed(stored):
+        try:
+            open_checkpoint(note, verifier)
+        except _core.VerificationError:
+            continue
+        return note
+    raise LookupError(
+        f"the ledger at {os.fspath(ledger_path)} holds no checkpoint signed by "
+        f"{verifier.split('+')[0]} (take one with Ledger.checkpoint(key), or open the ledger or "
+        f"guard with signing_key=...)")
+
+
 def export_evidence(ledger_path: str | os.PathLike[str], out_dir: str | os.PathLike[str], *,
-                    checkpoint: str, verifier: str, format: str = "jsonl",
+                    verifier: str, checkpoint: str | None = None, format: str = "jsonl",
                     overwrite: bool = False) -> Path:
     """Writes the evidence folder for an auditor and returns its path.
 
@@ -153,10 +170,14 @@ def export_evidence(ledger_path: str | os.PathLike[str], out_dir: str | os.PathL
     VerificationError leaves nothing written). Refuses (FileExistsError) a
     non-empty `out_dir` unless overwrite=True. The ledger is opened as a
     reader, so an agent may keep writing to it; the export holds every record
-    up to the head at the time it starts.
+    up to the head at the time it starts. Without `checkpoint`, the newest
+    checkpoint the ledger holds that `verifier` opens is used (LookupError
+    when there is none: take one with Ledger.checkpoint or a signing_key).
     """
     if format not in ("jsonl", "parquet"):
         raise ValueError(f"format must be 'jsonl' or 'parquet', got {format!r}")
+    if checkpoint is None:
+        checkpoint = latest_checkpoint(ledger_path, verifier)
     cp = open_checkpoint(checkpoint, verifier)
     out = Path(out_dir)
     if out.exists() and not out.is_dir():

@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +40,7 @@ from bastion._core import (
     InvalidArgumentError,
     ManualClock,
     PricingTable,
+    SigningKey,
     SloMonitor,
     _Guard,
 )
@@ -133,6 +135,10 @@ class Guard:
         deny_unpriced_budgeted_calls: bool = True,
         calls: PathLike | None = None,
         idempotency_retention: float = 86400.0,
+        signing_key: SigningKey | PathLike | None = None,
+        checkpoint_every: int = 0,
+        checkpoint_interval: float = 0.0,
+        checkpoint_sink: PathLike | Callable[[str], object] | None = None,
     ) -> Guard:
         """Opens a guard on the directory `path` (created if missing); explicit
         arguments override the files found there. Without `path` and `ledger`,
@@ -145,7 +151,11 @@ class Guard:
         memory without `path`): a call begun with an idempotency key is kept
         there, so that a guard reopened on the same directory (another
         process) resumes it; an ended one is kept `idempotency_retention`
-        seconds (default 24 h)."""
+        seconds (default 24 h). With `signing_key` (a SigningKey or its key
+        file) the ledger signs checkpoints of its Merkle tree on close, every
+        `checkpoint_every` records and every `checkpoint_interval` seconds,
+        keeps them, and hands each to `checkpoint_sink` (a file the newest is
+        written to, or a callable taking the note text); see docs/evidence.md."""
         named = [("path", path), ("policies", policies), ("budgets", budgets), ("slos", slos),
                  ("ledger", ledger), ("state", state), ("calls", calls)]
         named += [(f"pricing[{i}]", p) for i, p in enumerate(pricing or [])]
@@ -194,6 +204,10 @@ class Guard:
             deny_unpriced_budgeted_calls=deny_unpriced_budgeted_calls,
             calls_path=str(calls_path) if calls_path is not None else "",
             idempotency_retention=idempotency_retention,
+            signing_key=signing_key,
+            checkpoint_every=checkpoint_every,
+            checkpoint_interval=checkpoint_interval,
+            checkpoint_sink=checkpoint_sink,
         )
         return cls(core, root, str(ledger_path) if ledger_path is not None else "")
 

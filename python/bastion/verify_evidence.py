@@ -370,9 +370,11 @@ def readable(decoded: dict[str, Any]) -> dict[str, Any]:
         "prev_hash": decoded["prev_hash"].hex(),
         "personal_data_erased": decoded["erased"],
     }
-    for _, (name, kind, _) in sorted(FIELDS.items()):
+    for _, (name, kind, personal) in sorted(FIELDS.items()):
         value = f.get(name)
-        if name == "cost_usd":
+        if personal and decoded["erased"]:  # erased: the personal fields read as null
+            out[name] = None
+        elif name == "cost_usd":
             out[name] = Decimal(value or 0).scaleb(-9)
         elif name == "step_index":
             out[name] = value

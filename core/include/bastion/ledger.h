@@ -58,6 +58,28 @@ enum class Durability : uint8_t {
 std::string_view DurabilityName(Durability d);
 std::optional<Durability> DurabilityFromName(std::string_view name);
 
+class SigningKey;  // bastion/evidence.h
+
+// Signed checkpoints the ledger takes by itself: every `every_records`
+// records, every `interval`, and on Close. Each is signed with `key`, stored
+// in the ledger (Checkpoints()) and handed to `sink`, so that it leaves the
+// host. Nothing is taken without a key. See docs/evidence.md.
+struct CheckpointSchedule {
+  std::shared_ptr<const SigningKey> key;
+  // 0: not by count. Checked every 50 ms, so a burst may pass the count by
+  // what arrives meanwhile.
+  uint64_t every_records = 0;
+  // 0: not by time. A period without new records takes none.
+  std::chrono::milliseconds interval{0};
+  // Take one in Close, covering every record (if any is new).
+  bool on_close = true;
+  // Receives each new checkpoint's signed note once it is stored, on the
+  // ledger's checkpoint thread or in Close. An error is kept (see
+  // Ledger::CheckpointStatus), returned by Close, and the sink is called again
+  // with the next checkpoint.
+  std::function<Status(const std::string& note)> sink;
+};
+
 struct LedgerOptions {
   // --- opening ---
   // Create the ledger if the directory holds none. The parent directory must
@@ -97,6 +119,9 @@ struct LedgerOptions {
   // RocksDB block cache for records and indexes; the Merkle tree (read by
   // proofs) has one of its own of the same size.
   size_t block_cache_bytes = 64 << 20;
+
+  // --- signed checkpoints (writer only) ---
+  CheckpointSchedule checkpoints;
 };
 
 struct ReaderOptions {
@@ -416,6 +441,13 @@ class Ledger {
   // The stored checkpoints, ascending by size, then key id. Empty for a
   // ledger of format 1.
   Result<std::vector<StoredCheckpoint>> Checkpoints();
+  // Signs the current tree head with `key` (origin = the key's name), stores
+  // the checkpoint and returns its signed note. Writer only. The records it
+  // covers are fsynced with it.
+  Result<std::string> Checkpoint(const SigningKey& key);
+  // How the last scheduled checkpoint (LedgerOptions::checkpoints) ended: OK,
+  // or why the newest records are not covered by one.
+  Status CheckpointStatus() const;
 
   // Reader only: catch up with the writer's latest state.
   Status Refresh();

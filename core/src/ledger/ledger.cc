@@ -16,6 +16,8 @@
 
 #include <fmt/format.h>
 
+#include "bastion/evidence.h"
+#include "ledger/checkpointer.h"
 #include "ledger/erase.h"
 #include "ledger/index_keys.h"
 #include "ledger/query_engine.h"
@@ -93,6 +95,9 @@ class Ledger::Impl {
   mutable std::shared_mutex mu;
   bool closed = false;
   std::mutex erase_mu;  // one erasure at a time
+  // Scheduled checkpoints (LedgerOptions::checkpoints); null without a key.
+  std::unique_ptr<Checkpointer> checkpointer;
+  std::once_flag checkpoints_stopped;
   // The Merkle tree covers the records (format 2). False for a reader of a
   // ledger of format 1; updated by Refresh.
   bool has_tree = false;
@@ -426,7 +431,18 @@ Result<std::unique_ptr<Ledger>> Ledger::OpenWriter(const std::string& path,
   if (!tree.ok()) return tree.status().WithContext(fmt::format("ledger at '{}'", path));
   impl->has_tree = true;
   impl->writer = std::make_unique<Writer>(st, options, *head, *indexed, std::move(*tree));
-  return std::unique_ptr<Ledger>(new Ledger(std::move(impl)));
+  std::unique_ptr<Ledger> ledger(new Ledger(std::move(impl)));
+  if (const auto& key = options.checkpoints.key) {
+    auto stored = ledger->Checkpoints();
+    if (!stored.ok()) return stored.status().WithContext(fmt::format("ledger at '{}'", path));
+    uint64_t last = 0;
+    for (const StoredCheckpoint& cp : *stored) {
+      if (cp.key_id == key->key_id()) last = std::max(last, cp.size);
+    }
+    ledger->impl_->checkpointer =
+        std::make_unique<Checkpointer>(ledger.get(), options.checkpoints, last);
+  }
+  return ledger;
 }
 
 Result<std::unique_ptr<Ledger>> Ledger::OpenReader(const std::string& path,
@@ -885,7 +901,23 @@ bool Ledger::read_only() const { return impl_->reader; }
 
 const std::string& Ledger::path() const { return impl_->path; }
 
+Status Ledger::CheckpointStatus() const {
+  return impl_->checkpointer ? impl_->checkpointer->error() : Status::OK();
+}
+
 Status Ledger::Close() {
+  // The checkpoint thread calls into the ledger: it stops before the lock is
+  // taken, and the last checkpoint covers every record.
+  Status checkpoint;
+  if (impl_->checkpointer) {
+    std::call_once(impl_->checkpoints_stopped, [&] {
+      impl_->checkpointer->Stop();
+      if (!impl_->options.checkpoints.on_close) return;
+      checkpoint = Flush();
+      if (checkpoint.ok()) checkpoint = impl_->checkpointer->TakeIfNew();
+      checkpoint = checkpoint.WithContext("the closing checkpoint");
+    });
+  }
   std::unique_lock lock(impl_->mu);
   if (impl_->closed) return Status::OK();
   impl_->closed = true;
@@ -893,7 +925,8 @@ Status Ledger::Close() {
   if (impl_->writer) result = impl_->writer->Stop();
   impl_->writer.reset();
   Status s = impl_->store->Close();
-  return result.ok() ? s : result;
+  if (!result.ok()) return result;
+  return s.ok() ? checkpoint : s;
 }
 
 }  // namespace bastion

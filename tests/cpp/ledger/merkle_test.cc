@@ -2,12 +2,16 @@
 // written straight from RFC 9162's recursive definitions (MTH, PATH, PROOF /
 // SUBPROOF), first on the pure functions, then through a real ledger.
 #include <algorithm>
+#include <atomic>
+#include <chrono>
 #include <bit>
 #include <functional>
 #include <cstring>
 #include <map>
+#include <mutex>
 #include <random>
 #include <string>
+#include <thread>
 #include <tuple>
 #include <vector>
 
@@ -15,6 +19,7 @@
 #include <gtest/gtest.h>
 #include <openssl/sha.h>
 
+#include "bastion/evidence.h"
 #include "bastion/ledger.h"
 #include "bastion/merkle.h"
 #include "ledger/hash_chain.h"
@@ -883,6 +888,259 @@ TEST(MerkleVerify, TrustedHeadsAcrossManySlices) {
     EXPECT_NE(r.message.find("still matches the checkpoint of size 65537"), std::string::npos)
         << r.message;
   }
+}
+
+
+// --- Signed checkpoints: taken on demand and on a schedule, checked by
+// VerifyAgainstCheckpoint ---
+
+std::shared_ptr<const SigningKey> TestKey(const std::string& name = "example.com/ledger") {
+  auto key = SigningKey::Generate(name);
+  EXPECT_TRUE(key.ok()) << key.status().ToString();
+  return std::make_shared<const SigningKey>(std::move(key).value());
+}
+
+NoteVerifier VerifierOf(const SigningKey& key) {
+  auto v = NoteVerifier::Parse(key.VerifierText());
+  EXPECT_TRUE(v.ok()) << v.status().ToString();
+  return std::move(v).value();
+}
+
+// Sizes of the checkpoints a ledger holds by `key`.
+std::vector<uint64_t> CheckpointSizes(Ledger* ledger, const SigningKey& key) {
+  auto cps = ledger->Checkpoints();
+  EXPECT_TRUE(cps.ok()) << cps.status().ToString();
+  std::vector<uint64_t> out;
+  if (!cps.ok()) return out;
+  const NoteVerifier v = VerifierOf(key);
+  for (const StoredCheckpoint& cp : *cps) {
+    if (cp.key_id != key.key_id()) continue;
+    auto opened = OpenCheckpoint(cp.note, v);
+    EXPECT_TRUE(opened.ok()) << opened.status().ToString();
+    if (opened.ok()) EXPECT_EQ(opened->size, cp.size);
+    out.push_back(cp.size);
+  }
+  return out;
+}
+
+TEST(SignedCheckpoints, ACheckpointSignsTheTreeHeadAndIsStored) {
+  TempDir dir;
+  auto key = TestKey();
+  auto ledger = OpenOrDie(dir.Sub("ledger"));
+  AppendSamples(ledger.get(), 0, 13);
+  auto note = ledger->Checkpoint(*key);
+  ASSERT_TRUE(note.ok()) << note.status().ToString();
+  auto cp = OpenCheckpoint(*note, VerifierOf(*key));
+  ASSERT_TRUE(cp.ok()) << cp.status().ToString();
+  auto head = ledger->TreeHeadAt();
+  ASSERT_TRUE(head.ok());
+  EXPECT_EQ(cp->origin, "example.com/ledger");
+  EXPECT_EQ(cp->size, 13u);
+  EXPECT_EQ(cp->root, head->root);
+  auto stored = ledger->Checkpoints();
+  ASSERT_TRUE(stored.ok());
+  ASSERT_EQ(stored->size(), 1u);
+  EXPECT_EQ((*stored)[0].note, *note);
+  EXPECT_EQ((*stored)[0].key_id, key->key_id());
+  // An empty ledger's checkpoint is the empty tree's.
+  auto empty = OpenOrDie(dir.Sub("empty"));
+  auto none = empty->Checkpoint(*key);
+  ASSERT_TRUE(none.ok()) << none.status().ToString();
+  auto opened = OpenCheckpoint(*none, VerifierOf(*key));
+  ASSERT_TRUE(opened.ok());
+  EXPECT_EQ(opened->size, 0u);
+  EXPECT_EQ(opened->root, Sha(""));
+  // A reader signs nothing.
+  ASSERT_TRUE(ledger->Close().ok());
+  auto reader = Ledger::OpenReader(dir.Sub("ledger"));
+  ASSERT_TRUE(reader.ok());
+  EXPECT_TRUE((*reader)->Checkpoint(*key).status().IsFailedPrecondition());
+}
+
+TEST(SignedCheckpoints, TheScheduleTakesThemByCountByTimeAndOnClose) {
+  TempDir dir;
+  auto key = TestKey();
+  std::mutex mu;
+  std::vector<std::string> sunk;
+  LedgerOptions o;
+  o.checkpoints.key = key;
+  o.checkpoints.every_records = 10;
+  o.checkpoints.sink = [&](const std::string& note) {
+    std::lock_guard<std::mutex> lock(mu);
+    sunk.push_back(note);
+    return Status::OK();
+  };
+  const auto sunk_count = [&] {
+    std::lock_guard<std::mutex> lock(mu);
+    return sunk.size();
+  };
+  const auto wait_for = [&](size_t n) {
+    for (int i = 0; i < 400 && sunk_count() < n; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    return sunk_count();
+  };
+  const std::string path = dir.Sub("ledger");
+  {
+    auto ledger = OpenOrDie(path, o);
+    AppendSamples(ledger.get(), 0, 9);
+    std::this_thread::sleep_for(std::chrono::milliseconds(120));
+    EXPECT_EQ(sunk_count(), 0u) << "9 records are fewer than the count";
+    AppendSamples(ledger.get(), 9, 3);
+    ASSERT_EQ(wait_for(1), 1u);
+    AppendSamples(ledger.get(), 12, 4);  // 16: 4 since the last, none due
+    std::this_thread::sleep_for(std::chrono::milliseconds(120));
+    EXPECT_EQ(sunk_count(), 1u);
+    EXPECT_TRUE(ledger->CheckpointStatus().ok());
+    ASSERT_TRUE(ledger->Close().ok());  // the closing one covers all 16
+  }
+  ASSERT_EQ(sunk_count(), 2u);
+  {
+    auto reader = Ledger::OpenReader(path);
+    ASSERT_TRUE(reader.ok());
+    EXPECT_EQ(CheckpointSizes(reader->get(), *key), (std::vector<uint64_t>{12, 16}));
+    const NoteVerifier v = VerifierOf(*key);
+    auto last = OpenCheckpoint(sunk.back(), v);
+    ASSERT_TRUE(last.ok());
+    EXPECT_EQ(last->size, 16u);
+  }
+  {
+    // Reopened and closed with nothing new: no checkpoint is signed again.
+    auto ledger = OpenOrDie(path, o);
+    ASSERT_TRUE(ledger->Close().ok());
+    EXPECT_EQ(sunk_count(), 2u);
+  }
+  {
+    // By time: a period with new records takes one, a quiet one none.
+    LedgerOptions t = o;
+    t.checkpoints.every_records = 0;
+    t.checkpoints.interval = std::chrono::milliseconds(30);
+    t.checkpoints.on_close = false;
+    auto ledger = OpenOrDie(path, t);
+    AppendSamples(ledger.get(), 16, 2);
+    EXPECT_EQ(wait_for(3), 3u);
+    std::this_thread::sleep_for(std::chrono::milliseconds(150));
+    EXPECT_EQ(sunk_count(), 3u) << "no new records, no new checkpoint";
+    AppendSamples(ledger.get(), 18, 1);
+    ASSERT_TRUE(ledger->Close().ok());  // on_close is off
+    auto reader = Ledger::OpenReader(path);
+    ASSERT_TRUE(reader.ok());
+    const std::vector<uint64_t> sizes = CheckpointSizes(reader->get(), *key);
+    ASSERT_FALSE(sizes.empty());
+    EXPECT_EQ(sizes.back() == 18 || sizes.back() == 19, true) << sizes.back();
+  }
+}
+
+TEST(SignedCheckpoints, AFailingSinkIsReportedRetriedAndReturnedByClose) {
+  TempDir dir;
+  auto key = TestKey();
+  std::atomic<int> calls{0};
+  std::atomic<bool> fail{true};
+  LedgerOptions o;
+  o.checkpoints.key = key;
+  o.checkpoints.every_records = 5;
+  o.checkpoints.sink = [&](const std::string&) {
+    ++calls;
+    return fail ? Status::IOError("the transparency log is unreachable") : Status::OK();
+  };
+  auto ledger = OpenOrDie(dir.Sub("ledger"), o);
+  AppendSamples(ledger.get(), 0, 5);
+  for (int i = 0; i < 400 && calls == 0; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  ASSERT_GE(calls.load(), 1);
+  for (int i = 0; i < 400 && ledger->CheckpointStatus().ok(); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  const Status failed = ledger->CheckpointStatus();
+  EXPECT_TRUE(failed.IsIOError()) << failed.ToString();
+  EXPECT_NE(failed.message().find("tree size 5"), std::string::npos) << failed.ToString();
+  EXPECT_NE(failed.message().find("unreachable"), std::string::npos) << failed.ToString();
+  // Retried while it fails; once it works the status clears.
+  const int before = calls;
+  for (int i = 0; i < 400 && calls == before; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  EXPECT_GT(calls.load(), before) << "a failed sink is called again";
+  fail = false;
+  for (int i = 0; i < 400 && !ledger->CheckpointStatus().ok(); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  EXPECT_TRUE(ledger->CheckpointStatus().ok()) << ledger->CheckpointStatus().ToString();
+  // The closing checkpoint fails: Close says so, and the records are kept.
+  AppendSamples(ledger.get(), 5, 1);
+  fail = true;
+  const Status closed = ledger->Close();
+  EXPECT_TRUE(closed.IsIOError()) << closed.ToString();
+  EXPECT_NE(closed.message().find("closing checkpoint"), std::string::npos) << closed.ToString();
+  auto reader = Ledger::OpenReader(dir.Sub("ledger"));
+  ASSERT_TRUE(reader.ok());
+  auto head = (*reader)->GetHead();
+  ASSERT_TRUE(head.ok());
+  EXPECT_EQ(head->seq, 6u);
+}
+
+TEST(SignedCheckpoints, ARewrittenHistoryFailsAgainstTheSignedCheckpoints) {
+  TempDir dir;
+  auto key = TestKey();
+  const std::string path = dir.Sub("ledger");
+  std::string external;  // kept off the host
+  {
+    auto ledger = OpenOrDie(path);
+    AppendSamples(ledger.get(), 0, 10);
+    ASSERT_TRUE(ledger->Checkpoint(*key).ok());
+    AppendSamples(ledger.get(), 10, 10);
+    ASSERT_TRUE(ledger->Checkpoint(*key).ok());
+    AppendSamples(ledger.get(), 20, 10);  // record 21 is a denial
+    auto note = ledger->Checkpoint(*key);
+    ASSERT_TRUE(note.ok());
+    external = *note;
+    ASSERT_TRUE(ledger->Close().ok());
+  }
+  const NoteVerifier v = VerifierOf(*key);
+  const auto verify = [&](const std::string& note) -> Result<VerifyReport> {
+    auto reader = Ledger::OpenReader(path);
+    if (!reader.ok()) return reader.status();
+    return VerifyAgainstCheckpoint(**reader, note, v, VerifyOptions{});
+  };
+  auto intact = verify(external);
+  ASSERT_TRUE(intact.ok()) << intact.status().ToString();
+  EXPECT_TRUE(intact->ok) << Describe(*intact);
+
+  Rewrite(path, 21, 30, [](uint64_t seq, Record* r) {
+    if (seq == 21) {
+      r->effect = "allow";
+      r->reasons.clear();
+    }
+  });
+  auto r = verify(external);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->problem, VerifyProblem::kCheckpointMismatch) << Describe(*r);
+  EXPECT_EQ(r->bad_seq, 30u);
+  EXPECT_NE(r->message.find("still matches the checkpoint of size 20"), std::string::npos)
+      << r->message;
+
+  // The attacker also replaces the stored checkpoint of size 30 with a
+  // forgery: the stored one no longer verifies, and is named.
+  {
+    auto db = RawDb::Open(path);
+    ASSERT_NE(db, nullptr);
+    std::string forged = external;
+    forged[forged.size() - 10] ^= 0x01;
+    db->Put(db->tree(), merkle::CheckpointKey(30, key->key_id()), forged);
+  }
+  auto f = verify(external);
+  ASSERT_TRUE(f.ok()) << f.status().ToString();
+  EXPECT_EQ(f->problem, VerifyProblem::kCheckpointMismatch) << Describe(*f);
+  EXPECT_NE(f->message.find("does not verify"), std::string::npos) << f->message;
+
+  // Bad evidence is the caller's error, not a verdict on the ledger.
+  auto other = TestKey();
+  auto wrong = verify(*SignCheckpoint(*other, 30, Sha("x")));
+  EXPECT_TRUE(wrong.status().IsCorruption()) << wrong.status().ToString();
+  auto altered = external;
+  altered.replace(altered.find("\n30\n"), 4, "\n31\n");
+  EXPECT_FALSE(verify(altered).ok());
 }
 
 }  // namespace

@@ -330,7 +330,9 @@ Result<EraseReport> EraseRecords(RocksStore* store, Writer* writer, const EraseR
   }
   report.erased = report.seqs.size();
 
-  for (const auto& [hash, gone] : by_user_hash) {
+  for (const auto& entry : by_user_hash) {
+    const auto hash = entry.first;  // named, not bound: lambdas capture them
+    const auto& gone = entry.second;
     BASTION_RETURN_IF_ERROR(ForEachUserBlock(
         store, hash, upto, [&](const std::string& key, const std::vector<uint64_t>& seqs) {
           std::vector<uint64_t> kept;

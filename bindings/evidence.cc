@@ -3,14 +3,13 @@
 #include <openssl/crypto.h>
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
-#include <fstream>
 #include <memory>
 #include <optional>
-#include <sstream>
 #include <string>
 
 #include <fmt/format.h>
@@ -48,10 +47,14 @@ Hash RootFromPython(py::handle root) {
     throw py::type_error(fmt::format("root must be bytes (32) or a hex str, got {}",
                                      Py_TYPE(root.ptr())->tp_name));
   }
-  py::buffer_info info = py::reinterpret_borrow<py::buffer>(root).request();
-  const size_t n = static_cast<size_t>(info.size * info.itemsize);
+  // A contiguous view only: a strided one (memoryview[::-1]) is refused
+  // rather than read past or around.
+  Py_buffer view;
+  if (PyObject_GetBuffer(root.ptr(), &view, PyBUF_SIMPLE) != 0) throw py::error_already_set();
+  const size_t n = static_cast<size_t>(view.len);
+  if (n == 32) std::memcpy(h.data(), view.buf, 32);
+  PyBuffer_Release(&view);
   if (n != 32) ThrowInvalid(fmt::format("root is {} bytes; a SHA-256 root is 32", n));
-  std::memcpy(h.data(), info.ptr, 32);
   return h;
 }
 
@@ -122,6 +125,8 @@ bool Finalizing() {
 #endif
 }
 
+thread_local bool in_checkpoint_sink = false;
+
 // A Python callable kept by the core beyond any call: released with the GIL.
 struct PyCallable {
   py::object fn;
@@ -184,6 +189,8 @@ std::string PathString(py::handle h, const char* what) {
 
 }  // namespace
 
+bool InCheckpointSink() { return in_checkpoint_sink; }
+
 std::shared_ptr<const SigningKey> SigningKeyArg(py::handle key, const char* what) {
   if (py::isinstance<PySigningKey>(key)) return key.cast<const PySigningKey&>().shared();
   if (!IsPath(key)) {
@@ -191,14 +198,30 @@ std::shared_ptr<const SigningKey> SigningKeyArg(py::handle key, const char* what
                                      what, Py_TYPE(key.ptr())->tp_name));
   }
   const std::string path = PathString(key, what);
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
+  // One buffer, sized once and wiped: no stream buffers keep the key.
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  struct stat st;
+  if (fd < 0 || ::fstat(fd, &st) != 0) {
+    const int err = errno;
+    if (fd >= 0) ::close(fd);
     ThrowStatus(Status::NotFound(fmt::format("{}: cannot read key file '{}': {}", what, path,
-                                             std::strerror(errno))));
+                                             std::strerror(err))));
   }
-  std::ostringstream text;
-  text << in.rdbuf();
-  std::string s = text.str();
+  if (st.st_size > (1 << 20)) {
+    ::close(fd);
+    ThrowInvalid(fmt::format("{}: key file '{}' is {} bytes; a key file is a few hundred", what,
+                             path, static_cast<int64_t>(st.st_size)));
+  }
+  std::string s(static_cast<size_t>(st.st_size), '\0');
+  size_t got = 0;
+  while (got < s.size()) {
+    const ssize_t n = ::read(fd, s.data() + got, s.size() - got);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    got += static_cast<size_t>(n);
+  }
+  ::close(fd);
+  s.resize(got);
   Result<SigningKey> k = SigningKey::FromText(s);
   OPENSSL_cleanse(s.data(), s.size());
   if (!k.ok()) ThrowStatus(k.status().WithContext(fmt::format("{}: key file '{}'", what, path)));
@@ -229,13 +252,17 @@ CheckpointSchedule ScheduleArgs(py::handle signing_key, uint64_t every, double i
     auto holder = std::make_shared<PyCallable>();
     holder->fn = py::reinterpret_borrow<py::object>(sink);
     s.sink = [holder](const std::string& note) -> Status {
+      if (Finalizing()) return Status::FailedPrecondition("the Python interpreter is exiting");
       py::gil_scoped_acquire acquire;
+      in_checkpoint_sink = true;
+      Status out;
       try {
         holder->fn(py::str(note));
-        return Status::OK();
       } catch (py::error_already_set& e) {
-        return Status::Internal(fmt::format("checkpoint_sink raised {}", e.what()));
+        out = Status::Internal(fmt::format("checkpoint_sink raised {}", e.what()));
       }
+      in_checkpoint_sink = false;
+      return out;
     };
   } else {
     throw py::type_error(fmt::format("checkpoint_sink must be a path or a callable, got {}",

@@ -26,6 +26,11 @@ std::shared_ptr<const SigningKey> SigningKeyArg(pybind11::handle key, const char
 CheckpointSchedule ScheduleArgs(pybind11::handle signing_key, uint64_t every,
                                 double interval_seconds, pybind11::handle sink);
 
+// True on a ledger's checkpoint thread while it runs a Python sink. Closing
+// the ledger there would join that very thread: a ledger or guard dropped
+// there is closed on a thread of its own, and close() is refused.
+bool InCheckpointSink();
+
 }  // namespace bastion::py_bindings
 
 #endif  // BASTION_BINDINGS_EVIDENCE_H_

@@ -3,6 +3,7 @@
 #include <optional>
 #include <span>
 #include <string_view>
+#include <thread>
 
 #include <fmt/format.h>
 #include <pybind11/pybind11.h>
@@ -267,7 +268,20 @@ class PyGuard {
       return Guard::Open(std::move(o));
     }();
     auto out = std::make_shared<PyGuard>();
-    out->guard_ = std::shared_ptr<Guard>(Unwrap(std::move(r)));
+    // Whoever drops the last reference (the _Guard, or a GuardedCall that
+    // outlives it) may hold the GIL while the ledger's checkpoint thread
+    // waits for it in a Python sink: the guard closes without the GIL, and
+    // off that thread when dropped in the sink.
+    out->guard_ = std::shared_ptr<Guard>(Unwrap(std::move(r)).release(), [](Guard* g) {
+      if (InCheckpointSink()) {
+        std::thread([g] { delete g; }).detach();
+      } else if (Py_IsInitialized() && PyGILState_Check()) {
+        py::gil_scoped_release release;
+        delete g;
+      } else {
+        delete g;
+      }
+    });
     return out;
   }
 
@@ -361,6 +375,10 @@ class PyGuard {
 
   void Close() {
     if (!guard_) return;
+    if (InCheckpointSink()) {
+      ThrowStatus(Status::FailedPrecondition(
+          "a checkpoint sink cannot close the guard whose checkpoint it receives"));
+    }
     Status s;
     {
       py::gil_scoped_release release;
@@ -370,15 +388,6 @@ class PyGuard {
     ThrowIfError(s);
   }
   bool closed() const { return guard_ == nullptr; }
-
-  // The ledger's scheduled checkpoints may call Python (checkpoint_sink) on
-  // their own thread: closing the last owner of the guard must not hold the GIL.
-  ~PyGuard() {
-    if (guard_ && guard_.use_count() == 1 && Py_IsInitialized()) {
-      py::gil_scoped_release release;
-      guard_.reset();
-    }
-  }
 
  private:
   const std::shared_ptr<Guard>& Get() const {

@@ -3,6 +3,7 @@
 #include <exception>
 #include <memory>
 #include <optional>
+#include <thread>
 
 #include <fmt/format.h>
 #include <pybind11/functional.h>
@@ -379,6 +380,11 @@ class PyLedger {
     if (!checkpoint.is_none()) {
       note = std::string(Utf8View(checkpoint, "checkpoint"));
       note_verifier.emplace(Unwrap(NoteVerifier::Parse(Utf8View(verifier, "verifier"))));
+      // Bad evidence is the caller's (VerificationError); what fails after
+      // this is the ledger's.
+      if (auto opened = OpenCheckpoint(note, *note_verifier); !opened.ok()) {
+        ThrowVerification(opened.status().WithContext("verify: the checkpoint"));
+      }
     }
     VerifyOptions o;
     o.from_seq = from_seq;
@@ -437,12 +443,7 @@ class PyLedger {
       }
     }
     if (callback_error) std::rethrow_exception(callback_error);
-    if (!note_error.ok()) {
-      if (note_error.IsInvalidArgument() || note_error.IsCorruption()) {
-        ThrowVerification(note_error.WithContext("verify: the checkpoint"));
-      }
-      ThrowStatus(note_error);
-    }
+    if (!note_error.ok()) ThrowStatus(note_error);
     if (!report.error.ok()) ThrowStatus(report.error);
     return report;
   }
@@ -565,6 +566,10 @@ class PyLedger {
 
   void Close() {
     if (!ledger_) return;
+    if (InCheckpointSink()) {
+      ThrowStatus(Status::FailedPrecondition(
+          "a checkpoint sink cannot close the ledger whose checkpoint it receives"));
+    }
     Status s;
     {
       py::gil_scoped_release release;
@@ -605,10 +610,14 @@ class PyLedger {
   // A scheduled checkpoint's sink may be Python code, run on the ledger's
   // checkpoint thread: closing (which joins that thread) must not hold the GIL.
   ~PyLedger() {
-    if (ledger_ && Py_IsInitialized()) {
-      py::gil_scoped_release release;
-      ledger_.reset();
+    if (!ledger_ || !Py_IsInitialized()) return;
+    if (InCheckpointSink()) {
+      std::thread([l = std::move(ledger_)]() mutable { l.reset(); }).detach();
+      return;
     }
+    if (PyGILState_Check() == 0) return;  // unique_ptr closes it without the GIL
+    py::gil_scoped_release release;
+    ledger_.reset();
   }
 
   bool closed() const { return closed_; }

@@ -277,3 +277,66 @@ def test_the_evidence_commands(tmp_path: Path) -> None:
                          str(tmp_path / "cp.txt"), "--verifier", verifier)
     assert caught.returncode == 1, caught.stdout + caught.stderr
     assert "checkpoint_mismatch" in caught.stdout
+
+
+def test_a_guard_dropped_while_its_sink_runs_does_not_deadlock(tmp_path: Path) -> None:
+    # The last reference to a guard goes with a GuardedCall, on the main
+    # thread holding the GIL, while the checkpoint thread is in a Python sink.
+    code = f"""
+import threading, time, bastion
+key = bastion.SigningKey.generate({NAME!r})
+entered = threading.Event()
+def sink(note):
+    entered.set()
+    time.sleep(0.3)
+g = bastion.Guard.open({str(tmp_path / "guard")!r}, signing_key=key,
+                       checkpoint_interval=0.01, checkpoint_sink=sink)
+call = g.begin_model("gpt-4o", "hi", agent_id="a")
+del g
+assert entered.wait(10)
+del call
+print("closed")
+"""
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and "closed" in r.stdout, r.stderr
+    with bastion.Ledger.open(str(tmp_path / "guard" / "ledger"), reader=True) as reader:
+        assert reader.checkpoints()[-1][0] == reader.head()["seq"]
+
+
+def test_a_sink_cannot_close_its_ledger(tmp_path: Path, key) -> None:
+    path = str(tmp_path / "ledger")
+    errors: list[BaseException] = []
+    holder: dict[str, bastion.Ledger] = {}
+
+    def sink(note: str) -> None:
+        try:
+            holder["ledger"].close()
+        except bastion.Error as e:
+            errors.append(e)
+
+    holder["ledger"] = ledger = bastion.Ledger.open(path, signing_key=key, checkpoint_every=1,
+                                                    checkpoint_sink=sink)
+    ledger.append(realistic_record(0))
+    deadline = time.monotonic() + 10
+    while not errors and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert errors and "cannot close the ledger" in str(errors[0])
+    ledger.close()
+    assert ledger.closed
+
+
+def test_roots_must_be_contiguous_and_keys_unencrypted(tmp_path: Path, key) -> None:
+    with pytest.raises(BufferError):
+        key.sign_checkpoint(1, memoryview(bytes(range(64)))[::2])
+    with pytest.raises(ValueError, match="32"):
+        key.sign_checkpoint(1, bytes(31))
+    assert key.sign_checkpoint(1, bytearray(32)) == key.sign_checkpoint(1, bytes(32))
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    pem = Ed25519PrivateKey.generate().private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.BestAvailableEncryption(b"secret"))
+    (tmp_path / "enc.pem").write_text(f"bastion-signing-key: {NAME}\n" + pem.decode())
+    with pytest.raises(ValueError, match="not an unencrypted PEM private key"):
+        bastion.SigningKey.load(tmp_path / "enc.pem")

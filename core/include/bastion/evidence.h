@@ -162,7 +162,8 @@ Result<Checkpoint> OpenCheckpoint(std::string_view signed_note, const NoteVerifi
 // must verify too. A history rewritten or rolled back after one of them fails
 // (kCheckpointMismatch / kRolledBack, naming the smallest disagreeing size);
 // a stored checkpoint of this key whose signature fails is reported as
-// kCheckpointMismatch at its size. The note's own errors are returned as
+// kCheckpointMismatch at its size. Of more than 1024 stored checkpoints an
+// even sample (and the newest) is checked. The note's own errors are returned as
 // OpenCheckpoint returns them (the caller's evidence is bad, not the ledger).
 Result<VerifyReport> VerifyAgainstCheckpoint(Ledger& ledger, std::string_view signed_note,
                                              const NoteVerifier& verifier,

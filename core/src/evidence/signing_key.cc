@@ -15,6 +15,8 @@ namespace {
 
 constexpr std::string_view kPemHeader = "bastion-signing-key: ";
 constexpr std::string_view kGoPrefix = "PRIVATE+KEY+";
+// A PEM key is a few hundred bytes; BIO_new_mem_buf takes an int length.
+constexpr size_t kMaxKeyTextBytes = 64 << 10;
 
 struct PkeyFree {
   void operator()(EVP_PKEY* p) const { EVP_PKEY_free(p); }
@@ -195,9 +197,16 @@ Result<SigningKey> SigningKey::FromText(std::string_view text) {
   Status s = CheckKeyName(name);
   if (!s.ok()) return s.WithContext("signing key");
   const std::string_view pem = text.substr(eol + 1);
+  if (pem.size() > kMaxKeyTextBytes) {
+    return Status::InvalidArgument(fmt::format("signing key: {} bytes of PEM; a key is a few "
+                                               "hundred", pem.size()));
+  }
   std::unique_ptr<BIO, BioFree> bio(BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())));
   if (!bio) return Status::Internal("OpenSSL could not allocate a buffer");
-  EVP_PKEY* p = PEM_read_bio_PrivateKey(bio.get(), nullptr, nullptr, nullptr);
+  // No password callback: an encrypted key fails here instead of prompting
+  // on the terminal.
+  pem_password_cb* no_password = [](char*, int, int, void*) { return 0; };
+  EVP_PKEY* p = PEM_read_bio_PrivateKey(bio.get(), nullptr, no_password, nullptr);
   if (p == nullptr) {
     return Status::InvalidArgument(
         "signing key: the text after the first line is not an unencrypted PEM private key");

@@ -9,13 +9,22 @@
 
 namespace bastion {
 
+namespace {
+
+// Signs `head` and stores the checkpoint; its signed note.
+Result<std::string> SignAndStore(Ledger* ledger, const SigningKey& key, const TreeHead& head) {
+  auto note = SignCheckpoint(key, head.size, head.root);
+  if (!note.ok()) return note.status();
+  BASTION_RETURN_IF_ERROR(ledger->PutCheckpoint({head.size, key.key_id(), *note}));
+  return note;
+}
+
+}  // namespace
+
 Result<std::string> Ledger::Checkpoint(const SigningKey& key) {
   auto head = TreeHeadAt(std::nullopt);
   if (!head.ok()) return head.status().WithContext("taking a checkpoint");
-  auto note = SignCheckpoint(key, head->size, head->root);
-  if (!note.ok()) return note.status();
-  BASTION_RETURN_IF_ERROR(PutCheckpoint({head->size, key.key_id(), *note}));
-  return note;
+  return SignAndStore(this, key, *head);
 }
 
 Checkpointer::Checkpointer(Ledger* ledger, CheckpointSchedule schedule, uint64_t last_size)
@@ -82,7 +91,7 @@ Status Checkpointer::TakeIfNew() {
     if (!fresh) last_at_ = std::chrono::steady_clock::now();
   }
   if (s.ok() && fresh) {
-    auto note = ledger_->Checkpoint(*schedule_.key);
+    auto note = SignAndStore(ledger_, *schedule_.key, *head);  // the size recorded below
     s = note.status();
     if (s.ok() && schedule_.sink) {
       s = schedule_.sink(*note).WithContext(

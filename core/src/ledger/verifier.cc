@@ -643,9 +643,16 @@ VerifyReport VerifyLedger(RocksStore* store, const VerifyOptions& options) {
   };
   std::optional<TreeHead> agreed;  // the largest trusted head that agrees so far
   bool disagreed = false;
+  std::vector<TreeHead> trusted = options.trusted;  // by size, for lookups
+  std::stable_sort(trusted.begin(), trusted.end(),
+                   [](const TreeHead& a, const TreeHead& b) { return a.size < b.size; });
   auto compare_trusted = [&](uint64_t size, const Hash& root) {
-    for (const TreeHead& t : options.trusted) {
-      if (t.size != size || disagreed) continue;
+    auto first = std::lower_bound(
+        trusted.begin(), trusted.end(), size,
+        [](const TreeHead& t, uint64_t s) { return t.size < s; });
+    for (auto it = first; it != trusted.end() && it->size == size; ++it) {
+      const TreeHead& t = *it;
+      if (disagreed) continue;
       if (t.root == root) {
         agreed = t;
         continue;

@@ -76,7 +76,8 @@ struct CheckpointSchedule {
   // Receives each new checkpoint's signed note once it is stored, on the
   // ledger's checkpoint thread or in Close. An error is kept (see
   // Ledger::CheckpointStatus), returned by Close, and the sink is called again
-  // with the next checkpoint.
+  // with the next checkpoint. The sink must not close or destroy the ledger
+  // (Close joins the thread the sink runs on).
   std::function<Status(const std::string& note)> sink;
 };
 

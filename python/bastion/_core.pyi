@@ -113,6 +113,10 @@ class Ledger:
         group_sync_interval_ms: float = 10.0,
         queue_capacity: int = 65536,
         reader: bool = False,
+        signing_key: SigningKey | str | os.PathLike[str] | None = None,
+        checkpoint_every: int = 0,
+        checkpoint_interval: float = 0.0,
+        checkpoint_sink: str | os.PathLike[str] | Callable[[str], object] | None = None,
     ) -> Ledger: ...
     @staticmethod
     def repair(
@@ -169,7 +173,10 @@ class Ledger:
         progress: Callable[[int, int], bool | None] | None = None,
         threads: int = 0,
         trusted: Sequence[tuple[int, bytes]] | None = None,
+        checkpoint: str | None = None,
+        verifier: str | None = None,
     ) -> VerifyReport: ...
+    def checkpoint(self, key: SigningKey | str | os.PathLike[str]) -> str: ...
     def head(self) -> dict[str, Any]: ...
     def tree_head(self, size: int | None = None) -> tuple[int, bytes]: ...
     def inclusion_proof(self, seq: int, tree_size: int | None = None) -> list[bytes]: ...
@@ -513,6 +520,9 @@ class _Guard:
         durability: Durability, high_risk_durability: Durability, clock: ManualClock | None,
         default_max_output_tokens: int, deny_unpriced_budgeted_calls: bool,
         calls_path: str = "", idempotency_retention: float = 86400.0,
+        signing_key: SigningKey | str | os.PathLike[str] | None = None,
+        checkpoint_every: int = 0, checkpoint_interval: float = 0.0,
+        checkpoint_sink: str | os.PathLike[str] | Callable[[str], object] | None = None,
     ) -> _Guard: ...
     # fields: CallFields plus input_tokens, max_output_tokens, parent_span_id,
     # request_id, idempotency_key.

@@ -19,6 +19,7 @@
 #include "bastion/glob.h"
 #include "bastion/money.h"
 #include "ledger/rocks_store.h"
+#include "util/byte_codec.h"
 #include "util/path_arg.h"
 
 namespace bastion {
@@ -28,62 +29,8 @@ namespace {
 constexpr uint8_t kStateVersion = 1;
 constexpr std::string_view kKeyPrefix = "budget/";
 
-// --- encoding: little-endian fixed-width integers, u32-length strings ---
-
-void PutU64(std::string* out, uint64_t v) {
-  for (int i = 0; i < 8; ++i) out->push_back(static_cast<char>((v >> (8 * i)) & 0xFF));
-}
-void PutI64(std::string* out, int64_t v) { PutU64(out, static_cast<uint64_t>(v)); }
-void PutString(std::string* out, std::string_view s) {
-  const auto n = static_cast<uint32_t>(s.size());
-  for (int i = 0; i < 4; ++i) out->push_back(static_cast<char>((n >> (8 * i)) & 0xFF));
-  out->append(s);
-}
-
-class Decoder {
- public:
-  explicit Decoder(std::string_view data) : data_(data) {}
-  bool U64(uint64_t* v) {
-    if (data_.size() - pos_ < 8) return false;
-    uint64_t r = 0;
-    for (int i = 0; i < 8; ++i) r |= uint64_t{static_cast<uint8_t>(data_[pos_ + i])} << (8 * i);
-    pos_ += 8;
-    *v = r;
-    return true;
-  }
-  bool I64(int64_t* v) {
-    uint64_t u;
-    if (!U64(&u)) return false;
-    *v = static_cast<int64_t>(u);
-    return true;
-  }
-  bool Count(uint64_t* n) {
-    // Each element takes at least 8 bytes, so a count beyond that is damage,
-    // not a reason to reserve gigabytes.
-    return U64(n) && *n <= (data_.size() - pos_) / 8;
-  }
-  bool String(std::string* s) {
-    if (data_.size() - pos_ < 4) return false;
-    uint32_t n = 0;
-    for (int i = 0; i < 4; ++i) n |= uint32_t{static_cast<uint8_t>(data_[pos_ + i])} << (8 * i);
-    pos_ += 4;
-    if (data_.size() - pos_ < n) return false;
-    s->assign(data_.substr(pos_, n));
-    pos_ += n;
-    return true;
-  }
-  bool Byte(uint8_t* b) {
-    if (pos_ >= data_.size()) return false;
-    *b = static_cast<uint8_t>(data_[pos_++]);
-    return true;
-  }
-  bool done() const { return pos_ == data_.size(); }
-  size_t pos() const { return pos_; }
-
- private:
-  std::string_view data_;
-  size_t pos_ = 0;
-};
+// Each element of a list takes at least 8 bytes.
+constexpr size_t kMinElementBytes = 8;
 
 // What the saved numbers mean: restoring spend of a daily window into a
 // monthly one, or per-user spend into a per-tenant budget, would be wrong.
@@ -95,22 +42,22 @@ std::string Fingerprint(const BudgetSpec& spec) {
 std::string EncodeState(const BudgetSpec& spec, const BudgetSnapshot& s) {
   std::string out;
   out.push_back(static_cast<char>(kStateVersion));
-  PutString(&out, Fingerprint(spec));
+  PutStr(&out, Fingerprint(spec));
   PutU64(&out, s.windows.size());
   for (const auto& w : s.windows) {
-    PutString(&out, w.key);
+    PutStr(&out, w.key);
     PutI64(&out, w.start_ns);
     PutI64(&out, w.spent_nanousd);
   }
   PutU64(&out, s.rolling.size());
   for (const auto& r : s.rolling) {
-    PutString(&out, r.key);
+    PutStr(&out, r.key);
     PutI64(&out, r.at_ns);
     PutI64(&out, r.amount_nanousd);
   }
   PutU64(&out, s.alerts.size());
   for (const auto& a : s.alerts) {
-    PutString(&out, a.key);
+    PutStr(&out, a.key);
     PutU64(&out, a.threshold_index);
     PutI64(&out, a.last_fired_ns);
     PutI64(&out, a.window_start_ns);
@@ -118,7 +65,7 @@ std::string EncodeState(const BudgetSpec& spec, const BudgetSnapshot& s) {
   PutU64(&out, s.outstanding.size());
   for (const auto& o : s.outstanding) {
     PutU64(&out, o.id);
-    PutString(&out, o.key);
+    PutStr(&out, o.key);
     PutI64(&out, o.estimate_nanousd);
     PutI64(&out, o.reserved_at_ns);
     PutI64(&out, o.window.start_ns);
@@ -136,7 +83,7 @@ std::string EncodeState(const BudgetSpec& spec, const BudgetSnapshot& s) {
 // Corruption naming the budget and the byte offset when `data` is damaged.
 Status DecodeState(std::string_view id, std::string_view data, std::string* fingerprint,
                    BudgetSnapshot* s) {
-  Decoder d(data);
+  ByteReader d(data);
   auto damaged = [&](std::string_view what) {
     return Status::Corruption(
         fmt::format("saved state of budget '{}' is damaged: {} at byte {}", id, what, d.pos()));
@@ -148,37 +95,37 @@ Status DecodeState(std::string_view id, std::string_view data, std::string* fing
         "saved state of budget '{}' has format version {} (this build reads {})", id, version,
         kStateVersion));
   }
-  if (!d.String(fingerprint)) return damaged("truncated fingerprint");
+  if (!d.Str(fingerprint)) return damaged("truncated fingerprint");
   s->budget_id = std::string(id);
   uint64_t n = 0;
-  if (!d.Count(&n)) return damaged("bad window count");
+  if (!d.Count(&n, kMinElementBytes)) return damaged("bad window count");
   s->windows.resize(n);
   for (auto& w : s->windows) {
-    if (!d.String(&w.key) || !d.I64(&w.start_ns) || !d.I64(&w.spent_nanousd)) {
+    if (!d.Str(&w.key) || !d.I64(&w.start_ns) || !d.I64(&w.spent_nanousd)) {
       return damaged("truncated window");
     }
   }
-  if (!d.Count(&n)) return damaged("bad rolling count");
+  if (!d.Count(&n, kMinElementBytes)) return damaged("bad rolling count");
   s->rolling.resize(n);
   for (auto& r : s->rolling) {
-    if (!d.String(&r.key) || !d.I64(&r.at_ns) || !d.I64(&r.amount_nanousd)) {
+    if (!d.Str(&r.key) || !d.I64(&r.at_ns) || !d.I64(&r.amount_nanousd)) {
       return damaged("truncated rolling entry");
     }
   }
-  if (!d.Count(&n)) return damaged("bad alert count");
+  if (!d.Count(&n, kMinElementBytes)) return damaged("bad alert count");
   s->alerts.resize(n);
   for (auto& a : s->alerts) {
     uint64_t index = 0;
-    if (!d.String(&a.key) || !d.U64(&index) || !d.I64(&a.last_fired_ns) ||
+    if (!d.Str(&a.key) || !d.U64(&index) || !d.I64(&a.last_fired_ns) ||
         !d.I64(&a.window_start_ns)) {
       return damaged("truncated alert mark");
     }
     a.threshold_index = static_cast<size_t>(index);
   }
-  if (!d.Count(&n)) return damaged("bad reservation count");
+  if (!d.Count(&n, kMinElementBytes)) return damaged("bad reservation count");
   s->outstanding.resize(n);
   for (auto& o : s->outstanding) {
-    if (!d.U64(&o.id) || !d.String(&o.key) || !d.I64(&o.estimate_nanousd) ||
+    if (!d.U64(&o.id) || !d.Str(&o.key) || !d.I64(&o.estimate_nanousd) ||
         !d.I64(&o.reserved_at_ns) || !d.I64(&o.window.start_ns) || !d.I64(&o.window.end_ns)) {
       return damaged("truncated reservation");
     }

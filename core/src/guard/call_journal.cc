@@ -20,6 +20,7 @@
 
 #include "bastion/call.h"
 #include "ledger/rocks_store.h"
+#include "util/byte_codec.h"
 
 namespace bastion::guard {
 
@@ -31,20 +32,8 @@ constexpr std::string_view kMemo = "m/";
 constexpr std::string_view kOpen = "o/";
 constexpr std::string_view kOver = "e/";
 
-class Encoder {
+class Encoder : public ByteWriter {
  public:
-  std::string out;
-  void Byte(uint8_t b) { out.push_back(static_cast<char>(b)); }
-  void Bool(bool b) { Byte(b ? 1 : 0); }
-  void U64(uint64_t v) {
-    for (int i = 0; i < 8; ++i) out.push_back(static_cast<char>((v >> (8 * i)) & 0xFF));
-  }
-  void I64(int64_t v) { U64(static_cast<uint64_t>(v)); }
-  void Str(std::string_view s) {
-    const auto n = static_cast<uint32_t>(s.size());
-    for (int i = 0; i < 4; ++i) out.push_back(static_cast<char>((n >> (8 * i)) & 0xFF));
-    out.append(s);
-  }
   void OptStr(const std::optional<std::string>& s) {
     Bool(s.has_value());
     if (s) Str(*s);
@@ -125,49 +114,9 @@ class Encoder {
   }
 };
 
-class Decoder {
+class Decoder : public ByteReader {
  public:
-  explicit Decoder(std::string_view data) : data_(data) {}
-  bool Byte(uint8_t* b) {
-    if (pos_ >= data_.size()) return false;
-    *b = static_cast<uint8_t>(data_[pos_++]);
-    return true;
-  }
-  bool Bool(bool* b) {
-    uint8_t v;
-    if (!Byte(&v) || v > 1) return false;
-    *b = v == 1;
-    return true;
-  }
-  bool U64(uint64_t* v) {
-    if (data_.size() - pos_ < 8) return false;
-    uint64_t r = 0;
-    for (int i = 0; i < 8; ++i) r |= uint64_t{static_cast<uint8_t>(data_[pos_ + i])} << (8 * i);
-    pos_ += 8;
-    *v = r;
-    return true;
-  }
-  bool I64(int64_t* v) {
-    uint64_t u;
-    if (!U64(&u)) return false;
-    *v = static_cast<int64_t>(u);
-    return true;
-  }
-  // A count of elements of at least `min_bytes` each: more than the bytes
-  // left can hold is damage, not a reason to allocate.
-  bool Count(uint64_t* n, size_t min_bytes = 1) {
-    return U64(n) && *n <= (data_.size() - pos_) / min_bytes;
-  }
-  bool Str(std::string* s) {
-    if (data_.size() - pos_ < 4) return false;
-    uint32_t n = 0;
-    for (int i = 0; i < 4; ++i) n |= uint32_t{static_cast<uint8_t>(data_[pos_ + i])} << (8 * i);
-    pos_ += 4;
-    if (data_.size() - pos_ < n) return false;
-    s->assign(data_.substr(pos_, n));
-    pos_ += n;
-    return true;
-  }
+  using ByteReader::ByteReader;
   bool OptStr(std::optional<std::string>* s) {
     bool has;
     if (!Bool(&has)) return false;
@@ -291,12 +240,6 @@ class Decoder {
     }
     return Bool(&d->decided);
   }
-  bool done() const { return pos_ == data_.size(); }
-  size_t pos() const { return pos_; }
-
- private:
-  std::string_view data_;
-  size_t pos_ = 0;
 };
 
 std::string BigEndian(int64_t v) {

@@ -4,6 +4,9 @@
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 
+#include <optional>
+#include <string_view>
+
 #include <fmt/format.h>
 
 #include "bastion/evidence.h"
@@ -78,6 +81,18 @@ std::string_view TrimSpace(std::string_view s) {
   return s;
 }
 
+// The fields of a key text "<name>+<hex8 id>+<key>": the name and the id
+// hold no '+', the base64 key may. Nullopt when a field is missing.
+struct KeyFields {
+  std::string_view name, id, key;
+};
+std::optional<KeyFields> SplitKeyText(std::string_view text) {
+  const size_t p1 = text.find('+');
+  const size_t p2 = p1 == std::string_view::npos ? p1 : text.find('+', p1 + 1);
+  if (p2 == std::string_view::npos) return std::nullopt;
+  return KeyFields{text.substr(0, p1), text.substr(p1 + 1, p2 - p1 - 1), text.substr(p2 + 1)};
+}
+
 }  // namespace
 
 Status CheckKeyName(std::string_view name) {
@@ -143,17 +158,12 @@ Result<SigningKey> SigningKey::FromText(std::string_view text) {
   text = TrimSpace(text);
   if (text.substr(0, kGoPrefix.size()) == kGoPrefix) {
     // PRIVATE+KEY+<name>+<hex8 id>+<base64(0x01 || seed)>
-    std::string_view rest = text.substr(kGoPrefix.size());
-    // The name and the id hold no '+'; the base64 key may.
-    const size_t p1 = rest.find('+');
-    const size_t p2 = p1 == std::string_view::npos ? p1 : rest.find('+', p1 + 1);
-    if (p2 == std::string_view::npos) {
+    const std::optional<KeyFields> fields = SplitKeyText(text.substr(kGoPrefix.size()));
+    if (!fields) {
       return Status::InvalidArgument(
           "signer key: expected PRIVATE+KEY+<name>+<key id>+<key>, a field is missing");
     }
-    const std::string_view name = rest.substr(0, p1);
-    const std::string_view id_text = rest.substr(p1 + 1, p2 - p1 - 1);
-    const std::string_view key_text = rest.substr(p2 + 1);
+    const auto [name, id_text, key_text] = *fields;
     Status s = CheckKeyName(name);
     if (!s.ok()) return s.WithContext("signer key");
     const auto id = note::ParseHex8(id_text);
@@ -282,18 +292,14 @@ NoteVerifier::~NoteVerifier() = default;
 
 Result<NoteVerifier> NoteVerifier::Parse(std::string_view text) {
   text = TrimSpace(text);
-  // <name>+<hex8 id>+<base64 key>: the name and the id hold no '+', the
-  // base64 key may.
-  const size_t p1 = text.find('+');
-  const size_t p2 = p1 == std::string_view::npos ? p1 : text.find('+', p1 + 1);
+  // <name>+<hex8 id>+<base64 key>
   if (text.empty()) return Status::InvalidArgument("verifier key is empty");
-  if (p2 == std::string_view::npos) {
+  const std::optional<KeyFields> fields = SplitKeyText(text);
+  if (!fields) {
     return Status::InvalidArgument(
         "verifier key: expected <name>+<key id>+<key>, a field is missing");
   }
-  const std::string_view name = text.substr(0, p1);
-  const std::string_view id_text = text.substr(p1 + 1, p2 - p1 - 1);
-  const std::string_view key_text = text.substr(p2 + 1);
+  const auto [name, id_text, key_text] = *fields;
   Status s = CheckKeyName(name);
   if (!s.ok()) return s.WithContext("verifier key");
   const auto id = note::ParseHex8(id_text);

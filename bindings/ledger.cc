@@ -376,15 +376,14 @@ class PyLedger {
                    "verifier key text of the key that signed it)");
     }
     std::optional<NoteVerifier> note_verifier;
-    std::string note;
+    std::optional<bastion::Checkpoint> trusted_checkpoint;
     if (!checkpoint.is_none()) {
-      note = std::string(Utf8View(checkpoint, "checkpoint"));
       note_verifier.emplace(Unwrap(NoteVerifier::Parse(Utf8View(verifier, "verifier"))));
       // Bad evidence is the caller's (VerificationError); what fails after
       // this is the ledger's.
-      if (auto opened = OpenCheckpoint(note, *note_verifier); !opened.ok()) {
-        ThrowVerification(opened.status().WithContext("verify: the checkpoint"));
-      }
+      auto opened = OpenCheckpoint(Utf8View(checkpoint, "checkpoint"), *note_verifier);
+      if (!opened.ok()) ThrowVerification(opened.status().WithContext("verify: the checkpoint"));
+      trusted_checkpoint.emplace(std::move(opened).value());
     }
     VerifyOptions o;
     o.from_seq = from_seq;
@@ -432,18 +431,18 @@ class PyLedger {
       };
     }
     VerifyReport report;
-    Status note_error;
+    Status ledger_error;
     {
       py::gil_scoped_release release;
-      if (note_verifier) {
-        auto r = VerifyAgainstCheckpoint(*ledger(), note, *note_verifier, o);
-        if (r.ok()) report = std::move(*r); else note_error = r.status();
+      if (trusted_checkpoint) {
+        auto r = VerifyAgainstCheckpoint(*ledger(), *trusted_checkpoint, *note_verifier, o);
+        if (r.ok()) report = std::move(*r); else ledger_error = r.status();
       } else {
         report = ledger()->Verify(o);
       }
     }
     if (callback_error) std::rethrow_exception(callback_error);
-    if (!note_error.ok()) ThrowStatus(note_error);
+    if (!ledger_error.ok()) ThrowStatus(ledger_error);
     if (!report.error.ok()) ThrowStatus(report.error);
     return report;
   }

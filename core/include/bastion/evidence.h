@@ -156,16 +156,15 @@ struct Checkpoint {
 //                    by <name> does not verify (altered body or wrong key)"
 Result<Checkpoint> OpenCheckpoint(std::string_view signed_note, const NoteVerifier& verifier);
 
-// Verifies `ledger` (Ledger::Verify with `options`) against the checkpoint
-// `signed_note`, which `verifier` must have signed, and against every
+// Verifies `ledger` (Ledger::Verify with `options`) against `trusted`, a
+// checkpoint OpenCheckpoint opened with `verifier`, and against every
 // checkpoint the ledger holds under the verifier's key id, each of which
 // must verify too. A history rewritten or rolled back after one of them fails
 // (kCheckpointMismatch / kRolledBack, naming the smallest disagreeing size);
 // a stored checkpoint of this key whose signature fails is reported as
 // kCheckpointMismatch at its size. Of more than 1024 stored checkpoints an
-// even sample (and the newest) is checked. The note's own errors are returned as
-// OpenCheckpoint returns them (the caller's evidence is bad, not the ledger).
-Result<VerifyReport> VerifyAgainstCheckpoint(Ledger& ledger, std::string_view signed_note,
+// even sample (and the newest) is checked. Errors are the ledger's.
+Result<VerifyReport> VerifyAgainstCheckpoint(Ledger& ledger, const Checkpoint& trusted,
                                              const NoteVerifier& verifier,
                                              VerifyOptions options);
 

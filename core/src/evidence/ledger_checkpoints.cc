@@ -14,12 +14,10 @@ namespace {
 constexpr size_t kMaxStoredCheckpoints = 1024;
 }  // namespace
 
-Result<VerifyReport> VerifyAgainstCheckpoint(Ledger& ledger, std::string_view note,
+Result<VerifyReport> VerifyAgainstCheckpoint(Ledger& ledger, const Checkpoint& trusted,
                                              const NoteVerifier& verifier,
                                              VerifyOptions options) {
-  auto given = OpenCheckpoint(note, verifier);
-  if (!given.ok()) return given.status();
-  options.trusted.push_back({given->size, given->root});
+  options.trusted.push_back({trusted.size, trusted.root});
   auto stored = ledger.Checkpoints();
   if (!stored.ok()) return stored.status();
   std::vector<const StoredCheckpoint*> mine;

@@ -1099,9 +1099,11 @@ TEST(SignedCheckpoints, ARewrittenHistoryFailsAgainstTheSignedCheckpoints) {
   }
   const NoteVerifier v = VerifierOf(*key);
   const auto verify = [&](const std::string& note) -> Result<VerifyReport> {
+    auto trusted = OpenCheckpoint(note, v);
+    if (!trusted.ok()) return trusted.status();
     auto reader = Ledger::OpenReader(path);
     if (!reader.ok()) return reader.status();
-    return VerifyAgainstCheckpoint(**reader, note, v, VerifyOptions{});
+    return VerifyAgainstCheckpoint(**reader, *trusted, v, VerifyOptions{});
   };
   auto intact = verify(external);
   ASSERT_TRUE(intact.ok()) << intact.status().ToString();

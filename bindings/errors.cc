@@ -10,6 +10,7 @@ namespace {
 // Owned for the life of the interpreter (module state would be nicer, but the
 // extension is never unloaded).
 PyObject* g_error = nullptr;
+PyObject* g_unavailable = nullptr;
 PyObject* g_invalid = nullptr;
 PyObject* g_not_found = nullptr;
 PyObject* g_corruption = nullptr;
@@ -52,6 +53,9 @@ void RegisterErrors(py::module_& m) {
   g_storage = NewError(m, "StorageError", {g_error, PyExc_OSError},
                        "The file system or the store failed.");
   g_internal = NewError(m, "InternalError", {g_error}, "An internal invariant did not hold.");
+  g_unavailable = NewError(m, "UnavailableError", {g_error, PyExc_ConnectionError},
+                           "A shared store (Redis) could not be reached within its timeout; "
+                           "the call was refused (fail closed).");
   g_verification = NewError(m, "VerificationError", {g_error},
                             "Evidence does not verify: a signature is missing, forged or does "
                             "not match, or a signed note or checkpoint is malformed.");
@@ -94,6 +98,7 @@ void ThrowStatus(const Status& s) {
     case Status::Code::kBusy: type = g_busy; break;
     case Status::Code::kFailedPrecondition: type = g_state; break;
     case Status::Code::kIOError: type = g_storage; break;
+    case Status::Code::kUnavailable: type = g_unavailable; break;
     case Status::Code::kOk:
     case Status::Code::kInternal: type = g_internal; break;
   }

@@ -1,7 +1,7 @@
 # Finds Bastion's system dependencies. Each failure names the Debian package
 # that provides the library and the command that installs all of them.
 
-set(_bastion_install_hint "run: sudo scripts/install_deps.sh   (or: apt-get install librocksdb-dev liblua5.4-dev libyaml-cpp-dev libfmt-dev libssl-dev libgtest-dev libbenchmark-dev)")
+set(_bastion_install_hint "run: sudo scripts/install_deps.sh   (or: apt-get install librocksdb-dev liblua5.4-dev libyaml-cpp-dev libfmt-dev libssl-dev libhiredis-dev redis-server libgtest-dev libbenchmark-dev)")
 
 function(bastion_require found package what)
   if(NOT ${found})
@@ -34,6 +34,11 @@ if(PkgConfig_FOUND)
   pkg_check_modules(LUA54 QUIET IMPORTED_TARGET lua5.4)
 endif()
 bastion_require(LUA54_FOUND liblua5.4-dev "Lua 5.4")
+
+if(PkgConfig_FOUND)
+  pkg_check_modules(HIREDIS QUIET IMPORTED_TARGET hiredis)
+endif()
+bastion_require(HIREDIS_FOUND libhiredis-dev "hiredis (the Redis client)")
 
 find_package(yaml-cpp CONFIG QUIET)
 bastion_require(yaml-cpp_FOUND libyaml-cpp-dev "yaml-cpp")

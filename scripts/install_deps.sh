@@ -11,6 +11,8 @@ PACKAGES=(
   libyaml-cpp-dev  # configuration
   libfmt-dev       # formatting
   libssl-dev       # SHA-256 (OpenSSL libcrypto)
+  libhiredis-dev   # the Redis client of shared (fleet) budgets, limits and breakers
+  redis-server     # the Redis the fleet tests start on a loopback port
   libgtest-dev libgmock-dev  # C++ tests
   libbenchmark-dev # C++ benchmarks
   ccache           # compiler cache: rebuilds reuse unchanged objects

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 import bastion
-from helpers import MakeRecord, realistic_record
+from helpers import MakeRecord, RedisServer, realistic_record
 
 REPO = Path(__file__).resolve().parents[2]
 SOURCE_PACKAGE = REPO / "python" / "bastion"
@@ -83,3 +83,13 @@ def make_record() -> MakeRecord:
     return realistic_record
 
 
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    """A real redis-server for this test (see helpers.RedisServer)."""
+    directory = tmp_path / "redis"
+    directory.mkdir()
+    server = RedisServer(str(directory))
+    try:
+        yield server
+    finally:
+        server.stop()

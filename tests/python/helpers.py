@@ -202,3 +202,58 @@ def record_phase(record: dict[str, Any]) -> str:
     """A record's phase ("decision" or "outcome"), or its action when it has none
     (e.g. "approval")."""
     return (record.get("attributes") or {}).get("phase") or record["action"]
+
+
+class RedisServer:
+    """A real redis-server on a free loopback port, persistence off: started
+    by the `redis_server` fixture, stopped (SIGKILL) and restarted on the same
+    port by the tests that take Redis away."""
+
+    def __init__(self, directory: str) -> None:
+        import socket
+
+        self.directory = directory
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.process: subprocess.Popen[bytes] | None = None
+        self.start()
+
+    def start(self) -> None:
+        import shutil
+        import socket
+        import time
+
+        if self.process is not None:
+            return
+        exe = shutil.which("redis-server")
+        if exe is None:
+            pytest.fail("redis-server is not installed (scripts/install_deps.sh installs it)")
+        self.process = subprocess.Popen(
+            [exe, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--dir", self.directory, "--loglevel", "warning"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                pytest.fail(f"redis-server exited with {self.process.returncode}")
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", self.port)) == 0:
+                    return
+            time.sleep(0.01)
+        pytest.fail(f"redis-server did not accept connections on port {self.port}")
+
+    def stop(self) -> None:
+        """Kills the server at once: clients see their connections drop."""
+        if self.process is None:
+            return
+        self.process.kill()
+        self.process.wait()
+        self.process = None
+
+    def command(self, *args: str) -> bytes:
+        """One command through redis-cli (for inspecting what the library stored)."""
+        out = subprocess.run(["redis-cli", "-p", str(self.port), "--raw", *args],
+                             check=True, capture_output=True)
+        return out.stdout.strip()

@@ -32,6 +32,7 @@ class Status {
     kBusy,                // held by someone else (e.g. a second writer)
     kFailedPrecondition,  // the object is in the wrong state (closed, read-only)
     kInternal,            // a bug: an invariant did not hold
+    kUnavailable,         // a shared store (Redis) cannot be reached in time
   };
 
   Status() noexcept = default;  // OK
@@ -50,6 +51,7 @@ class Status {
     return Status(Code::kFailedPrecondition, msg);
   }
   static Status Internal(std::string_view msg) { return Status(Code::kInternal, msg); }
+  static Status Unavailable(std::string_view msg) { return Status(Code::kUnavailable, msg); }
 
   bool ok() const { return state_ == nullptr; }
   Code code() const { return state_ ? state_->code : Code::kOk; }
@@ -59,6 +61,7 @@ class Status {
   bool IsIOError() const { return code() == Code::kIOError; }
   bool IsBusy() const { return code() == Code::kBusy; }
   bool IsFailedPrecondition() const { return code() == Code::kFailedPrecondition; }
+  bool IsUnavailable() const { return code() == Code::kUnavailable; }
 
   // The message alone ("" when OK).
   const std::string& message() const;

@@ -28,6 +28,7 @@ const char* Status::CodeName(Code code) {
     case Code::kBusy: return "Busy";
     case Code::kFailedPrecondition: return "Failed precondition";
     case Code::kInternal: return "Internal error";
+    case Code::kUnavailable: return "Unavailable";
   }
   return "Unknown";
 }

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <mutex>
@@ -200,28 +201,27 @@ return 1
   return script;
 }
 
-// The degraded-mode bookkeeping both stores share.
+// The degraded-mode bookkeeping both stores share. Leave is on every
+// successful call: one atomic load unless the store was degraded.
 class Degradation {
  public:
-  Degradation(std::string store, std::string where) : store_(std::move(store)), where_(std::move(where)) {}
+  Degradation(std::string store, std::string where)
+      : store_(std::move(store)), where_(std::move(where)) {}
 
   void Enter(const Status& why) {
     std::lock_guard<std::mutex> lock(mu_);
-    if (degraded_) return;
-    degraded_ = true;
+    if (degraded_.load(std::memory_order_relaxed)) return;
+    degraded_.store(true, std::memory_order_release);
     events_.push_back({"store_degraded", store_, std::string(why.message()), WallNs()});
   }
   void Leave() {
-    if (!degraded_flag()) return;
+    if (!degraded_.load(std::memory_order_acquire)) return;
     std::lock_guard<std::mutex> lock(mu_);
-    if (!degraded_) return;
-    degraded_ = false;
+    if (!degraded_.load(std::memory_order_relaxed)) return;
+    degraded_.store(false, std::memory_order_release);
     events_.push_back({"store_restored", store_, where_ + ": answering again", WallNs()});
   }
-  bool degraded_flag() const {
-    std::lock_guard<std::mutex> lock(mu_);
-    return degraded_;
-  }
+  bool degraded() const { return degraded_.load(std::memory_order_acquire); }
   std::vector<StoreEvent> Take() {
     std::lock_guard<std::mutex> lock(mu_);
     std::vector<StoreEvent> out;
@@ -231,9 +231,9 @@ class Degradation {
 
  private:
   const std::string store_, where_;
-  mutable std::mutex mu_;
-  bool degraded_ = false;            // GUARDED_BY(mu_)
-  std::vector<StoreEvent> events_;   // GUARDED_BY(mu_)
+  std::atomic<bool> degraded_{false};  // written under mu_
+  std::mutex mu_;
+  std::vector<StoreEvent> events_;  // GUARDED_BY(mu_)
 };
 
 std::string KeyPrefix(const StoreOptions& store) { return "{" + store.prefix + "}:"; }
@@ -318,7 +318,7 @@ Result<bool> SharedRateLimits::Acquire(const std::vector<RateLimitRef>& refs, in
 
 Status SharedRateLimits::Ping() { return impl_->Ping(); }
 std::vector<StoreEvent> SharedRateLimits::TakeEvents() { return impl_->degradation_.Take(); }
-bool SharedRateLimits::degraded() const { return impl_->degradation_.degraded_flag(); }
+bool SharedRateLimits::degraded() const { return impl_->degradation_.degraded(); }
 
 // ---------------------------------------------------------------------------
 // Breakers.

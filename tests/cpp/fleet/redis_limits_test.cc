@@ -7,7 +7,10 @@
 
 #include <gtest/gtest.h>
 
+#include <filesystem>
+
 #include "bastion/fleet_limits.h"
+#include "bastion/guard.h"
 #include "bastion/slo_monitor.h"
 #include "redis_server.h"
 #include "test_util.h"
@@ -17,6 +20,8 @@ namespace {
 
 using bastion::testing::ExpectMentions;
 using bastion::testing::RedisServer;
+using bastion::testing::TempDir;
+using bastion::testing::WriteFile;
 using namespace std::chrono_literals;
 
 constexpr int64_t kMs = 1'000'000;
@@ -410,6 +415,154 @@ TEST(SharedBreakers, ABadUrlOrAnAbsentServerFailsAtOpen) {
   auto absent = SharedRateLimits::Open(o);
   ASSERT_FALSE(absent.ok());
   EXPECT_TRUE(absent.status().IsUnavailable()) << absent.status().ToString();
+}
+
+// --- the guard ---
+
+// A bundle whose one grant is rate limited, and an SLO with a breaker.
+struct FleetConfig {
+  TempDir dir;
+  FleetConfig() {
+    std::filesystem::create_directories(dir.Sub("policies"));
+    WriteFile(dir.Sub("policies/permissions.yaml"),
+              "version: 1\n"
+              "agents:\n"
+              "  bot:\n"
+              "    tools:\n"
+              "      - name: lookup_order\n"
+              "        operations: [read]\n"
+              "        rate_limit: 3/min\n");
+    WriteFile(dir.Sub("policies/noop.lua"),
+              "return { id = \"noop\", before_tool = function(call) end }\n");
+    WriteFile(dir.Sub("slos.yaml"),
+              "version: 1\n"
+              "slos:\n"
+              "  - id: model-health\n"
+              "    match: {kind: model}\n"
+              "    group_by: [model]\n"
+              "    circuit_breaker: {failure_rate: 50%, minimum_calls: 2, window: 2,\n"
+              "                      open_for: 60s, half_open_probes: 1}\n");
+  }
+  std::unique_ptr<Guard> Open(const RedisServer& server, const std::string& worker) const {
+    GuardOptions o;
+    o.policy_dir = dir.Sub("policies");
+    o.slos_file = dir.Sub("slos.yaml");
+    o.store.url = server.url();
+    o.store.timeout_ns = 300 * kMs;
+    o.store.worker = worker;
+    auto guard = Guard::Open(o);
+    EXPECT_TRUE(guard.ok()) << guard.status().ToString();
+    return guard.ok() ? std::move(*guard) : nullptr;
+  }
+};
+
+CallRequest ToolCall() {
+  CallRequest req;
+  req.call.hook = Hook::kBeforeTool;
+  req.call.agent_id = "bot";
+  req.call.tool = "lookup_order";
+  req.call.operation = "read";
+  return req;
+}
+
+CallRequest ModelCall() {
+  CallRequest req;
+  req.call.hook = Hook::kBeforeModel;
+  req.call.agent_id = "bot";
+  req.call.model = "gpt-4o";
+  req.call.input = "hello";
+  return req;
+}
+
+TEST(FleetGuard, TwoGuardsShareAToolsRateLimit) {
+  RedisServer server;
+  FleetConfig config;
+  auto a = config.Open(server, "a");
+  auto b = config.Open(server, "b");
+  ASSERT_TRUE(a && b);
+  int allowed = 0;
+  std::string refusal;
+  for (int i = 0; i < 4; ++i) {
+    for (Guard* g : {a.get(), b.get()}) {
+      auto begun = g->Begin(ToolCall());
+      ASSERT_TRUE(begun.ok()) << begun.status().ToString();
+      if (begun->decision.effect == Effect::kDeny) {
+        refusal = begun->decision.reasons.at(0).message;
+        continue;
+      }
+      ++allowed;
+      ASSERT_TRUE(g->End(begun->call_id, CallOutcome{}).ok());
+    }
+  }
+  EXPECT_EQ(allowed, 3);
+  EXPECT_NE(refusal.find("rate limit of tool 'lookup_order' exceeded (3/min)"), std::string::npos)
+      << refusal;
+}
+
+TEST(FleetGuard, ABreakerTrippedByOneGuardRefusesTheOther) {
+  RedisServer server;
+  FleetConfig config;
+  auto a = config.Open(server, "a");
+  auto b = config.Open(server, "b");
+  ASSERT_TRUE(a && b);
+  CallOutcome failed;
+  failed.ok = false;
+  failed.error_class = "upstream_5xx";
+  for (int i = 0; i < 2; ++i) {
+    auto begun = a->Begin(ModelCall());
+    ASSERT_TRUE(begun.ok()) << begun.status().ToString();
+    ASSERT_NE(begun->decision.effect, Effect::kDeny);
+    ASSERT_TRUE(a->End(begun->call_id, failed).ok());
+  }
+  PastTheBound();
+  auto refused = b->Begin(ModelCall());
+  ASSERT_TRUE(refused.ok()) << refused.status().ToString();
+  ASSERT_EQ(refused->decision.effect, Effect::kDeny);
+  EXPECT_NE(refused->decision.reasons.at(0).message.find("opened by worker 'a'"),
+            std::string::npos)
+      << refused->decision.reasons.at(0).message;
+}
+
+TEST(FleetGuard, BeginIsUnavailableWhileTheStoreIsAwayAndRecovers) {
+  RedisServer server;
+  FleetConfig config;
+  auto g = config.Open(server, "a");
+  ASSERT_TRUE(g);
+  server.Stop();
+  auto tool = g->Begin(ToolCall());
+  ASSERT_FALSE(tool.ok());
+  EXPECT_TRUE(tool.status().IsUnavailable()) << tool.status().ToString();
+  ExpectMentions(tool.status(), "shared rate limits");
+  std::this_thread::sleep_for(400ms);  // past the timeout since the last refresh
+  auto model = g->Begin(ModelCall());
+  ASSERT_FALSE(model.ok());
+  EXPECT_TRUE(model.status().IsUnavailable()) << model.status().ToString();
+  ExpectMentions(model.status(), "shared circuit breakers");
+  server.Start();
+  bool back = false;
+  for (int i = 0; i < 100 && !back; ++i) {
+    std::this_thread::sleep_for(20ms);
+    auto again = g->Begin(ModelCall());
+    back = again.ok() && again->decision.effect != Effect::kDeny;
+    if (back) ASSERT_TRUE(g->End(again->call_id, CallOutcome{}).ok());
+  }
+  EXPECT_TRUE(back);
+  auto again = g->Begin(ToolCall());
+  ASSERT_TRUE(again.ok()) << again.status().ToString();
+  EXPECT_NE(again->decision.effect, Effect::kDeny);
+}
+
+TEST(FleetGuard, OpenFailsWhenTheStoreIsUnreachable) {
+  RedisServer server;
+  FleetConfig config;
+  server.Stop();
+  GuardOptions o;
+  o.policy_dir = config.dir.Sub("policies");
+  o.store.url = server.url();
+  o.store.timeout_ns = 200 * kMs;
+  auto guard = Guard::Open(o);
+  ASSERT_FALSE(guard.ok());
+  EXPECT_TRUE(guard.status().IsUnavailable()) << guard.status().ToString();
 }
 
 }  // namespace

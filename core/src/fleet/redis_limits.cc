@@ -195,7 +195,8 @@ return 2
 // KEYS: disabled. ARGV: field, lease us, reason.
 const RedisScript& DisableScript() {
   static const RedisScript script(std::string(kNowUs) + R"lua(
-redis.call('HSET', KEYS[1], ARGV[1], string.format('%.0f', now + tonumber(ARGV[2])) .. '|' .. ARGV[3])
+local untilv = string.format('%.0f', now + tonumber(ARGV[2]))
+redis.call('HSET', KEYS[1], ARGV[1], untilv .. '|' .. ARGV[3])
 return 1
 )lua");
   return script;

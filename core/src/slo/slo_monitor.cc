@@ -17,8 +17,8 @@
 #include <functional>
 #include <limits>
 #include <map>
-#include <tuple>
 #include <shared_mutex>
+#include <tuple>
 #include <unordered_map>
 #include <utility>
 
@@ -653,17 +653,25 @@ Totals SuccessTotals(const Series& s, int64_t now_ns) {
   return s.budget->Window(buckets * o.bucket_ns, now_ns);
 }
 
+// A call taking longer than the latency objective's timeout is a failure of
+// class "timeout", whatever its outcome said. Returns success; sets *error_class.
+bool SucceededWithin(const SloSpec& spec, const SloOutcome& outcome,
+                     std::string_view* error_class) {
+  *error_class = outcome.error_class;
+  if (spec.latency && spec.latency->timeout_ns && outcome.latency_ns > *spec.latency->timeout_ns) {
+    *error_class = "timeout";
+    return false;
+  }
+  return outcome.success;
+}
+
 // Counts one call into a series. With `breaker` false the breaker does not
 // see it (a fleet probe's outcome goes to the store instead). Returns true
 // when the call opened the breaker.
 bool RecordInto(Series& s, const SloOutcome& outcome, int64_t now_ns, bool breaker = true) {
   const SloSpec& spec = *s.slo->spec;
-  bool success = outcome.success;
-  std::string_view error_class = outcome.error_class;
-  if (spec.latency && spec.latency->timeout_ns && outcome.latency_ns > *spec.latency->timeout_ns) {
-    success = false;
-    error_class = "timeout";
-  }
+  std::string_view error_class;
+  const bool success = SucceededWithin(spec, outcome, &error_class);
   bool opened = false;
   std::lock_guard<std::mutex> lock(s.mu);
   ++s.calls;
@@ -700,10 +708,8 @@ bool RecordInto(Series& s, const SloOutcome& outcome, int64_t now_ns, bool break
 
 // Whether a call counts as a success and as slow for the breaker.
 std::pair<bool, bool> BreakerVerdict(const SloSpec& spec, const SloOutcome& outcome) {
-  bool success = outcome.success;
-  if (spec.latency && spec.latency->timeout_ns && outcome.latency_ns > *spec.latency->timeout_ns) {
-    success = false;
-  }
+  std::string_view error_class;
+  const bool success = SucceededWithin(spec, outcome, &error_class);
   return {success, outcome.latency_ns >= spec.breaker->slow_call_duration_ns};
 }
 
@@ -1055,8 +1061,8 @@ std::vector<SloEvent> SloMonitor::Record(const SloCall& call, const SloOutcome& 
       // Published: the fleet's state owns the open breaker from now on, and
       // this worker's counts anew. Not published (the store is away): this
       // worker's breaker stays open and is judged here.
-      const std::string why = fmt::format("failure or slow-call rate reached over the last {} calls",
-                                          b.window_size);
+      const std::string why =
+          fmt::format("failure or slow-call rate reached over the last {} calls", b.window_size);
       if (fleet->PublishOpen(s->shared_key, b.open_duration_ns, why).ok()) {
         std::lock_guard<std::mutex> lock(s->mu);
         s->breaker->Reset();

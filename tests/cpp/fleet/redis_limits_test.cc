@@ -417,6 +417,54 @@ TEST(SharedBreakers, ABadUrlOrAnAbsentServerFailsAtOpen) {
   EXPECT_TRUE(absent.status().IsUnavailable()) << absent.status().ToString();
 }
 
+// --- SLO rate_limit responses ---
+
+TEST(SharedSloRateLimits, AResponsesRateIsSharedByTheWorkersItIsActiveIn) {
+  RedisServer server;
+  SloSpec spec;
+  spec.id = "model-latency";
+  spec.kind = "model";
+  spec.group_by = {"model"};
+  LatencyObjective latency;
+  latency.p50_ns = 5 * kMs;
+  latency.window_ns = 60'000 * kMs;
+  spec.latency = latency;
+  BreachAction limit;
+  limit.when = "latency";
+  limit.kind = BreachAction::Kind::kRateLimit;
+  limit.rate_per_second = 2;
+  spec.on_breach = {limit};
+  std::vector<std::unique_ptr<SloMonitor>> monitors;
+  for (const char* name : {"worker-a", "worker-b"}) {
+    SloMonitor::Options mo;
+    mo.rate_limits = LimitsFor(server, name);
+    mo.evaluate_every_ns = 0;
+    auto m = SloMonitor::Create({spec}, mo);
+    ASSERT_TRUE(m.ok()) << m.status().ToString();
+    SloOutcome slow;
+    slow.latency_ns = 50 * kMs;
+    (*m)->Record(kCall, slow);
+    (*m)->Evaluate();  // the response starts on this worker
+    monitors.push_back(std::move(*m));
+  }
+  int admitted = 0;
+  std::string reason;
+  for (int i = 0; i < 3; ++i) {
+    for (auto& m : monitors) {
+      const Admission a = m->Admit(kCall);
+      ASSERT_TRUE(a.status.ok()) << a.status.ToString();
+      if (a.allowed) {
+        ++admitted;
+      } else {
+        reason = a.reason;
+      }
+    }
+  }
+  EXPECT_EQ(admitted, 2) << "a burst of 2 for the fleet, not 2 per worker";
+  EXPECT_NE(reason.find("rate limited to 2/s while latency_p50 is firing"), std::string::npos)
+      << reason;
+}
+
 // --- the guard ---
 
 // A bundle whose one grant is rate limited, and an SLO with a breaker.

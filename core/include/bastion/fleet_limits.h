@@ -46,7 +46,8 @@
 // FAILURE. Fail closed by default: a call that needs the store (a shared rate
 // limit, or an SLO series with a breaker or a disable response) is refused
 // with Unavailable naming the server: Acquire within StoreOptions::timeout_ns;
-// a breaker lookup once the cache has not been refreshed for timeout_ns. With
+// a breaker lookup as soon as a refresh failed, or once the last successful
+// one is older than max(timeout_ns, 2 x refresh_interval_ns). With
 // degrade_to_local, the worker uses its in-process limiter and breakers while
 // the server is away instead, and records a "store_degraded" event when it
 // starts and a "store_restored" one when the server answers again. Nothing
@@ -139,8 +140,9 @@ class BreakerStore {
  public:
   virtual ~BreakerStore() = default;
 
-  // From the local cache: no round trip. Unavailable when the cache is older
-  // than the store's timeout and degrade mode is off.
+  // From the local cache: no round trip. Unavailable (degrade mode off) when
+  // the last refresh failed or is older than max(timeout, 2 x refresh
+  // interval); kLocal instead in degrade mode.
   virtual Result<SharedBreakerState> Lookup(std::string_view key) = 0;
   // Publishes an open breaker: open until the server's now + open_for_ns.
   virtual Status PublishOpen(std::string_view key, int64_t open_for_ns,

@@ -524,6 +524,7 @@ class _Guard:
         signing_key: SigningKey | str | os.PathLike[str] | None = None,
         checkpoint_every: int = 0, checkpoint_interval: float = 0.0,
         checkpoint_sink: str | os.PathLike[str] | Callable[[str], object] | None = None,
+        store: str = "", store_timeout: float = 1.0, worker: str = "",
     ) -> _Guard: ...
     # fields: CallFields plus input_tokens, max_output_tokens, parent_span_id,
     # request_id, idempotency_key.

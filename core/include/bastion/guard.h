@@ -88,6 +88,7 @@
 #include "bastion/cost.h"
 #include "bastion/ledger.h"
 #include "bastion/decision.h"
+#include "bastion/fleet.h"
 #include "bastion/policy.h"
 #include "bastion/slo.h"
 #include "bastion/slo_monitor.h"
@@ -184,6 +185,17 @@ struct GuardOptions {
   // until they are. Default 24 hours: a graph resumed the next day still
   // finds its calls, and the journal holds about a day of keyed calls.
   int64_t idempotency_retention_ns = 24LL * 3600 * 1'000'000'000;
+
+  // --- the fleet (docs/fleet.md) ---
+  // With store.url set, the permissions' rate limits and the SLO monitor's
+  // breakers, disables and rate_limit responses are shared with every worker
+  // on that Redis server (bastion/fleet_limits.h). Open fails (Unavailable)
+  // when the server cannot be reached. When it goes away later, Begin of a
+  // call that needs it (a tool call with a rate limit; a call under an SLO
+  // with a breaker or a disable action) returns Unavailable within
+  // store.timeout_ns, naming the server, and records nothing; calls that need
+  // nothing shared go on. The guard reconnects by itself.
+  StoreOptions store;
 };
 
 // Where a guard's calls spent their time, per stage and phase.

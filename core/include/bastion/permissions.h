@@ -335,6 +335,20 @@ class Permissions {
 
 // ---------------------------------------------------------------------------
 
+// Where rate-limit tokens are taken: this process (RateLimiter, the default)
+// or a fleet's shared store (SharedRateLimits, bastion/fleet_limits.h).
+class RateLimits {
+ public:
+  virtual ~RateLimits() = default;
+  // One token from each ref's bucket, all or none (a key listed twice needs
+  // two tokens). True: taken; true for an empty list. False: refused,
+  // nothing taken, and *refused (if given) is the index of the first ref
+  // that had no token. An error (Unavailable) means the store could not be
+  // asked: nothing was taken and the call must not run.
+  virtual Result<bool> Acquire(const std::vector<RateLimitRef>& refs, int64_t now_ns,
+                               size_t* refused = nullptr) = 0;
+};
+
 // Token buckets for rate limits, keyed by RateLimitRef::key. Time is passed in
 // (nanoseconds on any monotonic clock the caller likes) so that tests can
 // simulate it; a time earlier than a bucket's last one counts as no time
@@ -347,10 +361,10 @@ class Permissions {
 // spread over 64 mutex-guarded shards, so threads contend only when their
 // keys share a shard. Memory grows with the number of keys; Prune drops
 // buckets that have refilled (they are equivalent to new ones).
-class RateLimiter {
+class RateLimiter final : public RateLimits {
  public:
   RateLimiter();
-  ~RateLimiter();
+  ~RateLimiter() override;
   RateLimiter(const RateLimiter&) = delete;
   RateLimiter& operator=(const RateLimiter&) = delete;
 
@@ -361,6 +375,9 @@ class RateLimiter {
   // Takes one token from each bucket, all or none, atomically with respect to
   // other calls (a key listed twice needs two tokens). True for an empty list.
   bool TryAcquire(const std::vector<RateLimitRef>& refs, int64_t now_ns);
+  // TryAcquire of the list; never an error.
+  Result<bool> Acquire(const std::vector<RateLimitRef>& refs, int64_t now_ns,
+                       size_t* refused = nullptr) override;
 
   // Whole tokens bucket `key` would hold at `now_ns` (N for an unknown key);
   // takes none.

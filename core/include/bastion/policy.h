@@ -41,6 +41,8 @@
 
 namespace bastion {
 
+class RateLimits;  // bastion/permissions.h
+
 // Applies the redactions aimed at `target` to `text` (spans may overlap; they
 // are merged). Returns the redacted text.
 std::string ApplyRedactions(std::string_view text, const std::vector<Redaction>& redactions,
@@ -153,6 +155,13 @@ class PolicyEngine {
   // (counter.add, rate helpers); UTC wall time (WallClock) by default. Safe
   // while evaluations run: each check reads the old or the new clock.
   void SetClock(std::shared_ptr<const Clock> clock);
+  // Where the permissions' rate limits take their tokens; null (the default)
+  // = this engine's own RateLimiter. A fleet passes SharedRateLimits
+  // (bastion/fleet_limits.h). When the limits cannot be asked, the tool call
+  // is denied (fail closed) and the decision carries an error of kind
+  // "store_unavailable" (policy "permissions") with the store's message; the
+  // guard turns it into Unavailable. Set it before the first evaluation.
+  void SetRateLimits(std::shared_ptr<RateLimits> limits);
 
   class Impl;
 

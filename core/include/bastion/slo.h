@@ -314,6 +314,12 @@ class CircuitBreaker {
   }
   // The state at now_ns (applies the open -> half-open timeout).
   State state(int64_t now_ns);
+  // Back to closed with an empty window: once a fleet's shared state owns an
+  // open breaker (bastion/fleet_limits.h), this worker's starts counting anew.
+  void Reset() {
+    std::lock_guard<std::mutex> lock(mu_);
+    ToClosedLocked();
+  }
 
  private:
   explicit CircuitBreaker(const CircuitBreakerOptions& options);

@@ -96,6 +96,9 @@
 
 namespace bastion {
 
+class BreakerStore;  // bastion/fleet_limits.h
+class RateLimits;    // bastion/permissions.h
+
 namespace slo_internal {
 struct Series;
 struct Slo;
@@ -228,6 +231,10 @@ struct Admission {
   // 2024-05-01T12:00:30Z".
   std::string slo_id, subject, reason;
   std::optional<std::string> downgrade_model;
+  // Not OK (Unavailable) when the fleet's shared state could not be asked
+  // (Options::breakers, Options::rate_limits): the call is refused
+  // (allowed false) and the caller should report the error, not a denial.
+  Status status;
 };
 
 // A signal of one series that started or stopped firing.
@@ -314,6 +321,21 @@ class SloMonitor {
     // series they map to (0 = none). Beyond it, and for tuples over 1 KB, calls
     // are still routed correctly, just by matching globs on every call.
     int64_t max_cached_tuples = 100'000;
+
+    // --- the fleet (bastion/fleet_limits.h); null = this process alone ---
+    // Where the rate_limit responses take their tokens: a response of r
+    // calls/s is a bucket of max(1, floor(r)) tokens refilled at r/s, keyed
+    // "slo\x1f<id>\x1f<subject>", shared by every worker in which the
+    // response is active. Null: an in-process bucket per series. A shared
+    // token is not given back when a later check refuses the call.
+    std::shared_ptr<RateLimits> rate_limits;
+    // The breakers and disable responses of series whose SLO has a breaker or
+    // a disable action, shared with every worker: a breaker that opens here
+    // is published, and Admit honours what the fleet published (within the
+    // store's staleness bound), taking half-open probe slots on the store.
+    // Admit refuses with Admission::status Unavailable when the store cannot
+    // be asked (unless it degrades to local state).
+    std::shared_ptr<BreakerStore> breakers;
   };
 
   // InvalidArgument for an invalid spec (ValidateSloSpec), a duplicate id, or

@@ -23,6 +23,7 @@
 
 #include <fmt/format.h>
 
+#include "bastion/fleet_limits.h"
 #include "bastion/policy_state.h"
 #include "guard/call_journal.h"
 #include "guard/stage.h"
@@ -335,11 +336,22 @@ Result<std::unique_ptr<Guard>> Guard::Open(GuardOptions options) {
     }
   }
 
+  std::shared_ptr<SharedRateLimits> shared_limits;
+  std::shared_ptr<BreakerStore> shared_breakers;
+  if (!o.store.url.empty()) {
+    FleetLimitsOptions fo;
+    fo.store = o.store;
+    auto limits = SharedRateLimits::Open(fo);
+    if (!limits.ok()) return limits.status();
+    shared_limits = std::move(*limits);
+  }
+
   if (!o.policy_dir.empty()) {
     auto engine = PolicyEngine::Load(o.policy_dir);
     if (!engine.ok()) return engine.status();
     guard->engine_ = std::move(*engine);
     guard->engine_->SetClock(clock);
+    if (shared_limits) guard->engine_->SetRateLimits(shared_limits);
   }
 
   auto pricing = std::make_shared<PricingTable>();
@@ -374,6 +386,14 @@ Result<std::unique_ptr<Guard>> Guard::Open(GuardOptions options) {
     if (!specs.ok()) return specs.status();
     SloMonitor::Options so;
     so.clock = clock;
+    if (shared_limits) {
+      FleetLimitsOptions fo;
+      fo.store = o.store;
+      auto breakers = OpenRedisBreakers(fo);
+      if (!breakers.ok()) return breakers.status();
+      so.breakers = std::move(*breakers);
+      so.rate_limits = shared_limits;
+    }
     auto monitor = SloMonitor::Create(std::move(*specs), so);
     if (!monitor.ok()) return monitor.status();
     guard->slos_ = std::move(*monitor);

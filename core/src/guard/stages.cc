@@ -40,7 +40,12 @@ class PermissionsStage final : public Stage {
 
   Status Admit(CallState& call) override {
     if (ctx_.engine == nullptr || call.model_call) return Status::OK();
-    call.decision.Merge(ctx_.engine->CheckPermissions(call.request.call));
+    Decision d = ctx_.engine->CheckPermissions(call.request.call);
+    // The fleet's rate limits could not be asked: the guard cannot do its job.
+    for (const PolicyError& e : d.errors) {
+      if (e.kind == "store_unavailable") return Status::Unavailable(e.message);
+    }
+    call.decision.Merge(std::move(d));
     return Status::OK();
   }
 
@@ -130,6 +135,7 @@ class SloStage final : public Stage {
   Status Admit(CallState& call) override {
     if (ctx_.slos == nullptr) return Status::OK();
     const Admission a = ctx_.slos->Admit(call.slo_call());
+    if (!a.status.ok()) return a.status;  // the fleet's state could not be asked
     if (!a.allowed) {
       call.decision.Vote(Effect::kDeny, "slo:" + a.slo_id, a.reason);
       return Status::OK();

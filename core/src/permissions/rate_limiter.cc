@@ -129,6 +129,22 @@ bool RateLimiter::TryAcquire(const std::vector<RateLimitRef>& refs, int64_t now_
   return true;
 }
 
+Result<bool> RateLimiter::Acquire(const std::vector<RateLimitRef>& refs, int64_t now_ns,
+                                  size_t* refused) {
+  if (TryAcquire(refs, now_ns)) return true;
+  if (refused != nullptr) {
+    // The first ref that would be refused on its own: what a reason names.
+    *refused = 0;
+    for (size_t i = 0; i < refs.size(); ++i) {
+      if (Available(refs[i].key, refs[i].limit, now_ns) == 0) {
+        *refused = i;
+        break;
+      }
+    }
+  }
+  return false;
+}
+
 uint64_t RateLimiter::Available(std::string_view key, const RateLimit& limit,
                                 int64_t now_ns) const {
   if (!IsValid(limit)) return 0;

@@ -509,6 +509,7 @@ Decision Worker::Evaluate(const CallInfo& call, bool with_permissions) {
 
   if (with_permissions && bundle_->permissions) {
     if (auto vote = CheckToolPermissions(*bundle_->permissions, helpers_.shared, call)) {
+      if (vote->failed) d.errors.push_back({"permissions", "store_unavailable", vote->message});
       d.explain.push_back(std::move(*vote));
     }
   }
@@ -744,6 +745,7 @@ Decision PolicyEngine::CheckPermissions(const CallInfo& call) const {
   if (bundle->permissions) {
     if (auto vote = policy::CheckToolPermissions(*bundle->permissions, &impl_->shared, call)) {
       d.Combine(*vote->effect, vote->policy_id, vote->message);
+      if (vote->failed) d.errors.push_back({"permissions", "store_unavailable", vote->message});
       d.explain.push_back(std::move(*vote));
     }
   }
@@ -764,6 +766,10 @@ std::shared_ptr<const Permissions> PolicyEngine::permissions() const {
 
 void PolicyEngine::SetState(std::shared_ptr<const PolicyState> state) {
   impl_->shared.SetState(std::move(state));
+}
+
+void PolicyEngine::SetRateLimits(std::shared_ptr<RateLimits> limits) {
+  impl_->shared.rate_limits = std::move(limits);
 }
 
 void PolicyEngine::SetClock(std::shared_ptr<const Clock> clock) {

@@ -639,12 +639,31 @@ std::optional<PolicyOutcome> CheckToolPermissions(const Permissions& permissions
   if (!check.allowed) {
     outcome.effect = Effect::kDeny;
     outcome.message = check.reason;
-  } else if (!check.rate_limits.empty() &&
-             !shared->rate_limiter.TryAcquire(check.rate_limits, shared->NowNs())) {
-    outcome.effect = Effect::kDeny;
-    outcome.message = fmt::format("rate limit of tool '{}' exceeded ({})", call.tool,
-                                  check.rate_limits.front().limit.ToString());
-  } else if (check.requires_approval) {
+    return outcome;
+  }
+  if (!check.rate_limits.empty()) {
+    size_t refused = 0;
+    Result<bool> taken = shared->rate_limits != nullptr
+                             ? shared->rate_limits->Acquire(check.rate_limits, shared->NowNs(),
+                                                            &refused)
+                             : Result<bool>(shared->rate_limiter.TryAcquire(
+                                   check.rate_limits, shared->NowNs()));
+    if (!taken.ok()) {  // fail closed
+      outcome.effect = Effect::kDeny;
+      outcome.failed = true;
+      outcome.message = fmt::format("rate limit of tool '{}' could not be checked: {}", call.tool,
+                                    taken.status().message());
+      return outcome;
+    }
+    if (!*taken) {
+      outcome.effect = Effect::kDeny;
+      outcome.message = fmt::format(
+          "rate limit of tool '{}' exceeded ({})", call.tool,
+          check.rate_limits[std::min(refused, check.rate_limits.size() - 1)].limit.ToString());
+      return outcome;
+    }
+  }
+  if (check.requires_approval) {
     outcome.effect = Effect::kRequireApproval;
     outcome.message = check.reason.empty()
                           ? fmt::format("tool '{}' ({}) requires approval", call.tool, call.operation)

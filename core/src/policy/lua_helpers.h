@@ -82,6 +82,8 @@ class Counters {
 struct SharedState {
   Counters counters;
   RateLimiter rate_limiter;  // the permissions' per-grant rate limits
+  // Set (before the first evaluation): the limits are taken there instead.
+  std::shared_ptr<RateLimits> rate_limits;
   // Budgets, SLOs, prices: set by PolicyEngine::SetState, copied by helpers.
   // (A mutex rather than std::atomic<std::shared_ptr>, whose lock-bit
   // implementation in libstdc++ 12 ThreadSanitizer cannot follow.)

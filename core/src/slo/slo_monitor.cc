@@ -18,11 +18,13 @@
 #include <limits>
 #include <map>
 #include <shared_mutex>
+#include <tuple>
 #include <unordered_map>
 #include <utility>
 
 #include <fmt/format.h>
 
+#include "bastion/fleet_limits.h"
 #include "bastion/glob.h"
 #include "bastion/money.h"
 #include "budget/civil.h"
@@ -188,6 +190,12 @@ struct Series {
   int64_t tokens_ns = 0;
   std::string downgrade_model;
   std::string downgrade_by;
+
+  // The fleet (Options::breakers). Set at creation: the series' key in the
+  // shared store, "" when its SLO has neither a breaker nor a disable action.
+  std::string shared_key;
+  int shared_probes = 0;         // GUARDED_BY(mu): fleet probe slots this worker holds
+  bool shared_disabled = false;  // GUARDED_BY(mu): our disable, as last published
 };
 
 struct Slo {
@@ -199,6 +207,7 @@ struct Slo {
   std::vector<SignalDef> signals;
   int64_t success_ring_ns = 0;  // the ErrorBudget's window
   bool calendar = false;
+  BreakerStore* fleet = nullptr;  // SloMonitor::Options::breakers
 
   std::mutex mu;
   std::map<std::string, std::unique_ptr<Series>, std::less<>> series;  // GUARDED_BY(mu)
@@ -379,12 +388,35 @@ Result<std::unique_ptr<Series>> NewSeries(Slo& slo, std::string subject) {
   }
   s->firing.assign(slo.signals.size(), 0);
   s->active.assign(spec.on_breach.size(), 0);
+  bool disables = false;
+  for (const BreachAction& a : spec.on_breach) disables |= a.kind == BreachAction::Kind::kDisable;
+  if (spec.breaker || disables) s->shared_key = fmt::format("{}\x1f{}", spec.id, s->subject);
   return s;
 }
 
 std::string Describe(const Series& s) {
   if (s.subject.empty()) return fmt::format("slo '{}'", s.slo->spec->id);
   return fmt::format("slo '{}' [{}]", s.slo->spec->id, s.subject);
+}
+
+// The store could not be asked: refused, with the error.
+Admission Unavailable(const Series& s, const ::bastion::Status& error) {
+  Admission a;
+  a.allowed = false;
+  a.slo_id = s.slo->spec->id;
+  a.subject = s.subject;
+  a.reason = fmt::format("{}: {}", Describe(s), error.message());
+  a.status = ::bastion::Status::Unavailable(a.reason);
+  return a;
+}
+
+// A rate_limit response of r calls/s as a token bucket of the shared store:
+// max(1, floor(r)) tokens refilled at r/s.
+RateLimit SharedRateOf(double per_second) {
+  RateLimit l;
+  l.count = static_cast<uint32_t>(std::clamp(std::floor(per_second), 1.0, 1'000'000.0));
+  l.period_ns = std::max<int64_t>(1000, std::llround(l.count * 1e9 / per_second));
+  return l;
 }
 
 Admission Refuse(const Series& s, std::string_view why) {
@@ -460,6 +492,20 @@ Measurement Measure(Series& s, int64_t now_ns) {
   if (s.breaker_open) {
     m.breaker_open_known = true;
     m.breaker_until_ns = s.breaker_opened_ns + s.slo->spec->breaker->open_duration_ns;
+  }
+  // The fleet's breaker, where this worker's is closed: the one that opened
+  // elsewhere (or here, and was handed to the fleet) fires the signal too.
+  if (s.breaker && s.slo->fleet != nullptr && !s.shared_key.empty() &&
+      m.breaker == CircuitBreaker::State::kClosed) {
+    if (auto e = s.slo->fleet->Lookup(s.shared_key); e.ok()) {
+      if (e->state == SharedBreakerState::State::kOpen) {
+        m.breaker = CircuitBreaker::State::kOpen;
+        m.breaker_open_known = true;
+        m.breaker_until_ns = e->until_ns;
+      } else if (e->state == SharedBreakerState::State::kHalfOpen) {
+        m.breaker = CircuitBreaker::State::kHalfOpen;
+      }
+    }
   }
   return m;
 }
@@ -607,14 +653,26 @@ Totals SuccessTotals(const Series& s, int64_t now_ns) {
   return s.budget->Window(buckets * o.bucket_ns, now_ns);
 }
 
-void RecordInto(Series& s, const SloOutcome& outcome, int64_t now_ns) {
-  const SloSpec& spec = *s.slo->spec;
-  bool success = outcome.success;
-  std::string_view error_class = outcome.error_class;
+// A call taking longer than the latency objective's timeout is a failure of
+// class "timeout", whatever its outcome said. Returns success; sets *error_class.
+bool SucceededWithin(const SloSpec& spec, const SloOutcome& outcome,
+                     std::string_view* error_class) {
+  *error_class = outcome.error_class;
   if (spec.latency && spec.latency->timeout_ns && outcome.latency_ns > *spec.latency->timeout_ns) {
-    success = false;
-    error_class = "timeout";
+    *error_class = "timeout";
+    return false;
   }
+  return outcome.success;
+}
+
+// Counts one call into a series. With `breaker` false the breaker does not
+// see it (a fleet probe's outcome goes to the store instead). Returns true
+// when the call opened the breaker.
+bool RecordInto(Series& s, const SloOutcome& outcome, int64_t now_ns, bool breaker = true) {
+  const SloSpec& spec = *s.slo->spec;
+  std::string_view error_class;
+  const bool success = SucceededWithin(spec, outcome, &error_class);
+  bool opened = false;
   std::lock_guard<std::mutex> lock(s.mu);
   ++s.calls;
   if (s.latency) s.latency->Add(static_cast<double>(outcome.latency_ns), now_ns);
@@ -633,7 +691,7 @@ void RecordInto(Series& s, const SloOutcome& outcome, int64_t now_ns) {
     }
   }
   if (s.budget) s.budget->Record(success, error_class, now_ns);
-  if (s.breaker) {
+  if (s.breaker && breaker) {
     s.breaker->Record(success, outcome.latency_ns, now_ns);
     const bool open = s.breaker->state(now_ns) == CircuitBreaker::State::kOpen;
     // Still open from before only while the open period has not run out;
@@ -641,9 +699,18 @@ void RecordInto(Series& s, const SloOutcome& outcome, int64_t now_ns) {
     if (open && (!s.breaker_open ||
                  now_ns - s.breaker_opened_ns >= spec.breaker->open_duration_ns)) {
       s.breaker_opened_ns = now_ns;
+      opened = true;
     }
     s.breaker_open = open;
   }
+  return opened;
+}
+
+// Whether a call counts as a success and as slow for the breaker.
+std::pair<bool, bool> BreakerVerdict(const SloSpec& spec, const SloOutcome& outcome) {
+  std::string_view error_class;
+  const bool success = SucceededWithin(spec, outcome, &error_class);
+  return {success, outcome.latency_ns >= spec.breaker->slow_call_duration_ns};
 }
 
 }  // namespace
@@ -694,6 +761,7 @@ Result<std::unique_ptr<SloMonitor>> SloMonitor::Create(std::vector<SloSpec> spec
       slo->group.push_back(g == "agent" ? 0 : g == "model" ? 1 : 2);
     }
     slo->signals = slo_internal::SignalsOf(spec);
+    slo->fleet = m->options_.breakers.get();
     if (spec.success) {
       const SuccessObjective& o = *spec.success;
       slo->calendar = o.window_kind != Window::Kind::kRolling;
@@ -773,8 +841,32 @@ const std::vector<Series*>& SloMonitor::Route(const SloCall& call,
 
 Admission SloMonitor::Judge(const std::vector<Series*>& route, int64_t now_ns) {
   using State = CircuitBreaker::State;
-  // Refusals that take nothing.
+  using Shared = SharedBreakerState::State;
+  BreakerStore* fleet = options_.breakers.get();
+  // Shared half-open breakers: a fleet probe slot to take.
+  std::vector<Series*> probing;
+  // Refusals that take nothing: the fleet's state, then this worker's.
   for (Series* s : route) {
+    if (fleet != nullptr && !s->shared_key.empty()) {
+      auto e = fleet->Lookup(s->shared_key);
+      if (!e.ok()) return slo_internal::Unavailable(*s, e.status());
+      switch (e->state) {
+        case Shared::kOpen:
+          return slo_internal::Refuse(
+              *s, fmt::format("circuit breaker open until {} (opened by worker '{}': {})",
+                              slo_internal::FormatTime(e->until_ns), e->worker, e->reason));
+        case Shared::kDisabled:
+          return slo_internal::Refuse(
+              *s, fmt::format("calls disabled by worker '{}' while {} is firing", e->worker,
+                              e->reason));
+        case Shared::kHalfOpen:
+          if (s->breaker) probing.push_back(s);
+          break;
+        case Shared::kClosed:
+        case Shared::kLocal:
+          break;
+      }
+    }
     if (s->breaker && s->breaker->state(now_ns) == State::kOpen) {
       return slo_internal::Refuse(*s, slo_internal::BreakerOpenReason(*s, now_ns));
     }
@@ -786,7 +878,35 @@ Admission SloMonitor::Judge(const std::vector<Series*>& route, int64_t now_ns) {
       }
     }
   }
-  // Tokens, given back if a later check refuses.
+  // Fleet probe slots, given back if a later check refuses.
+  std::vector<Series*> probes;
+  auto give_back_probes = [&] {
+    for (Series* p : probes) {
+      {
+        std::lock_guard<std::mutex> lock(p->mu);
+        --p->shared_probes;
+      }
+      fleet->ReleaseProbe(p->shared_key);
+    }
+  };
+  for (Series* s : probing) {
+    bool took = false;
+    auto got = fleet->TakeProbe(s->shared_key, *s->slo->spec->breaker, &took);
+    if (!got.ok() || !*got) {
+      give_back_probes();
+      if (!got.ok()) return slo_internal::Unavailable(*s, got.status());
+      return slo_internal::Refuse(
+          *s, fmt::format("circuit breaker half-open, its {} probe calls are in flight",
+                          s->slo->spec->breaker->half_open_probes));
+    }
+    if (!took) continue;  // closed meanwhile
+    {
+      std::lock_guard<std::mutex> lock(s->mu);
+      ++s->shared_probes;
+    }
+    probes.push_back(s);
+  }
+  // Tokens, given back if a later check refuses (the shared store's are not).
   std::vector<Series*> taken;
   auto give_back = [&] {
     for (Series* t : taken) {
@@ -794,23 +914,53 @@ Admission SloMonitor::Judge(const std::vector<Series*>& route, int64_t now_ns) {
       if (t->rate > 0) t->tokens = std::min(std::max(1.0, t->rate), t->tokens + 1);
     }
   };
-  for (Series* s : route) {
-    if (!s->responding.load(std::memory_order_acquire)) continue;
-    std::unique_lock<std::mutex> lock(s->mu);
-    if (s->rate <= 0) continue;
-    slo_internal::Refill(*s, now_ns);
-    if (s->tokens >= 1) {
-      s->tokens -= 1;
-      taken.push_back(s);
-      continue;
+  if (options_.rate_limits) {
+    std::vector<RateLimitRef> refs;
+    std::vector<Series*> limited;
+    for (Series* s : route) {
+      if (!s->responding.load(std::memory_order_acquire)) continue;
+      std::lock_guard<std::mutex> lock(s->mu);
+      if (s->rate <= 0) continue;
+      refs.push_back({fmt::format("slo\x1f{}\x1f{}", s->slo->spec->id, s->subject),
+                      slo_internal::SharedRateOf(s->rate)});
+      limited.push_back(s);
     }
-    const std::string why = fmt::format("rate limited to {} while {} is firing",
-                                        slo_internal::FormatRate(s->rate), s->rate_by);
-    lock.unlock();
-    give_back();
-    return slo_internal::Refuse(*s, why);
+    if (!refs.empty()) {
+      size_t refused = 0;
+      auto got = options_.rate_limits->Acquire(refs, now_ns, &refused);
+      if (!got.ok() || !*got) {
+        give_back_probes();
+        Series* s = limited[std::min(refused, limited.size() - 1)];
+        if (!got.ok()) return slo_internal::Unavailable(*s, got.status());
+        std::string why;
+        {
+          std::lock_guard<std::mutex> lock(s->mu);
+          why = fmt::format("rate limited to {} while {} is firing",
+                            slo_internal::FormatRate(s->rate), s->rate_by);
+        }
+        return slo_internal::Refuse(*s, why);
+      }
+    }
+  } else {
+    for (Series* s : route) {
+      if (!s->responding.load(std::memory_order_acquire)) continue;
+      std::unique_lock<std::mutex> lock(s->mu);
+      if (s->rate <= 0) continue;
+      slo_internal::Refill(*s, now_ns);
+      if (s->tokens >= 1) {
+        s->tokens -= 1;
+        taken.push_back(s);
+        continue;
+      }
+      const std::string why = fmt::format("rate limited to {} while {} is firing",
+                                          slo_internal::FormatRate(s->rate), s->rate_by);
+      lock.unlock();
+      give_back();
+      give_back_probes();
+      return slo_internal::Refuse(*s, why);
+    }
   }
-  // Breakers last: a half-open one hands out a probe slot.
+  // This worker's breakers last: a half-open one hands out a probe slot.
   std::vector<Series*> allowed;
   for (Series* s : route) {
     if (!s->breaker) continue;
@@ -820,6 +970,7 @@ Admission SloMonitor::Judge(const std::vector<Series*>& route, int64_t now_ns) {
     }
     for (Series* a : allowed) a->breaker->Release();
     give_back();
+    give_back_probes();
     if (s->breaker->state(now_ns) == State::kOpen) {
       return slo_internal::Refuse(*s, slo_internal::BreakerOpenReason(*s, now_ns));
     }
@@ -834,6 +985,17 @@ void SloMonitor::Release(const SloCall& call) {
   std::vector<Series*> scratch;
   for (Series* s : Route(call, &scratch)) {
     if (s->breaker) s->breaker->Release();
+    if (options_.breakers && !s->shared_key.empty()) {
+      bool held = false;
+      {
+        std::lock_guard<std::mutex> lock(s->mu);
+        if (s->shared_probes > 0) {
+          --s->shared_probes;
+          held = true;
+        }
+      }
+      if (held) options_.breakers->ReleaseProbe(s->shared_key);
+    }
   }
 }
 
@@ -873,7 +1035,41 @@ Admission SloMonitor::Admit(const SloCall& call) {
 std::vector<SloEvent> SloMonitor::Record(const SloCall& call, const SloOutcome& outcome) {
   const int64_t now = clock_->NowNs();
   std::vector<Series*> scratch;
-  for (Series* s : Route(call, &scratch)) slo_internal::RecordInto(*s, outcome, now);
+  BreakerStore* fleet = options_.breakers.get();
+  for (Series* s : Route(call, &scratch)) {
+    if (fleet == nullptr || !s->breaker || s->shared_key.empty()) {
+      slo_internal::RecordInto(*s, outcome, now);
+      continue;
+    }
+    bool probe = false;
+    {
+      std::lock_guard<std::mutex> lock(s->mu);
+      if (s->shared_probes > 0) {
+        --s->shared_probes;
+        probe = true;
+      }
+    }
+    const bool opened = slo_internal::RecordInto(*s, outcome, now, /*breaker=*/!probe);
+    const CircuitBreakerOptions& b = *s->slo->spec->breaker;
+    if (probe) {
+      // The fleet's half-open breaker judges its probes; a store that cannot
+      // be reached leaves it half-open until a probe slot expires.
+      const auto [success, slow] = slo_internal::BreakerVerdict(*s->slo->spec, outcome);
+      (void)fleet->ProbeOutcome(s->shared_key, success, slow, b,
+                                success ? "too many slow probe calls" : "a probe call failed");
+    } else if (opened) {
+      // Published: the fleet's state owns the open breaker from now on, and
+      // this worker's counts anew. Not published (the store is away): this
+      // worker's breaker stays open and is judged here.
+      const std::string why =
+          fmt::format("failure or slow-call rate reached over the last {} calls", b.window_size);
+      if (fleet->PublishOpen(s->shared_key, b.open_duration_ns, why).ok()) {
+        std::lock_guard<std::mutex> lock(s->mu);
+        s->breaker->Reset();
+        s->breaker_open = false;
+      }
+    }
+  }
   if (options_.evaluate_every_ns > 0) {
     int64_t due = next_evaluation_ns_.load(std::memory_order_relaxed);
     if (now >= due && next_evaluation_ns_.compare_exchange_strong(
@@ -896,6 +1092,8 @@ std::vector<Series*> SloMonitor::AllSeriesSorted() {
 std::vector<SloEvent> SloMonitor::Evaluate() {
   std::vector<SloEvent> events;
   std::vector<SloEvent> escalations;
+  // Disables to publish to the fleet: key, disabled, why.
+  std::vector<std::tuple<std::string, bool, std::string>> disables;
   {
     std::lock_guard<std::mutex> evaluating(evaluate_mu_);
     const int64_t now = clock_->NowNs();
@@ -926,7 +1124,16 @@ std::vector<SloEvent> SloMonitor::Evaluate() {
         events.push_back(std::move(e));
       }
       if (changed) slo_internal::ApplyActions(*s, now);
+      if (options_.breakers && !s->shared_key.empty() && s->disabled != s->shared_disabled) {
+        s->shared_disabled = s->disabled;
+        disables.emplace_back(s->shared_key, s->disabled, s->disabled_by);
+      }
     }
+  }
+  for (const auto& [key, disabled, why] : disables) {
+    // Unreachable store: the disable holds on this worker, and the store
+    // renews (so publishes) it within a quarter lease of coming back.
+    (void)options_.breakers->SetDisabled(key, disabled, why);
   }
   // Outside the locks: the callback may call back into the monitor.
   if (options_.on_escalate) {

@@ -45,6 +45,7 @@ from bastion._core import (
     VerificationError,
     VerifyReport,
     merkle_leaf_hash,
+    shard_path,
     verify_consistency,
     verify_inclusion,
 )
@@ -55,6 +56,7 @@ from bastion.summary import Summary, summary
 
 QueryResult.to_pandas = _frames.to_pandas  # type: ignore[method-assign]
 QueryResult.to_arrow = _frames.to_arrow  # type: ignore[method-assign]
+QueryResult.to_parquet = _frames.to_parquet  # type: ignore[attr-defined]
 
 __version__ = "0.1.0"
 
@@ -118,6 +120,7 @@ __all__ = [
     "export_evidence",
     "merkle_leaf_hash",
     "open_checkpoint",
+    "shard_path",
     "summary",
     "verify_consistency",
     "verify_inclusion",

@@ -3,9 +3,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import io
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -169,3 +172,27 @@ def test_cli_reads_a_guard_directory_and_sharded_stats_and_query(tmp_path: Path)
     r = cli("tail", str(root), "-n", "5")
     assert r.returncode == 0 and r.stdout.count("run_start") == 2, r.stdout + r.stderr
     assert os.path.isdir(root / "ledger" / "shards")
+
+
+def doc_block(heading: str) -> str:
+    """The first ```python block after `heading` in docs/ledger.md."""
+    text = (Path(__file__).resolve().parents[2] / "docs" / "ledger.md").read_text()
+    start = text.index(heading)
+    m = re.search(r"^```python\n(.*?)^```", text[start:], flags=re.S | re.M)
+    assert m, heading
+    return m.group(1)
+
+
+@pytest.mark.parametrize("heading", ["## Sharded ledgers",
+                                     "### Querying exported Parquet with DuckDB"])
+def test_the_guide_examples_run(heading: str, tmp_path: Path, monkeypatch) -> None:
+    if "DuckDB" in heading:
+        pytest.importorskip("duckdb")
+    monkeypatch.chdir(tmp_path)
+    with contextlib.redirect_stdout(io.StringIO()) as out:
+        exec(compile(doc_block(heading), f"docs/ledger.md:{heading}", "exec"), {})
+    if "DuckDB" in heading:
+        assert (tmp_path / "audit-parquet" / "day=2026-11-23").is_dir()
+        assert "agent-0" in out.getvalue() and "2026-11-21" not in out.getvalue()
+    else:
+        assert "w1 1 model_call" in out.getvalue()

@@ -97,7 +97,7 @@ def test_duckdb_groups_the_partitioned_export_by_day(sharded: str, tmp_path: Pat
     with bastion.Ledger.open(sharded, reader=True) as reader:
         reader.query(limit=None).to_parquet(out)
     con = duckdb.connect()
-    rows = con.sql(f"""
+    rows = con.execute(f"""
         SELECT CAST(day AS VARCHAR) AS day, count(*) AS n, sum(cost_usd) AS usd,
                count(DISTINCT shard) AS shards
         FROM read_parquet('{out}/**/*.parquet', hive_partitioning = true)
@@ -105,9 +105,9 @@ def test_duckdb_groups_the_partitioned_export_by_day(sharded: str, tmp_path: Pat
     assert [(d, n, s) for d, n, _, s in rows] == [(DAYS[0], 5, 3), (DAYS[1], 5, 3),
                                                     (DAYS[2], 5, 3)]
     assert [round(usd, 6) for _, _, usd, _ in rows] == [0.0625] * 3
-    denied = con.sql(f"""
+    (denied,), = con.execute(f"""
         SELECT count(*) FROM read_parquet('{out}/**/*.parquet', hive_partitioning = true)
-        WHERE effect = 'deny' AND day = '{DAYS[0]}'""").fetchone()[0]
+        WHERE effect = 'deny' AND day = '{DAYS[0]}'""").fetchall()
     assert denied == sum(1 for _ in _denied_on_day(sharded, DAYS[0]))
 
 
@@ -196,3 +196,21 @@ def test_the_guide_examples_run(heading: str, tmp_path: Path, monkeypatch) -> No
         assert "agent-0" in out.getvalue() and "2026-11-21" not in out.getvalue()
     else:
         assert "w1 1 model_call" in out.getvalue()
+
+
+def test_cli_tail_follows_a_sharded_ledger(tmp_path: Path) -> None:
+    path = str(tmp_path / "ledger")
+    fill(path, "a", [0], "a")
+    follow = subprocess.Popen(
+        [sys.executable, "-m", "bastion", "ledger", "tail", path, "-n", "1", "-f", "--json",
+         "--interval", "0.05", "--follow-for", "20"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=child_env())
+    try:
+        first = json.loads(follow.stdout.readline())
+        assert (first["shard"], first["agent_id"]) == ("a", "a")
+        fill(path, "b", [1], "late")  # a new shard, created after the reader opened
+        second = json.loads(follow.stdout.readline())
+        assert (second["shard"], second["agent_id"], second["seq"]) == ("b", "late", 1)
+    finally:
+        follow.kill()
+        follow.communicate()

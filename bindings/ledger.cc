@@ -763,7 +763,9 @@ void RegisterLedger(py::module_& m) {
                   py::arg("queue_capacity") = 65536, py::arg("reader") = false,
                   py::arg("signing_key") = py::none(), py::arg("checkpoint_every") = 0,
                   py::arg("checkpoint_interval") = 0.0, py::arg("checkpoint_sink") = py::none(),
-                  "Opens (creates) the ledger at `path`, or a reader following it. With "
+                  "Opens (creates) the ledger at `path`, or a reader following it (of every "
+                  "shard at once when `path` has a shards/ folder: see docs/ledger.md, "
+                  "'Sharded ledgers'). With "
                   "`signing_key` (a SigningKey or its file), the writer signs checkpoints of its "
                   "Merkle tree on close, every `checkpoint_every` records and every "
                   "`checkpoint_interval` seconds, stores them and hands each to "

@@ -391,4 +391,5 @@ class Guard:
 
     def __repr__(self) -> str:
         where = f" {self.path}" if self.path is not None else ""
-        return f"<bastion.Guard{where}{' closed' if self.closed else ''}>"
+        shard = f" shard {self.shard}" if self.shard is not None else ""
+        return f"<bastion.Guard{where}{shard}{' closed' if self.closed else ''}>"

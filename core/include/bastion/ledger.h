@@ -372,7 +372,8 @@ class Ledger {
   // When `path` has a shards/ folder, the reader is sharded: it opens the
   // main shard (when `path` itself holds a ledger) and every shard under
   // shards/ that has a CURRENT file (a shard a writer is still creating is
-  // skipped until a Refresh finds it complete), and reads them as one ledger:
+  // skipped until a Refresh finds it complete; one whose column families are
+  // not all there yet is retried for about 0.6 s), and reads them as one ledger:
   //   Find       the matching records of every shard, by (timestamp, shard
   //              name, seq), in the query's direction; limit and cursor work
   //              as on one ledger. Each record's shard is in QueryResult::shards.

@@ -2,9 +2,11 @@
 
 #include <algorithm>
 #include <charconv>
+#include <chrono>
 #include <cstdint>
 #include <filesystem>
 #include <limits>
+#include <thread>
 #include <tuple>
 
 #include <fmt/format.h>
@@ -175,6 +177,13 @@ Status ShardedReader::OpenNew() {
       fs::create_directories(o.secondary_path, ec);
     }
     auto ledger = Ledger::OpenOneReader(PathOf(name), o);
+    // A writer creating a shard writes CURRENT before it adds the ledger's
+    // column families: for a few milliseconds the store looks like no ledger.
+    for (int attempt = 0; !ledger.ok() && ledger.status().IsInvalidArgument() && attempt < 6;
+         ++attempt) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(10 << attempt));
+      ledger = Ledger::OpenOneReader(PathOf(name), o);
+    }
     if (!ledger.ok()) {
       return ledger.status().WithContext(
           fmt::format("sharded ledger '{}': shard '{}'", path_, name.empty() ? "(main)" : name));

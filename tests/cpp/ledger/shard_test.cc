@@ -1,7 +1,9 @@
 // Sharded ledgers: shards under <L>/shards/, read as one by OpenReader(L).
 #include <algorithm>
+#include <atomic>
 #include <filesystem>
 #include <string>
+#include <thread>
 #include <tuple>
 #include <vector>
 
@@ -263,6 +265,35 @@ TEST_F(ShardedLedger, RefreshFindsNewShardsAndRecords) {
   ASSERT_EQ(rows.size(), 12u);
   EXPECT_EQ(rows[0], (Row{10, "d", 2}));
   EXPECT_TRUE(r->Verify({}).ok);
+}
+
+TEST(ShardedLedgerMain, RefreshWhileWritersCreateShardsNeverFails) {
+  TempDir dir;
+  const std::string path = dir.Sub("l");
+  fs::create_directories(path + "/shards");
+  auto r = Reader(path);
+  ASSERT_NE(r, nullptr);
+  constexpr int kShards = 24;
+  std::atomic<bool> done{false};
+  std::thread writers([&] {
+    for (int i = 0; i < kShards; ++i) {
+      auto w = OpenOrDie(Shard(path, fmt::format("s{:02}", i)));
+      if (w) (void)w->Append(At(i, "x"), Durability::kSync);
+    }
+    done = true;
+  });
+  int refreshes = 0;
+  while (!done) {
+    Status s = r->Refresh();
+    ASSERT_TRUE(s.ok()) << s.ToString();
+    ++refreshes;
+  }
+  writers.join();
+  ASSERT_TRUE(r->Refresh().ok());
+  Query q;
+  q.limit = 0;
+  EXPECT_EQ(All(*r, q).size(), static_cast<size_t>(kShards));
+  EXPECT_GT(refreshes, 0);
 }
 
 TEST(ShardedLedgerMain, MainShardAndShardsReadAsOne) {

@@ -1,6 +1,7 @@
 // bastion._core.Ledger, QueryResult and VerifyReport.
 #include <cstring>
 #include <exception>
+#include <map>
 #include <memory>
 #include <optional>
 #include <thread>
@@ -118,10 +119,10 @@ class PyQueryResult {
     py::dict cols = EncodedToColumns(r_.encoded);
     py::list shards(size());
     std::map<std::string_view, py::str> names;  // one object per shard name
-    const py::str main("");
+    const py::str main_shard("");
     for (size_t i = 0; i < size(); ++i) {
       if (r_.shards.empty() || r_.shards[i].empty()) {
-        shards[i] = main;
+        shards[i] = main_shard;
         continue;
       }
       auto [it, fresh] = names.try_emplace(r_.shards[i]);
@@ -687,6 +688,10 @@ void RegisterLedger(py::module_& m) {
       .def_readonly("shards", &VerifyReport::shards)
       .def("__bool__", [](const VerifyReport& r) { return r.ok; })
       .def("__repr__", [](const VerifyReport& r) {
+        if (r.ok && !r.shards.empty()) {
+          return fmt::format("<VerifyReport ok: {} records in {} shards>", r.records_checked,
+                             r.shards.size());
+        }
         if (r.ok) return fmt::format("<VerifyReport ok: {} records ({}..{})>", r.records_checked,
                                      r.from_seq, r.to_seq);
         if (r.problem == VerifyProblem::kNone) {  // cancelled: no record is known to be bad

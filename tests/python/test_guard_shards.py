@@ -94,6 +94,7 @@ def test_three_named_workers_write_shards_read_as_one(tmp_path: Path) -> None:
         assert [(r.shard, r.ok, r.records_checked) for r in report.shards] == [
             (w, True, 2 * N) for w in ("w1", "w2", "w3")]
         assert report.records_checked == 6 * N and report.shard is None
+        assert repr(report) == f"<VerifyReport ok: {6 * N} records in 3 shards>"
         df = reader.query(limit=None, newest_first=False).to_pandas()
         assert df["shard"].tolist() == [r["shard"] for r in records]
         assert reader.stats()["by_shard"] == {"w1": 2 * N, "w2": 2 * N, "w3": 2 * N}
@@ -201,6 +202,10 @@ def test_one_chain_operations_on_a_sharded_reader_name_the_shards(tmp_path: Path
             with pytest.raises(bastion.StateError, match=r"shards/w1"):
                 call()
         assert len(reader.query(limit=None)) == 1
+    with bastion.Ledger.open(str(root / "ledger" / "shards" / "w1"), reader=True) as one:
+        report = one.verify()  # a shard opened alone is a plain ledger
+        assert report.ok and report.shard is None and report.shards == []
+        assert one.head()["seq"] == 1 and one.get(1)["shard"] == ""
 
 
 def test_shard_path() -> None:

@@ -217,8 +217,9 @@ Result<QueryResult> ShardedReader::Find(const Query& query) {
   // Without equality filters each shard walks its time index, already in
   // (time, seq) order: a page needs at most `limit` records of each shard,
   // after the cursor. Equality filters walk posting lists in seq order, which
-  // need not be time order: every match is read and sorted.
-  const bool by_time = !HasAnyEqualityFilter(query);
+  // need not be time order: every match is read and sorted. So is every
+  // record without a limit (a scan of the records beats the time index then).
+  const bool by_time = !HasAnyEqualityFilter(query) && query.limit != 0;
   std::vector<Entry> entries;
   bool more = false;
   for (size_t i = 0; i < shards_.size(); ++i) {

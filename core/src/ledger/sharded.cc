@@ -12,6 +12,7 @@
 #include <fmt/format.h>
 
 #include "ledger/index_keys.h"
+#include "ledger/query_engine.h"
 #include "ledger/record_codec.h"
 #include "util/path_arg.h"
 
@@ -196,6 +197,7 @@ Status ShardedReader::OpenNew() {
 }
 
 Result<QueryResult> ShardedReader::Find(const Query& query) {
+  BASTION_RETURN_IF_ERROR(ValidateQuery(query));  // also without any shard yet
   std::optional<MergeCursor> cursor;
   if (!query.cursor.empty()) {
     auto c = ParseCursor(query.cursor);

@@ -358,6 +358,9 @@ TEST(ShardedLedgerMain, EmptyShardsAndAnEmptyShardsFolder) {
   q.limit = 0;
   EXPECT_TRUE(All(*r, q).empty());
   EXPECT_TRUE(r->Verify({}).ok);
+  Query bad;
+  bad.risk_level = "extreme";
+  EXPECT_TRUE(r->Find(bad).status().IsInvalidArgument()) << "checked without any shard too";
   auto empty = OpenOrDie(Shard(path, "idle"));
   ASSERT_NE(empty, nullptr);
   auto w = OpenOrDie(Shard(path, "busy"));

@@ -22,8 +22,8 @@ if TYPE_CHECKING:  # pragma: no cover
 # (bastion._core.CALL_FIELDS and TOKEN_FIELDS) is a column; test_call_schema.py
 # holds the two together.
 COLUMNS = (
-    "shard", "seq", "timestamp", "agent_id", "agent_role", "parent_agent_id", "user_id", "tenant_id",
-    "action", "model", "tool", "operation", "resource_id", "input_summary", "output_summary",
+    "shard", "seq", "timestamp", "agent_id", "agent_role", "parent_agent_id", "user_id",
+    "tenant_id", "action", "model", "tool", "operation", "resource_id", "input_summary", "output_summary",
     "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens",
     "reasoning_tokens", "cost_usd", "effect", "reasons", "duration_ns", "trace_id", "span_id",
     "parent_span_id", "request_id", "run_id", "thread_id", "step_index", "risk_level",

@@ -358,10 +358,11 @@ Result<LedgerStats> ShardedReader::Stats() {
     out.disk_bytes += st->disk_bytes;
     if (out.format.empty()) out.format = st->format;
     if (st->records > 0) {
-      out.first_timestamp_ns =
-          any_time ? std::min(out.first_timestamp_ns, st->first_timestamp_ns) : st->first_timestamp_ns;
-      out.last_timestamp_ns =
-          any_time ? std::max(out.last_timestamp_ns, st->last_timestamp_ns) : st->last_timestamp_ns;
+      const bool first = !any_time;
+      out.first_timestamp_ns = first ? st->first_timestamp_ns
+                                     : std::min(out.first_timestamp_ns, st->first_timestamp_ns);
+      out.last_timestamp_ns = first ? st->last_timestamp_ns
+                                    : std::max(out.last_timestamp_ns, st->last_timestamp_ns);
       any_time = true;
     }
     for (const auto& [k, v] : st->by_action) out.by_action[k] += v;

@@ -1,6 +1,7 @@
 // bastion._core.Ledger, QueryResult and VerifyReport.
 #include <cstring>
 #include <exception>
+#include <map>
 #include <memory>
 #include <optional>
 #include <thread>
@@ -98,7 +99,9 @@ class PyQueryResult {
     if (i < 0) i += n;
     if (i < 0 || i >= n) throw py::index_error("query result index out of range");
     auto rec = DecodeStoredRecord(r_.encoded[static_cast<size_t>(i)]);
-    return StoredRecordToDict(Unwrap(std::move(rec)));
+    StoredRecord stored = Unwrap(std::move(rec));
+    if (!r_.shards.empty()) stored.shard = r_.shards[static_cast<size_t>(i)];
+    return StoredRecordToDict(stored);
   }
   py::list Slice(const py::slice& s) const {
     size_t start, stop, step, len;
@@ -110,7 +113,25 @@ class PyQueryResult {
   py::object NextCursor() const {
     return r_.next_cursor.empty() ? py::none() : py::object(py::str(r_.next_cursor));
   }
-  py::dict Columns() const { return EncodedToColumns(r_.encoded); }
+  // The columns of EncodedToColumns, and "shard": one str per record ("" for
+  // the main shard and for a ledger without shards).
+  py::dict Columns() const {
+    py::dict cols = EncodedToColumns(r_.encoded);
+    py::list shards(size());
+    std::map<std::string_view, py::str> names;  // one object per shard name
+    const py::str main_shard("");
+    for (size_t i = 0; i < size(); ++i) {
+      if (r_.shards.empty() || r_.shards[i].empty()) {
+        shards[i] = main_shard;
+        continue;
+      }
+      auto [it, fresh] = names.try_emplace(r_.shards[i]);
+      if (fresh) it->second = py::str(r_.shards[i]);
+      shards[i] = it->second;
+    }
+    cols["shard"] = shards;
+    return cols;
+  }
 
  private:
   QueryResult r_;
@@ -542,6 +563,7 @@ class PyLedger {
     d["by_action"] = s.by_action;
     d["by_effect"] = s.by_effect;
     d["by_agent"] = s.by_agent;
+    d["by_shard"] = s.by_shard;
     return d;
   }
 
@@ -662,8 +684,14 @@ void RegisterLedger(py::module_& m) {
                              })
       .def_readonly("message", &VerifyReport::message)
       .def_readonly("cancelled", &VerifyReport::cancelled)
+      .def_readonly("shard", &VerifyReport::shard)
+      .def_readonly("shards", &VerifyReport::shards)
       .def("__bool__", [](const VerifyReport& r) { return r.ok; })
       .def("__repr__", [](const VerifyReport& r) {
+        if (r.ok && !r.shards.empty()) {
+          return fmt::format("<VerifyReport ok: {} records in {} shards>", r.records_checked,
+                             r.shards.size());
+        }
         if (r.ok) return fmt::format("<VerifyReport ok: {} records ({}..{})>", r.records_checked,
                                      r.from_seq, r.to_seq);
         if (r.problem == VerifyProblem::kNone) {  // cancelled: no record is known to be bad
@@ -740,7 +768,9 @@ void RegisterLedger(py::module_& m) {
                   py::arg("queue_capacity") = 65536, py::arg("reader") = false,
                   py::arg("signing_key") = py::none(), py::arg("checkpoint_every") = 0,
                   py::arg("checkpoint_interval") = 0.0, py::arg("checkpoint_sink") = py::none(),
-                  "Opens (creates) the ledger at `path`, or a reader following it. With "
+                  "Opens (creates) the ledger at `path`, or a reader following it (of every "
+                  "shard at once when `path` has a shards/ folder: see docs/ledger.md, "
+                  "'Sharded ledgers'). With "
                   "`signing_key` (a SigningKey or its file), the writer signs checkpoints of its "
                   "Merkle tree on close, every `checkpoint_every` records and every "
                   "`checkpoint_interval` seconds, stores them and hands each to "
@@ -807,6 +837,15 @@ void RegisterLedger(py::module_& m) {
         return fmt::format("<bastion.Ledger '{}'{}{}>", self.path(),
                            self.read_only() ? " reader" : "", self.closed() ? " closed" : "");
       });
+  m.def(
+      "shard_path",
+      [](const std::string& ledger_path, const std::string& name) {
+        return Unwrap(ShardPath(ledger_path, name));
+      },
+      py::arg("ledger_path"), py::arg("name"),
+      "The directory of shard `name` of the ledger at `ledger_path` (<ledger_path>/shards/"
+      "<name>); InvalidArgumentError for a name that is not 1 to 64 bytes of [A-Za-z0-9._-] "
+      "not starting with '.'.");
   m.def(
       "merkle_leaf_hash",
       [](py::handle chain_hash) { return HashBytes(MerkleLeafHash(HashArg(chain_hash, "chain_hash"))); },

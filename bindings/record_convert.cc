@@ -35,7 +35,7 @@ struct Names {
   std::array<py::object, kFieldCount> field;
   std::array<Slot, kFieldCount> slot;
   py::dict by_name;  // str -> int(Field)
-  py::object seq, hash, prev_hash, erased, policy_id, message, nanosecond, utcoffset;
+  py::object seq, hash, prev_hash, erased, shard, policy_id, message, nanosecond, utcoffset;
   Names() {
     Record probe;
     const auto offset_of = [&](const void* member) {
@@ -66,6 +66,7 @@ struct Names {
     hash = intern("hash");
     prev_hash = intern("prev_hash");
     erased = intern("personal_data_erased");
+    shard = intern("shard");
     policy_id = intern("policy_id");
     message = intern("message");
     nanosecond = intern("nanosecond");
@@ -361,6 +362,7 @@ py::dict StoredRecordToDict(const StoredRecord& s) {
   d[n.hash] = py::str(HashToHex(s.hash));
   d[n.prev_hash] = py::str(HashToHex(s.prev_hash));
   d[n.erased] = py::bool_(s.personal_data_erased);
+  d[n.shard] = py::str(s.shard);
   for (int i = 0; i < kFieldCount; ++i) {
     const Field f = static_cast<Field>(i);
     py::object v;

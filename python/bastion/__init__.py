@@ -46,6 +46,7 @@ from bastion._core import (
     VerificationError,
     VerifyReport,
     merkle_leaf_hash,
+    shard_path,
     verify_consistency,
     verify_inclusion,
 )
@@ -56,6 +57,7 @@ from bastion.summary import Summary, summary
 
 QueryResult.to_pandas = _frames.to_pandas  # type: ignore[method-assign]
 QueryResult.to_arrow = _frames.to_arrow  # type: ignore[method-assign]
+QueryResult.to_parquet = _frames.to_parquet  # type: ignore[attr-defined]
 
 __version__ = "0.1.0"
 
@@ -120,6 +122,7 @@ __all__ = [
     "export_evidence",
     "merkle_leaf_hash",
     "open_checkpoint",
+    "shard_path",
     "summary",
     "verify_consistency",
     "verify_inclusion",

@@ -4,6 +4,8 @@
     bastion ledger query PATH [filters]  find records
     bastion ledger tail PATH [-n N] [-f] the newest records, optionally following
     bastion ledger stats PATH            counts, head, size
+    bastion ledger export PATH --format parquet|csv|jsonl --out PATH [filters]
+                                         records to files (Parquet: partitioned by day)
     bastion ledger repair PATH --accept-loss
                                          recover from a damaged write-ahead log
     bastion ledger verify PATH --checkpoint FILE --verifier KEY
@@ -24,12 +26,15 @@
 Every ledger command but repair, erase and checkpoint (and export-evidence --key)
 opens PATH as a reader, so it is safe
 beside a running agent that is writing to the ledger. ``--json`` prints machine-readable
-output.
+output. A sharded ledger (PATH/shards/<name>, written by several processes) is read
+as one by verify, query, tail, stats and export; PATH may also be a guard directory
+(its ledger/ is read).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import json
 import os
@@ -161,8 +166,37 @@ class _ProgressBar:
         return True
 
 
+def _ledger_dir(path: str) -> str:
+    """PATH itself, or PATH/ledger when PATH is a guard directory (it holds a
+    ledger/ folder and is no ledger itself)."""
+    p = Path(path)
+    if (p / "ledger").is_dir() and not (p / "CURRENT").exists() and not (p / "shards").is_dir():
+        return str(p / "ledger")
+    return path
+
+
 def _open_reader(path: str) -> Ledger:
-    return Ledger.open(path, reader=True)
+    return Ledger.open(_ledger_dir(path), reader=True)
+
+
+def _shard_label(name: str) -> str:
+    return f"'{name}'" if name else "(main)"
+
+
+def _report_json(report: bastion.VerifyReport) -> dict[str, Any]:
+    out = {
+        "ok": report.ok,
+        "records_checked": report.records_checked,
+        "from_seq": report.from_seq,
+        "to_seq": report.to_seq,
+        "problem": report.problem,
+        "bad_seq": report.bad_seq,
+        "message": report.message,
+    }
+    if report.shards:
+        out["shard"] = report.shard
+        out["shards"] = [dict(_report_json(r), shard=r.shard) for r in report.shards]
+    return out
 
 
 def _text_arg(value: str) -> str:
@@ -190,19 +224,25 @@ def _cmd_verify(args: argparse.Namespace) -> int:
             **extra,
         )
     if args.json:
-        print(
-            json.dumps(
-                {
-                    "ok": report.ok,
-                    "records_checked": report.records_checked,
-                    "from_seq": report.from_seq,
-                    "to_seq": report.to_seq,
-                    "problem": report.problem,
-                    "bad_seq": report.bad_seq,
-                    "message": report.message,
-                }
-            )
-        )
+        print(json.dumps(_report_json(report)))
+    elif report.shards:
+        for r in report.shards:
+            if r.ok:
+                print(f"  shard {_shard_label(r.shard or '')}: OK "
+                      f"({r.records_checked:,} records)")
+            elif r.problem is None:
+                print(f"  shard {_shard_label(r.shard or '')}: not checked: {r.message}")
+            else:
+                print(f"  shard {_shard_label(r.shard or '')}: FAILED at record {r.bad_seq}: "
+                      f"{r.problem}: {r.message}")
+        failed = sum(not r.ok for r in report.shards)
+        if report.ok:
+            print(f"OK: {len(report.shards)} shards, {report.records_checked:,} records, "
+                  f"{report.bytes_checked:,} bytes")
+        else:
+            print(f"FAILED: {failed} of {len(report.shards)} shards; first: shard "
+                  f"{_shard_label(report.shard or '')} at record {report.bad_seq}: "
+                  f"{report.problem}")
     elif report.ok:
         print(f"OK: {report.message} ({report.records_checked:,} records, "
               f"{report.bytes_checked:,} bytes)")
@@ -259,6 +299,66 @@ def _cmd_query(args: argparse.Namespace) -> int:
     return 0
 
 
+# Records per query page of an export: bounds its memory.
+_EXPORT_PAGE = 50_000
+
+
+def _csv_cell(value: Any) -> Any:
+    if value is None:
+        return ""
+    if isinstance(value, (list, dict)):
+        return json.dumps(value, ensure_ascii=False)
+    return value
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    import csv
+
+    out = Path(args.out)
+    if args.format == "parquet" and out.exists() and not out.is_dir():
+        print(f"bastion: error: --out '{out}' is a file; Parquet goes to a folder",
+              file=sys.stderr)
+        return 2
+    if args.format != "parquet" and out.is_dir():
+        print(f"bastion: error: --out '{out}' is a folder; {args.format} goes to one file",
+              file=sys.stderr)
+        return 2
+    count = 0
+    files: list[str] = []
+    with _open_reader(args.path) as ledger, contextlib.ExitStack() as stack:
+        sink = None
+        writer = None
+        cursor = None
+        while True:
+            page = ledger.query(**_query_kwargs(args), newest_first=False,
+                                limit=_EXPORT_PAGE, cursor=cursor)
+            if args.format == "parquet":
+                files += page.to_parquet(out)
+            else:
+                if sink is None:
+                    sink = stack.enter_context(out.open("w", encoding="utf-8", newline=""))
+                for record in page:
+                    if args.format == "jsonl":
+                        sink.write(json.dumps(record, ensure_ascii=False,
+                                              default=_json_number) + "\n")
+                        continue
+                    if writer is None:
+                        writer = csv.DictWriter(sink, fieldnames=list(record))
+                        writer.writeheader()
+                    writer.writerow({k: _csv_cell(v) for k, v in record.items()})
+            count += len(page)
+            cursor = page.next_cursor
+            if cursor is None:
+                break
+    if args.json:
+        print(json.dumps({"records": count, "format": args.format, "out": str(out),
+                          "files": files if args.format == "parquet" else [str(out)]}))
+    else:
+        where = f"{len(files)} files under {out}" if args.format == "parquet" else str(out)
+        print(f"exported {count:,} records to {where}")
+    return 0
+
+
 def _cmd_tail(args: argparse.Namespace) -> int:
     with _open_reader(args.path) as ledger:
         # limit=0 would mean "no limit": -n 0 shows nothing and follows from the head.
@@ -266,6 +366,8 @@ def _cmd_tail(args: argparse.Namespace) -> int:
         _emit_records(records, args)
         if not args.follow:
             return 0
+        if (Path(ledger.path) / "shards").is_dir():
+            return _follow_sharded(ledger, records, args)
         last = records[-1]["seq"] if records else ledger.head()["seq"]
         try:
             deadline = time.monotonic() + args.follow_for if args.follow_for else None
@@ -288,6 +390,34 @@ def _cmd_tail(args: argparse.Namespace) -> int:
     return 0
 
 
+def _follow_sharded(ledger: Ledger, shown: list[dict[str, Any]],
+                    args: argparse.Namespace) -> int:
+    """tail --follow on a sharded ledger: records after the last one shown, in
+    (time, shard, seq) order. A record whose time is before that (a worker
+    whose clock is behind) is not shown."""
+    def cursor(r: dict[str, Any]) -> str:
+        return f"m:{r['timestamp_ns']}:{r['seq']}:{r['shard']}"
+
+    last = cursor(shown[-1]) if shown else None
+    since = None if shown else time.time_ns()
+    try:
+        deadline = time.monotonic() + args.follow_for if args.follow_for else None
+        while deadline is None or time.monotonic() < deadline:
+            time.sleep(args.interval)
+            ledger.refresh()
+            new = list(ledger.query(newest_first=False, cursor=last, since=since, limit=None))
+            if new:
+                if args.json:
+                    _emit_records(new, args)
+                else:
+                    _print_rows(new)
+                last = cursor(new[-1])
+            sys.stdout.flush()
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
 def _print_rows(records: Sequence[dict[str, Any]]) -> None:
     """Rows without the header, for tail --follow."""
     import io
@@ -306,16 +436,22 @@ def _cmd_stats(args: argparse.Namespace) -> int:
     print(f"ledger      {args.path}")
     print(f"format      {stats['format']}")
     print(f"records     {stats['records']:,}")
-    print(f"head        #{stats['head_seq']} {stats['head_hash']}")
+    if stats["by_shard"]:
+        print(f"shards      {len(stats['by_shard'])} (each its own chain; verify names them)")
+    else:
+        print(f"head        #{stats['head_seq']} {stats['head_hash']}")
     print(f"time span   {_fmt_time(stats['first_timestamp_ns'])} .. "
           f"{_fmt_time(stats['last_timestamp_ns'])}")
     print(f"disk        {stats['disk_bytes'] / 1e6:,.1f} MB")
     for title, key in (("by action", "by_action"), ("by effect", "by_effect"),
-                       ("by agent", "by_agent")):
+                       ("by agent", "by_agent"), ("by shard", "by_shard")):
+        if key == "by_shard" and not stats[key]:
+            continue
         items = sorted(stats[key].items(), key=lambda kv: -kv[1])
         print(f"{title}:")
         for name, count in items[:20]:
-            print(f"  {name:<30} {count:>10,}")
+            shown = (name or "(main)") if key == "by_shard" else name
+            print(f"  {shown:<30} {count:>10,}")
         if len(items) > 20:
             print(f"  ... and {len(items) - 20} more")
     return 0
@@ -569,21 +705,34 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--overwrite", action="store_true", help="replace files in a non-empty DIR")
     ev.set_defaults(func=_cmd_export_evidence)
 
+    def add_filters(p: argparse.ArgumentParser) -> None:
+        for flag, field in (("--user", "user_id"), ("--agent", "agent_id"),
+                            ("--tenant", "tenant_id"), ("--action", "action"),
+                            ("--tool", "tool"), ("--effect", "effect"),
+                            ("--risk", "risk_level"), ("--run", "run_id"),
+                            ("--trace", "trace_id")):
+            p.add_argument(flag, metavar="VALUE", help=f"only records whose {field} is VALUE")
+        p.add_argument("--since", type=_parse_time, metavar="TIME",
+                       help="not before TIME (ISO 8601, ns since the epoch, or an age: 15m, "
+                       "2h, 7d)")
+        p.add_argument("--until", type=_parse_time, metavar="TIME", help="not after TIME")
+
     q = add("query", "find records by who, what and when (newest first)")
-    for flag, field in (("--user", "user_id"), ("--agent", "agent_id"),
-                        ("--tenant", "tenant_id"), ("--action", "action"),
-                        ("--tool", "tool"), ("--effect", "effect"),
-                        ("--risk", "risk_level"), ("--run", "run_id"),
-                        ("--trace", "trace_id")):
-        q.add_argument(flag, metavar="VALUE", help=f"only records whose {field} is VALUE")
-    q.add_argument("--since", type=_parse_time, metavar="TIME",
-                   help="not before TIME (ISO 8601, ns since the epoch, or an age: 15m, 2h, 7d)")
-    q.add_argument("--until", type=_parse_time, metavar="TIME", help="not after TIME")
+    add_filters(q)
     q.add_argument("--oldest-first", action="store_true", help="oldest records first")
     q.add_argument("--limit", type=_count, default=50, metavar="N",
                    help="at most N records (0: all; default 50)")
     q.add_argument("--cursor", metavar="CURSOR", help="continue after a previous page")
     q.set_defaults(func=_cmd_query)
+
+    x = add("export", "write the records (oldest first) to a file: Parquet partitioned by "
+            "UTC day (OUT/day=YYYY-MM-DD/part-*.parquet), CSV or JSON lines")
+    x.add_argument("--format", choices=("parquet", "csv", "jsonl"), required=True,
+                   help="parquet (a folder, needs pyarrow), csv or jsonl (one file)")
+    x.add_argument("--out", required=True, metavar="PATH",
+                   help="the folder (parquet) or file (csv, jsonl) to write")
+    add_filters(x)
+    x.set_defaults(func=_cmd_export)
 
     t = add("tail", "show the newest records, and optionally follow new ones")
     t.add_argument("-n", type=_count, default=10, metavar="N", help="how many (default 10)")

@@ -136,7 +136,9 @@ def _records(ledger: Ledger, last: int) -> Iterator[dict[str, Any]]:
                 raise _core.CorruptionError(
                     f"record {seq} is missing or misplaced: the ledger does not verify "
                     f"(run Ledger.verify()); evidence needs an intact chain")
-            row = {k: _json_value(v) for k, v in ledger.get(seq).items()}
+            # Evidence is of one chain: a record's shard is where it was read
+            # from, not one of its fields.
+            row = {k: _json_value(v) for k, v in ledger.get(seq).items() if k != "shard"}
             row["stored"] = base64.b64encode(stored).decode("ascii")
             yield row
             seq += 1

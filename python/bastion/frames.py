@@ -1,10 +1,13 @@
-"""DataFrame and Arrow export of ledger query results.
+"""DataFrame, Arrow and Parquet export of ledger query results.
 
 pandas and pyarrow are optional: ``pip install 'bastion[frames]'``.
 """
 
 from __future__ import annotations
 
+import importlib
+import os
+import uuid
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -13,12 +16,14 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from bastion._core import QueryResult
 
-# Column order of exported frames: place first, then who / what / when / context.
-# Every ledger field a call is recorded under (bastion._core.CALL_FIELDS and
-# TOKEN_FIELDS) is a column; test_call_schema.py holds the two together.
+# Column order of exported frames: place first (the shard, "" for the main one
+# and for a ledger without shards, and the seq in its chain), then who / what /
+# when / context. Every ledger field a call is recorded under
+# (bastion._core.CALL_FIELDS and TOKEN_FIELDS) is a column; test_call_schema.py
+# holds the two together.
 COLUMNS = (
-    "seq", "timestamp", "agent_id", "agent_role", "parent_agent_id", "user_id", "tenant_id",
-    "action", "model", "tool", "operation", "resource_id", "input_summary", "output_summary",
+    "shard", "seq", "timestamp", "agent_id", "agent_role", "parent_agent_id", "user_id",
+    "tenant_id", "action", "model", "tool", "operation", "resource_id", "input_summary", "output_summary",
     "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens",
     "reasoning_tokens", "cost_usd", "effect", "reasons", "duration_ns", "trace_id", "span_id",
     "parent_span_id", "request_id", "run_id", "thread_id", "step_index", "risk_level",
@@ -29,11 +34,12 @@ COLUMNS = (
 
 def _require(module: str) -> Any:
     try:
-        return __import__(module)
+        return importlib.import_module(module)
     except ImportError as e:  # pragma: no cover - exercised in environments without it
+        top = module.split(".")[0]
         raise ImportError(
             f"{module} is needed for this export; install it with "
-            f"`pip install {module}` or `pip install 'bastion[frames]'`"
+            f"`pip install {top}` or `pip install 'bastion[frames]'`"
         ) from e
 
 
@@ -44,10 +50,13 @@ def to_pandas(result: QueryResult) -> pandas.DataFrame:
     ``step_index`` is a nullable integer; unset strings are ``None``;
     ``personal_data_erased`` is a bool, and an erased record's personal fields
     (``user_id``, the summaries, ``approved_by``, ``attributes``) are ``None``.
+    ``shard`` is the shard a record was read from (a str; "" for the main
+    shard and for a ledger without shards).
     """
     pd = _require("pandas")
     np = _require("numpy")
     cols = result._columns()
+    cols["shard"] = np.array(cols["shard"], dtype=object)
     ts = cols.pop("timestamp_ns")
     cols["timestamp"] = pd.DatetimeIndex(ts.view("datetime64[ns]")).tz_localize("UTC")
     cols["cost_usd"] = cols["cost_usd"].astype(np.float64) / 1e9
@@ -67,11 +76,16 @@ def to_pandas(result: QueryResult) -> pandas.DataFrame:
 
 def to_arrow(result: QueryResult) -> pyarrow.Table:
     """The records as a pyarrow Table with the same columns as to_pandas()."""
+    return _arrow_table(result._columns())
+
+
+def _arrow_table(cols: dict[str, Any]) -> pyarrow.Table:
     pa = _require("pyarrow")
-    cols = result._columns()
     arrays = {}
     for name in COLUMNS:
-        if name == "timestamp":
+        if name == "shard":
+            arrays[name] = pa.array(cols[name], type=pa.string())
+        elif name == "timestamp":
             arrays[name] = pa.array(cols["timestamp_ns"], type=pa.timestamp("ns", tz="UTC"))
         elif name == "cost_usd":
             arrays[name] = pa.array(cols["cost_usd"] / 1e9, type=pa.float64())
@@ -90,3 +104,44 @@ def to_arrow(result: QueryResult) -> pyarrow.Table:
         else:
             arrays[name] = pa.array(cols[name])
     return pa.table(arrays)
+
+
+_NS_PER_DAY = 86_400 * 10**9
+
+
+def to_parquet(result: QueryResult, directory: str | os.PathLike[str]) -> list[str]:
+    """Writes the records as Parquet, partitioned by the UTC day of their time,
+    Hive style: ``<directory>/day=YYYY-MM-DD/part-<unique>.parquet``, one file
+    per day present, with the columns of to_arrow(). Each call writes new files
+    beside the ones already there (a unique name, written under a hidden name
+    and then renamed), so pages of a long export may be written one by one.
+    Returns the paths written, by day; none for an empty result.
+
+    Read it back with ``pyarrow.dataset.dataset(directory, partitioning="hive")``
+    or DuckDB's ``read_parquet('<directory>/**/*.parquet', hive_partitioning=true)``;
+    both add the ``day`` column from the folder names.
+    """
+    pa = _require("pyarrow")
+    np = _require("numpy")
+    pq = _require("pyarrow.parquet")
+    cols = result._columns()
+    ts = np.asarray(cols["timestamp_ns"], dtype=np.int64)
+    table = _arrow_table(cols)
+    if table.num_rows == 0:
+        return []
+    days = ts // _NS_PER_DAY  # floor: days before 1970 stay whole days
+    root = os.fspath(directory)
+    os.makedirs(root, exist_ok=True)
+    written = []
+    part = uuid.uuid4().hex
+    for day in np.unique(days):
+        name = np.datetime64(int(day), "D").astype(str)
+        folder = os.path.join(root, f"day={name}")
+        os.makedirs(folder, exist_ok=True)
+        final = os.path.join(folder, f"part-{part}.parquet")
+        hidden = os.path.join(folder, f".part-{part}.parquet.tmp")
+        rows = table.filter(pa.array(days == day))
+        pq.write_table(rows, hidden)
+        os.replace(hidden, final)
+        written.append(final)
+    return written

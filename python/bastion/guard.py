@@ -21,6 +21,14 @@ A guard directory holds (each part optional):
     state/          budget state (created)
     calls/          the call journal: calls begun with an idempotency key
                     (created; see docs/architecture.md, "The call journal")
+
+Several processes may open one guard directory at once: each writes its own
+shard of the ledger (ledger/shards/<name>), of the call journal
+(calls/shards/<name>) and of the budget state (state/shards/<name>), and a
+reader of ledger/ sees every shard as one ledger (docs/ledger.md, "Sharded
+ledgers"). Name the shard with ``Guard.open(..., worker="w1")`` (or the
+BASTION_WORKER environment variable); without a name, the first process takes
+the main paths and the others the first free "<hostname>-<k>".
 """
 
 from __future__ import annotations
@@ -28,12 +36,15 @@ from __future__ import annotations
 import asyncio
 import functools
 import os
+import re
+import socket
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from bastion._core import (
     Budgets,
+    BusyError,
     Decision,
     Error,
     GuardedCall,
@@ -43,6 +54,7 @@ from bastion._core import (
     SigningKey,
     SloMonitor,
     _Guard,
+    shard_path,
 )
 
 PathLike = str | os.PathLike[str]
@@ -104,13 +116,51 @@ def _package_file(*parts: str) -> str:
     return str(Path(__file__).parent.joinpath(*parts))
 
 
+# Automatic shards tried, "<hostname>-1" .. "<hostname>-<this>", before giving up.
+_MAX_AUTOMATIC_SHARDS = 256
+
+
+def _host_prefix() -> str:
+    """This host's name as the start of a shard name: characters outside
+    [A-Za-z0-9._-] become '-', no leading '.', short enough for "-<k>"."""
+    name = re.sub(r"[^A-Za-z0-9._-]", "-", socket.gethostname()).lstrip(".")
+    return (name or "host")[:56]
+
+
+def _shard_of(base: PathLike | None, shard: str | None) -> PathLike | None:
+    """<base>/shards/<shard> (its parent folders created), or `base` itself for
+    the main shard (None)."""
+    if base is None or shard is None:
+        return base
+    path = Path(shard_path(os.fspath(base), shard))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _shared_budget_check(budgets_file: PathLike | None, state_path: PathLike | None,
+                         shard: str | None) -> None:
+    """The one place that decides what budgets mean for a guard writing a shard.
+
+    A guard on a shard keeps its budget state in its own state/shards/<name>:
+    each process then spends each budget on its own, so N processes may spend
+    up to N times a limit. A store shared by every process of the directory
+    belongs here, to be required (or used) once it exists; until then a shard
+    keeps its own budget state, as a guard on the main paths does."""
+    del budgets_file, state_path, shard  # per-shard state: nothing shared yet
+
+
 class Guard:
     """The guarded-call lifecycle over one configuration (see the module docstring)."""
 
     def __init__(self, core: _Guard, path: Path | None, ledger_path: str) -> None:
         self._core = core
         self.path = path
+        # The ledger this guard writes: the main one, or its shard.
         self.ledger_path = ledger_path
+        # The shard it writes (ledger/shards/<shard>, calls/..., state/...),
+        # None for the main paths; `worker` is the same name.
+        self.shard: str | None = None
+        self.worker: str | None = None
         # The lifecycle's hot path is one C++ call: these bound methods take
         # the arguments begin_model / begin_tool below document, as they are.
         self.begin_model = core.begin_model  # type: ignore[method-assign]
@@ -139,9 +189,9 @@ class Guard:
         checkpoint_every: int = 0,
         checkpoint_interval: float = 0.0,
         checkpoint_sink: PathLike | Callable[[str], object] | None = None,
-        store: str = "",
+        worker: str | None = None,
+        store: str | None = None,
         store_timeout: float = 1.0,
-        worker: str = "",
     ) -> Guard:
         """Opens a guard on the directory `path` (created if missing); explicit
         arguments override the files found there. Without `path` and `ledger`,
@@ -159,11 +209,25 @@ class Guard:
         `checkpoint_every` records and every `checkpoint_interval` seconds,
         keeps them, and hands each to `checkpoint_sink` (a file the newest is
         written to, or a callable taking the note text); see docs/evidence.md.
-        `store` ("redis://host:6379/0") shares rate limits and circuit breakers
-        with every worker of a fleet on that Redis server; a call that needs
-        it while it is away raises UnavailableError within `store_timeout`
-        seconds; `worker` names this process in the shared state (default
-        "<hostname>:<pid>"); see docs/fleet.md."""
+
+        `worker` (default: the BASTION_WORKER environment variable) names the
+        shard this process writes, so that several processes can share the
+        directory: ledger/shards/<worker>, calls/shards/<worker> and
+        state/shards/<worker> (under `ledger`, `calls` and `state` when they are
+        given). A name is 1 to 64 bytes of [A-Za-z0-9._-], not starting with
+        '.'; a worker reopened with the same name appends to the same shard,
+        whatever the order processes start in. Without a name the guard takes
+        the main paths, or, when another process holds them (BusyError), the
+        first free shard "<hostname>-<k>" (k = 1, 2, ...): a restart usually
+        finds its own shard again, but which one depends on who starts first.
+        `shard` (and `worker`) then say which shard the guard writes.
+
+        `store` ("redis://host:6379/0") shares budgets, rate limits and circuit
+        breakers with every worker of a fleet on that Redis server; a call that
+        needs it while it is away raises UnavailableError within
+        `store_timeout` seconds. In the shared state the process is known by
+        its worker name, or "<hostname>:<pid>" on the main shard; worker names
+        must be unique across the fleet. See docs/fleet.md."""
         named = [("path", path), ("policies", policies), ("budgets", budgets), ("slos", slos),
                  ("ledger", ledger), ("state", state), ("calls", calls)]
         named += [(f"pricing[{i}]", p) for i, p in enumerate(pricing or [])]
@@ -193,10 +257,58 @@ class Guard:
             pricing_files.append(str(own))
         budgets_file = budgets if budgets is not None else found("budgets.yaml")
         slos_file = slos if slos is not None else found("slos.yaml")
-        ledger_path = ledger if ledger is not None else (root / "ledger" if root else None)
-        state_path = state if state is not None else (root / "state" if root else None)
-        calls_path = calls if calls is not None else (root / "calls" if root else None)
-        core = _Guard._open(
+        ledger_base = ledger if ledger is not None else (root / "ledger" if root else None)
+        state_base = state if state is not None else (root / "state" if root else None)
+        calls_base = calls if calls is not None else (root / "calls" if root else None)
+        if worker is None:
+            worker = os.environ.get("BASTION_WORKER") or None
+        if worker is not None:
+            if not isinstance(worker, str):
+                raise TypeError(f"Guard.open: worker must be str or None, got "
+                                f"{type(worker).__name__}")
+            shard_path("worker", worker)  # InvalidArgumentError naming a bad name
+            candidates: list[str | None] = [worker]
+        else:
+            host = _host_prefix()
+            candidates = [None] + [f"{host}-{k}" for k in range(1, _MAX_AUTOMATIC_SHARDS + 1)]
+        if ledger_base is None and calls_base is None and state_base is None:
+            candidates = candidates[:1]  # nothing on disk: nothing to share
+        for shard in candidates:
+            ledger_path = _shard_of(ledger_base, shard)
+            state_path = _shard_of(state_base, shard) if budgets_file is not None else None
+            calls_path = _shard_of(calls_base, shard)
+            if shard is not None and budgets_file is not None:
+                _shared_budget_check(budgets_file, state_path, shard)
+            try:
+                core = cls._open_core(
+                    policy_dir, pricing_files, budgets_file, slos_file, ledger_path,
+                    state_path, calls_path, budget_flush_interval, durability,
+                    high_risk_durability, clock, default_max_output_tokens,
+                    deny_unpriced_budgeted_calls, idempotency_retention, signing_key,
+                    checkpoint_every, checkpoint_interval, checkpoint_sink,
+                    store or "", store_timeout, shard or "")
+            except BusyError:
+                if shard is candidates[-1] or worker is not None:
+                    raise
+                continue
+            guard = cls(core, root, str(ledger_path) if ledger_path is not None else "")
+            guard.shard = shard
+            guard.worker = shard
+            return guard
+        raise AssertionError("unreachable: the last candidate raises")  # pragma: no cover
+
+    @staticmethod
+    def _open_core(policy_dir: PathLike, pricing_files: list[str],
+                   budgets_file: PathLike | None, slos_file: PathLike | None,
+                   ledger_path: PathLike | None, state_path: PathLike | None,
+                   calls_path: PathLike | None, budget_flush_interval: float, durability: str,
+                   high_risk_durability: str, clock: ManualClock | None,
+                   default_max_output_tokens: int, deny_unpriced_budgeted_calls: bool,
+                   idempotency_retention: float, signing_key: SigningKey | PathLike | None,
+                   checkpoint_every: int, checkpoint_interval: float,
+                   checkpoint_sink: PathLike | Callable[[str], object] | None,
+                   store: str, store_timeout: float, worker: str) -> _Guard:
+        return _Guard._open(
             policy_dir=str(policy_dir),
             pricing_files=pricing_files,
             budgets_file=str(budgets_file) if budgets_file is not None else "",
@@ -220,7 +332,6 @@ class Guard:
             store_timeout=store_timeout,
             worker=worker,
         )
-        return cls(core, root, str(ledger_path) if ledger_path is not None else "")
 
     # -- the lifecycle --
 
@@ -294,4 +405,5 @@ class Guard:
 
     def __repr__(self) -> str:
         where = f" {self.path}" if self.path is not None else ""
-        return f"<bastion.Guard{where}{' closed' if self.closed else ''}>"
+        shard = f" shard {self.shard}" if self.shard is not None else ""
+        return f"<bastion.Guard{where}{shard}{' closed' if self.closed else ''}>"

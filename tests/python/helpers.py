@@ -17,7 +17,8 @@ from typing import Any
 import pytest
 
 # Every field a record dict from get()/query() has, besides the record fields.
-PLACE_FIELDS = ("seq", "hash", "prev_hash", "personal_data_erased")
+# ("shard": "" for the main shard and for a ledger without shards.)
+PLACE_FIELDS = ("shard", "seq", "hash", "prev_hash", "personal_data_erased")
 RECORD_FIELDS = (
     "agent_id", "agent_role", "parent_agent_id", "user_id", "tenant_id",
     "action", "model", "tool", "operation", "resource_id", "input_summary", "output_summary",

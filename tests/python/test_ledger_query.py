@@ -291,7 +291,7 @@ def test_an_empty_ledger(ledger):
 # --- pandas and Arrow -------------------------------------------------------------
 
 OBJECT_COLUMNS = (
-    "agent_id", "agent_role", "parent_agent_id", "user_id", "tenant_id", "action", "model",
+    "shard", "agent_id", "agent_role", "parent_agent_id", "user_id", "tenant_id", "action", "model",
     "tool", "operation", "resource_id", "input_summary", "output_summary", "effect", "reasons",
     "trace_id", "span_id", "parent_span_id", "request_id", "run_id", "thread_id",
     "risk_level", "policy_version", "approval_status", "approved_by", "attributes", "hash",

@@ -21,6 +21,11 @@
 // order. A ledger directory can be open for writing by one Ledger at a time,
 // whatever path leads to it (symlinks, "./", "//", a trailing "/") and in
 // whichever process; any number of readers (OpenReader) may follow it.
+//
+// Sharded ledgers: several processes write one ledger by each writing a shard
+// of it, a complete ledger of its own at <L>/shards/<name> (ShardPath), next
+// to the main ledger <L> itself, if any. OpenReader(L) then reads them all as
+// one ledger: see OpenReader and docs/ledger.md, "Sharded ledgers".
 #ifndef BASTION_LEDGER_H_
 #define BASTION_LEDGER_H_
 
@@ -138,6 +143,10 @@ struct StoredRecord {
   Hash hash{};
   bool personal_data_erased = false;
   Record record;
+  // The shard it was read from: "" for the main shard (the ledger directory
+  // itself) and for a ledger without shards. `seq` and the hashes are its
+  // place in that shard's chain.
+  std::string shard;
 };
 
 struct Head {
@@ -177,10 +186,14 @@ struct Query {
 
 // Order of results: by sequence number (append order), except for queries whose
 // only filter is a time range, which come ordered by (timestamp, sequence).
+// A sharded reader orders every query by (timestamp, shard name, sequence).
 struct QueryResult {
   // Encoded records exactly as stored; decode with DecodeRecord. Keeping them
   // encoded makes large exports cheap until a field is actually read.
   std::vector<std::string> encoded;
+  // From a sharded reader: the shard of each record of `encoded` (same size;
+  // "" for the main shard). Empty from a ledger without shards.
+  std::vector<std::string> shards;
   // Opaque; non-empty when more records may match.
   std::string next_cursor;
 };
@@ -235,6 +248,15 @@ struct VerifyReport {
   std::string message;  // human-readable, names the sequence number
   bool cancelled = false;
   Status error;         // the store failed while reading (not a chain problem)
+  // Unset for a ledger without shards. From a sharded reader: the shard of
+  // the problem above ("" for the main shard; the message starts with
+  // "shard '<name>': "), unset when all is well; in each report of `shards`,
+  // the shard it is about.
+  std::optional<std::string> shard;
+  // From a sharded reader: one report per shard in shard-name order (main
+  // first), each verified on its own chain. The counts above are their sums;
+  // from_seq and to_seq are 0.
+  std::vector<VerifyReport> shards;
 };
 
 struct LedgerStats {
@@ -244,6 +266,10 @@ struct LedgerStats {
   uint64_t disk_bytes = 0;  // SST and WAL files
   std::string format;
   std::map<std::string, uint64_t> by_action, by_effect, by_agent;
+  // A sharded reader: records per shard ("" for the main shard). The counts
+  // and byte sizes above are summed over the shards, the times span them all,
+  // and `head` is left empty (each shard has its own chain: open the shard).
+  std::map<std::string, uint64_t> by_shard;
 };
 
 struct RepairOptions {
@@ -342,6 +368,25 @@ class Ledger {
   // the last Refresh(). Append fails with FailedPrecondition. Opening checks
   // what Open checks, except that a chain head out of step with the records
   // is left to Verify to describe.
+  //
+  // When `path` has a shards/ folder, the reader is sharded: it opens the
+  // main shard (when `path` itself holds a ledger) and every shard under
+  // shards/ that has a CURRENT file (a shard a writer is still creating is
+  // skipped until a Refresh finds it complete; one whose column families are
+  // not all there yet is retried for about 0.6 s), and reads them as one ledger:
+  //   Find       the matching records of every shard, by (timestamp, shard
+  //              name, seq), in the query's direction; limit and cursor work
+  //              as on one ledger. Each record's shard is in QueryResult::shards.
+  //   Verify     each shard's chain on its own; the report names the shard of
+  //              a problem and holds one report per shard (VerifyReport::shards).
+  //              from_seq / to_seq / trusted are per shard: InvalidArgument /
+  //              FailedPrecondition naming the shard paths.
+  //   Stats      summed (LedgerStats::by_shard).
+  //   Refresh    catches up every shard and opens the shards created since.
+  // GetHead, Get, ScanStored, the Merkle tree, proofs and checkpoints belong to
+  // one chain: FailedPrecondition naming the shard paths to open instead.
+  // A shard name that is not valid (ValidateShardName) fails the open with
+  // InvalidArgument naming it.
   static Result<std::unique_ptr<Ledger>> OpenReader(const std::string& path,
                                                     const ReaderOptions& options = {});
 
@@ -480,8 +525,22 @@ class Ledger {
   static Result<std::unique_ptr<Ledger>> OpenWriter(const std::string& path,
                                                     const LedgerOptions& options,
                                                     bool point_in_time_recovery);
+  // OpenReader of the ledger at `path` alone, whatever shards it has.
+  static Result<std::unique_ptr<Ledger>> OpenOneReader(const std::string& path,
+                                                       const ReaderOptions& options);
+  friend class ShardedReader;
   std::unique_ptr<Impl> impl_;
 };
+
+// A shard name: 1 to 64 bytes of [A-Za-z0-9._-], not starting with '.'.
+// InvalidArgument naming the name otherwise.
+Status ValidateShardName(std::string_view name);
+
+// The directory of shard `name` of the ledger at `ledger_path`:
+// <ledger_path>/shards/<name>; open a writer on it as on any ledger (its
+// parent directory must exist: create <ledger_path>/shards first).
+// InvalidArgument for a bad name or path.
+Result<std::string> ShardPath(const std::string& ledger_path, std::string_view name);
 
 // Decodes one stored value (QueryResult::encoded). Corruption names the offset.
 Result<StoredRecord> DecodeStoredRecord(std::string_view encoded);

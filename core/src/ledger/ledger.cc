@@ -24,6 +24,7 @@
 #include "ledger/merkle.h"
 #include "ledger/record_codec.h"
 #include "ledger/rocks_store.h"
+#include "ledger/sharded.h"
 #include "ledger/tree_store.h"
 #include "ledger/verifier.h"
 #include "ledger/writer.h"
@@ -88,6 +89,8 @@ class Ledger::Impl {
  public:
   std::unique_ptr<RocksStore> store;
   std::unique_ptr<Writer> writer;  // null for readers, and once closed
+  // A sharded reader reads its shards through this, and has no store.
+  std::unique_ptr<ShardedReader> sharded;
   bool reader = false;
   LedgerOptions options;
   std::string path;
@@ -130,6 +133,12 @@ class Ledger::Impl {
 
   Status CheckOpen() const {
     if (closed) return Status::FailedPrecondition(fmt::format("ledger at '{}' is closed", path));
+    return Status::OK();
+  }
+
+  // FailedPrecondition on a sharded reader: `what` belongs to one shard.
+  Status CheckOneChain(std::string_view what) const {
+    if (sharded) return sharded->PerShard(what);
     return Status::OK();
   }
 
@@ -450,6 +459,18 @@ Result<std::unique_ptr<Ledger>> Ledger::OpenReader(const std::string& path,
   BASTION_RETURN_IF_ERROR(CheckPathArgument(path, "ledger path"));
   BASTION_RETURN_IF_ERROR(
       CheckPathArgument(options.secondary_path, "secondary_path", /*allow_empty=*/true));
+  if (!ShardedReader::HasShards(path)) return OpenOneReader(path, options);
+  auto sharded = ShardedReader::Open(path, options);
+  if (!sharded.ok()) return sharded.status();
+  auto impl = std::make_unique<Impl>();
+  impl->sharded = std::move(*sharded);
+  impl->path = path;
+  impl->reader = true;
+  return std::unique_ptr<Ledger>(new Ledger(std::move(impl)));
+}
+
+Result<std::unique_ptr<Ledger>> Ledger::OpenOneReader(const std::string& path,
+                                                      const ReaderOptions& options) {
   auto store = RocksStore::OpenSecondary(path, options);
   if (!store.ok()) return ExplainOpenError(path, store.status());
   auto impl = std::make_unique<Impl>();
@@ -699,6 +720,7 @@ Status Ledger::Flush() {
 Result<Head> Ledger::GetHead() {
   std::shared_lock lock(impl_->mu);
   BASTION_RETURN_IF_ERROR(impl_->CheckOpen());
+  BASTION_RETURN_IF_ERROR(impl_->CheckOneChain("the chain head"));
   if (impl_->writer) return impl_->writer->head();
   return impl_->ReadStoredHead();
 }
@@ -706,6 +728,7 @@ Result<Head> Ledger::GetHead() {
 Result<StoredRecord> Ledger::Get(uint64_t seq) {
   std::shared_lock lock(impl_->mu);
   BASTION_RETURN_IF_ERROR(impl_->CheckOpen());
+  BASTION_RETURN_IF_ERROR(impl_->CheckOneChain(fmt::format("record {}", seq)));
   std::string value;
   Status s = impl_->store->Get(impl_->store->records(), codec::RecordKey(seq), &value);
   if (s.IsNotFound()) return Status::NotFound(fmt::format("no record {}", seq));
@@ -719,6 +742,7 @@ Status Ledger::ScanStored(uint64_t from_seq, uint64_t to_seq,
                           const std::function<bool(uint64_t, std::string_view)>& fn) {
   std::shared_lock lock(impl_->mu);
   BASTION_RETURN_IF_ERROR(impl_->CheckOpen());
+  BASTION_RETURN_IF_ERROR(impl_->CheckOneChain("a scan by sequence number"));
   if (from_seq > to_seq) {
     return Status::InvalidArgument(fmt::format("from_seq {} is after to_seq {}", from_seq, to_seq));
   }
@@ -738,6 +762,7 @@ Status Ledger::ScanStored(uint64_t from_seq, uint64_t to_seq,
 Result<QueryResult> Ledger::Find(const Query& query) {
   std::shared_lock lock(impl_->mu);
   BASTION_RETURN_IF_ERROR(impl_->CheckOpen());
+  if (impl_->sharded) return impl_->sharded->Find(query);
   return RunQuery(impl_->store.get(), query);
 }
 
@@ -750,12 +775,14 @@ VerifyReport Ledger::Verify(const VerifyOptions& options) {
     r.message = s.ToString();
     return r;
   }
+  if (impl_->sharded) return impl_->sharded->Verify(options);
   return VerifyLedger(impl_->store.get(), options);
 }
 
 Result<LedgerStats> Ledger::Stats() {
   std::shared_lock lock(impl_->mu);
   BASTION_RETURN_IF_ERROR(impl_->CheckOpen());
+  if (impl_->sharded) return impl_->sharded->Stats();
   RocksStore* st = impl_->store.get();
   LedgerStats stats;
   auto snap = st->Snapshot();
@@ -797,6 +824,7 @@ Status Ledger::Refresh() {
   std::unique_lock lock(impl_->mu);
   BASTION_RETURN_IF_ERROR(impl_->CheckOpen());
   if (impl_->writer) return Status::OK();  // the writer always sees its own state
+  if (impl_->sharded) return impl_->sharded->Refresh();
   BASTION_RETURN_IF_ERROR(impl_->store->CatchUpWithPrimary());
   impl_->has_tree = impl_->ReadsTree();
   impl_->nodes.Clear();
@@ -806,6 +834,7 @@ Status Ledger::Refresh() {
 Result<TreeHead> Ledger::TreeHeadAt(std::optional<uint64_t> size) {
   std::shared_lock lock(impl_->mu);
   BASTION_RETURN_IF_ERROR(impl_->CheckOpen());
+  BASTION_RETURN_IF_ERROR(impl_->CheckOneChain("the Merkle tree head"));
   BASTION_RETURN_IF_ERROR(impl_->CheckTree());
   auto head = impl_->TreeSize();
   if (!head.ok()) return head.status();
@@ -822,6 +851,7 @@ Result<TreeHead> Ledger::TreeHeadAt(std::optional<uint64_t> size) {
 Result<std::vector<Hash>> Ledger::InclusionProof(uint64_t seq, std::optional<uint64_t> tree_size) {
   std::shared_lock lock(impl_->mu);
   BASTION_RETURN_IF_ERROR(impl_->CheckOpen());
+  BASTION_RETURN_IF_ERROR(impl_->CheckOneChain("an inclusion proof"));
   BASTION_RETURN_IF_ERROR(impl_->CheckTree());
   auto head = impl_->TreeSize();
   if (!head.ok()) return head.status();
@@ -843,6 +873,7 @@ Result<std::vector<Hash>> Ledger::InclusionProof(uint64_t seq, std::optional<uin
 Result<std::vector<Hash>> Ledger::ConsistencyProof(uint64_t old_size, uint64_t new_size) {
   std::shared_lock lock(impl_->mu);
   BASTION_RETURN_IF_ERROR(impl_->CheckOpen());
+  BASTION_RETURN_IF_ERROR(impl_->CheckOneChain("a consistency proof"));
   BASTION_RETURN_IF_ERROR(impl_->CheckTree());
   auto head = impl_->TreeSize();
   if (!head.ok()) return head.status();
@@ -877,6 +908,7 @@ Status Ledger::PutCheckpoint(const StoredCheckpoint& cp) {
 Result<std::vector<StoredCheckpoint>> Ledger::Checkpoints() {
   std::shared_lock lock(impl_->mu);
   BASTION_RETURN_IF_ERROR(impl_->CheckOpen());
+  BASTION_RETURN_IF_ERROR(impl_->CheckOneChain("checkpoints"));
   std::vector<StoredCheckpoint> out;
   RocksStore* st = impl_->store.get();
   if (st->tree() == nullptr) return out;
@@ -924,7 +956,7 @@ Status Ledger::Close() {
   Status result;
   if (impl_->writer) result = impl_->writer->Stop();
   impl_->writer.reset();
-  Status s = impl_->store->Close();
+  Status s = impl_->sharded ? impl_->sharded->Close() : impl_->store->Close();
   if (!result.ok()) return result;
   return s.ok() ? checkpoint : s;
 }

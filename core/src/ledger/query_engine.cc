@@ -29,6 +29,8 @@ Status CheckOneOf(std::string_view filter, const std::optional<std::string>& val
                                              filter, value->substr(0, 64), names));
 }
 
+}  // namespace
+
 // Values that can match no record are mistakes, reported as such rather than
 // answered with an empty page.
 Status ValidateQuery(const Query& q) {
@@ -54,6 +56,8 @@ Status ValidateQuery(const Query& q) {
   }
   return Status::OK();
 }
+
+namespace {
 
 struct EqualityFilter {
   index::Kind kind;

@@ -11,6 +11,10 @@ namespace bastion {
 
 Result<QueryResult> RunQuery(RocksStore* store, const Query& query);
 
+// InvalidArgument, naming the filter, for a filter value that can match no
+// record (RunQuery checks it too); OK otherwise.
+Status ValidateQuery(const Query& query);
+
 }  // namespace bastion
 
 #endif  // BASTION_LEDGER_QUERY_ENGINE_H_

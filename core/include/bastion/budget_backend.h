@@ -17,6 +17,10 @@
 //     hold is settled or released once.
 //   - CoveringBudgets names the budgets covering a subject, in a stable
 //     order (the guard names the first when it cannot price a covered call).
+//   - TakeEvents hands over, once each, what happened to the store that the
+//     ledger should show (a shared store became unreachable and calls are
+//     admitted locally; it came back). The guard drains it at each Begin
+//     and End and records one ledger record per event.
 //
 // Thread safety: implementations must be thread-safe; every guarded call
 // calls them, from any thread.
@@ -33,6 +37,14 @@
 
 namespace bastion {
 
+// Something that happened to a budget store, for the ledger.
+struct BudgetBackendEvent {
+  std::string kind;    // "store_degraded" | "store_restored"
+  std::string store;   // where ("redis://host:6379/0", never a password)
+  std::string detail;  // why ("connection refused", ...)
+  int64_t at_ns = 0;
+};
+
 class BudgetBackend {
  public:
   virtual ~BudgetBackend() = default;
@@ -41,6 +53,7 @@ class BudgetBackend {
   virtual Result<HoldSettlement> Settle(const BudgetHold& hold, int64_t actual_nanousd) = 0;
   virtual Status Release(const BudgetHold& hold) = 0;
   virtual std::vector<std::string> CoveringBudgets(const BudgetSubject& subject) const = 0;
+  virtual std::vector<BudgetBackendEvent> TakeEvents() { return {}; }
 };
 
 // The backend of an in-process BudgetSet (what a guard's budgets_file opens).

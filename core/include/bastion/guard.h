@@ -83,6 +83,7 @@
 #include <vector>
 
 #include "bastion/budget_backend.h"
+#include "bastion/fleet.h"
 #include "bastion/budget_set.h"
 #include "bastion/clock.h"
 #include "bastion/cost.h"
@@ -168,6 +169,11 @@ struct GuardOptions {
   // Where budgets are reserved and settled; null = the BudgetSet opened from
   // budgets_file. Setting both is InvalidArgument.
   std::shared_ptr<BudgetBackend> budget_backend;
+  // The fleet's shared store (docs/fleet.md); url "" = off. With a url and a
+  // budgets_file, the budgets are kept there (RedisBudgets) instead of in
+  // state_path, shared by every worker; with budget_backend it is
+  // InvalidArgument.
+  StoreOptions store;
   // Measure the time of every stage (Guard::StageTimings): two clock reads a
   // stage; off by default.
   bool time_stages = false;

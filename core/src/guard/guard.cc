@@ -23,6 +23,7 @@
 
 #include <fmt/format.h>
 
+#include "bastion/fleet_budgets.h"
 #include "bastion/policy_state.h"
 #include "guard/call_journal.h"
 #include "guard/stage.h"
@@ -304,6 +305,11 @@ Result<std::unique_ptr<Guard>> Guard::Open(GuardOptions options) {
     return Status::InvalidArgument(
         "GuardOptions: budgets_file and budget_backend are both set; give one");
   }
+  if (o.budget_backend && !o.store.url.empty()) {
+    return Status::InvalidArgument(
+        "GuardOptions: store and budget_backend are both set; the store keeps the budgets of "
+        "budgets_file");
+  }
   guard->clock_ = o.clock ? o.clock : std::make_shared<WallClock>();
   auto clock = guard->clock_;
 
@@ -350,7 +356,15 @@ Result<std::unique_ptr<Guard>> Guard::Open(GuardOptions options) {
   }
   guard->pricing_ = pricing;
 
-  if (!o.budgets_file.empty()) {
+  if (!o.budgets_file.empty() && !o.store.url.empty()) {
+    auto config = LoadBudgetYamlFile(o.budgets_file);
+    if (!config.ok()) return config.status();
+    RedisBudgets::Options ro;
+    ro.clock = o.clock ? BudgetLedger::Clock([clock] { return clock->NowNs(); }) : nullptr;
+    auto shared = RedisBudgets::Open(std::move(*config), o.store, std::move(ro));
+    if (!shared.ok()) return shared.status();
+    guard->budget_backend_ = std::move(*shared);
+  } else if (!o.budgets_file.empty()) {
     auto config = LoadBudgetYamlFile(o.budgets_file);
     if (!config.ok()) return config.status();
     BudgetSet::Options bo;
@@ -838,6 +852,12 @@ Status Guard::Close() {
   if (budgets_) {
     Status s = budgets_->Close();
     if (result.ok()) result = s;
+  }
+  if (!options_.store.url.empty()) {  // the shared budgets this guard opened
+    if (auto* shared = dynamic_cast<RedisBudgets*>(budget_backend_.get())) {
+      Status s = shared->Close();
+      if (result.ok()) result = s;
+    }
   }
   if (ledger_) {
     Status s = ledger_->Close();

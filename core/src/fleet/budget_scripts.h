@@ -114,33 +114,29 @@ local function alerts(e, committed)
   return fired
 end
 
--- This worker's report for its lease on an entry: `d` spent under it since
--- the last report, `h` held under it now; `ret` gives the unused rest back.
-local function report(e, st, d, h, ret)
+-- This worker's report on an entry: `d` spent (under its lease or while
+-- degraded) since the last report, `c` of the lease used up by it, `dh` the
+-- change of what it holds open under the lease, `r` given back. Every part
+-- is an amount to add, so reports and grants racing each other commute.
+local function report(e, st, d, c, dh, r)
   local v = redis.call('HGET', leases(W), e.sk)
-  if not v and d == 0 then return end
-  local L, H = 0, 0
-  if v then L, H = lease_of(v) end
   spend(e, st, d, NOWS, 'd' .. redis.call('INCR', P .. ':seq'))
-  local used = math.min(d, L)
-  local dh = h - H
-  L = L - used
-  local back = 0
-  if ret then back = math.max(L - h, 0) end
-  L = L - back
-  if used + back ~= 0 then
-    redis.call('HINCRBY', e.sk, 'l', I(-(used + back)))
-    st.l = st.l - used - back
-  end
-  if dh ~= 0 then
-    redis.call('HINCRBY', e.sk, 'h', I(dh))
-    st.h = st.h + dh
-  end
-  if v then
-    if L <= 0 and h <= 0 then
+  if v then  -- none: no lease, or reclaimed when this worker was taken for dead
+    local L, H = lease_of(v)
+    L = L - c - r
+    H = H + dh
+    if c + r ~= 0 then
+      redis.call('HINCRBY', e.sk, 'l', I(-(c + r)))
+      st.l = st.l - c - r
+    end
+    if dh ~= 0 then
+      redis.call('HINCRBY', e.sk, 'h', I(dh))
+      st.h = st.h + dh
+    end
+    if L <= 0 and H <= 0 then
       redis.call('HDEL', leases(W), e.sk)
     else
-      redis.call('HSET', leases(W), e.sk, I(L) .. ' ' .. I(h))
+      redis.call('HSET', leases(W), e.sk, I(L) .. ' ' .. I(H))
     end
   end
   keep(e)
@@ -211,7 +207,8 @@ reclaim()
 )lua";
 
 // ARGV[5] estimate, ARGV[6] number of entries, then per entry: the entry,
-// d and h (the lease report), lease_min (0: no lease wanted), lease_cap.
+// d, c, dh, r (the lease report: r gives back a lease too small for the
+// call), lease_min (0: no lease wanted), lease_cap.
 // Reply: {0, entry (1-based), 1 = over budget | 2 = throttled, spent,
 // reserved, leased, threshold} or {1, hold id, {committed, granted,
 // fired...} per entry}.
@@ -223,11 +220,11 @@ local es = {}
 for k = 1, n do
   local e
   e, i = entry(i)
-  local d, h = tonumber(ARGV[i]), tonumber(ARGV[i + 1])
-  e.lmin, e.lcap = tonumber(ARGV[i + 2]), tonumber(ARGV[i + 3])
-  i = i + 4
   e.st = load(e)
-  report(e, e.st, d, h, false)
+  report(e, e.st, tonumber(ARGV[i]), tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2]),
+         tonumber(ARGV[i + 3]))
+  e.lmin, e.lcap = tonumber(ARGV[i + 4]), tonumber(ARGV[i + 5])
+  i = i + 6
   es[k] = e
 end
 for k, e in ipairs(es) do
@@ -318,7 +315,7 @@ end
 return out
 )lua";
 
-// ARGV[5] entries, each with d, h and ret (1: give the unused lease back).
+// ARGV[5] entries, each with d, c, dh and r (the report).
 // Reply: {{committed, fired...} per entry}.
 inline constexpr const char* kSyncScript = R"lua(
 local n = tonumber(ARGV[5])
@@ -327,13 +324,13 @@ local out = {}
 for k = 1, n do
   local e
   e, i = entry(i)
-  local d, h, ret = tonumber(ARGV[i]), tonumber(ARGV[i + 1]), ARGV[i + 2] == '1'
-  i = i + 3
+  local d, dh = tonumber(ARGV[i]), tonumber(ARGV[i + 2])
   local st = load(e)
-  report(e, st, d, h, ret)
+  report(e, st, d, tonumber(ARGV[i + 1]), dh, tonumber(ARGV[i + 3]))
+  i = i + 4
   local c = st.s + st.r + st.h
   local r = {c}
-  if d > 0 or h > 0 then
+  if d > 0 or dh > 0 then
     for _, f in ipairs(alerts(e, c)) do r[#r + 1] = f end
   end
   out[k] = r

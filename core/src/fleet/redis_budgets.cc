@@ -92,9 +92,12 @@ struct RedisBudgets::Impl {
     size_t budget = 0;
     std::string key;
     WindowBounds window;
-    int64_t left = 0;       // the slice's unspent part, holds included
+    // Every change is reported as an amount to add (budget_scripts.h), so
+    // the server's view is this one plus grants whose reply is in flight.
+    int64_t left = 0;       // the slice's unused part, open holds included
     int64_t held = 0;       // open holds admitted under it
     int64_t pending = 0;    // spend not yet reported
+    int64_t used = 0;       // of which taken from the slice (an estimate at most)
     int64_t reported_held = 0;
     int64_t base = 0;       // committed on the server at the last reply
     int64_t delta = 0;      // committed here since
@@ -495,7 +498,11 @@ Result<BudgetHold> RedisBudgets::Impl::ReserveRemote(
   windows.reserve(covering.size());
   // Lease reports ride along: what was taken from each lease goes back if
   // the script does not run.
-  std::vector<std::pair<Lease*, int64_t>> reported;
+  struct Taken {
+    Lease* lease;
+    int64_t d, c, dh, r;
+  };
+  std::vector<Taken> reported;
   {
     std::lock_guard lock(mu);
     for (const auto& [b, key] : covering) {
@@ -503,21 +510,28 @@ Result<BudgetHold> RedisBudgets::Impl::ReserveRemote(
       windows.push_back(w);
       Entry(&args, b, key, w, now);
       Remember(b, key);
-      int64_t d = 0, h = 0, left = 0;
+      Taken t{nullptr, 0, 0, 0, 0};
+      int64_t left = 0;
       if (info[b].leasable) {
         auto it = leases.find(StateKey(b, key, w));
         if (it != leases.end()) {
           Lease& l = it->second;
-          d = l.pending;
-          h = l.held;
-          left = l.left;
-          reported.emplace_back(&l, d);
+          // A lease too small for this call goes back, so its rest counts
+          // as free on the server; nothing more is admitted under it here.
+          const int64_t unused = l.left - l.held;
+          t = {&l, l.pending, l.used, l.held - l.reported_held, unused < estimate ? unused : 0};
+          l.left -= t.r;
           l.pending = 0;
-          l.reported_held = h;
+          l.used = 0;
+          l.reported_held = l.held;
+          left = l.left;
+          reported.push_back(t);
         }
       }
-      args.push_back(std::to_string(d));
-      args.push_back(std::to_string(h));
+      args.push_back(std::to_string(t.d));
+      args.push_back(std::to_string(t.c));
+      args.push_back(std::to_string(t.dh));
+      args.push_back(std::to_string(t.r));
       const bool lease = info[b].leasable && options.lease_cap_nanousd - left > 0;
       const int64_t min_slice =
           std::max<int64_t>(estimate, 1) * static_cast<int64_t>(options.lease_min_calls);
@@ -528,7 +542,12 @@ Result<BudgetHold> RedisBudgets::Impl::ReserveRemote(
   auto reply = Run(kReserveScript, args);
   if (!reply.ok()) {
     std::lock_guard lock(mu);
-    for (auto& [l, d] : reported) l->pending += d;
+    for (const Taken& t : reported) {
+      t.lease->pending += t.d;
+      t.lease->used += t.c;
+      t.lease->reported_held -= t.dh;
+      t.lease->left += t.r;
+    }
     return reply.status();
   }
   const auto& el = reply->elements;
@@ -672,7 +691,10 @@ Result<HoldSettlement> RedisBudgets::Impl::Finish(const BudgetHold& hold, int64_
       l.held -= r.estimate_nanousd;
       l.delta -= r.estimate_nanousd;
       if (actual >= 0) {
-        l.left = std::max<int64_t>(l.left - actual, 0);
+        // The slice covers the estimate; an overshoot is spend beyond it.
+        const int64_t use = std::min(actual, r.estimate_nanousd);
+        l.left -= use;
+        l.used += use;
         l.pending += actual;
         l.delta += actual;
       }
@@ -774,8 +796,8 @@ Status RedisBudgets::Impl::Sync(bool give_back) {
     size_t budget;
     std::string key;
     WindowBounds window;
-    int64_t d, h, delta;
-    bool lease, ret;
+    int64_t d, c, dh, r, delta;
+    bool lease, over;
   };
   std::vector<Sent> sent;
   std::vector<Deferred> retry;
@@ -785,14 +807,16 @@ Status RedisBudgets::Impl::Sync(bool give_back) {
     for (auto& [sk, l] : leases) {
       const bool over = Spec(l.budget).window.kind != Window::Kind::kPerRun &&
                         l.window.end_ns <= now && l.held == 0;
-      const bool ret = give_back || over;
-      if (l.pending == 0 && l.held == l.reported_held && !ret) continue;
+      const int64_t r = give_back || over ? l.left - l.held : 0;
+      if (l.pending == 0 && l.held == l.reported_held && r == 0) continue;
       Entry(&args, l.budget, l.key, l.window, now);
-      sent.push_back({sk, l.budget, l.key, l.window, l.pending, l.held, l.delta, true, ret});
-      args.push_back(std::to_string(l.pending));
-      args.push_back(std::to_string(l.held));
-      args.push_back(ret ? "1" : "0");
+      Sent one{sk, l.budget, l.key, l.window, l.pending, l.used, l.held - l.reported_held,
+               r, l.delta, true, over};
+      for (int64_t v : {one.d, one.c, one.dh, one.r}) args.push_back(std::to_string(v));
+      sent.push_back(std::move(one));
+      l.left -= r;  // nothing more is admitted under what goes back
       l.pending = 0;
+      l.used = 0;
       l.reported_held = l.held;
     }
     for (auto& [sk, o] : owed) {
@@ -804,10 +828,9 @@ Status RedisBudgets::Impl::Sync(bool give_back) {
         continue;
       }
       Entry(&args, o.budget, o.key, o.window, now);
-      sent.push_back({sk, o.budget, o.key, o.window, o.amount, 0, 0, false, false});
-      args.push_back(std::to_string(o.amount));
-      args.push_back("0");
-      args.push_back("0");
+      sent.push_back({sk, o.budget, o.key, o.window, o.amount, 0, 0, 0, 0, false, false});
+      for (const char* v : {"0", "0", "0"}) args.push_back(v);
+      args.insert(args.end() - 3, std::to_string(o.amount));
       o.amount = 0;
     }
     std::erase_if(owed, [](const auto& kv) { return kv.second.amount == 0; });
@@ -819,7 +842,11 @@ Status RedisBudgets::Impl::Sync(bool give_back) {
     for (const Sent& s : sent) {
       if (s.lease) {
         auto it = leases.find(s.sk);
-        if (it != leases.end()) it->second.pending += s.d;
+        if (it == leases.end()) continue;
+        it->second.pending += s.d;
+        it->second.used += s.c;
+        it->second.reported_held -= s.dh;
+        it->second.left += s.r;
       } else {
         Owed& o = owed[s.sk];
         o.budget = s.budget;
@@ -847,10 +874,8 @@ Status RedisBudgets::Impl::Sync(bool give_back) {
       Lease& l = it->second;
       l.base = committed;
       l.delta -= s.delta;
-      if (s.ret) {
-        l.left = std::min(l.left, l.held);
-        if (l.held == 0 && l.pending == 0) leases.erase(it);
-      }
+      // A past window's lease, all given back: nothing can use it again.
+      if (s.over && l.held == 0 && l.pending == 0 && l.left == 0) leases.erase(it);
     }
   }
   for (size_t i = 0; i < retry.size(); ++i) {

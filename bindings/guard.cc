@@ -236,8 +236,10 @@ class PyGuard {
                                        const std::string& calls_path,
                                        double idempotency_retention, py::object signing_key,
                                        uint64_t checkpoint_every, double checkpoint_interval,
-                                       py::object checkpoint_sink) {
+                                       py::object checkpoint_sink, const std::string& store,
+                                       double store_timeout, const std::string& worker) {
     GuardOptions o;
+    o.store = StoreArgs(store, store_timeout, worker);
     o.ledger.checkpoints =
         ScheduleArgs(signing_key, checkpoint_every, checkpoint_interval, checkpoint_sink);
     if (o.ledger.checkpoints.key && ledger_path.empty()) {
@@ -502,7 +504,8 @@ void RegisterGuard(py::module_& m) {
                   py::arg("default_max_output_tokens"), py::arg("deny_unpriced_budgeted_calls"),
                   py::arg("calls_path") = "", py::arg("idempotency_retention") = 86400.0,
                   py::arg("signing_key") = py::none(), py::arg("checkpoint_every") = 0,
-                  py::arg("checkpoint_interval") = 0.0, py::arg("checkpoint_sink") = py::none())
+                  py::arg("checkpoint_interval") = 0.0, py::arg("checkpoint_sink") = py::none(),
+                  py::arg("store") = "", py::arg("store_timeout") = 1.0, py::arg("worker") = "")
       .def("record", &PyGuard::AppendRecord, py::arg("record") = py::none())
       .def_property_readonly("budgets", &PyGuard::budgets)
       .def_property_readonly("slos", &PyGuard::slos)

@@ -374,7 +374,8 @@ class Budgets:
     def open(
         config: str | os.PathLike[str] | None = None, *, yaml: str | None = None,
         state_path: str | os.PathLike[str] | None = None, flush_interval: float = 1.0,
-        clock: ManualClock | None = None,
+        clock: ManualClock | None = None, store: str = "", store_timeout: float = 1.0,
+        worker: str = "", leases: bool = True,
     ) -> Budgets: ...
     def reserve(
         self, estimate_usd: UsdLike, *, user: str = "", agent: str = "", tenant: str = "",
@@ -524,6 +525,7 @@ class _Guard:
         signing_key: SigningKey | str | os.PathLike[str] | None = None,
         checkpoint_every: int = 0, checkpoint_interval: float = 0.0,
         checkpoint_sink: str | os.PathLike[str] | Callable[[str], object] | None = None,
+        store: str = "", store_timeout: float = 1.0, worker: str = "",
     ) -> _Guard: ...
     # fields: CallFields plus input_tokens, max_output_tokens, parent_span_id,
     # request_id, idempotency_key.

@@ -139,6 +139,8 @@ class Guard:
         checkpoint_every: int = 0,
         checkpoint_interval: float = 0.0,
         checkpoint_sink: PathLike | Callable[[str], object] | None = None,
+        store: str | None = None,
+        store_timeout: float = 1.0,
     ) -> Guard:
         """Opens a guard on the directory `path` (created if missing); explicit
         arguments override the files found there. Without `path` and `ledger`,
@@ -155,7 +157,11 @@ class Guard:
         file) the ledger signs checkpoints of its Merkle tree on close, every
         `checkpoint_every` records and every `checkpoint_interval` seconds,
         keeps them, and hands each to `checkpoint_sink` (a file the newest is
-        written to, or a callable taking the note text); see docs/evidence.md."""
+        written to, or a callable taking the note text); see docs/evidence.md.
+        With `store` ("redis://host:6379/0") the budgets are shared by every
+        worker of a fleet on that Redis server instead of kept in `state`; a
+        call fails closed (UnavailableError) when the server does not answer
+        within `store_timeout` seconds; see docs/fleet.md."""
         named = [("path", path), ("policies", policies), ("budgets", budgets), ("slos", slos),
                  ("ledger", ledger), ("state", state), ("calls", calls)]
         named += [(f"pricing[{i}]", p) for i, p in enumerate(pricing or [])]
@@ -208,6 +214,8 @@ class Guard:
             checkpoint_every=checkpoint_every,
             checkpoint_interval=checkpoint_interval,
             checkpoint_sink=checkpoint_sink,
+            store=store or "",
+            store_timeout=store_timeout,
         )
         return cls(core, root, str(ledger_path) if ledger_path is not None else "")
 

@@ -240,7 +240,8 @@ class PyBudgets {
   static std::shared_ptr<PyBudgets> Open(py::object config, py::object yaml, py::object state_path,
                                          double flush_interval, py::object clock,
                                          const std::string& store, double store_timeout,
-                                         const std::string& worker, bool leases) {
+                                         const std::string& worker, bool leases,
+                                         double worker_ttl) {
     BudgetConfig parsed;
     if (!yaml.is_none()) {
       parsed = Unwrap(ParseBudgetYaml(yaml.cast<std::string>(), "<budgets>"));
@@ -256,6 +257,11 @@ class PyBudgets {
       }
       RedisBudgets::Options ro;
       ro.leases = leases;
+      if (!(worker_ttl >= 0.3 && worker_ttl <= 86400)) {
+        ThrowInvalid(fmt::format("worker_ttl must be between 0.3 and 86400 seconds, got {}",
+                                 worker_ttl));
+      }
+      ro.worker_ttl_ns = static_cast<int64_t>(worker_ttl * 1e9);
       if (!clock.is_none()) {
         out->clock_ = clock.cast<PyClock&>().clock;
         ro.clock = [c = out->clock_] { return c->NowNs(); };
@@ -266,6 +272,7 @@ class PyBudgets {
         return RedisBudgets::Open(std::move(parsed), std::move(so), std::move(ro));
       }();
       out->shared_ = Unwrap(std::move(opened));
+      out->backend_ = out->shared_;
       return out;
     }
     BudgetSet::Options o;
@@ -608,7 +615,7 @@ void RegisterCost(py::module_& m) {
                   py::arg("yaml") = py::none(), py::arg("state_path") = py::none(),
                   py::arg("flush_interval") = 1.0, py::arg("clock") = py::none(),
                   py::arg("store") = "", py::arg("store_timeout") = 1.0, py::arg("worker") = "",
-                  py::arg("leases") = true)
+                  py::arg("leases") = true, py::arg("worker_ttl") = 10.0)
       .def("reserve", &PyBudgets::Reserve, py::arg("estimate_usd"), py::kw_only(),
            py::arg("user") = "", py::arg("agent") = "", py::arg("tenant") = "",
            py::arg("run") = "", py::arg("model") = "", py::arg("tool") = "",

@@ -375,7 +375,7 @@ class Budgets:
         config: str | os.PathLike[str] | None = None, *, yaml: str | None = None,
         state_path: str | os.PathLike[str] | None = None, flush_interval: float = 1.0,
         clock: ManualClock | None = None, store: str = "", store_timeout: float = 1.0,
-        worker: str = "", leases: bool = True,
+        worker: str = "", leases: bool = True, worker_ttl: float = 10.0,
     ) -> Budgets: ...
     def reserve(
         self, estimate_usd: UsdLike, *, user: str = "", agent: str = "", tenant: str = "",

@@ -36,8 +36,8 @@
 // budgets and keys at or above a throttle threshold are never leased.
 //
 // Workers. Each worker (StoreOptions::worker) renews a liveness key with a
-// TTL of worker_ttl_ns every ttl/3 in the background (and with every
-// script it runs). When that key has expired the worker is dead: the next
+// TTL of worker_ttl_ns every report interval (at most ttl/3) in the
+// background, and with every script it runs. When that key has expired the worker is dead: the next
 // script that looks reclaims its holds and leases, a bounded number per
 // call. Its outstanding reservations are charged at their estimate (as a
 // BudgetSet does with reservations a crash abandoned: the call may have run
@@ -48,7 +48,9 @@
 // FailedPrecondition.
 //
 // Redis unreachable. Reserve fails with Unavailable (naming the server)
-// within StoreOptions::timeout_ns. Settles and releases that cannot reach the
+// within StoreOptions::timeout_ns. Leases are not used while the last call
+// to the server failed, so a worker admits under money it already leased for
+// at most one report interval after its server went away. Settles and releases that cannot reach the
 // server are kept and applied when it returns. With Options::degrade_to_local
 // the worker instead admits in-process against degraded_cap_nanousd per
 // (budget, key) while the server is unreachable, reports "store_degraded" and
@@ -87,12 +89,13 @@ class RedisBudgets final : public BudgetBackend {
     int64_t lease_cap_nanousd = 1'000'000'000;
     // A slice must cover at least this many calls of the size being reserved.
     int lease_min_calls = 4;
-    // How often spend and holds under leases are reported, and failed
-    // settles retried.
+    // How often spend and holds under leases are reported, liveness renewed
+    // and failed settles retried. At most worker_ttl_ns / 3.
     int64_t report_interval_ns = 100'000'000;
 
     // --- workers ---
-    // A worker silent this long is dead and its holds are reclaimed.
+    // A worker silent this long is dead and its holds are reclaimed. At
+    // least 100 ms.
     int64_t worker_ttl_ns = 10'000'000'000;
 
     // --- Redis down ---
@@ -110,8 +113,8 @@ class RedisBudgets final : public BudgetBackend {
 
   // Prepares `config` (halt caps as in BudgetSet), connects, loads the
   // scripts and registers this worker. Errors: InvalidArgument (config, URL,
-  // options), Unavailable (server unreachable, unless degrade_to_local: then
-  // it opens degraded).
+  // options), Unavailable (the server cannot be reached: degraded mode too
+  // needs to have met it once).
   static Result<std::shared_ptr<RedisBudgets>> Open(BudgetConfig config, StoreOptions store,
                                                     Options options);
   ~RedisBudgets() override;

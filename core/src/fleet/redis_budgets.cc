@@ -135,6 +135,9 @@ struct RedisBudgets::Impl {
   std::vector<BudgetBackendEvent> events;            // GUARDED_BY(mu)
   std::vector<std::pair<size_t, std::string>> seen;  // (budget, key) used; GUARDED_BY(mu)
   std::atomic<bool> degraded{false};
+  // The last call to the server failed: leases are not used until one
+  // succeeds, so a worker cut off from its server fails closed too.
+  std::atomic<bool> unreachable{false};
   std::unique_ptr<BudgetLedger> local;  // degraded admission
 
   std::mutex loop_mu;
@@ -193,7 +196,10 @@ struct RedisBudgets::Impl {
 
   Result<RedisReply> Run(const char* body, const std::vector<std::string>& args) {
     std::vector<std::string_view> views(args.begin(), args.end());
-    return redis->Eval(Script(body), {}, views);
+    auto reply = redis->Eval(Script(body), {}, views);
+    const bool failed = !reply.ok() && reply.status().IsUnavailable();
+    if (unreachable.load(std::memory_order_relaxed) != failed) unreachable = failed;
+    return reply;
   }
 
   void Remember(size_t b, const std::string& key) {  // requires mu
@@ -350,11 +356,9 @@ Result<std::shared_ptr<RedisBudgets>> RedisBudgets::Open(BudgetConfig config, St
     joined = client.status();
   }
   if (!joined.ok()) {
+    // Degraded mode starts only once this worker has met its server: it
+    // needs the client to come back through.
     if (!joined.IsUnavailable() || !impl->options.degrade_to_local || !impl->redis) {
-      if (joined.IsUnavailable() && impl->options.degrade_to_local && !impl->redis) {
-        return Status::Unavailable(fmt::format(
-            "{} (degraded mode needs the server once, at open, to start)", joined.message()));
-      }
       return joined;
     }
     impl->EnterDegraded(joined);
@@ -425,7 +429,7 @@ Result<BudgetHold> RedisBudgets::Reserve(const BudgetSubject& subject, int64_t e
     return m.ReserveLocal(covering, estimate_nanousd, refused_by);
   }
   const int64_t now = m.Now();
-  if (m.options.leases) {
+  if (m.options.leases && !m.unreachable.load(std::memory_order_relaxed)) {
     bool done = false;
     auto hold = m.ReserveLeased(covering, estimate_nanousd, now, &done);
     if (done) return hold;

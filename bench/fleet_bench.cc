@@ -154,6 +154,14 @@ std::shared_ptr<RedisBudgets> OpenShared(bool leases, const std::string& worker)
   return b.ok() ? *b : nullptr;
 }
 
+// One call's hold: Reserve + Settle on `budgets` (any BudgetBackend-like
+// object); clears *ok on a failure.
+template <typename Budgets>
+void Hold(Budgets& budgets, const BudgetSubject& who, bool* ok) {
+  auto h = budgets.Reserve(who, 1'000, nullptr);
+  *ok = *ok && h.ok() && budgets.Settle(*h, 900).ok();
+}
+
 void BM_FleetHoldLeased(benchmark::State& state) {
   auto shared = OpenShared(true, "leased");
   auto config = ParseBudgetYaml(kConfig, "bench");
@@ -164,14 +172,8 @@ void BM_FleetHoldLeased(benchmark::State& state) {
   }
   const BudgetSubject who = Who();
   bool ok = true;
-  auto fleet = [&] {
-    auto h = shared->Reserve(who, 1'000, nullptr);
-    ok = ok && h.ok() && shared->Settle(*h, 900).ok();
-  };
-  auto in_process = [&] {
-    auto h = (*local)->Reserve(who, 1'000);
-    ok = ok && h.ok() && (*local)->Settle(*h, 900).ok();
-  };
+  auto fleet = [&] { Hold(*shared, who, &ok); };
+  auto in_process = [&] { Hold(**local, who, &ok); };
   for (int i = 0; i < 1000; ++i) fleet();  // takes the leases
   CompareLatency(state, fleet, in_process, 20'000, 15, 2.0);
   if (!ok) state.SkipWithError("Reserve/Settle failed");
@@ -190,15 +192,22 @@ void BM_FleetHoldNoLeases(benchmark::State& state) {
   }
   const BudgetSubject who = Who();
   bool ok = true;
-  auto fleet = [&] {
-    auto h = shared->Reserve(who, 1'000, nullptr);
-    ok = ok && h.ok() && shared->Settle(*h, 900).ok();
-  };
+  auto fleet = [&] { Hold(*shared, who, &ok); };
   auto pings = [&] {
     ok = ok && (*redis)->Command({"PING"}).ok() && (*redis)->Command({"PING"}).ok();
   };
   for (int i = 0; i < 200; ++i) fleet();
+  (void)(*redis)->Command({"CONFIG", "RESETSTAT"});
   CompareLatency(state, fleet, pings, 500, 11, 1.5);
+  // How much of a script's round trip the server spends running it.
+  if (auto info = (*redis)->Command({"INFO", "commandstats"}); info.ok()) {
+    const std::string& text = info->str;
+    const size_t at = text.find("cmdstat_evalsha:");
+    const size_t per = at == std::string::npos ? at : text.find("usec_per_call=", at);
+    if (per != std::string::npos) {
+      state.counters["server_script_ns"] = std::atof(text.c_str() + per + 14) * 1000;
+    }
+  }
   if (!ok) state.SkipWithError("Reserve/Settle or PING failed");
   (void)shared->Close();
 }

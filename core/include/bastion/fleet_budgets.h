@@ -37,7 +37,7 @@
 //
 // Workers. Each worker (StoreOptions::worker) renews a liveness key with a
 // TTL of worker_ttl_ns every report interval (at most ttl/3) in the
-// background, and with every script it runs. When that key has expired the worker is dead: the next
+// background. When that key has expired the worker is dead: the next
 // script that looks reclaims its holds and leases, a bounded number per
 // call. Its outstanding reservations are charged at their estimate (as a
 // BudgetSet does with reservations a crash abandoned: the call may have run

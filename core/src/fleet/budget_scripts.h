@@ -4,9 +4,11 @@
 //
 // Every script starts with the same arguments:
 //   ARGV[1] the key prefix "{bastion}"   ARGV[2] this worker
-//   ARGV[3] now, ns (windows, alert times)   ARGV[4] the worker TTL, ms
-// and first renews this worker's liveness, then reclaims the holds of at
-// most one dead worker (a bounded number of them per call).
+//   ARGV[3] now, ns (windows, alert times)
+//   ARGV[4] the worker TTL, ms: > 0 renews this worker's liveness, and
+//           then, unless 0, the script reclaims the holds of at most one
+//           dead worker (a bounded number of them). The scripts of calls
+//           pass 0 and stay short; the background reports do the rest.
 //
 // A (budget, key, window) is described by an "entry" of arguments:
 //   sk  its state hash: s spent, r reserved, l leased, h held under leases
@@ -17,8 +19,9 @@
 //   px  ms to keep sk after now (0: per-run, kept)
 //   adm the admissible limit (-1: soft)     limit the full limit
 //   rs  a rolling window's start ('' otherwise)   ws the window's start
-//   apx ms to keep ak (0: kept)   n, then n thresholds: percent, cooldown ns,
-//       throttle count (0: none), throttle period ns
+//   apx ms to keep ak (0: kept)   minp the lowest threshold's percent
+//   n, then n thresholds: percent, cooldown ns, throttle count (0: none),
+//       throttle period ns
 //
 // Numbers are Lua doubles: exact up to 2^53 nano-USD (about $9 million) per
 // key and window; writes use HINCRBY, so stored totals stay exact integers.
@@ -31,8 +34,15 @@ inline constexpr const char* kBudgetPrelude = R"lua(
 local P, W, NOWS, TTL = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
 local NOW = tonumber(NOWS)
 local function I(x) return string.format('%d', x) end
-local tm = redis.call('TIME')
-local MS = tonumber(tm[1]) * 1000 + math.floor(tonumber(tm[2]) / 1000)
+-- The server's clock in ms (liveness), read once and only when needed.
+local MS = nil
+local function now_ms()
+  if not MS then
+    local tm = redis.call('TIME')
+    MS = tonumber(tm[1]) * 1000 + math.floor(tonumber(tm[2]) / 1000)
+  end
+  return MS
+end
 local WORKERS = P .. ':workers'
 local function holds(w) return P .. ':w:' .. w .. ':h' end
 local function leases(w) return P .. ':w:' .. w .. ':l' end
@@ -45,15 +55,28 @@ end
 local function entry(i)
   local e = {sk = ARGV[i], ak = ARGV[i + 1], px = tonumber(ARGV[i + 2]),
              adm = tonumber(ARGV[i + 3]), limit = tonumber(ARGV[i + 4]), rs = ARGV[i + 5],
-             ws = ARGV[i + 6], apx = tonumber(ARGV[i + 7]), th = {}}
-  local n = tonumber(ARGV[i + 8])
-  i = i + 9
-  for t = 1, n do
-    e.th[t] = {p = tonumber(ARGV[i]), cd = tonumber(ARGV[i + 1]), tc = tonumber(ARGV[i + 2]),
-               tp = tonumber(ARGV[i + 3])}
-    i = i + 4
+             ws = ARGV[i + 6], apx = tonumber(ARGV[i + 7]), minp = tonumber(ARGV[i + 8]),
+             n = tonumber(ARGV[i + 9]), ti = i + 10}
+  return e, i + 10 + 4 * e.n
+end
+
+-- The thresholds of an entry, read from its arguments when first needed:
+-- most calls stay below the lowest (minp) and never read them.
+local function thresholds(e)
+  if not e.th then
+    e.th = {}
+    local i = e.ti
+    for t = 1, e.n do
+      e.th[t] = {p = tonumber(ARGV[i]), cd = tonumber(ARGV[i + 1]), tc = tonumber(ARGV[i + 2]),
+                 tp = tonumber(ARGV[i + 3])}
+      i = i + 4
+    end
   end
-  return e, i
+  return e.th
+end
+
+local function reached(e, committed)
+  return e.n > 0 and committed * 100 >= e.limit * e.minp
 end
 
 local function keep(e)
@@ -64,10 +87,11 @@ local function keep(e)
 end
 
 -- The state of an entry, a rolling window's old amounts dropped first.
+-- `new`: the key does not exist yet (every write sets 'r').
 local function load(e)
   local v = redis.call('HMGET', e.sk, 's', 'r', 'l', 'h')
   local st = {s = tonumber(v[1] or '0'), r = tonumber(v[2] or '0'),
-              l = tonumber(v[3] or '0'), h = tonumber(v[4] or '0')}
+              l = tonumber(v[3] or '0'), h = tonumber(v[4] or '0'), new = not v[2]}
   if e.rs ~= '' then
     local z = e.sk .. ':z'
     local old = redis.call('ZRANGEBYSCORE', z, '-inf', '(' .. e.rs)
@@ -97,7 +121,8 @@ end
 -- once per cooldown. Returns their indexes (0-based).
 local function alerts(e, committed)
   local fired = {}
-  for t, th in ipairs(e.th) do
+  if not reached(e, committed) then return fired end
+  for t, th in ipairs(thresholds(e)) do
     if committed * 100 >= e.limit * th.p then
       local v = redis.call('HMGET', e.ak, 'f' .. t, 'w' .. t)
       local ok = not v[1]
@@ -119,8 +144,9 @@ end
 -- change of what it holds open under the lease, `r` given back. Every part
 -- is an amount to add, so reports and grants racing each other commute.
 local function report(e, st, d, c, dh, r)
+  if d == 0 and c == 0 and dh == 0 and r == 0 then return end
   local v = redis.call('HGET', leases(W), e.sk)
-  spend(e, st, d, NOWS, 'd' .. redis.call('INCR', P .. ':seq'))
+  if d > 0 then spend(e, st, d, NOWS, 'd' .. redis.call('INCR', P .. ':seq')) end
   if v then  -- none: no lease, or reclaimed when this worker was taken for dead
     local L, H = lease_of(v)
     L = L - c - r
@@ -171,27 +197,26 @@ local function charge_lease(sk, v)
   end
 end
 
+-- Charges and removes a batch of a dead worker's holds or leases; returns
+-- how many.
+local function drain(key, charge)
+  local items = redis.call('HSCAN', key, 0, 'COUNT', 64)[2]
+  for i = 1, #items, 2 do
+    charge(items[i], items[i + 1])
+    redis.call('HDEL', key, items[i])
+  end
+  return #items / 2
+end
+
 local function reclaim()
-  local w = redis.call('ZRANGEBYSCORE', WORKERS, '-inf', MS, 'LIMIT', 0, 1)[1]
+  local w = redis.call('ZRANGEBYSCORE', WORKERS, '-inf', now_ms(), 'LIMIT', 0, 1)[1]
   if not w then return end
   local left = redis.call('PTTL', alive(w))
   if left > 0 then
-    redis.call('ZADD', WORKERS, MS + left, w)
+    redis.call('ZADD', WORKERS, now_ms() + left, w)
     return
   end
-  local n = 0
-  local hs = redis.call('HSCAN', holds(w), 0, 'COUNT', 64)[2]
-  for i = 1, #hs, 2 do
-    charge_hold(hs[i], hs[i + 1])
-    redis.call('HDEL', holds(w), hs[i])
-    n = n + 1
-  end
-  local ls = redis.call('HSCAN', leases(w), 0, 'COUNT', 64)[2]
-  for i = 1, #ls, 2 do
-    charge_lease(ls[i], ls[i + 1])
-    redis.call('HDEL', leases(w), ls[i])
-    n = n + 1
-  end
+  local n = drain(holds(w), charge_hold) + drain(leases(w), charge_lease)
   if n > 0 then
     redis.call('HINCRBY', P .. ':reclaimed', 'items', n)
   else
@@ -201,9 +226,9 @@ end
 
 if TTL > 0 then
   redis.call('SET', alive(W), '1', 'PX', TTL)
-  redis.call('ZADD', WORKERS, MS + TTL, W)
+  redis.call('ZADD', WORKERS, now_ms() + TTL, W)
 end
-reclaim()
+if TTL ~= 0 then reclaim() end
 )lua";
 
 // ARGV[5] estimate, ARGV[6] number of entries, then per entry: the entry,
@@ -233,7 +258,7 @@ for k, e in ipairs(es) do
     return {0, k, 1, st.s, st.r, st.l, 0}
   end
   e.c = st.s + st.r + st.h + est
-  for t, th in ipairs(e.th) do
+  for t, th in ipairs(reached(e, e.c) and thresholds(e) or {}) do
     if th.tc > 0 and e.c * 100 >= e.limit * th.p then
       local v = redis.call('HMGET', e.ak, 'tk' .. t, 'tt' .. t)
       local tokens = th.tc
@@ -260,7 +285,7 @@ for k, e in ipairs(es) do
   local fired = alerts(e, e.c)
   local grant = 0
   if e.lmin > 0 and e.adm >= 0 then
-    live = live or math.max(redis.call('ZCOUNT', WORKERS, MS, '+inf'), 1)
+    live = live or math.max(redis.call('ZCOUNT', WORKERS, now_ms(), '+inf'), 1)
     local free = e.adm - e.st.s - e.st.r - e.st.l
     local slice = math.floor(math.min(e.lcap, free / (2 * live)))
     if slice >= e.lmin then
@@ -272,7 +297,7 @@ for k, e in ipairs(es) do
       redis.call('HSET', leases(W), e.sk, I(L + slice) .. ' ' .. I(H))
     end
   end
-  keep(e)
+  if e.st.new or e.rs ~= '' then keep(e) end
   rec[#rec + 1] = e.sk
   rec[#rec + 1] = e.rs
   local r = {e.c, grant}
@@ -301,14 +326,15 @@ for k = 1, n do
   local e
   e, i = entry(i)
   local fired = {}
-  if redis.call('EXISTS', e.sk) == 1 then
+  local st = load(e)
+  if not st.new then  -- gone: a window ended long ago
     redis.call('HINCRBY', e.sk, 'r', I(-est))
-    local st = load(e)
+    st.r = st.r - est
     if actual >= 0 then
       spend(e, st, actual, h[2], 'h' .. ARGV[5] .. ':' .. k)
       fired = alerts(e, st.s + st.r + st.h)
     end
-    keep(e)
+    if e.rs ~= '' then keep(e) end  -- a rolling window's keys live on its writes
   end
   out[#out + 1] = fired
 end
@@ -355,7 +381,7 @@ return 1
 inline constexpr const char* kLeaveScript = R"lua(
 redis.call('DEL', alive(W))
 if redis.call('HLEN', holds(W)) + redis.call('HLEN', leases(W)) > 0 then
-  redis.call('ZADD', WORKERS, MS - 1, W)
+  redis.call('ZADD', WORKERS, now_ms() - 1, W)
 else
   redis.call('ZREM', WORKERS, W)
 end

@@ -82,7 +82,7 @@ struct RedisBudgets::Impl {
   struct Info {
     std::string id_part;     // "<n>:<id>"
     std::string adm, limit;  // admissible (-1: soft), full limit
-    std::vector<std::string> thresholds;  // n, then 4 per threshold
+    std::vector<std::string> thresholds;  // minp, n, then 4 per threshold
     int64_t max_cooldown_ns = 0;
     int min_throttle_percent = 0;  // 0: no throttle
     bool leasable = false;
@@ -159,14 +159,16 @@ struct RedisBudgets::Impl {
     return fmt::format("{}:b:{}:{}:{}", prefix, info[b].id_part, key, w.start_ns);
   }
 
-  // The prelude's arguments.
-  std::vector<std::string> Args(int64_t now, bool alive = true) const {
+  // The prelude's arguments; `renew` renews this worker's liveness (the
+  // background thread does it every report interval, and calls on the hot
+  // path leave it to it).
+  std::vector<std::string> Args(int64_t now, bool renew = false) const {
     std::vector<std::string> a;
     a.reserve(64);
     a.push_back(prefix);
     a.push_back(worker);
     a.push_back(std::to_string(now));
-    a.push_back(alive ? ttl_ms : "0");
+    a.push_back(renew ? ttl_ms : "0");
     return a;
   }
 
@@ -305,6 +307,11 @@ Result<std::shared_ptr<RedisBudgets>> RedisBudgets::Open(BudgetConfig config, St
     const bool hard = spec.enforcement == BudgetSpec::Enforcement::kHard;
     in.adm = hard ? std::to_string(spec.AdmissibleNanousd()) : "-1";
     in.limit = std::to_string(spec.limit_nanousd);
+    int min_percent = 0;
+    for (const AlertThreshold& th : spec.thresholds) {
+      if (min_percent == 0 || th.percent < min_percent) min_percent = th.percent;
+    }
+    in.thresholds.push_back(std::to_string(min_percent));
     in.thresholds.push_back(std::to_string(spec.thresholds.size()));
     for (size_t t = 0; t < spec.thresholds.size(); ++t) {
       const AlertThreshold& th = spec.thresholds[t];
@@ -347,7 +354,7 @@ Result<std::shared_ptr<RedisBudgets>> RedisBudgets::Open(BudgetConfig config, St
     auto t = impl->redis->ServerTimeNs();
     if (t.ok()) {
       impl->offset_ns = *t - WallNowNs();
-      auto r = impl->Run(kBeatScript, impl->Args(impl->Now()));
+      auto r = impl->Run(kBeatScript, impl->Args(impl->Now(), /*renew=*/true));
       joined = r.status();
     } else {
       joined = t.status();
@@ -380,7 +387,7 @@ Status RedisBudgets::Close() {
   if (m.loop.joinable()) m.loop.join();
   if (m.degraded.load()) return Status::OK();
   Status s = m.Sync(/*give_back=*/true);
-  auto r = m.Run(kLeaveScript, m.Args(m.Now(), /*alive=*/false));
+  auto r = m.Run(kLeaveScript, m.Args(m.Now()));
   if (s.ok() && !r.ok()) s = r.status();
   return s;
 }
@@ -793,7 +800,7 @@ Status RedisBudgets::Impl::FinishRemote(const BudgetHold& hold, int64_t actual,
 // (all of them with give_back); then retries deferred settles.
 Status RedisBudgets::Impl::Sync(bool give_back) {
   const int64_t now = Now();
-  std::vector<std::string> args = Args(now);
+  std::vector<std::string> args = Args(now, /*renew=*/true);
   args.push_back("");
   struct Sent {
     std::string sk;
@@ -944,7 +951,7 @@ Result<BudgetUsage> RedisBudgets::UsageOf(std::string_view budget_id, std::strin
   (void)m.Sync(false);
   const int64_t now = m.Now();
   const WindowBounds w = spec.window.BoundsAt(now);
-  std::vector<std::string> args = m.Args(now);
+  std::vector<std::string> args = m.Args(now, /*renew=*/true);
   m.Entry(&args, *b, k, w, now);
   auto reply = m.Run(kUsageScript, args);
   if (!reply.ok()) return reply.status();

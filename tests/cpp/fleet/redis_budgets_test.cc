@@ -127,6 +127,31 @@ TEST(RedisBudgets, LeasesNeverOverAdmitAndFallBackNearExhaustion) {
   EXPECT_EQ(a->UsageOf("team", "")->remaining_nanousd, 0);
 }
 
+// One worker, $1, calls of $0.10: the first reservation (on the server)
+// takes a slice of free / 2 = $0.45, four calls fit in it; the fifth gives
+// back the $0.05 left and is reserved on the server, where the next slice
+// ($0.40 free / 2 = $0.20) would cover fewer than 4 calls: no more leases,
+// every call is an atomic reservation until the limit.
+TEST(RedisBudgets, LeaseSlicesShrinkAndStopNearExhaustion) {
+  RedisServer server;
+  auto a = OpenBudgets(server, OneBudget(), "a");
+  ASSERT_TRUE(a);
+  std::string kinds;
+  for (int i = 0; i < 11; ++i) {
+    auto h = a->Reserve(Anyone(), 10 * kCent, nullptr);
+    if (!h.ok()) {
+      EXPECT_TRUE(h.status().IsFailedPrecondition()) << h.status().ToString();
+      kinds += 'x';
+      continue;
+    }
+    kinds += (h->reservations[0].id >> 63) ? 'l' : 's';
+    ASSERT_TRUE(a->Settle(*h, 10 * kCent).ok());
+  }
+  EXPECT_EQ(kinds, "sllllsssssx");
+  ASSERT_TRUE(a->Flush().ok());
+  EXPECT_EQ(Spent(*a), kDollar);
+}
+
 TEST(RedisBudgets, LeasedSpendReachesTheServerWithinTheReportInterval) {
   RedisServer server;
   auto a = OpenBudgets(server, OneBudget("", "100.00"), "a");

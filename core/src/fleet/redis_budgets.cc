@@ -510,7 +510,7 @@ Result<BudgetHold> RedisBudgets::Impl::ReserveRemote(
   // Lease reports ride along: what was taken from each lease goes back if
   // the script does not run.
   struct Taken {
-    Lease* lease;
+    std::string sk;  // looked up again: a past window's lease may go meanwhile
     int64_t d, c, dh, r;
   };
   std::vector<Taken> reported;
@@ -521,7 +521,7 @@ Result<BudgetHold> RedisBudgets::Impl::ReserveRemote(
       windows.push_back(w);
       Entry(&args, b, key, w, now);
       Remember(b, key);
-      Taken t{nullptr, 0, 0, 0, 0};
+      Taken t{std::string(), 0, 0, 0, 0};
       int64_t left = 0;
       if (info[b].leasable) {
         auto it = leases.find(StateKey(b, key, w));
@@ -530,7 +530,8 @@ Result<BudgetHold> RedisBudgets::Impl::ReserveRemote(
           // A lease too small for this call goes back, so its rest counts
           // as free on the server; nothing more is admitted under it here.
           const int64_t unused = l.left - l.held;
-          t = {&l, l.pending, l.used, l.held - l.reported_held, unused < estimate ? unused : 0};
+          t = {it->first, l.pending, l.used, l.held - l.reported_held,
+               unused < estimate ? unused : 0};
           l.left -= t.r;
           l.pending = 0;
           l.used = 0;
@@ -554,10 +555,12 @@ Result<BudgetHold> RedisBudgets::Impl::ReserveRemote(
   if (!reply.ok()) {
     std::lock_guard lock(mu);
     for (const Taken& t : reported) {
-      t.lease->pending += t.d;
-      t.lease->used += t.c;
-      t.lease->reported_held -= t.dh;
-      t.lease->left += t.r;
+      auto it = leases.find(t.sk);
+      if (it == leases.end()) continue;
+      it->second.pending += t.d;
+      it->second.used += t.c;
+      it->second.reported_held -= t.dh;
+      it->second.left += t.r;
     }
     return reply.status();
   }

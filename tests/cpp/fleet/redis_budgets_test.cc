@@ -276,6 +276,41 @@ TEST(RedisBudgets, ThresholdsFireExactlyOnceAcrossWorkers) {
   EXPECT_EQ(fired.load(), 1);
 }
 
+// With leases a threshold fires on a report; the alert rides on that
+// worker's next hold. Still exactly once.
+TEST(RedisBudgets, ThresholdsFireExactlyOnceUnderLeases) {
+  RedisServer server;
+  const std::string yaml = OneBudget(
+      "    alerts:\n      - {at: 50%, level: warning, action: notify}\n");
+  auto a = OpenBudgets(server, yaml, "a");
+  auto b = OpenBudgets(server, yaml, "b");
+  ASSERT_TRUE(a && b);
+  std::atomic<int> fired{0};
+  std::vector<std::thread> pool;
+  for (auto w : {a, b}) {
+    for (int t = 0; t < 3; ++t) {
+      pool.emplace_back([&, w] {
+        for (int i = 0; i < 30; ++i) {
+          auto h = w->Reserve(Anyone(), kCent, nullptr);
+          if (!h.ok()) continue;
+          fired += static_cast<int>(h->alerts.size());
+          auto s = w->Settle(*h, kCent);
+          if (s.ok()) fired += static_cast<int>(s->alerts.size());
+        }
+      });
+    }
+  }
+  for (auto& t : pool) t.join();
+  for (auto w : {a, b}) {  // what the last reports fired comes with the next hold
+    ASSERT_TRUE(w->Flush().ok());
+    auto h = w->Reserve(Anyone(), 0, nullptr);
+    ASSERT_TRUE(h.ok()) << h.status().ToString();
+    fired += static_cast<int>(h->alerts.size());
+  }
+  EXPECT_EQ(fired.load(), 1);
+  EXPECT_GE(Spent(*a), kDollar / 2);
+}
+
 TEST(RedisBudgets, CooldownAlertsRepeatAfterTheCooldown) {
   RedisServer server;
   std::atomic<int64_t> now{1'800'000'000'000'000'000};

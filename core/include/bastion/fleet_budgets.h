@@ -35,7 +35,10 @@
 // it sees its own downgrade at once. Budgets with rolling windows, soft
 // budgets and keys at or above a throttle threshold are never leased.
 //
-// Workers. Each worker (StoreOptions::worker) renews a liveness key with a
+// Workers. Worker names must be unique in the fleet: two processes under one
+// name share their holds and liveness. The default, "<hostname>:<pid>", is
+// (a second RedisBudgets in one process gets ":<n>" appended). Each worker
+// (StoreOptions::worker) renews a liveness key with a
 // TTL of worker_ttl_ns every report interval (at most ttl/3) in the
 // background. When that key has expired the worker is dead: the next
 // script that looks reclaims its holds and leases, a bounded number per

@@ -843,8 +843,8 @@ Status RedisBudgets::Impl::Sync(bool give_back) {
       }
       Entry(&args, o.budget, o.key, o.window, now);
       sent.push_back({sk, o.budget, o.key, o.window, o.amount, 0, 0, 0, 0, false, false});
+      args.push_back(std::to_string(o.amount));  // spent; no lease to report on
       for (const char* v : {"0", "0", "0"}) args.push_back(v);
-      args.insert(args.end() - 3, std::to_string(o.amount));
       o.amount = 0;
     }
     std::erase_if(owed, [](const auto& kv) { return kv.second.amount == 0; });

@@ -38,16 +38,16 @@
 // Workers. Worker names must be unique in the fleet: two processes under one
 // name share their holds and liveness. The default, "<hostname>:<pid>", is
 // (a second RedisBudgets in one process gets ":<n>" appended). Each worker
-// (StoreOptions::worker) renews a liveness key with a
-// TTL of worker_ttl_ns every report interval (at most ttl/3) in the
-// background. When that key has expired the worker is dead: the next
-// script that looks reclaims its holds and leases, a bounded number per
-// call. Its outstanding reservations are charged at their estimate (as a
-// BudgetSet does with reservations a crash abandoned: the call may have run
-// and been billed); of its leases, the spend it reported is already charged,
-// the holds it had open at its last report are charged as spend, and the
-// rest of the slice is returned. A worker must not stay silent (a paused
-// process) longer than its TTL: its holds are then gone, and settling one is
+// renews a liveness key with a TTL of worker_ttl_ns every report interval
+// (at most ttl/3) in the background. When that key has expired the worker
+// is dead: the next background report of any live worker (or a Usage call)
+// reclaims its holds and leases, a bounded number per script. Its
+// outstanding reservations are charged at their estimate (as a BudgetSet
+// does with reservations a crash abandoned: the call may have run and been
+// billed); of its leases, the spend it reported is already charged, the
+// holds it had open at its last report are charged as spend, and the rest
+// of the slice is returned. A worker must not stay silent (a paused process)
+// longer than its TTL: its holds are then gone, and settling one is
 // FailedPrecondition.
 //
 // Redis unreachable. Reserve fails with Unavailable (naming the server)

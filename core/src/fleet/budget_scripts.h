@@ -377,7 +377,8 @@ return 1
 )lua";
 
 // Leaves the fleet: the liveness key goes; a worker with reservations still
-// open stays registered, already expired, so the next script charges them.
+// open stays registered, already expired, so another worker's next report
+// charges them.
 inline constexpr const char* kLeaveScript = R"lua(
 redis.call('DEL', alive(W))
 if redis.call('HLEN', holds(W)) + redis.call('HLEN', leases(W)) > 0 then

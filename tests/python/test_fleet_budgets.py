@@ -115,7 +115,7 @@ def test_a_killed_workers_holds_come_back_after_its_ttl(redis_server: RedisServe
             assert usage["reserved_usd"] == Decimal("0.45")
             assert usage["remaining_usd"] < Decimal("2.00") - Decimal("0.45") - spent
         time.sleep(max(0.0, killed_at + 1.3 - time.monotonic()))
-        survivor.settle(survivor.reserve("0.02"), "0.02")   # this script reclaims
+        survivor.settle(survivor.reserve("0.02"), "0.02")   # the survivor goes on
         spent += Decimal("0.02")
         usage = survivor.usage_of("team")
         # Its reservation is charged at its estimate, the holds open under its

@@ -411,7 +411,22 @@ TEST(RedisBudgets, AClosedWorkersOpenReservationsAreChargedAtTheirEstimate) {
   ASSERT_TRUE(a && b);
   ASSERT_TRUE(a->Reserve(Anyone(), 30 * kCent, nullptr).ok());
   ASSERT_TRUE(a->Close().ok());
-  ASSERT_TRUE(b->Reserve(Anyone(), kCent, nullptr).ok());  // the next script reclaims
+  ASSERT_TRUE(b->Reserve(Anyone(), kCent, nullptr).ok());
+  // b's background report reclaims a's hold, read here straight from Redis.
+  fleet::RedisClient::Options ro;
+  ro.endpoint = *fleet::ParseRedisUrl(server.url());
+  auto redis = fleet::RedisClient::Connect(ro);
+  ASSERT_TRUE(redis.ok());
+  auto keys = (*redis)->Command({"KEYS", "{bastion}:b:*"});
+  ASSERT_TRUE(keys.ok() && keys->elements.size() == 1);
+  std::string spent;
+  for (int i = 0; i < 50 && spent != std::to_string(30 * kCent); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    auto s = (*redis)->Command({"HGET", keys->elements[0].str, "s"});
+    ASSERT_TRUE(s.ok());
+    spent = s->str;
+  }
+  EXPECT_EQ(spent, std::to_string(30 * kCent));
   auto u = b->UsageOf("team", "");
   EXPECT_EQ(u->spent_nanousd, 30 * kCent);
   EXPECT_EQ(u->reserved_nanousd, kCent);

@@ -74,6 +74,20 @@ int64_t Spent(RedisBudgets& b, const std::string& id = "team", const std::string
   return u.ok() ? u->spent_nanousd : -1;
 }
 
+// A client of its own, to read what the budgets stored.
+std::shared_ptr<fleet::RedisClient> RawClient(const RedisServer& server) {
+  fleet::RedisClient::Options ro;
+  ro.endpoint = *fleet::ParseRedisUrl(server.url());
+  auto redis = fleet::RedisClient::Connect(ro);
+  return redis.ok() ? *redis : nullptr;
+}
+
+// The one state key of a test with one budget, key and window ("" if not one).
+std::string TheStateKey(fleet::RedisClient& redis) {
+  auto keys = redis.Command({"KEYS", "{bastion}:b:*"});
+  return keys.ok() && keys->elements.size() == 1 ? keys->elements[0].str : std::string();
+}
+
 // Threads of two workers reserve $0.01 each and settle it until refused.
 int64_t HammerUntilRefused(std::vector<std::shared_ptr<RedisBudgets>> workers, int threads) {
   std::atomic<int64_t> admitted{0};
@@ -413,16 +427,14 @@ TEST(RedisBudgets, AClosedWorkersOpenReservationsAreChargedAtTheirEstimate) {
   ASSERT_TRUE(a->Close().ok());
   ASSERT_TRUE(b->Reserve(Anyone(), kCent, nullptr).ok());
   // b's background report reclaims a's hold, read here straight from Redis.
-  fleet::RedisClient::Options ro;
-  ro.endpoint = *fleet::ParseRedisUrl(server.url());
-  auto redis = fleet::RedisClient::Connect(ro);
-  ASSERT_TRUE(redis.ok());
-  auto keys = (*redis)->Command({"KEYS", "{bastion}:b:*"});
-  ASSERT_TRUE(keys.ok() && keys->elements.size() == 1);
+  auto redis = RawClient(server);
+  ASSERT_TRUE(redis);
+  const std::string key = TheStateKey(*redis);
+  ASSERT_FALSE(key.empty());
   std::string spent;
   for (int i = 0; i < 50 && spent != std::to_string(30 * kCent); ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    auto s = (*redis)->Command({"HGET", keys->elements[0].str, "s"});
+    auto s = redis->Command({"HGET", key, "s"});
     ASSERT_TRUE(s.ok());
     spent = s->str;
   }
@@ -529,14 +541,11 @@ TEST(RedisBudgets, KeysOfPastWindowsExpire) {
   auto a = OpenBudgets(server, OneBudget(), "a", NoLeases());
   ASSERT_TRUE(a);
   ASSERT_TRUE(a->Reserve(Anyone(), kCent, nullptr).ok());
-  fleet::RedisClient::Options ro;
-  ro.endpoint = *fleet::ParseRedisUrl(server.url());
-  auto redis = fleet::RedisClient::Connect(ro);
-  ASSERT_TRUE(redis.ok());
-  auto keys = (*redis)->Command({"KEYS", "{bastion}:b:*"});
-  ASSERT_TRUE(keys.ok());
-  ASSERT_EQ(keys->elements.size(), 1u);
-  auto ttl = (*redis)->Command({"PTTL", keys->elements[0].str});
+  auto redis = RawClient(server);
+  ASSERT_TRUE(redis);
+  const std::string key = TheStateKey(*redis);
+  ASSERT_FALSE(key.empty());
+  auto ttl = redis->Command({"PTTL", key});
   ASSERT_TRUE(ttl.ok());
   EXPECT_GT(ttl->integer, 24LL * 3600 * 1000);       // the rest of today, and a margin
   EXPECT_LE(ttl->integer, 2 * 24LL * 3600 * 1000);

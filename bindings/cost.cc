@@ -7,8 +7,10 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include "bastion/budget_backend.h"
 #include "bastion/budget_set.h"
 #include "bastion/cost.h"
+#include "bastion/fleet_budgets.h"
 #include "bastion/slo.h"
 #include "convert.h"
 #include "cost.h"
@@ -210,6 +212,24 @@ struct PyHold {
 
 }  // namespace
 
+StoreOptions StoreArgs(const std::string& url, double timeout_seconds, const std::string& worker,
+                       py::handle degraded_cap) {
+  if (!(timeout_seconds > 0 && timeout_seconds <= 3600)) {
+    ThrowInvalid(fmt::format("store_timeout must be between 0 (exclusive) and 3600 seconds, got {}",
+                             timeout_seconds));
+  }
+  StoreOptions o;
+  o.url = url;
+  o.timeout_ns = static_cast<int64_t>(timeout_seconds * 1e9);
+  o.worker = worker;
+  if (!degraded_cap.is_none()) {
+    o.degrade_to_local = true;
+    o.degraded_cap_nanousd = UsdToNanos(degraded_cap, "degraded_cap");
+    if (o.degraded_cap_nanousd <= 0) ThrowInvalid("degraded_cap must be more than $0");
+  }
+  return o;
+}
+
 int64_t FlushIntervalNs(double seconds, const char* name) {
   if (!(seconds >= 0 && seconds <= 86400)) {
     ThrowInvalid(fmt::format("{} must be between 0 and 86400 seconds, got {}", name, seconds));
@@ -219,10 +239,15 @@ int64_t FlushIntervalNs(double seconds, const char* name) {
 
 namespace {
 
+// Budgets kept in-process (a BudgetSet) or on the fleet's Redis
+// (RedisBudgets, with store=): the same methods either way.
 class PyBudgets {
  public:
   static std::shared_ptr<PyBudgets> Open(py::object config, py::object yaml, py::object state_path,
-                                         double flush_interval, py::object clock) {
+                                         double flush_interval, py::object clock,
+                                         const std::string& store, double store_timeout,
+                                         const std::string& worker, bool leases,
+                                         double worker_ttl, py::object degraded_cap) {
     BudgetConfig parsed;
     if (!yaml.is_none()) {
       parsed = Unwrap(ParseBudgetYaml(yaml.cast<std::string>(), "<budgets>"));
@@ -231,10 +256,34 @@ class PyBudgets {
     } else {
       ThrowInvalid("Budgets.open needs a config file path or yaml= text");
     }
+    auto out = std::make_shared<PyBudgets>();
+    if (!store.empty()) {
+      if (!state_path.is_none()) {
+        ThrowInvalid("Budgets.open: give state_path or store, not both (the store keeps the state)");
+      }
+      RedisBudgets::Options ro;
+      ro.leases = leases;
+      if (!(worker_ttl >= 0.3 && worker_ttl <= 86400)) {
+        ThrowInvalid(fmt::format("worker_ttl must be between 0.3 and 86400 seconds, got {}",
+                                 worker_ttl));
+      }
+      ro.worker_ttl_ns = static_cast<int64_t>(worker_ttl * 1e9);
+      if (!clock.is_none()) {
+        out->clock_ = clock.cast<PyClock&>().clock;
+        ro.clock = [c = out->clock_] { return c->NowNs(); };
+      }
+      StoreOptions so = StoreArgs(store, store_timeout, worker, degraded_cap);
+      Result<std::shared_ptr<RedisBudgets>> opened = [&] {
+        py::gil_scoped_release release;
+        return RedisBudgets::Open(std::move(parsed), std::move(so), std::move(ro));
+      }();
+      out->shared_ = Unwrap(std::move(opened));
+      out->backend_ = out->shared_;
+      return out;
+    }
     BudgetSet::Options o;
     if (!state_path.is_none()) o.state_path = py::str(state_path);
     o.flush_interval_ns = FlushIntervalNs(flush_interval, "flush_interval");
-    auto out = std::make_shared<PyBudgets>();
     if (!clock.is_none()) {
       out->clock_ = clock.cast<PyClock&>().clock;
       o.clock = [c = out->clock_] { return c->NowNs(); };
@@ -244,6 +293,7 @@ class PyBudgets {
       return BudgetSet::Open(std::move(parsed), o);
     }();
     out->set_ = std::shared_ptr<BudgetSet>(Unwrap(std::move(opened)));
+    out->backend_ = BudgetSetBackend(out->set_);
     return out;
   }
 
@@ -259,11 +309,11 @@ class PyBudgets {
     s.model = model;
     s.tool = tool;
     for (const std::string& t : tags) s.tags.push_back(t);
-    const std::shared_ptr<BudgetSet> set = Set();
+    const std::shared_ptr<BudgetBackend> backend = Backend();
     std::string refused_by;
     Result<BudgetHold> r = [&] {
       py::gil_scoped_release release;
-      return set->Reserve(s, estimate, &refused_by);
+      return backend->Reserve(s, estimate, &refused_by);
     }();
     if (!r.ok()) ThrowBudgetStatus(r.status(), refused_by);
     return {std::move(*r)};
@@ -271,10 +321,10 @@ class PyBudgets {
 
   py::dict Settle(const PyHold& hold, py::object actual_usd) {
     const int64_t actual = UsdArg(actual_usd, "actual_usd");
-    const std::shared_ptr<BudgetSet> set = Set();
+    const std::shared_ptr<BudgetBackend> backend = Backend();
     Result<HoldSettlement> r = [&] {
       py::gil_scoped_release release;
-      return set->Settle(hold.hold, actual);
+      return backend->Settle(hold.hold, actual);
     }();
     HoldSettlement s = Unwrap(std::move(r));
     return py::dict("actual_usd"_a = Decimal(s.actual_nanousd),
@@ -283,19 +333,26 @@ class PyBudgets {
   }
 
   void Release(const PyHold& hold) {
-    const std::shared_ptr<BudgetSet> set = Set();
+    const std::shared_ptr<BudgetBackend> backend = Backend();
     Status s;
     {
       py::gil_scoped_release release;
-      s = set->Release(hold.hold);
+      s = backend->Release(hold.hold);
     }
     ThrowIfError(s);
   }
 
   py::list Usage() {
-    const std::shared_ptr<BudgetSet> set = Set();
     std::vector<BudgetUsage> rows;
-    {
+    if (shared_) {
+      const std::shared_ptr<RedisBudgets> shared = shared_;
+      Result<std::vector<BudgetUsage>> r = [&] {
+        py::gil_scoped_release release;
+        return shared->Usage();
+      }();
+      rows = Unwrap(std::move(r));
+    } else {
+      const std::shared_ptr<BudgetSet> set = Set();
       py::gil_scoped_release release;
       rows = set->Usage();
     }
@@ -305,10 +362,23 @@ class PyBudgets {
   }
 
   py::dict UsageOf(const std::string& budget, const std::string& key) {
+    if (shared_) {
+      const std::shared_ptr<RedisBudgets> shared = shared_;
+      Result<BudgetUsage> r = [&] {
+        py::gil_scoped_release release;
+        return shared->UsageOf(budget, key);
+      }();
+      return UsageRow(Unwrap(std::move(r)));
+    }
     return UsageRow(Unwrap(Set()->UsageOf(budget, key)));
   }
 
   py::dict Stats(const std::string& budget) {
+    if (shared_) {
+      ThrowStatus(Status::FailedPrecondition(
+          "Budgets.stats: lifetime statistics are kept per process, and these budgets are "
+          "shared on a store; use usage() or usage_of()"));
+    }
     BudgetStats s = Unwrap(Set()->ledger().Stats(budget));
     return py::dict("admitted"_a = s.admitted, "refused"_a = s.refused, "settled"_a = s.settled,
                     "released"_a = s.released, "outstanding"_a = s.outstanding,
@@ -321,7 +391,9 @@ class PyBudgets {
   }
 
   py::dict Restored() {
-    const RestoreReport& r = Set()->restored();
+    static const RestoreReport kNothing;
+    if (shared_) Backend();  // StateError once closed
+    const RestoreReport& r = shared_ ? kNothing : Set()->restored();
     return py::dict("budgets_restored"_a = r.budgets_restored,
                     "abandoned_reservations"_a = r.abandoned_reservations,
                     "abandoned_usd"_a = Decimal(r.abandoned_nanousd), "dropped"_a = r.dropped);
@@ -329,14 +401,19 @@ class PyBudgets {
 
   std::vector<std::string> Ids() {
     std::vector<std::string> ids;
-    for (const BudgetRule& r : Set()->config().budgets) ids.push_back(r.spec.id);
+    const BudgetConfig& config = shared_ ? shared_->config() : Set()->config();
+    for (const BudgetRule& r : config.budgets) ids.push_back(r.spec.id);
     return ids;
   }
 
   void Flush() {
-    const std::shared_ptr<BudgetSet> set = Set();
     Status s;
-    {
+    if (shared_) {
+      const std::shared_ptr<RedisBudgets> shared = shared_;
+      py::gil_scoped_release release;
+      s = shared->Flush();
+    } else {
+      const std::shared_ptr<BudgetSet> set = Set();
       py::gil_scoped_release release;
       s = set->Flush();
     }
@@ -344,30 +421,50 @@ class PyBudgets {
   }
 
   void Close() {
-    if (!set_) return;
     Status s;
-    {
+    if (shared_) {
+      py::gil_scoped_release release;
+      s = shared_->Close();
+    } else if (set_) {
       py::gil_scoped_release release;
       s = set_->Close();
     }
     set_.reset();
+    shared_.reset();
+    backend_.reset();
     ThrowIfError(s);
   }
 
-  bool closed() const { return set_ == nullptr; }
+  bool closed() const { return backend_ == nullptr; }
 
   // Wraps a set another object owns too (a Guard's); closing it here closes it
   // for both.
-  void Adopt(std::shared_ptr<BudgetSet> set) { set_ = std::move(set); }
+  void Adopt(std::shared_ptr<BudgetSet> set) {
+    set_ = std::move(set);
+    backend_ = BudgetSetBackend(set_);
+  }
 
-  // The set, or StateError once closed.
+  // Where holds go, or StateError once closed.
+  const std::shared_ptr<BudgetBackend>& Backend() const {
+    if (!backend_) ThrowStatus(Status::FailedPrecondition("the Budgets object is closed"));
+    return backend_;
+  }
+
+  // The set, or StateError once closed (TypeError for shared budgets, which
+  // have none).
   const std::shared_ptr<BudgetSet>& Set() const {
-    if (!set_) ThrowStatus(Status::FailedPrecondition("the Budgets object is closed"));
+    Backend();
+    if (!set_) {
+      throw py::type_error("these Budgets are shared on a store (Budgets.open(store=...)); "
+                           "only in-process Budgets can be attached here");
+    }
     return set_;
   }
 
  private:
   std::shared_ptr<BudgetSet> set_;
+  std::shared_ptr<RedisBudgets> shared_;
+  std::shared_ptr<BudgetBackend> backend_;
   std::shared_ptr<ManualClock> clock_;
 };
 
@@ -522,7 +619,10 @@ void RegisterCost(py::module_& m) {
       m, "Budgets", "Configured budgets: reserve before a call, settle after it.")
       .def_static("open", &PyBudgets::Open, py::arg("config") = py::none(), py::kw_only(),
                   py::arg("yaml") = py::none(), py::arg("state_path") = py::none(),
-                  py::arg("flush_interval") = 1.0, py::arg("clock") = py::none())
+                  py::arg("flush_interval") = 1.0, py::arg("clock") = py::none(),
+                  py::arg("store") = "", py::arg("store_timeout") = 1.0, py::arg("worker") = "",
+                  py::arg("leases") = true, py::arg("worker_ttl") = 10.0,
+                  py::arg("degraded_cap") = py::none())
       .def("reserve", &PyBudgets::Reserve, py::arg("estimate_usd"), py::kw_only(),
            py::arg("user") = "", py::arg("agent") = "", py::arg("tenant") = "",
            py::arg("run") = "", py::arg("model") = "", py::arg("tool") = "",

@@ -10,6 +10,7 @@
 
 #include "bastion/budget_set.h"
 #include "bastion/cost.h"
+#include "bastion/fleet.h"
 #include "bastion/slo.h"
 
 namespace bastion::py_bindings {
@@ -24,6 +25,13 @@ std::shared_ptr<ManualClock> ClockOf(pybind11::handle h);
 // A budget state's flush interval in seconds (0 = write-through), checked and
 // in nanoseconds; `name` is the argument's name in the error.
 int64_t FlushIntervalNs(double seconds, const char* name);
+
+// The fleet's store for a guard or Budgets: `url` ("" = none), the timeout
+// in seconds (checked: InvalidArgumentError), this worker's name.
+// degraded_cap: None fails closed while the store is away; USD (as
+// UsdToNanos takes it) degrades to local state with that per-process cap.
+StoreOptions StoreArgs(const std::string& url, double timeout_seconds, const std::string& worker,
+                       pybind11::handle degraded_cap);
 
 // A Usage from a bastion.Usage or a provider's usage dict (see Usage.parse).
 Usage UsageFromPython(pybind11::handle usage, const std::string& provider);

@@ -237,8 +237,16 @@ class PyGuard {
                                        double idempotency_retention, py::object signing_key,
                                        uint64_t checkpoint_every, double checkpoint_interval,
                                        py::object checkpoint_sink, const std::string& store,
-                                       double store_timeout, const std::string& worker) {
+                                       double store_timeout, const std::string& worker,
+                                       py::object store_degraded_cap,
+                                       const std::string& store_file) {
     GuardOptions o;
+    if (!store_file.empty()) {  // a guard directory's fleet.yaml
+      o.store = Unwrap(LoadFleetYamlFile(store_file));
+      o.store.worker = worker;
+    } else {
+      o.store = StoreArgs(store, store_timeout, worker, store_degraded_cap);
+    }
     o.ledger.checkpoints =
         ScheduleArgs(signing_key, checkpoint_every, checkpoint_interval, checkpoint_sink);
     if (o.ledger.checkpoints.key && ledger_path.empty()) {
@@ -264,13 +272,6 @@ class PyGuard {
           idempotency_retention));
     }
     o.idempotency_retention_ns = static_cast<int64_t>(idempotency_retention * 1e9);
-    if (!(store_timeout > 0 && store_timeout <= 3600)) {
-      ThrowInvalid(fmt::format("store_timeout must be a number of seconds in (0, 3600], got {}",
-                               store_timeout));
-    }
-    o.store.url = store;
-    o.store.timeout_ns = static_cast<int64_t>(store_timeout * 1e9);
-    o.store.worker = worker;
     Result<std::unique_ptr<Guard>> r = [&] {
       py::gil_scoped_release release;
       return Guard::Open(std::move(o));
@@ -511,7 +512,8 @@ void RegisterGuard(py::module_& m) {
                   py::arg("calls_path") = "", py::arg("idempotency_retention") = 86400.0,
                   py::arg("signing_key") = py::none(), py::arg("checkpoint_every") = 0,
                   py::arg("checkpoint_interval") = 0.0, py::arg("checkpoint_sink") = py::none(),
-                  py::arg("store") = "", py::arg("store_timeout") = 1.0, py::arg("worker") = "")
+                  py::arg("store") = "", py::arg("store_timeout") = 1.0, py::arg("worker") = "",
+                  py::arg("store_degraded_cap") = py::none(), py::arg("store_file") = "")
       .def("record", &PyGuard::AppendRecord, py::arg("record") = py::none())
       .def_property_readonly("budgets", &PyGuard::budgets)
       .def_property_readonly("slos", &PyGuard::slos)

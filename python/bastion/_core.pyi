@@ -379,7 +379,9 @@ class Budgets:
     def open(
         config: str | os.PathLike[str] | None = None, *, yaml: str | None = None,
         state_path: str | os.PathLike[str] | None = None, flush_interval: float = 1.0,
-        clock: ManualClock | None = None,
+        clock: ManualClock | None = None, store: str = "", store_timeout: float = 1.0,
+        worker: str = "", leases: bool = True, worker_ttl: float = 10.0,
+        degraded_cap: Decimal | int | str | float | None = None,
     ) -> Budgets: ...
     def reserve(
         self, estimate_usd: UsdLike, *, user: str = "", agent: str = "", tenant: str = "",
@@ -530,6 +532,7 @@ class _Guard:
         checkpoint_every: int = 0, checkpoint_interval: float = 0.0,
         checkpoint_sink: str | os.PathLike[str] | Callable[[str], object] | None = None,
         store: str = "", store_timeout: float = 1.0, worker: str = "",
+        store_degraded_cap: Decimal | int | str | float | None = None, store_file: str = "",
     ) -> _Guard: ...
     # fields: CallFields plus input_tokens, max_output_tokens, parent_span_id,
     # request_id, idempotency_key.

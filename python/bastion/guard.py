@@ -17,6 +17,7 @@ A guard directory holds (each part optional):
     pricing.yaml    prices merged over the shipped table
     budgets.yaml    budgets (none when missing)
     slos.yaml       SLOs (none when missing)
+    fleet.yaml      the store (Redis) shared by the fleet's workers (docs/fleet.md)
     ledger/         the audit ledger (created)
     state/          budget state (created)
     calls/          the call journal: calls begun with an idempotency key
@@ -137,17 +138,18 @@ def _shard_of(base: PathLike | None, shard: str | None) -> PathLike | None:
     return path
 
 
-def _shared_budget_check(budgets_file: PathLike | None, state_path: PathLike | None,
-                         shard: str | None) -> None:
-    """The one place that decides what budgets mean for a guard writing a shard.
-
-    A guard on a shard keeps its budget state in its own state/shards/<name>:
-    each process then spends each budget on its own, so N processes may spend
-    up to N times a limit. A store shared by every process of the directory
-    belongs here, to be required (or used) once it exists; until then a shard
-    keeps its own budget state, as a guard on the main paths does."""
-    del budgets_file, state_path, shard  # per-shard state: nothing shared yet
-
+def _shared_budget_check(budgets_file: PathLike | None, shard: str | None,
+                         shared: bool) -> None:
+    """A guard writing a shard works beside other workers of its directory:
+    budgets kept in each process would let N workers spend N times every
+    limit, so a shard's budgets must be shared through a store."""
+    if budgets_file is None or shard is None or shared:
+        return
+    raise InvalidArgumentError(
+        f"Guard.open: {budgets_file} configures budgets and this process writes shard "
+        f"'{shard}' beside other workers of the directory; budgets kept per process would let "
+        f"each worker spend every limit again. Share them: store='redis://host:6379/0', or a "
+        f"fleet.yaml with 'store:' in the guard directory (docs/fleet.md)")
 
 class Guard:
     """The guarded-call lifecycle over one configuration (see the module docstring)."""
@@ -192,6 +194,7 @@ class Guard:
         worker: str | None = None,
         store: str | None = None,
         store_timeout: float = 1.0,
+        store_degraded_cap: Any = None,
     ) -> Guard:
         """Opens a guard on the directory `path` (created if missing); explicit
         arguments override the files found there. Without `path` and `ledger`,
@@ -227,7 +230,12 @@ class Guard:
         needs it while it is away raises UnavailableError within
         `store_timeout` seconds. In the shared state the process is known by
         its worker name, or "<hostname>:<pid>" on the main shard; worker names
-        must be unique across the fleet. See docs/fleet.md."""
+        must be unique across the fleet. `store_degraded_cap` (USD) degrades to
+        this process's own state while the store is away, admitting at most
+        that much per budget and key, instead of failing closed; entering and
+        leaving that mode are recorded in the ledger. Without `store`, a
+        fleet.yaml in the directory gives the store. A guard that writes a
+        shard and has budgets needs a store. See docs/fleet.md."""
         named = [("path", path), ("policies", policies), ("budgets", budgets), ("slos", slos),
                  ("ledger", ledger), ("state", state), ("calls", calls)]
         named += [(f"pricing[{i}]", p) for i, p in enumerate(pricing or [])]
@@ -260,6 +268,7 @@ class Guard:
         ledger_base = ledger if ledger is not None else (root / "ledger" if root else None)
         state_base = state if state is not None else (root / "state" if root else None)
         calls_base = calls if calls is not None else (root / "calls" if root else None)
+        fleet_file = found("fleet.yaml") if store is None else None
         if worker is None:
             worker = os.environ.get("BASTION_WORKER") or None
         if worker is not None:
@@ -275,10 +284,11 @@ class Guard:
             candidates = candidates[:1]  # nothing on disk: nothing to share
         for shard in candidates:
             ledger_path = _shard_of(ledger_base, shard)
-            state_path = _shard_of(state_base, shard) if budgets_file is not None else None
+            shared = bool(store) or fleet_file is not None  # budgets kept on the store
+            state_path = (_shard_of(state_base, shard)
+                          if budgets_file is not None and not shared else None)
             calls_path = _shard_of(calls_base, shard)
-            if shard is not None and budgets_file is not None:
-                _shared_budget_check(budgets_file, state_path, shard)
+            _shared_budget_check(budgets_file, shard, shared)
             try:
                 core = cls._open_core(
                     policy_dir, pricing_files, budgets_file, slos_file, ledger_path,
@@ -286,7 +296,7 @@ class Guard:
                     high_risk_durability, clock, default_max_output_tokens,
                     deny_unpriced_budgeted_calls, idempotency_retention, signing_key,
                     checkpoint_every, checkpoint_interval, checkpoint_sink,
-                    store or "", store_timeout, shard or "")
+                    store or "", store_timeout, shard or "", store_degraded_cap, fleet_file)
             except BusyError:
                 if shard is candidates[-1] or worker is not None:
                     raise
@@ -307,7 +317,8 @@ class Guard:
                    idempotency_retention: float, signing_key: SigningKey | PathLike | None,
                    checkpoint_every: int, checkpoint_interval: float,
                    checkpoint_sink: PathLike | Callable[[str], object] | None,
-                   store: str, store_timeout: float, worker: str) -> _Guard:
+                   store: str, store_timeout: float, worker: str, store_degraded_cap: Any,
+                   fleet_file: Path | None) -> _Guard:
         return _Guard._open(
             policy_dir=str(policy_dir),
             pricing_files=pricing_files,
@@ -331,6 +342,8 @@ class Guard:
             store=store,
             store_timeout=store_timeout,
             worker=worker,
+            store_degraded_cap=store_degraded_cap,
+            store_file=str(fleet_file) if fleet_file is not None else "",
         )
 
     # -- the lifecycle --

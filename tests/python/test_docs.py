@@ -12,7 +12,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 # Guides whose every ```python block is a complete, runnable example.
-RUNNABLE_GUIDES = ["cost.md", "slo.md", "guarantees.md", "evidence.md"]
+RUNNABLE_GUIDES = ["cost.md", "slo.md", "guarantees.md", "evidence.md", "fleet.md"]
 
 
 def python_blocks(guide: str) -> list[tuple[int, str]]:
@@ -32,7 +32,10 @@ def test_every_guide_has_examples() -> None:
 
 
 @pytest.mark.parametrize("guide,line,code", CASES, ids=[f"{g}:{n}" for g, n, _ in CASES])
-def test_example_runs(guide: str, line: int, code: str, tmp_path: Path) -> None:
+def test_example_runs(guide: str, line: int, code: str, tmp_path: Path,
+                      request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    if guide == "fleet.md":  # its examples talk to a real Redis
+        monkeypatch.setenv("REDIS_URL", request.getfixturevalue("redis_server").url)
     cwd = os.getcwd()
     os.chdir(tmp_path)
     try:

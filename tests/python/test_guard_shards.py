@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 import bastion
-from helpers import child_env, raw_store, seq_key
+from helpers import RedisServer, child_env, raw_store, seq_key
 
 N = 20  # guarded calls per process
 
@@ -154,16 +154,47 @@ def test_a_bad_worker_name_is_rejected(tmp_path: Path, name: str) -> None:
     assert not (tmp_path / "g" / "ledger" / "shards").exists()
 
 
-def test_budget_state_is_kept_per_shard(tmp_path: Path) -> None:
+def test_a_shard_with_budgets_needs_a_store(tmp_path: Path, redis_server: RedisServer) -> None:
     root = tmp_path / "g"
     root.mkdir()
     (root / "budgets.yaml").write_text(
         "version: 1\nbudgets:\n  - {id: all, scope: global, limit_usd: 10, window: daily}\n")
-    with bastion.Guard.open(root, worker="w1") as g:
-        g.begin_model("gpt-4o", "hi", agent_id="a").end(
-            "ok", usage={"input_tokens": 1000, "output_tokens": 100})
-    assert (root / "state" / "shards" / "w1").is_dir()
-    assert not (root / "state" / "CURRENT").exists()
+    # Budgets kept per process would let every worker spend the limit again.
+    with pytest.raises(bastion.InvalidArgumentError, match="store="):
+        bastion.Guard.open(root, worker="w1")
+    assert not (root / "state" / "shards" / "w1").exists()
+    # The main paths alone keep their own state, as before.
+    with bastion.Guard.open(root) as g:
+        assert g.shard is None and g.budgets is not None
+    # With a store (a fleet.yaml in the directory), the shard's budgets are the fleet's.
+    (root / "fleet.yaml").write_text(f"store:\n  url: {redis_server.url}\n  timeout: 500ms\n")
+    with bastion.Guard.open(root, worker="w1") as g, bastion.Guard.open(root, worker="w2") as h:
+        for guard in (g, h):
+            guard.begin_model("gpt-4o", "hi", agent_id="a", max_output_tokens=10).end(
+                "ok", usage={"input_tokens": 1000, "output_tokens": 10})
+        assert g.budgets is None  # kept on the store, not in the process
+    budgets = bastion.Budgets.open(root / "budgets.yaml", store=redis_server.url)
+    try:
+        spent = budgets.usage_of("all")["spent_usd"]
+    finally:
+        budgets.close()
+    assert not (root / "state" / "shards" / "w1").exists()
+    with bastion.Ledger.open(str(root / "ledger"), reader=True) as reader:
+        outcomes = [r for r in reader.query(action="model_call")
+                    if r["attributes"].get("phase") == "outcome"]
+    assert sorted(r["shard"] for r in outcomes) == ["w1", "w2"]
+    assert spent == sum(r["cost_usd"] for r in outcomes) > 0
+
+
+def test_a_bad_fleet_file_names_its_line(tmp_path: Path) -> None:
+    root = tmp_path / "g"
+    root.mkdir()
+    (root / "fleet.yaml").write_text("store:\n  url: redis://h:6379\n  timeout: soon\n")
+    with pytest.raises(bastion.InvalidArgumentError, match=r"fleet.yaml:3:\d+: store.timeout"):
+        bastion.Guard.open(root)
+    (root / "fleet.yaml").write_text("store: http://h\n")
+    with pytest.raises(bastion.InvalidArgumentError, match="scheme must be redis"):
+        bastion.Guard.open(root)
 
 
 def test_a_flipped_byte_in_one_shard_is_named_by_verify(tmp_path: Path) -> None:

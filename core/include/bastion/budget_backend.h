@@ -17,6 +17,10 @@
 //     hold is settled or released once.
 //   - CoveringBudgets names the budgets covering a subject, in a stable
 //     order (the guard names the first when it cannot price a covered call).
+//   - TakeEvents hands over, once each, what happened to the store that the
+//     ledger should show (a shared store became unreachable and calls are
+//     admitted locally; it came back). The guard drains it at each Begin
+//     and End and records one ledger record per event.
 //
 // Thread safety: implementations must be thread-safe; every guarded call
 // calls them, from any thread.
@@ -29,6 +33,7 @@
 #include <vector>
 
 #include "bastion/budget_set.h"
+#include "bastion/fleet.h"
 #include "bastion/status.h"
 
 namespace bastion {
@@ -41,6 +46,7 @@ class BudgetBackend {
   virtual Result<HoldSettlement> Settle(const BudgetHold& hold, int64_t actual_nanousd) = 0;
   virtual Status Release(const BudgetHold& hold) = 0;
   virtual std::vector<std::string> CoveringBudgets(const BudgetSubject& subject) const = 0;
+  virtual std::vector<StoreEvent> TakeEvents() { return {}; }
 };
 
 // The backend of an in-process BudgetSet (what a guard's budgets_file opens).

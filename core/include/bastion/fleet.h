@@ -15,6 +15,9 @@
 
 #include <cstdint>
 #include <string>
+#include <string_view>
+
+#include "bastion/status.h"
 
 namespace bastion {
 
@@ -27,8 +30,41 @@ struct StoreOptions {
   // The namespace of every key: "{bastion}:...".
   std::string prefix = "bastion";
   // This worker's name (e.g. the guard's shard); "" = "<hostname>:<pid>".
+  // Names must be unique across the fleet: the server tells workers apart
+  // by them (a dead worker's holds are reclaimed by name).
   std::string worker;
+  // While the server cannot be reached: false (the default) refuses every
+  // call that needs it (Unavailable, fail closed); true degrades to this
+  // process's own state: budgets admit at most degraded_cap_nanousd per
+  // budget and key (per window) in this process, rate limits and breakers
+  // are this worker's. Entering and leaving degraded mode are StoreEvents,
+  // which a guard records in its ledger.
+  bool degrade_to_local = false;
+  int64_t degraded_cap_nanousd = 0;
 };
+
+// A shared store went away or came back, for the ledger.
+struct StoreEvent {
+  std::string kind;    // "store_degraded" | "store_restored"
+  std::string store;   // what was degraded: "budgets", "rate_limits", "breakers"
+  std::string detail;  // the server and the error ("redis://10.0.0.5:6379/0: connection refused")
+  int64_t at_ns = 0;   // UTC
+};
+
+// A guard directory's fleet.yaml (docs/fleet.md):
+//
+//   version: 1                        # optional
+//   store: redis://cache:6379/0       # or a mapping:
+//   store:
+//     url: redis://cache:6379/0
+//     timeout: 500ms                  # default 1s, at most 1h
+//     prefix: support-prod            # default "bastion"
+//     degraded_cap_usd: 0.50          # optional: degrade to local state
+//
+// InvalidArgument "source:line:col: store.timeout: what" for every problem,
+// including a malformed URL (the password never shown).
+Result<StoreOptions> ParseFleetYaml(std::string_view text, const std::string& source_name);
+Result<StoreOptions> LoadFleetYamlFile(const std::string& path);
 
 }  // namespace bastion
 

@@ -71,21 +71,8 @@ namespace bastion {
 
 struct CircuitBreakerOptions;
 
-// A shared store went away or came back. kind: "store_degraded" or
-// "store_restored"; store: "rate_limits" or "breakers"; detail: the server and
-// the error ("redis://10.0.0.5:6379/0: connection refused").
-struct StoreEvent {
-  std::string kind;
-  std::string store;
-  std::string detail;
-  int64_t at_ns = 0;  // UTC wall time
-};
-
 struct FleetLimitsOptions {
   StoreOptions store;
-  // While the server is unreachable: false refuses (Unavailable); true uses
-  // the in-process limiter and breakers of this worker (see above).
-  bool degrade_to_local = false;
   // How often the breaker cache is refreshed: the staleness bound. >= 1 ms.
   int64_t refresh_interval_ns = 100'000'000;
   // How long a published disable lasts without renewal. >= 1 s.

@@ -83,6 +83,7 @@
 #include <vector>
 
 #include "bastion/budget_backend.h"
+#include "bastion/fleet.h"
 #include "bastion/budget_set.h"
 #include "bastion/clock.h"
 #include "bastion/cost.h"
@@ -187,14 +188,19 @@ struct GuardOptions {
   int64_t idempotency_retention_ns = 24LL * 3600 * 1'000'000'000;
 
   // --- the fleet (docs/fleet.md) ---
-  // With store.url set, the permissions' rate limits and the SLO monitor's
+  // The fleet's shared store; url "" = off. With a url and a budgets_file,
+  // the budgets are kept there (RedisBudgets) instead of in state_path,
+  // shared by every worker (with budget_backend it is InvalidArgument). And
+  // the permissions' rate limits and the SLO monitor's
   // breakers, disables and rate_limit responses are shared with every worker
   // on that Redis server (bastion/fleet_limits.h). Open fails (Unavailable)
   // when the server cannot be reached. When it goes away later, Begin of a
   // call that needs it (a tool call with a rate limit; a call under an SLO
   // with a breaker or a disable action) returns Unavailable within
   // store.timeout_ns, naming the server, and records nothing; calls that need
-  // nothing shared go on. The guard reconnects by itself.
+  // nothing shared go on. The guard reconnects by itself. With
+  // store.degrade_to_local it uses this process's own state instead while the
+  // server is away, and records "store_degraded" / "store_restored".
   StoreOptions store;
 };
 

@@ -19,6 +19,7 @@
 #include "bastion/budget.h"
 #include "bastion/slo.h"
 #include "bastion/cost.h"
+#include "budget/budget_match.h"
 #include "budget/civil.h"
 
 namespace bastion {
@@ -35,6 +36,8 @@ std::string FormatLocal(int64_t utc_ns, const TimeZone* zone) {
                      (sec / 60) % 60, sec % 60, zone ? zone->Name() : "UTC");
 }
 
+}  // namespace
+
 std::string DescribeWindow(const Window& w, const WindowBounds& b) {
   switch (w.kind) {
     case Window::Kind::kPerRun:
@@ -45,6 +48,8 @@ std::string DescribeWindow(const Window& w, const WindowBounds& b) {
                          FormatLocal(b.end_ns, w.zone.get()));
   }
 }
+
+namespace {
 
 // a + b + c <= limit, without overflow.
 bool FitsWithin(int64_t a, int64_t b, int64_t c, int64_t limit) {

@@ -16,8 +16,8 @@
 #include <fmt/format.h>
 #include <rocksdb/db.h>
 
-#include "bastion/glob.h"
 #include "bastion/money.h"
+#include "budget/budget_match.h"
 #include "ledger/rocks_store.h"
 #include "util/byte_codec.h"
 #include "util/path_arg.h"
@@ -140,31 +140,6 @@ Status DecodeState(std::string_view id, std::string_view data, std::string* fing
   return Status::OK();
 }
 
-bool MatchesAny(const std::vector<std::string>& globs, std::string_view value) {
-  for (const std::string& g : globs) {
-    if (GlobMatch(g, value)) return true;
-  }
-  return false;
-}
-
-std::string_view ScopeValue(Scope::Kind kind, const BudgetSubject& s) {
-  switch (kind) {
-    case Scope::Kind::kRun:
-      return s.run;
-    case Scope::Kind::kAgent:
-      return s.agent;
-    case Scope::Kind::kUser:
-      return s.user;
-    case Scope::Kind::kTenant:
-      return s.tenant;
-    case Scope::Kind::kTag:
-    case Scope::Kind::kGlobal:
-      return {};
-  }
-  return {};
-}
-
-
 }  // namespace
 
 // --- the store ---
@@ -264,21 +239,7 @@ BudgetSet::BudgetSet(BudgetConfig config, Options options)
       flushed_(config_.budgets.size(), 0) {}
 
 Result<std::unique_ptr<BudgetSet>> BudgetSet::Open(BudgetConfig config, Options options) {
-  // A halt threshold is a hard cap: expressed as reserve headroom, the
-  // ledger's admission check enforces it atomically with the reservation.
-  for (BudgetRule& rule : config.budgets) {
-    for (const AlertThreshold& t : rule.spec.thresholds) {
-      if (t.action != AlertAction::kHalt) continue;
-      rule.spec.enforcement = BudgetSpec::Enforcement::kHard;
-      rule.spec.reserve_percent = std::max(rule.spec.reserve_percent, 100 - t.percent);
-    }
-    if (rule.downgrade_models.size() != rule.spec.thresholds.size()) {
-      rule.downgrade_models.resize(rule.spec.thresholds.size());
-    }
-    if (rule.throttle_rates.size() != rule.spec.thresholds.size()) {
-      rule.throttle_rates.resize(rule.spec.thresholds.size());
-    }
-  }
+  PrepareBudgetConfig(&config);
   auto set = std::unique_ptr<BudgetSet>(new BudgetSet(std::move(config), std::move(options)));
   for (const BudgetRule& rule : set->config_.budgets) {
     BASTION_RETURN_IF_ERROR(set->ledger_.AddBudget(rule.spec));
@@ -354,28 +315,7 @@ BudgetSet::~BudgetSet() { Close(); }
 
 std::vector<std::pair<size_t, std::string>> BudgetSet::Covering(
     const BudgetSubject& subject) const {
-  std::vector<std::pair<size_t, std::string>> out;
-  for (size_t i = 0; i < config_.budgets.size(); ++i) {
-    const BudgetRule& rule = config_.budgets[i];
-    if (!MatchesAny(rule.agents, subject.agent) || !MatchesAny(rule.models, subject.model) ||
-        !MatchesAny(rule.tools, subject.tool)) {
-      continue;
-    }
-    const Scope& scope = rule.spec.scope;
-    if (scope.kind == Scope::Kind::kGlobal) {
-      out.emplace_back(i, std::string());
-    } else if (scope.kind == Scope::Kind::kTag) {
-      for (std::string_view tag : subject.tags) {
-        if (tag.empty() || (!scope.key.empty() && tag != scope.key)) continue;
-        out.emplace_back(i, std::string(tag));
-      }
-    } else {
-      const std::string_view value = ScopeValue(scope.kind, subject);
-      if (value.empty() || (!scope.key.empty() && value != scope.key)) continue;
-      out.emplace_back(i, std::string(value));
-    }
-  }
-  return out;
+  return CoveringBudgetKeys(config_, subject);
 }
 
 Result<BudgetHold> BudgetSet::Reserve(const BudgetSubject& subject, int64_t estimate_nanousd,
@@ -475,10 +415,7 @@ Status BudgetSet::Release(const BudgetHold& hold) {
 }
 
 Result<size_t> BudgetSet::IndexOf(std::string_view budget_id) const {
-  for (size_t i = 0; i < config_.budgets.size(); ++i) {
-    if (config_.budgets[i].spec.id == budget_id) return i;
-  }
-  return Status::NotFound(fmt::format("budget '{}' does not exist", budget_id));
+  return BudgetIndexOf(config_, budget_id);
 }
 
 void BudgetSet::Touch(std::string_view budget_id) {
@@ -489,20 +426,7 @@ void BudgetSet::Touch(std::string_view budget_id) {
 
 Result<std::string> BudgetSet::KeyFor(std::string_view budget_id,
                                       const BudgetSubject& subject) const {
-  auto index = IndexOf(budget_id);
-  if (!index.ok()) return index.status();
-  const Scope& scope = config_.budgets[*index].spec.scope;
-  if (scope.kind == Scope::Kind::kGlobal) return std::string();
-  if (!scope.key.empty()) return scope.key;
-  static constexpr const char* kNames[] = {"run", "agent", "user", "tenant", "tag", "global"};
-  const char* name = kNames[static_cast<int>(scope.kind)];
-  const std::string_view value = ScopeValue(scope.kind, subject);
-  if (value.empty()) {
-    return Status::InvalidArgument(fmt::format(
-        "budget '{}' is kept per {}, and the call has no {}: pass the key explicitly",
-        budget_id, name, name));
-  }
-  return std::string(value);
+  return BudgetKeyFor(config_, budget_id, subject);
 }
 
 Result<BudgetUsage> BudgetSet::UsageOf(std::string_view budget_id, std::string_view key) {

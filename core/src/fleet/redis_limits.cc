@@ -273,7 +273,7 @@ class SharedRateLimits::Impl {
     std::vector<std::string_view> kv(keys.begin(), keys.end()), av(args.begin(), args.end());
     auto reply = redis_->Eval(AcquireScript(), kv, av);
     if (!reply.ok()) {
-      if (!options_.degrade_to_local) {
+      if (!options_.store.degrade_to_local) {
         return Status::Unavailable(
             fmt::format("shared rate limits: {}", reply.status().message()));
       }
@@ -382,7 +382,7 @@ class RedisBreakers final : public BreakerStore {
   Result<SharedBreakerState> Lookup(std::string_view key) override {
     const int64_t now = SteadyNs();
     if (now > fresh_until_ns_.load(std::memory_order_acquire)) {
-      if (options_.degrade_to_local) {
+      if (options_.store.degrade_to_local) {
         SharedBreakerState s;
         s.state = SharedBreakerState::State::kLocal;
         return s;
@@ -500,7 +500,7 @@ class RedisBreakers final : public BreakerStore {
   }
 
   Status Failed(const Status& s) {
-    if (s.IsUnavailable() && options_.degrade_to_local) degradation_.Enter(s);
+    if (s.IsUnavailable() && options_.store.degrade_to_local) degradation_.Enter(s);
     return s;
   }
 
@@ -552,7 +552,7 @@ class RedisBreakers final : public BreakerStore {
         std::lock_guard<std::mutex> lock(mu_);
         error_ = std::string(bad.message());
       }
-      if (options_.degrade_to_local) degradation_.Enter(bad);
+      if (options_.store.degrade_to_local) degradation_.Enter(bad);
       return;
     }
     auto snap = std::make_shared<Snapshot>();

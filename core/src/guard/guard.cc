@@ -24,6 +24,7 @@
 #include <fmt/format.h>
 
 #include "bastion/fleet_limits.h"
+#include "bastion/fleet_budgets.h"
 #include "bastion/policy_state.h"
 #include "guard/call_journal.h"
 #include "guard/stage.h"
@@ -305,6 +306,11 @@ Result<std::unique_ptr<Guard>> Guard::Open(GuardOptions options) {
     return Status::InvalidArgument(
         "GuardOptions: budgets_file and budget_backend are both set; give one");
   }
+  if (o.budget_backend && !o.store.url.empty()) {
+    return Status::InvalidArgument(
+        "GuardOptions: store and budget_backend are both set; the store keeps the budgets of "
+        "budgets_file");
+  }
   guard->clock_ = o.clock ? o.clock : std::make_shared<WallClock>();
   auto clock = guard->clock_;
 
@@ -362,7 +368,15 @@ Result<std::unique_ptr<Guard>> Guard::Open(GuardOptions options) {
   }
   guard->pricing_ = pricing;
 
-  if (!o.budgets_file.empty()) {
+  if (!o.budgets_file.empty() && !o.store.url.empty()) {
+    auto config = LoadBudgetYamlFile(o.budgets_file);
+    if (!config.ok()) return config.status();
+    RedisBudgets::Options ro;
+    ro.clock = o.clock ? BudgetLedger::Clock([clock] { return clock->NowNs(); }) : nullptr;
+    auto shared = RedisBudgets::Open(std::move(*config), o.store, std::move(ro));
+    if (!shared.ok()) return shared.status();
+    guard->budget_backend_ = std::move(*shared);
+  } else if (!o.budgets_file.empty()) {
     auto config = LoadBudgetYamlFile(o.budgets_file);
     if (!config.ok()) return config.status();
     BudgetSet::Options bo;
@@ -389,8 +403,9 @@ Result<std::unique_ptr<Guard>> Guard::Open(GuardOptions options) {
     if (shared_limits) {
       FleetLimitsOptions fo;
       fo.store = o.store;
-      auto breakers = OpenRedisBreakers(fo);
+        auto breakers = OpenRedisBreakers(fo);
       if (!breakers.ok()) return breakers.status();
+      shared_breakers = *breakers;
       so.breakers = std::move(*breakers);
       so.rate_limits = shared_limits;
     }
@@ -412,6 +427,18 @@ Result<std::unique_ptr<Guard>> Guard::Open(GuardOptions options) {
   ctx.budgets = guard->budget_backend_.get();
   ctx.slos = guard->slos_.get();
   ctx.ledger = guard->ledger_.get();
+  // What the budget backend and the shared state went through (degraded
+  // mode entered or left), for the record stage to write to the ledger.
+  ctx.take_store_events = [budgets = guard->budget_backend_, shared_limits, shared_breakers] {
+    std::vector<StoreEvent> events;
+    if (budgets) events = budgets->TakeEvents();
+    auto add = [&events](std::vector<StoreEvent> more) {
+      for (StoreEvent& e : more) events.push_back(std::move(e));
+    };
+    if (shared_limits) add(shared_limits->TakeEvents());
+    if (shared_breakers) add(shared_breakers->TakeEvents());
+    return events;
+  };
   auto pipeline = guard::Pipeline::Build(o.stages, ctx, o.time_stages);
   if (!pipeline.ok()) return pipeline.status();
   guard->impl_->pipeline = std::move(*pipeline);
@@ -858,6 +885,12 @@ Status Guard::Close() {
   if (budgets_) {
     Status s = budgets_->Close();
     if (result.ok()) result = s;
+  }
+  if (!options_.store.url.empty()) {  // the shared budgets this guard opened
+    if (auto* shared = dynamic_cast<RedisBudgets*>(budget_backend_.get())) {
+      Status s = shared->Close();
+      if (result.ok()) result = s;
+    }
   }
   if (ledger_) {
     Status s = ledger_->Close();

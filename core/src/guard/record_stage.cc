@@ -60,6 +60,16 @@ Record AlertRecord(const AlertEvent& a, const Record& call) {
   return r;
 }
 
+// What happened to the budget store (it became unreachable and calls are
+// admitted locally; it came back), in the context of the call that saw it.
+Record StoreRecord(const StoreEvent& e, const Record& call) {
+  Record r = EventRecord(call, e.kind.c_str());
+  r.timestamp_ns = e.at_ns;
+  r.reasons = {Reason{"store:" + e.store, e.detail}};
+  r.attributes = {{"phase", e.kind}, {"store", e.store}, {"detail", e.detail}};
+  return r;
+}
+
 Record BreachRecord(const SloEvent& e, const Record& call) {
   Record r = EventRecord(call, "slo_breach");
   r.reasons = {Reason{"slo:" + e.slo_id, e.detail}};
@@ -125,6 +135,7 @@ class RecordStage final : public Stage {
     r.risk_level = d.risk_level;
     if (d.effect == Effect::kRequireApproval) r.approval_status = "pending";
     SetAttribute(&r, "phase", "decision");
+    BASTION_RETURN_IF_ERROR(AppendStoreEvents(r));
     if (call.estimate_nanousd > 0) {
       SetAttribute(&r, "estimate_usd", FormatUsd(call.estimate_nanousd));
     }
@@ -175,6 +186,7 @@ class RecordStage final : public Stage {
     r.risk_level = d.risk_level;
     r.duration_ns = call.latency_ns;
     SetAttribute(&r, "phase", "outcome");
+    BASTION_RETURN_IF_ERROR(AppendStoreEvents(r));
     const bool stopped = call.stream && AddStream(call.stream->Report(), &r);
     if (!outcome.ok || stopped) {
       // A stopped stream reads as failed, under the caller's error class if
@@ -226,6 +238,14 @@ class RecordStage final : public Stage {
   }
 
  private:
+  Status AppendStoreEvents(const Record& call) {
+    if (!ctx_.take_store_events) return Status::OK();
+    for (const StoreEvent& e : ctx_.take_store_events()) {
+      BASTION_RETURN_IF_ERROR(Append(StoreRecord(e, call), ctx_.options->durability).status());
+    }
+    return Status::OK();
+  }
+
   Result<uint64_t> Append(Record record, Durability durability) {
     if (ctx_.ledger == nullptr) return uint64_t{0};
     if (record.timestamp_ns == 0) record.timestamp_ns = ctx_.clock->NowNs();

@@ -12,6 +12,7 @@
 
 #include <array>
 #include <atomic>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -134,6 +135,9 @@ struct StageContext {
   BudgetBackend* budgets = nullptr;      // null: no budgets
   SloMonitor* slos = nullptr;            // null: no SLOs
   Ledger* ledger = nullptr;              // null: no records kept
+  // What the budget backend and the fleet's shared state went through since
+  // last asked (degraded mode entered or left), recorded at each Begin and End.
+  std::function<std::vector<StoreEvent>()> take_store_events;
 };
 
 // The stages by name, in their default order; "record" is always last.

@@ -39,7 +39,7 @@ FleetLimitsOptions OptionsFor(const RedisServer& server, const std::string& work
 std::shared_ptr<SharedRateLimits> LimitsFor(const RedisServer& server, const std::string& worker,
                                             bool degrade = false) {
   FleetLimitsOptions o = OptionsFor(server, worker);
-  o.degrade_to_local = degrade;
+  o.store.degrade_to_local = degrade;
   auto limits = SharedRateLimits::Open(o);
   EXPECT_TRUE(limits.ok()) << limits.status().ToString();
   return limits.ok() ? *limits : nullptr;
@@ -195,7 +195,7 @@ struct Worker {
 Worker WorkerOn(const RedisServer& server, const std::string& name, SloSpec spec,
                 bool degrade = false) {
   FleetLimitsOptions o = OptionsFor(server, name);
-  o.degrade_to_local = degrade;
+  o.store.degrade_to_local = degrade;
   auto store = OpenRedisBreakers(o);
   EXPECT_TRUE(store.ok()) << store.status().ToString();
   SloMonitor::Options mo;

@@ -408,5 +408,58 @@ TEST_F(PipelineTest, AGuardWithoutPoliciesAllowsWhatNoStageObjectsTo) {
   }
 }
 
+// What happened to a shared budget store reaches the ledger with the next
+// call that drains it, one record an event.
+class EventfulBackend final : public BudgetBackend {
+ public:
+  Result<BudgetHold> Reserve(const BudgetSubject& s, int64_t e, std::string* r) override {
+    return inner.Reserve(s, e, r);
+  }
+  Result<HoldSettlement> Settle(const BudgetHold& h, int64_t a) override {
+    return inner.Settle(h, a);
+  }
+  Status Release(const BudgetHold& h) override { return inner.Release(h); }
+  std::vector<std::string> CoveringBudgets(const BudgetSubject& s) const override {
+    return inner.CoveringBudgets(s);
+  }
+  std::vector<StoreEvent> TakeEvents() override {
+    std::vector<StoreEvent> out;
+    out.swap(events);
+    return out;
+  }
+  CountingBackend inner;
+  std::vector<StoreEvent> events;
+};
+
+TEST_F(PipelineTest, BudgetStoreEventsAreRecorded) {
+  auto backend = std::make_shared<EventfulBackend>();
+  options_.budgets_file.clear();
+  options_.budget_backend = backend;
+  Open();
+  backend->events.push_back({"store_degraded", "redis://cache:6379/0", "connection refused",
+                             kNoon});
+  auto b = guard_->Begin(Model("hi"));
+  ASSERT_TRUE(b.ok());
+  backend->events.push_back({"store_restored", "redis://cache:6379/0", "answers", kNoon + 5});
+  CallOutcome out;
+  out.usage = Usage{800, 0, 0, 0, 100, 0};
+  ASSERT_TRUE(guard_->End(b->call_id, out).ok());
+  ASSERT_TRUE(guard_->ledger()->Flush().ok());
+  std::vector<std::string> kinds;
+  for (const Record& r : Records()) {
+    if (r.action != "store_degraded" && r.action != "store_restored") continue;
+    kinds.push_back(r.action);
+    auto attr = [&](const std::string& k) {
+      for (const auto& [key, value] : r.attributes) {
+        if (key == k) return value;
+      }
+      return std::string();
+    };
+    EXPECT_EQ(attr("store"), "redis://cache:6379/0");
+    EXPECT_FALSE(attr("detail").empty());
+  }
+  EXPECT_EQ(kinds, (std::vector<std::string>{"store_degraded", "store_restored"}));
+}
+
 }  // namespace
 }  // namespace bastion

@@ -422,12 +422,14 @@ class PyBudgets {
 
   void Close() {
     Status s;
-    if (shared_) {
+    // Local copies: another thread's close() may reset the members while
+    // this one runs without the GIL.
+    if (auto shared = shared_) {
       py::gil_scoped_release release;
-      s = shared_->Close();
-    } else if (set_) {
+      s = shared->Close();
+    } else if (auto set = set_) {
       py::gil_scoped_release release;
-      s = set_->Close();
+      s = set->Close();
     }
     set_.reset();
     shared_.reset();

@@ -145,7 +145,8 @@ class RedisBudgets final : public BudgetBackend {
   Status Close();
 
   const BudgetConfig& config() const;
-  // This worker's name.
+  // This worker in the shared state: StoreOptions::worker + "@<pid>" (each
+  // run of a named worker is its own incarnation), or "<hostname>:<pid>".
   const std::string& worker() const;
   // True while admitting in-process because the server is unreachable.
   bool degraded() const;

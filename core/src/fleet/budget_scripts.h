@@ -193,7 +193,7 @@ local function charge_lease(sk, v)
   if redis.call('EXISTS', sk) == 1 then
     redis.call('HINCRBY', sk, 'l', I(-L))
     redis.call('HINCRBY', sk, 'h', I(-H))
-    redis.call('HINCRBY', sk, 's', I(H))
+    if H > 0 then redis.call('HINCRBY', sk, 's', I(H)) end  -- never a negative charge
   end
 end
 
@@ -217,9 +217,9 @@ local function reclaim()
     return
   end
   local n = drain(holds(w), charge_hold) + drain(leases(w), charge_lease)
-  if n > 0 then
-    redis.call('HINCRBY', P .. ':reclaimed', 'items', n)
-  else
+  if n > 0 then redis.call('HINCRBY', P .. ':reclaimed', 'items', n) end
+  -- HSCAN may return an empty batch while entries remain: done only when none are left.
+  if redis.call('HLEN', holds(w)) + redis.call('HLEN', leases(w)) == 0 then
     redis.call('ZREM', WORKERS, w)
   end
 end

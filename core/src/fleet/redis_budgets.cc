@@ -65,6 +65,12 @@ const RedisScript& Script(const char* body) {
 
 int64_t Int(const RedisReply& r) { return r.type == RedisReply::Type::kInteger ? r.integer : 0; }
 
+int64_t SteadyNowNs() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
 std::string DefaultWorker() {
   static std::atomic<int> opened{0};
   char host[256] = {0};
@@ -138,6 +144,12 @@ struct RedisBudgets::Impl {
   // The last call to the server failed: leases are not used until one
   // succeeds, so a worker cut off from its server fails closed too.
   std::atomic<bool> unreachable{false};
+  // Leases are used only until this steady-clock time: half the worker TTL
+  // after the send of the last report that renewed this worker's liveness.
+  // A worker silent for its TTL is taken for dead and its leases reclaimed;
+  // past this time it stops admitting under them, and its next report gives
+  // back all it does not hold (budget_scripts.h ignores what was reclaimed).
+  std::atomic<int64_t> leases_valid_until{0};
   std::unique_ptr<BudgetLedger> local;  // degraded admission
 
   std::mutex loop_mu;
@@ -338,7 +350,11 @@ Result<std::shared_ptr<RedisBudgets>> RedisBudgets::Open(BudgetConfig config, St
   }
   impl->config = std::move(config);
   impl->prefix = "{" + store.prefix + "}";
-  impl->worker = store.worker.empty() ? DefaultWorker() : store.worker;
+  // A name plus this process: a worker restarted under its name is a new
+  // incarnation, and the holds of the one that died are reclaimed after its
+  // TTL instead of being kept alive by the new one.
+  impl->worker = store.worker.empty() ? DefaultWorker()
+                                      : fmt::format("{}@{}", store.worker, getpid());
   impl->ttl_ms = std::to_string(MsCeil(options.worker_ttl_ns));
   impl->store = std::move(store);
   impl->options = std::move(options);
@@ -354,8 +370,10 @@ Result<std::shared_ptr<RedisBudgets>> RedisBudgets::Open(BudgetConfig config, St
     auto t = impl->redis->ServerTimeNs();
     if (t.ok()) {
       impl->offset_ns = *t - WallNowNs();
+      const int64_t sent_at = SteadyNowNs();
       auto r = impl->Run(kBeatScript, impl->Args(impl->Now(), /*renew=*/true));
       joined = r.status();
+      if (joined.ok()) impl->leases_valid_until = sent_at + impl->options.worker_ttl_ns / 2;
     } else {
       joined = t.status();
     }
@@ -385,8 +403,12 @@ Status RedisBudgets::Close() {
   }
   m.loop_cv.notify_all();
   if (m.loop.joinable()) m.loop.join();
-  if (m.degraded.load()) return Status::OK();
   Status s = m.Sync(/*give_back=*/true);
+  if (!s.ok()) {
+    // Spend this worker admitted (while degraded, or under its leases) has
+    // not reached the server: the fleet cannot count it. Say so.
+    return s.WithContext("closing shared budgets: spend not reported to the server");
+  }
   auto r = m.Run(kLeaveScript, m.Args(m.Now()));
   if (s.ok() && !r.ok()) s = r.status();
   return s;
@@ -455,6 +477,7 @@ Result<BudgetHold> RedisBudgets::Impl::ReserveLeased(
     const std::vector<std::pair<size_t, std::string>>& covering, int64_t estimate, int64_t now,
     bool* done) {
   BudgetHold hold;
+  if (SteadyNowNs() >= leases_valid_until.load(std::memory_order_acquire)) return hold;
   std::lock_guard lock(mu);
   Lease* found[8];
   if (covering.size() > std::size(found)) return hold;
@@ -802,6 +825,10 @@ Status RedisBudgets::Impl::FinishRemote(const BudgetHold& hold, int64_t actual,
 // collects the alerts they fire, and gives back leases whose window is over
 // (all of them with give_back); then retries deferred settles.
 Status RedisBudgets::Impl::Sync(bool give_back) {
+  const int64_t sent_at = SteadyNowNs();
+  // Silent too long: the server may have reclaimed the leases; give back
+  // everything not held, and admit under none until this report is through.
+  if (sent_at >= leases_valid_until.load(std::memory_order_acquire)) give_back = true;
   const int64_t now = Now();
   std::vector<std::string> args = Args(now, /*renew=*/true);
   args.push_back("");
@@ -872,6 +899,7 @@ Status RedisBudgets::Impl::Sync(bool give_back) {
     deferred.insert(deferred.begin(), retry.begin(), retry.end());
     return reply.status();
   }
+  leases_valid_until.store(sent_at + options.worker_ttl_ns / 2, std::memory_order_release);
   {
     std::lock_guard lock(mu);
     for (size_t k = 0; k < sent.size() && k < reply->elements.size(); ++k) {

@@ -2,6 +2,7 @@
 
 #include <hiredis.h>
 #include <openssl/evp.h>
+#include <poll.h>
 
 #include <cerrno>
 #include <charconv>
@@ -159,7 +160,6 @@ RedisScript::RedisScript(std::string body) : body_(std::move(body)) {
 
 struct RedisClient::Connection {
   redisContext* ctx = nullptr;
-  bool fresh = true;  // not yet returned to the pool once
   ~Connection() {
     if (ctx != nullptr) redisFree(ctx);
   }
@@ -233,9 +233,15 @@ Result<std::unique_ptr<RedisClient::Connection>> RedisClient::Dial() {
 Result<std::unique_ptr<RedisClient::Connection>> RedisClient::Take() {
   {
     std::lock_guard lock(mu_);
-    if (!idle_.empty()) {
+    while (!idle_.empty()) {
       auto c = std::move(idle_.back());
       idle_.pop_back();
+      // An idle connection has nothing to read: if it has, the server closed
+      // it (it restarted) or broke the protocol. Drop it before sending, so a
+      // command is never sent on a connection already known dead (a command
+      // that fails after it was sent is not retried: it may have run).
+      pollfd p{c->ctx->fd, POLLIN, 0};
+      if (poll(&p, 1, 0) != 0) continue;
       return c;
     }
     if (down_until_ns_ != 0 && SteadyNs() < down_until_ns_) return Status::Unavailable(down_error_);
@@ -244,72 +250,61 @@ Result<std::unique_ptr<RedisClient::Connection>> RedisClient::Take() {
 }
 
 void RedisClient::Give(std::unique_ptr<Connection> c) {
-  c->fresh = false;
   std::lock_guard lock(mu_);
   if (idle_.size() < options_.max_idle) idle_.push_back(std::move(c));
 }
 
 Result<std::vector<RedisReply>> RedisClient::Run(
     const std::vector<std::vector<std::string_view>>& commands, bool allow_noscript) {
-  for (int attempt = 0;; ++attempt) {
-    auto taken = Take();
-    if (!taken.ok()) return taken.status();
-    std::unique_ptr<Connection> c = std::move(*taken);
-    std::vector<const char*> ptrs;
-    std::vector<size_t> lens;
-    for (const auto& argv : commands) {
-      ptrs.clear();
-      lens.clear();
-      for (std::string_view a : argv) {
-        ptrs.push_back(a.data());
-        lens.push_back(a.size());
-      }
-      redisAppendCommandArgv(c->ctx, static_cast<int>(argv.size()), ptrs.data(), lens.data());
+  auto taken = Take();
+  if (!taken.ok()) return taken.status();
+  std::unique_ptr<Connection> c = std::move(*taken);
+  std::vector<const char*> ptrs;
+  std::vector<size_t> lens;
+  for (const auto& argv : commands) {
+    ptrs.clear();
+    lens.clear();
+    for (std::string_view a : argv) {
+      ptrs.push_back(a.data());
+      lens.push_back(a.size());
     }
-    std::vector<RedisReply> replies;
-    replies.reserve(commands.size());
-    std::string error;
-    bool io_failed = false;
-    for (size_t i = 0; i < commands.size(); ++i) {
-      void* raw = nullptr;
-      if (redisGetReply(c->ctx, &raw) != REDIS_OK || raw == nullptr) {
-        io_failed = true;
-        break;
-      }
-      auto* r = static_cast<redisReply*>(raw);
-      bool is_error = false;
-      std::string text;
-      replies.push_back(Convert(r, &is_error, &text));
-      freeReplyObject(r);
-      if (is_error && error.empty()) error = std::move(text);
+    if (redisAppendCommandArgv(c->ctx, static_cast<int>(argv.size()), ptrs.data(),
+                               lens.data()) != REDIS_OK) {
+      return Status::Unavailable(fmt::format("{}: cannot queue a command: {}", where_,
+                                             c->ctx->errstr));  // c is dropped
     }
-    if (io_failed) {
+  }
+  std::vector<RedisReply> replies;
+  replies.reserve(commands.size());
+  std::string error;
+  for (size_t i = 0; i < commands.size(); ++i) {
+    void* raw = nullptr;
+    if (redisGetReply(c->ctx, &raw) != REDIS_OK || raw == nullptr) {
       const int saved_errno = errno;
-      // A timeout is not retried: the command may be running.
       const bool timed_out = c->ctx->err == REDIS_ERR_IO &&
                              (saved_errno == EAGAIN || saved_errno == EWOULDBLOCK);
-      std::string what = c->ctx->errstr;
-      const bool was_pooled = !c->fresh;
-      c.reset();  // never reuse a failed connection
-      // A pooled connection that finds the server gone (it restarted) is
-      // stale, like every other idle one: drop them and try once afresh.
-      if (was_pooled && attempt == 0 && !timed_out) {
-        std::lock_guard lock(mu_);
-        idle_.clear();
-        continue;
-      }
-      if (timed_out) what = fmt::format("no reply within {} ms", options_.timeout_ns / 1'000'000);
+      std::string what = timed_out
+                             ? fmt::format("no reply within {} ms", options_.timeout_ns / 1'000'000)
+                             : std::string(c->ctx->errstr);
+      // Never reused; the next command connects afresh. Not retried: the
+      // command may have run.
       return Status::Unavailable(fmt::format("{}: {}", where_, what));
     }
-    Give(std::move(c));
-    if (!error.empty()) {
-      if (allow_noscript && error.starts_with("NOSCRIPT")) {
-        return Status::NotFound(error);  // Eval loads the script and retries
-      }
-      return Status::Internal(fmt::format("{}: the server refused a command: {}", where_, error));
-    }
-    return replies;
+    auto* r = static_cast<redisReply*>(raw);
+    bool is_error = false;
+    std::string text;
+    replies.push_back(Convert(r, &is_error, &text));
+    freeReplyObject(r);
+    if (is_error && error.empty()) error = std::move(text);
   }
+  Give(std::move(c));
+  if (!error.empty()) {
+    if (allow_noscript && error.starts_with("NOSCRIPT")) {
+      return Status::NotFound(error);  // Eval loads the script and retries
+    }
+    return Status::Internal(fmt::format("{}: the server refused a command: {}", where_, error));
+  }
+  return replies;
 }
 
 Result<RedisReply> RedisClient::Command(const std::vector<std::string_view>& argv) {

@@ -13,7 +13,9 @@
 // with Unavailable naming the server ("redis://127.0.0.1:6379/0: connection
 // refused"). A connection that failed is dropped, never reused; the next
 // command connects again, so a server that comes back is used again without
-// restarting anything. After a failed connect, commands fail at once with the
+// restarting anything. An idle connection the server closed (it restarted)
+// is dropped before a command is sent on it. A command that fails after it
+// was sent is never retried: it may have run. After a failed connect, commands fail at once with the
 // same error for `retry_interval_ns` instead of each waiting for the timeout.
 // An error reply from the server (a script error, a wrong type) is Internal:
 // our scripts and commands never cause one on a healthy server.

@@ -535,6 +535,12 @@ class RedisBreakers final : public BreakerStore {
     }
   }
 
+  // 1 to 18 decimal digits (what TIME's parts are; std::stoll cannot throw).
+  static bool Digits(const std::string& s) {
+    return !s.empty() && s.size() <= 18 &&
+           s.find_first_not_of("0123456789") == std::string::npos;
+  }
+
   // One round trip: the server's clock, every open breaker, every disable.
   void Refresh() {
     auto replies = redis_->Pipeline(
@@ -543,7 +549,9 @@ class RedisBreakers final : public BreakerStore {
     Status bad;
     if (!replies.ok()) {
       bad = replies.status();
-    } else if (replies->size() != 3 || (*replies)[0].elements.size() != 2) {
+    } else if (replies->size() != 3 || (*replies)[0].elements.size() != 2 ||
+               !Digits((*replies)[0].elements[0].str) ||
+               !Digits((*replies)[0].elements[1].str)) {
       bad = Status::Internal(redis_->where() + ": the breaker refresh gave an unexpected reply");
     }
     if (!bad.ok()) {

@@ -12,6 +12,7 @@
 #include <thread>
 #include <vector>
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include "bastion/guard.h"
@@ -580,7 +581,7 @@ TEST(RedisBudgets, GuardOpensSharedBudgetsFromItsStore) {
   ASSERT_TRUE(guard.ok()) << guard.status().ToString();
   auto* shared = dynamic_cast<RedisBudgets*>((*guard)->budget_backend());
   ASSERT_NE(shared, nullptr);
-  EXPECT_EQ(shared->worker(), "g");
+  EXPECT_EQ(shared->worker(), fmt::format("g@{}", getpid()));  // the name, this incarnation
   ASSERT_TRUE((*guard)->Close().ok());
 
   GuardOptions both;

@@ -7,10 +7,6 @@
 //                         through the same Redis client (goal: ratio <= 1.5)
 // Each reports bastion_ns, baseline_ns and ratio (medians of interleaved
 // rounds).
-#include <netinet/in.h>
-#include <signal.h>
-#include <sys/socket.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -26,66 +22,15 @@
 #include "bastion/fleet_budgets.h"
 #include "bench_stats.h"
 #include "fleet/redis_client.h"
+#include "redis_server.h"
 
 namespace bastion {
 namespace {
 
 using SteadyClock = std::chrono::steady_clock;
 
-// A redis-server for the run: started once, killed at exit.
-class RedisProcess {
- public:
-  RedisProcess() {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
-    socklen_t len = sizeof addr;
-    getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-    close(fd);
-    port_ = ntohs(addr.sin_port);
-    dir_ = (std::filesystem::temp_directory_path() / ("bastion-fleet-bench-" + std::to_string(port_)))
-               .string();
-    std::filesystem::create_directories(dir_);
-    const std::string port = std::to_string(port_);
-    pid_ = fork();
-    if (pid_ == 0) {
-      execlp("redis-server", "redis-server", "--port", port.c_str(), "--bind", "127.0.0.1",
-             "--save", "", "--appendonly", "no", "--dir", dir_.c_str(), "--loglevel", "warning",
-             static_cast<char*>(nullptr));
-      _exit(127);
-    }
-    for (int i = 0; i < 500; ++i) {
-      int c = socket(AF_INET, SOCK_STREAM, 0);
-      sockaddr_in to{};
-      to.sin_family = AF_INET;
-      to.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-      to.sin_port = htons(static_cast<uint16_t>(port_));
-      const bool up = connect(c, reinterpret_cast<sockaddr*>(&to), sizeof to) == 0;
-      close(c);
-      if (up) return;
-      std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    }
-  }
-  ~RedisProcess() {
-    if (pid_ > 0) {
-      kill(pid_, SIGKILL);
-      waitpid(pid_, nullptr, 0);
-    }
-    std::error_code ec;
-    std::filesystem::remove_all(dir_, ec);
-  }
-  std::string url() const { return "redis://127.0.0.1:" + std::to_string(port_) + "/0"; }
-
- private:
-  int port_ = 0;
-  pid_t pid_ = -1;
-  std::string dir_;
-};
-
-RedisProcess& Server() {
-  static RedisProcess server;
+testing::RedisServer& Server() {
+  static testing::RedisServer server;
   return server;
 }
 

@@ -14,10 +14,6 @@
 //
 //   build/dev/bench/fleet_limits_bench
 #include <benchmark/benchmark.h>
-#include <netinet/in.h>
-#include <signal.h>
-#include <sys/socket.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -32,6 +28,7 @@
 
 #include "bastion/fleet_limits.h"
 #include "bastion/guard.h"
+#include "redis_server.h"
 
 namespace bastion {
 namespace {
@@ -43,59 +40,8 @@ namespace fs = std::filesystem;
   std::exit(1);
 }
 
-int FreePort() {
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof(addr);
-  if (bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 ||
-      getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
-    Die("no free port");
-  }
-  close(fd);
-  return ntohs(addr.sin_port);
-}
-
-// A redis-server for the whole run, killed at exit.
-class Server {
- public:
-  Server() : port_(FreePort()) {
-    const std::string port = std::to_string(port_);
-    pid_ = fork();
-    if (pid_ == 0) {
-      execlp("redis-server", "redis-server", "--port", port.c_str(), "--bind", "127.0.0.1",
-             "--save", "", "--appendonly", "no", "--loglevel", "warning", nullptr);
-      _exit(127);
-    }
-    for (int i = 0; i < 500; ++i) {
-      const int fd = socket(AF_INET, SOCK_STREAM, 0);
-      sockaddr_in addr{};
-      addr.sin_family = AF_INET;
-      addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-      addr.sin_port = htons(static_cast<uint16_t>(port_));
-      const bool up = connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0;
-      close(fd);
-      if (up) return;
-      int status = 0;
-      if (waitpid(pid_, &status, WNOHANG) == pid_) Die("redis-server exited (is it installed?)");
-      std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    }
-    Die("redis-server did not start");
-  }
-  ~Server() {
-    kill(pid_, SIGKILL);
-    waitpid(pid_, nullptr, 0);
-  }
-  std::string url() const { return fmt::format("redis://127.0.0.1:{}/0", port_); }
-
- private:
-  int port_;
-  pid_t pid_ = -1;
-};
-
-Server& TheServer() {
-  static Server server;
+testing::RedisServer& TheServer() {
+  static testing::RedisServer server;
   return server;
 }
 

@@ -382,7 +382,8 @@ class Ledger {
   //              from_seq / to_seq / trusted are per shard: InvalidArgument /
   //              FailedPrecondition naming the shard paths.
   //   Stats      summed (LedgerStats::by_shard).
-  //   Refresh    catches up every shard and opens the shards created since.
+  //   Refresh    catches up every shard and opens the shards created since
+  //              (a reader opened before the first shard existed turns sharded).
   // GetHead, Get, ScanStored, the Merkle tree, proofs and checkpoints belong to
   // one chain: FailedPrecondition naming the shard paths to open instead.
   // A shard name that is not valid (ValidateShardName) fails the open with

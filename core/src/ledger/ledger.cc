@@ -825,6 +825,16 @@ Status Ledger::Refresh() {
   BASTION_RETURN_IF_ERROR(impl_->CheckOpen());
   if (impl_->writer) return Status::OK();  // the writer always sees its own state
   if (impl_->sharded) return impl_->sharded->Refresh();
+  if (ShardedReader::HasShards(impl_->path)) {
+    // A second worker began a shard since this reader opened: read them all
+    // from now on, the main ledger included.
+    auto sharded = ShardedReader::Open(impl_->path, ReaderOptions{});
+    if (!sharded.ok()) return sharded.status();
+    impl_->sharded = std::move(*sharded);
+    impl_->store.reset();
+    impl_->nodes.Clear();
+    return Status::OK();
+  }
   BASTION_RETURN_IF_ERROR(impl_->store->CatchUpWithPrimary());
   impl_->has_tree = impl_->ReadsTree();
   impl_->nodes.Clear();

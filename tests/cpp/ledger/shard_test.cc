@@ -348,6 +348,30 @@ TEST(ShardedLedgerMain, MainShardAndShardsReadAsOne) {
   EXPECT_EQ(plain->GetHead()->seq, 2u);
 }
 
+TEST(ShardedLedgerMain, AReaderOpenedBeforeTheFirstShardSeesItAfterRefresh) {
+  TempDir dir;
+  const std::string path = dir.Sub("l");
+  auto main = OpenOrDie(path);
+  ASSERT_NE(main, nullptr);
+  ASSERT_TRUE(main->Append(At(1, "main")).ok());
+  ASSERT_TRUE(main->Flush().ok());
+  auto r = Reader(path);  // one ledger: no shards yet
+  ASSERT_NE(r, nullptr);
+  EXPECT_EQ(r->GetHead()->seq, 1u);
+  // A second worker starts and takes a shard.
+  auto w = OpenOrDie(Shard(path, "w1"));
+  ASSERT_NE(w, nullptr);
+  ASSERT_TRUE(w->Append(At(2, "w")).ok());
+  ASSERT_TRUE(w->Flush().ok());
+  ASSERT_TRUE(r->Refresh().ok());
+  Query q;
+  q.limit = 0;
+  q.newest_first = false;
+  EXPECT_EQ(All(*r, q), (std::vector<Row>{{1, "", 1}, {2, "w1", 1}}));
+  EXPECT_TRUE(r->GetHead().status().IsFailedPrecondition());  // one chain per shard now
+  EXPECT_TRUE(r->Verify({}).ok);
+}
+
 TEST(ShardedLedgerMain, EmptyShardsAndAnEmptyShardsFolder) {
   TempDir dir;
   const std::string path = dir.Sub("l");

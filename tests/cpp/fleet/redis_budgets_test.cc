@@ -2,6 +2,9 @@
 // thresholds, leases, dead workers, and the server going away.
 #include "bastion/fleet_budgets.h"
 
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -485,6 +488,125 @@ TEST(RedisBudgets, ADeadWorkersHoldsAreReclaimedAfterItsTtl) {
   EXPECT_EQ(after->spent_nanousd, 25 * kCent);
   EXPECT_EQ(after->reserved_nanousd, kCent);
   EXPECT_EQ(after->remaining_nanousd, 10 * kDollar - 26 * kCent);
+}
+
+// A TCP relay between one worker and the server that can be cut: the
+// worker is then cut off (a partition) while the others go on.
+class Partition {
+ public:
+  explicit Partition(int redis_port) : redis_port_(redis_port) {
+    listen_fd_ = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    bind(listen_fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
+    socklen_t len = sizeof addr;
+    getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&addr), &len);
+    port_ = ntohs(addr.sin_port);
+    listen(listen_fd_, 16);
+    thread_ = std::thread([this] { Run(); });
+  }
+  ~Partition() {
+    stop_ = true;
+    thread_.join();
+    close(listen_fd_);
+    for (auto [a, b] : pairs_) close(a), close(b);
+  }
+  std::string url() const { return fmt::format("redis://127.0.0.1:{}/0", port_); }
+  void Cut() { cut_ = true; }
+  void Heal() { cut_ = false; }
+
+ private:
+  void Run() {
+    while (!stop_) {
+      std::vector<pollfd> fds{{listen_fd_, POLLIN, 0}};
+      for (auto [a, b] : pairs_) fds.push_back({a, POLLIN, 0}), fds.push_back({b, POLLIN, 0});
+      if (poll(fds.data(), fds.size(), 10) <= 0) continue;
+      if (cut_) {  // a partition: every connection drops, new ones too
+        for (auto [a, b] : pairs_) close(a), close(b);
+        pairs_.clear();
+        if (fds[0].revents & POLLIN) close(accept(listen_fd_, nullptr, nullptr));
+        continue;
+      }
+      if (fds[0].revents & POLLIN) {
+        int in = accept(listen_fd_, nullptr, nullptr);
+        int out = socket(AF_INET, SOCK_STREAM, 0);
+        sockaddr_in to{};
+        to.sin_family = AF_INET;
+        to.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        to.sin_port = htons(static_cast<uint16_t>(redis_port_));
+        if (connect(out, reinterpret_cast<sockaddr*>(&to), sizeof to) == 0) {
+          pairs_.emplace_back(in, out);
+        } else {
+          close(in), close(out);
+        }
+        continue;
+      }
+      for (size_t i = 0; i < pairs_.size(); ++i) {
+        for (int side = 0; side < 2; ++side) {
+          if (!(fds[1 + 2 * i + side].revents & (POLLIN | POLLHUP))) continue;
+          int from = side == 0 ? pairs_[i].first : pairs_[i].second;
+          int to = side == 0 ? pairs_[i].second : pairs_[i].first;
+          char buf[16384];
+          ssize_t n = read(from, buf, sizeof buf);
+          if (n <= 0 || write(to, buf, static_cast<size_t>(n)) != n) {
+            close(pairs_[i].first), close(pairs_[i].second);
+            pairs_[i] = {-1, -1};
+          }
+        }
+      }
+      std::erase_if(pairs_, [](const auto& p) { return p.first < 0; });
+    }
+  }
+
+  int redis_port_;
+  int listen_fd_ = -1;
+  int port_ = 0;
+  std::atomic<bool> stop_{false};
+  std::atomic<bool> cut_{false};
+  std::vector<std::pair<int, int>> pairs_;  // relay thread only
+  std::thread thread_;
+};
+
+TEST(RedisBudgets, AWorkerCutOffPastItsTtlNeverSpendsTheLeaseItLost) {
+  RedisServer server;
+  Partition partition(server.port());
+  RedisBudgets::Options o;
+  o.worker_ttl_ns = 300'000'000;
+  o.report_interval_ns = 100'000'000;
+  StoreOptions far = Store(server, "far", 200'000'000);
+  far.url = partition.url();
+  auto a = RedisBudgets::Open(Config(OneBudget()), far, o);
+  ASSERT_TRUE(a.ok()) << a.status().ToString();
+  auto b = OpenBudgets(server, OneBudget(), "near", NoLeases());
+  ASSERT_TRUE(b);
+  // A gets a lease and admits under it.
+  auto first = (*a)->Reserve(Anyone(), kCent, nullptr);
+  ASSERT_TRUE(first.ok()) << first.status().ToString();
+  auto leased = (*a)->Reserve(Anyone(), kCent, nullptr);
+  ASSERT_TRUE(leased.ok());
+  ASSERT_TRUE(leased->reservations[0].id >> 63) << "admitted under a lease";
+  ASSERT_TRUE((*a)->Flush().ok());  // the server knows of the cent held under the lease
+  // Cut off past its TTL, A is taken for dead: its lease goes back to the
+  // budget and its two open cents are charged.
+  partition.Cut();
+  std::this_thread::sleep_for(std::chrono::milliseconds(700));
+  ASSERT_TRUE(b->Flush().ok());  // a report of a live worker reclaims
+  int near = 0;
+  while (b->Reserve(Anyone(), kCent, nullptr).ok()) ++near;
+  EXPECT_EQ(near, 98);  // $1.00 less A's two charged cents
+  // Healed, A must not spend the lease it lost.
+  partition.Heal();
+  std::this_thread::sleep_for(std::chrono::milliseconds(400));
+  int far_admitted = 0;
+  for (int i = 0; i < 20; ++i) {
+    auto h = (*a)->Reserve(Anyone(), kCent, nullptr);
+    if (h.ok()) ++far_admitted;
+  }
+  EXPECT_EQ(far_admitted, 0) << "admitted past the limit under a reclaimed lease";
+  auto usage = b->UsageOf("team", "");
+  ASSERT_TRUE(usage.ok());
+  EXPECT_LE(usage->spent_nanousd + usage->reserved_nanousd, kDollar);
 }
 
 TEST(RedisBudgets, FailsClosedWithinTheTimeoutAndRecovers) {

@@ -24,10 +24,10 @@ A guard directory holds (each part optional):
                     (created; see docs/architecture.md, "The call journal")
 
 Several processes may open one guard directory at once: each writes its own
-shard of the ledger (ledger/shards/<name>), of the call journal
-(calls/shards/<name>) and of the budget state (state/shards/<name>), and a
-reader of ledger/ sees every shard as one ledger (docs/ledger.md, "Sharded
-ledgers"). Name the shard with ``Guard.open(..., worker="w1")`` (or the
+shard of the ledger (ledger/shards/<name>) and of the call journal
+(calls/shards/<name>), and a reader of ledger/ sees every shard as one ledger
+(docs/ledger.md, "Sharded ledgers"); budgets are then shared through a store
+(docs/fleet.md). Name the shard with ``Guard.open(..., worker="w1")`` (or the
 BASTION_WORKER environment variable); without a name, the first process takes
 the main paths and the others the first free "<hostname>-<k>".
 """
@@ -215,10 +215,9 @@ class Guard:
 
         `worker` (default: the BASTION_WORKER environment variable) names the
         shard this process writes, so that several processes can share the
-        directory: ledger/shards/<worker>, calls/shards/<worker> and
-        state/shards/<worker> (under `ledger`, `calls` and `state` when they are
-        given). A name is 1 to 64 bytes of [A-Za-z0-9._-], not starting with
-        '.'; a worker reopened with the same name appends to the same shard,
+        directory: ledger/shards/<worker> and calls/shards/<worker> (under
+        `ledger` and `calls` when they are given). A name is 1 to 64 bytes of
+        [A-Za-z0-9._-], not starting with '.'; a worker reopened with the same name appends to the same shard,
         whatever the order processes start in. Without a name the guard takes
         the main paths, or, when another process holds them (BusyError), the
         first free shard "<hostname>-<k>" (k = 1, 2, ...): a restart usually

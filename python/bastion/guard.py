@@ -218,8 +218,8 @@ class Guard:
         directory: ledger/shards/<worker> and calls/shards/<worker> (under
         `ledger` and `calls` when they are given). A name is 1 to 64 bytes of
         [A-Za-z0-9._-], not starting with '.'; a worker reopened with the same
-        name appends to the same shard, whatever the order processes start in. Without a name the guard takes
-        the main paths, or, when another process holds them (BusyError), the
+        name appends to the same shard, whatever the order processes start in.
+        Without a name the guard takes the main paths, or, when another process holds them (BusyError), the
         first free shard "<hostname>-<k>" (k = 1, 2, ...): a restart usually
         finds its own shard again, but which one depends on who starts first.
         `shard` (and `worker`) then say which shard the guard writes.

@@ -219,9 +219,10 @@ class Guard:
         `ledger` and `calls` when they are given). A name is 1 to 64 bytes of
         [A-Za-z0-9._-], not starting with '.'; a worker reopened with the same
         name appends to the same shard, whatever the order processes start in.
-        Without a name the guard takes the main paths, or, when another process holds them (BusyError), the
-        first free shard "<hostname>-<k>" (k = 1, 2, ...): a restart usually
-        finds its own shard again, but which one depends on who starts first.
+        Without a name the guard takes the main paths, or, when another process
+        holds them (BusyError), the first free shard "<hostname>-<k>" (k = 1,
+        2, ...): a restart usually finds its own shard again, but which one
+        depends on who starts first.
         `shard` (and `worker`) then say which shard the guard writes.
 
         `store` ("redis://host:6379/0") shares budgets, rate limits and circuit

@@ -38,6 +38,8 @@ class SystemClock final : public Clock {
  public:
   int64_t NowNs() const override;
 };
+// The same, as a function.
+int64_t SteadyNowNs();
 
 // std::chrono::system_clock: UTC wall time in ns since the Unix epoch, for
 // calendar windows (budgets, per-day cost) and records. It can jump (NTP).

@@ -65,18 +65,10 @@ const RedisScript& Script(const char* body) {
 
 int64_t Int(const RedisReply& r) { return r.type == RedisReply::Type::kInteger ? r.integer : 0; }
 
-int64_t SteadyNowNs() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(
-             std::chrono::steady_clock::now().time_since_epoch())
-      .count();
-}
-
 std::string DefaultWorker() {
   static std::atomic<int> opened{0};
-  char host[256] = {0};
-  if (gethostname(host, sizeof host - 1) != 0) std::snprintf(host, sizeof host, "host");
   const int n = opened.fetch_add(1);
-  return n == 0 ? fmt::format("{}:{}", host, getpid()) : fmt::format("{}:{}:{}", host, getpid(), n);
+  return n == 0 ? fleet::HostAndPid() : fmt::format("{}:{}", fleet::HostAndPid(), n);
 }
 
 int64_t MsCeil(int64_t ns) { return ns <= 0 ? 0 : (ns + 999'999) / 1'000'000; }

@@ -4,6 +4,8 @@
 #include <openssl/evp.h>
 #include <poll.h>
 
+#include <unistd.h>
+
 #include <cerrno>
 #include <charconv>
 #include <chrono>
@@ -11,14 +13,10 @@
 
 #include <fmt/format.h>
 
+#include "bastion/clock.h"
+
 namespace bastion::fleet {
 namespace {
-
-int64_t SteadyNs() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(
-             std::chrono::steady_clock::now().time_since_epoch())
-      .count();
-}
 
 timeval ToTimeval(int64_t ns) {
   timeval tv{};
@@ -190,7 +188,7 @@ Result<std::unique_ptr<RedisClient::Connection>> RedisClient::Dial() {
                                : redisConnectUnixWithTimeout(e.unix_path.c_str(), tv);
   auto fail = [&](std::string what) -> Status {
     std::lock_guard lock(mu_);
-    down_until_ns_ = SteadyNs() + options_.retry_interval_ns;
+    down_until_ns_ = SteadyNowNs() + options_.retry_interval_ns;
     down_error_ = fmt::format("{}: {} (timeout {} ms)", where_, what, options_.timeout_ns / 1'000'000);
     return Status::Unavailable(down_error_);
   };
@@ -244,7 +242,7 @@ Result<std::unique_ptr<RedisClient::Connection>> RedisClient::Take() {
       if (poll(&p, 1, 0) != 0) continue;
       return c;
     }
-    if (down_until_ns_ != 0 && SteadyNs() < down_until_ns_) return Status::Unavailable(down_error_);
+    if (down_until_ns_ != 0 && SteadyNowNs() < down_until_ns_) return Status::Unavailable(down_error_);
   }
   return Dial();
 }
@@ -341,21 +339,32 @@ Result<RedisReply> RedisClient::Eval(const RedisScript& script,
   return std::move(replies->front());
 }
 
-Result<int64_t> RedisClient::ServerTimeNs() {
-  auto r = Command({"TIME"});
-  if (!r.ok()) return r.status();
-  if (r->type != RedisReply::Type::kArray || r->elements.size() != 2) {
-    return Status::Internal(fmt::format("{}: TIME gave an unexpected reply", where_));
+Result<int64_t> ParseServerTime(const RedisReply& reply, std::string_view where) {
+  if (reply.type != RedisReply::Type::kArray || reply.elements.size() != 2) {
+    return Status::Internal(fmt::format("{}: TIME gave an unexpected reply", where));
   }
   int64_t parts[2] = {0, 0};
   for (int i = 0; i < 2; ++i) {
-    const std::string& s = r->elements[i].str;
+    const std::string& s = reply.elements[i].str;
     auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), parts[i]);
-    if (ec != std::errc() || end != s.data() + s.size()) {
-      return Status::Internal(fmt::format("{}: TIME gave '{}'", where_, s));
+    if (ec != std::errc() || end != s.data() + s.size() || parts[i] < 0 ||
+        parts[i] > (i == 0 ? int64_t{1} << 32 : 999'999)) {
+      return Status::Internal(fmt::format("{}: TIME gave '{}'", where, s));
     }
   }
   return parts[0] * 1'000'000'000 + parts[1] * 1000;
+}
+
+Result<int64_t> RedisClient::ServerTimeNs() {
+  auto r = Command({"TIME"});
+  if (!r.ok()) return r.status();
+  return ParseServerTime(*r, where_);
+}
+
+std::string HostAndPid() {
+  char host[256] = {0};
+  if (gethostname(host, sizeof host - 1) != 0) std::snprintf(host, sizeof host, "host");
+  return fmt::format("{}:{}", host, getpid());
 }
 
 }  // namespace bastion::fleet

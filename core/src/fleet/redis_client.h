@@ -61,6 +61,9 @@ struct RedisEndpoint {
 // InvalidArgument naming the URL (password masked) and what is wrong.
 Result<RedisEndpoint> ParseRedisUrl(std::string_view url);
 
+// "<hostname>:<pid>": a worker's name in the shared state when none is given.
+std::string HostAndPid();
+
 struct RedisReply {
   enum class Type : unsigned char { kNil, kInteger, kString, kStatus, kArray };
   Type type = Type::kNil;
@@ -70,6 +73,10 @@ struct RedisReply {
 
   bool is_nil() const { return type == Type::kNil; }
 };
+
+// A TIME reply ({seconds, microseconds}) in UTC nanoseconds; Internal naming
+// `where` for anything else.
+Result<int64_t> ParseServerTime(const RedisReply& reply, std::string_view where);
 
 // A Lua script and its SHA-1 (computed once).
 class RedisScript {

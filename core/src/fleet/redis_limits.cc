@@ -7,8 +7,6 @@
 //   {p}:disabled           hash <series key> 0x1f <worker> -> "<until us>|<reason>"
 #include "bastion/fleet_limits.h"
 
-#include <unistd.h>
-
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -28,24 +26,6 @@ namespace {
 using fleet::RedisClient;
 using fleet::RedisReply;
 using fleet::RedisScript;
-
-int64_t SteadyNs() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(
-             std::chrono::steady_clock::now().time_since_epoch())
-      .count();
-}
-
-int64_t WallNs() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-
-std::string DefaultWorker() {
-  char host[256] = {0};
-  if (gethostname(host, sizeof(host) - 1) != 0) host[0] = '\0';
-  return fmt::format("{}:{}", host, getpid());
-}
 
 Result<std::shared_ptr<RedisClient>> ConnectStore(const FleetLimitsOptions& options) {
   if (options.store.url.empty()) {
@@ -213,14 +193,14 @@ class Degradation {
     std::lock_guard<std::mutex> lock(mu_);
     if (degraded_.load(std::memory_order_relaxed)) return;
     degraded_.store(true, std::memory_order_release);
-    events_.push_back({"store_degraded", store_, std::string(why.message()), WallNs()});
+    events_.push_back({"store_degraded", store_, std::string(why.message()), WallNowNs()});
   }
   void Leave() {
     if (!degraded_.load(std::memory_order_acquire)) return;
     std::lock_guard<std::mutex> lock(mu_);
     if (!degraded_.load(std::memory_order_relaxed)) return;
     degraded_.store(false, std::memory_order_release);
-    events_.push_back({"store_restored", store_, where_ + ": answering again", WallNs()});
+    events_.push_back({"store_restored", store_, where_ + ": answering again", WallNowNs()});
   }
   bool degraded() const { return degraded_.load(std::memory_order_acquire); }
   std::vector<StoreEvent> Take() {
@@ -358,7 +338,7 @@ class RedisBreakers final : public BreakerStore {
   RedisBreakers(FleetLimitsOptions options, std::shared_ptr<RedisClient> redis)
       : options_(std::move(options)),
         redis_(std::move(redis)),
-        worker_(options_.store.worker.empty() ? DefaultWorker() : options_.store.worker),
+        worker_(options_.store.worker.empty() ? fleet::HostAndPid() : options_.store.worker),
         breakers_key_(KeyPrefix(options_.store) + "breakers"),
         disabled_key_(KeyPrefix(options_.store) + "disabled"),
         probes_prefix_(KeyPrefix(options_.store) + "probes:"),
@@ -380,7 +360,7 @@ class RedisBreakers final : public BreakerStore {
   }
 
   Result<SharedBreakerState> Lookup(std::string_view key) override {
-    const int64_t now = SteadyNs();
+    const int64_t now = SteadyNowNs();
     if (now > fresh_until_ns_.load(std::memory_order_acquire)) {
       if (options_.store.degrade_to_local) {
         SharedBreakerState s;
@@ -515,19 +495,19 @@ class RedisBreakers final : public BreakerStore {
   }
 
   void Run() {
-    int64_t next_renewal = SteadyNs() + options_.disable_lease_ns / 4;
+    int64_t next_renewal = SteadyNowNs() + options_.disable_lease_ns / 4;
     std::unique_lock<std::mutex> lock(mu_);
     while (!stopping_) {
       wake_.wait_for(lock, std::chrono::nanoseconds(options_.refresh_interval_ns),
                      [this] { return stopping_ || refresh_now_; });
       if (stopping_) break;
       refresh_now_ = false;
-      const bool renew = SteadyNs() >= next_renewal;
+      const bool renew = SteadyNowNs() >= next_renewal;
       std::unordered_map<std::string, std::string> disables;
       if (renew) disables = disables_;
       lock.unlock();
       if (renew) {
-        next_renewal = SteadyNs() + options_.disable_lease_ns / 4;
+        next_renewal = SteadyNowNs() + options_.disable_lease_ns / 4;
         for (const auto& [field, reason] : disables) (void)Disable(field, reason);
       }
       Refresh();
@@ -535,24 +515,21 @@ class RedisBreakers final : public BreakerStore {
     }
   }
 
-  // 1 to 18 decimal digits (what TIME's parts are; std::stoll cannot throw).
-  static bool Digits(const std::string& s) {
-    return !s.empty() && s.size() <= 18 &&
-           s.find_first_not_of("0123456789") == std::string::npos;
-  }
-
   // One round trip: the server's clock, every open breaker, every disable.
   void Refresh() {
     auto replies = redis_->Pipeline(
         {{"TIME"}, {"HGETALL", breakers_key_}, {"HGETALL", disabled_key_}});
-    const int64_t steady = SteadyNs();
+    const int64_t steady = SteadyNowNs();
     Status bad;
+    int64_t server_ns = 0;
     if (!replies.ok()) {
       bad = replies.status();
-    } else if (replies->size() != 3 || (*replies)[0].elements.size() != 2 ||
-               !Digits((*replies)[0].elements[0].str) ||
-               !Digits((*replies)[0].elements[1].str)) {
+    } else if (replies->size() != 3) {
       bad = Status::Internal(redis_->where() + ": the breaker refresh gave an unexpected reply");
+    } else if (auto t = fleet::ParseServerTime((*replies)[0], redis_->where()); !t.ok()) {
+      bad = t.status();
+    } else {
+      server_ns = *t;
     }
     if (!bad.ok()) {
       fresh_until_ns_.store(0, std::memory_order_release);
@@ -564,8 +541,7 @@ class RedisBreakers final : public BreakerStore {
       return;
     }
     auto snap = std::make_shared<Snapshot>();
-    const auto& time = (*replies)[0].elements;
-    snap->server_us = std::stoll(time[0].str) * 1'000'000 + std::stoll(time[1].str);
+    snap->server_us = server_ns / 1000;
     snap->steady_ns = steady;
     const auto& open = (*replies)[1].elements;
     for (size_t i = 0; i + 1 < open.size(); i += 2) {

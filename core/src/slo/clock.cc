@@ -5,11 +5,13 @@
 
 namespace bastion {
 
-int64_t SystemClock::NowNs() const {
+int64_t SteadyNowNs() {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(
              std::chrono::steady_clock::now().time_since_epoch())
       .count();
 }
+
+int64_t SystemClock::NowNs() const { return SteadyNowNs(); }
 
 int64_t WallNowNs() {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(

@@ -282,21 +282,43 @@ class Guard:
             candidates = [None] + [f"{host}-{k}" for k in range(1, _MAX_AUTOMATIC_SHARDS + 1)]
         if ledger_base is None and calls_base is None and state_base is None:
             candidates = candidates[:1]  # nothing on disk: nothing to share
+        shared = bool(store) or fleet_file is not None  # budgets kept on the store
+        # What every candidate shard opens with.
+        common: dict[str, Any] = dict(
+            policy_dir=str(policy_dir),
+            pricing_files=pricing_files,
+            budgets_file=str(budgets_file) if budgets_file is not None else "",
+            slos_file=str(slos_file) if slos_file is not None else "",
+            budget_flush_interval=budget_flush_interval,
+            durability=durability,
+            high_risk_durability=high_risk_durability,
+            clock=clock,
+            default_max_output_tokens=default_max_output_tokens,
+            deny_unpriced_budgeted_calls=deny_unpriced_budgeted_calls,
+            idempotency_retention=idempotency_retention,
+            signing_key=signing_key,
+            checkpoint_every=checkpoint_every,
+            checkpoint_interval=checkpoint_interval,
+            checkpoint_sink=checkpoint_sink,
+            store=store or "",
+            store_timeout=store_timeout,
+            store_degraded_cap=store_degraded_cap,
+            store_file=str(fleet_file) if fleet_file is not None else "",
+        )
         for shard in candidates:
+            _shared_budget_check(budgets_file, shard, shared)
             ledger_path = _shard_of(ledger_base, shard)
-            shared = bool(store) or fleet_file is not None  # budgets kept on the store
             state_path = (_shard_of(state_base, shard)
                           if budgets_file is not None and not shared else None)
             calls_path = _shard_of(calls_base, shard)
-            _shared_budget_check(budgets_file, shard, shared)
             try:
-                core = cls._open_core(
-                    policy_dir, pricing_files, budgets_file, slos_file, ledger_path,
-                    state_path, calls_path, budget_flush_interval, durability,
-                    high_risk_durability, clock, default_max_output_tokens,
-                    deny_unpriced_budgeted_calls, idempotency_retention, signing_key,
-                    checkpoint_every, checkpoint_interval, checkpoint_sink,
-                    store or "", store_timeout, shard or "", store_degraded_cap, fleet_file)
+                core = _Guard._open(
+                    **common,
+                    ledger_path=str(ledger_path) if ledger_path is not None else "",
+                    state_path=str(state_path) if state_path is not None else "",
+                    calls_path=str(calls_path) if calls_path is not None else "",
+                    worker=shard or "",
+                )
             except BusyError:
                 if shard is candidates[-1] or worker is not None:
                     raise
@@ -306,45 +328,6 @@ class Guard:
             guard.worker = shard
             return guard
         raise AssertionError("unreachable: the last candidate raises")  # pragma: no cover
-
-    @staticmethod
-    def _open_core(policy_dir: PathLike, pricing_files: list[str],
-                   budgets_file: PathLike | None, slos_file: PathLike | None,
-                   ledger_path: PathLike | None, state_path: PathLike | None,
-                   calls_path: PathLike | None, budget_flush_interval: float, durability: str,
-                   high_risk_durability: str, clock: ManualClock | None,
-                   default_max_output_tokens: int, deny_unpriced_budgeted_calls: bool,
-                   idempotency_retention: float, signing_key: SigningKey | PathLike | None,
-                   checkpoint_every: int, checkpoint_interval: float,
-                   checkpoint_sink: PathLike | Callable[[str], object] | None,
-                   store: str, store_timeout: float, worker: str, store_degraded_cap: Any,
-                   fleet_file: Path | None) -> _Guard:
-        return _Guard._open(
-            policy_dir=str(policy_dir),
-            pricing_files=pricing_files,
-            budgets_file=str(budgets_file) if budgets_file is not None else "",
-            slos_file=str(slos_file) if slos_file is not None else "",
-            ledger_path=str(ledger_path) if ledger_path is not None else "",
-            state_path=str(state_path) if state_path is not None and budgets_file is not None
-            else "",
-            budget_flush_interval=budget_flush_interval,
-            durability=durability,
-            high_risk_durability=high_risk_durability,
-            clock=clock,
-            default_max_output_tokens=default_max_output_tokens,
-            deny_unpriced_budgeted_calls=deny_unpriced_budgeted_calls,
-            calls_path=str(calls_path) if calls_path is not None else "",
-            idempotency_retention=idempotency_retention,
-            signing_key=signing_key,
-            checkpoint_every=checkpoint_every,
-            checkpoint_interval=checkpoint_interval,
-            checkpoint_sink=checkpoint_sink,
-            store=store,
-            store_timeout=store_timeout,
-            worker=worker,
-            store_degraded_cap=store_degraded_cap,
-            store_file=str(fleet_file) if fleet_file is not None else "",
-        )
 
     # -- the lifecycle --
 

@@ -30,6 +30,7 @@
 #include "bastion/money.h"
 #include "budget/budget_match.h"
 #include "fleet/budget_scripts.h"
+#include "fleet/degradation.h"
 #include "fleet/redis_client.h"
 
 namespace bastion {
@@ -130,9 +131,8 @@ struct RedisBudgets::Impl {
   std::vector<AlertEvent> alerts;                    // fired at reports; GUARDED_BY(mu)
   std::vector<Deferred> deferred;                    // GUARDED_BY(mu)
   std::unordered_map<std::string, Owed> owed;        // GUARDED_BY(mu)
-  std::vector<StoreEvent> events;            // GUARDED_BY(mu)
   std::vector<std::pair<size_t, std::string>> seen;  // (budget, key) used; GUARDED_BY(mu)
-  std::atomic<bool> degraded{false};
+  std::unique_ptr<fleet::Degradation> degradation;  // set at Open
   // The last call to the server failed: leases are not used until one
   // succeeds, so a worker cut off from its server fails closed too.
   std::atomic<bool> unreachable{false};
@@ -238,18 +238,6 @@ struct RedisBudgets::Impl {
                       spec.limit_nanousd, w, now};
   }
 
-  void EnterDegraded(const Status& why) {
-    if (degraded.exchange(true)) return;
-    std::lock_guard lock(mu);
-    events.push_back({"store_degraded", "budgets", std::string(why.message()), Now()});
-  }
-
-  void LeaveDegraded() {
-    if (!degraded.exchange(false)) return;
-    std::lock_guard lock(mu);
-    events.push_back({"store_restored", "budgets", redis->where() + ": answering again", Now()});
-  }
-
   Result<BudgetHold> ReserveLeased(const std::vector<std::pair<size_t, std::string>>& covering,
                                    int64_t estimate, int64_t now, bool* done);
   Result<BudgetHold> ReserveRemote(const std::vector<std::pair<size_t, std::string>>& covering,
@@ -301,6 +289,8 @@ Result<std::shared_ptr<RedisBudgets>> RedisBudgets::Open(BudgetConfig config, St
 
   PrepareBudgetConfig(&config);
   auto impl = std::make_unique<Impl>();
+  impl->degradation = std::make_unique<fleet::Degradation>(
+      "budgets", endpoint->ToString(), [i = impl.get()] { return i->Now(); });
   impl->local = std::make_unique<BudgetLedger>(
       options.clock ? options.clock : BudgetLedger::Clock([i = impl.get()] { return i->Now(); }));
   for (const BudgetRule& rule : config.budgets) {
@@ -378,7 +368,7 @@ Result<std::shared_ptr<RedisBudgets>> RedisBudgets::Open(BudgetConfig config, St
     if (!joined.IsUnavailable() || !impl->store.degrade_to_local || !impl->redis) {
       return joined;
     }
-    impl->EnterDegraded(joined);
+    impl->degradation->Enter(joined);
   }
   auto out = std::shared_ptr<RedisBudgets>(new RedisBudgets(std::move(impl)));
   out->impl_->loop = std::thread([i = out->impl_.get()] { i->Loop(); });
@@ -408,7 +398,7 @@ Status RedisBudgets::Close() {
 
 const BudgetConfig& RedisBudgets::config() const { return impl_->config; }
 const std::string& RedisBudgets::worker() const { return impl_->worker; }
-bool RedisBudgets::degraded() const { return impl_->degraded.load(); }
+bool RedisBudgets::degraded() const { return impl_->degradation->degraded(); }
 
 std::vector<std::string> RedisBudgets::CoveringBudgets(const BudgetSubject& subject) const {
   std::vector<std::string> ids;
@@ -424,12 +414,7 @@ Result<std::string> RedisBudgets::KeyFor(std::string_view budget_id,
   return BudgetKeyFor(impl_->config, budget_id, subject);
 }
 
-std::vector<StoreEvent> RedisBudgets::TakeEvents() {
-  std::lock_guard lock(impl_->mu);
-  std::vector<StoreEvent> out;
-  out.swap(impl_->events);
-  return out;
-}
+std::vector<StoreEvent> RedisBudgets::TakeEvents() { return impl_->degradation->Take(); }
 
 // --- Reserve ---
 
@@ -446,7 +431,7 @@ Result<BudgetHold> RedisBudgets::Reserve(const BudgetSubject& subject, int64_t e
     empty.estimate_nanousd = estimate_nanousd;
     return empty;
   }
-  if (m.degraded.load(std::memory_order_relaxed)) {
+  if (m.degradation->degraded()) {
     return m.ReserveLocal(covering, estimate_nanousd, refused_by);
   }
   const int64_t now = m.Now();
@@ -457,7 +442,7 @@ Result<BudgetHold> RedisBudgets::Reserve(const BudgetSubject& subject, int64_t e
   }
   auto hold = m.ReserveRemote(covering, estimate_nanousd, now, refused_by);
   if (!hold.ok() && hold.status().IsUnavailable() && m.store.degrade_to_local) {
-    m.EnterDegraded(hold.status());
+    m.degradation->Enter(hold.status());
     return m.ReserveLocal(covering, estimate_nanousd, refused_by);
   }
   return hold;
@@ -934,17 +919,17 @@ void RedisBudgets::Impl::Loop() {
                      [&] { return stopping; });
     if (stopping) break;
     lock.unlock();
-    if (degraded.load()) {
-      if (redis->Command({"PING"}).ok()) LeaveDegraded();
+    if (degradation->degraded()) {
+      if (redis->Command({"PING"}).ok()) degradation->Leave();
     }
-    if (!degraded.load()) {
+    if (!degradation->degraded()) {
       if (Clock::now() >= next_time) {
         if (auto t = redis->ServerTimeNs(); t.ok()) offset_ns = *t - WallNowNs();
         next_time = Clock::now() + std::chrono::seconds(1);
       }
       // Every round renews this worker's liveness and reports its leases.
       Status s = Sync(false);
-      if (s.IsUnavailable() && store.degrade_to_local) EnterDegraded(s);
+      if (s.IsUnavailable() && store.degrade_to_local) degradation->Enter(s);
     }
     lock.lock();
   }

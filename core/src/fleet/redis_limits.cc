@@ -18,6 +18,7 @@
 #include <fmt/format.h>
 
 #include "bastion/slo.h"
+#include "fleet/degradation.h"
 #include "fleet/redis_client.h"
 
 namespace bastion {
@@ -182,41 +183,6 @@ return 1
   return script;
 }
 
-// The degraded-mode bookkeeping both stores share. Leave is on every
-// successful call: one atomic load unless the store was degraded.
-class Degradation {
- public:
-  Degradation(std::string store, std::string where)
-      : store_(std::move(store)), where_(std::move(where)) {}
-
-  void Enter(const Status& why) {
-    std::lock_guard<std::mutex> lock(mu_);
-    if (degraded_.load(std::memory_order_relaxed)) return;
-    degraded_.store(true, std::memory_order_release);
-    events_.push_back({"store_degraded", store_, std::string(why.message()), WallNowNs()});
-  }
-  void Leave() {
-    if (!degraded_.load(std::memory_order_acquire)) return;
-    std::lock_guard<std::mutex> lock(mu_);
-    if (!degraded_.load(std::memory_order_relaxed)) return;
-    degraded_.store(false, std::memory_order_release);
-    events_.push_back({"store_restored", store_, where_ + ": answering again", WallNowNs()});
-  }
-  bool degraded() const { return degraded_.load(std::memory_order_acquire); }
-  std::vector<StoreEvent> Take() {
-    std::lock_guard<std::mutex> lock(mu_);
-    std::vector<StoreEvent> out;
-    out.swap(events_);
-    return out;
-  }
-
- private:
-  const std::string store_, where_;
-  std::atomic<bool> degraded_{false};  // written under mu_
-  std::mutex mu_;
-  std::vector<StoreEvent> events_;  // GUARDED_BY(mu_)
-};
-
 std::string KeyPrefix(const StoreOptions& store) { return "{" + store.prefix + "}:"; }
 
 }  // namespace
@@ -230,7 +196,7 @@ class SharedRateLimits::Impl {
       : options_(std::move(options)),
         redis_(std::move(redis)),
         prefix_(KeyPrefix(options_.store) + "rl:"),
-        degradation_("rate_limits", redis_->where()) {}
+        degradation_("rate_limits", redis_->where(), WallNowNs) {}
 
   Result<bool> Acquire(const std::vector<RateLimitRef>& refs, int64_t now_ns, size_t* refused) {
     if (refs.empty()) return true;
@@ -277,7 +243,7 @@ class SharedRateLimits::Impl {
   const FleetLimitsOptions options_;
   const std::shared_ptr<RedisClient> redis_;
   const std::string prefix_;
-  Degradation degradation_;
+  fleet::Degradation degradation_;
   RateLimiter local_;  // degraded mode
 };
 
@@ -343,7 +309,7 @@ class RedisBreakers final : public BreakerStore {
         disabled_key_(KeyPrefix(options_.store) + "disabled"),
         probes_prefix_(KeyPrefix(options_.store) + "probes:"),
         stale_after_ns_(std::max(options_.store.timeout_ns, 2 * options_.refresh_interval_ns)),
-        degradation_("breakers", redis_->where()) {}
+        degradation_("breakers", redis_->where(), WallNowNs) {}
 
   ~RedisBreakers() override {
     {
@@ -582,7 +548,7 @@ class RedisBreakers final : public BreakerStore {
   const std::string breakers_key_, disabled_key_, probes_prefix_;
   // The cache is trusted this long after a successful refresh.
   const int64_t stale_after_ns_;
-  Degradation degradation_;
+  fleet::Degradation degradation_;
 
   std::atomic<int64_t> fresh_until_ns_{0};  // steady clock
   std::atomic<bool> any_{false};            // the snapshot holds an entry
